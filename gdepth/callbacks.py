@@ -1,0 +1,43 @@
+"""Hydra callbacks: write and print the accuracy-vs-depth report when a run or sweep ends."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from gdepth import records, report
+
+log = logging.getLogger("gdepth")
+
+# The last report written in this process, read by the CLI for its summary and exit code.
+LAST: dict[str, Any] = {}
+
+
+def finish(directory: Path) -> None:
+    """Write the report for ``directory``, print its table and remember the cell statuses."""
+    LAST.clear()
+    LAST["dir"] = directory
+    found = records.load(directory)
+    LAST["statuses"] = [r["status"] for r in found]
+    if not found:
+        log.warning("no records in %s: nothing to tabulate", directory)
+        return
+    _, text = report.write_report(directory)
+    counts = {s: LAST["statuses"].count(s) for s in records.STATUSES if s in LAST["statuses"]}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    print(f"\n{text}\n\n{len(found)} cells ({summary}); report in {directory}/"
+          " (table.md, table.csv, table.tex, results.csv, accuracy_vs_depth.png)", flush=True)
+
+
+class ReportCallback(Callback):
+    """Aggregates the records of a finished ``gdepth run`` or ``gdepth sweep``."""
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish(Path(config.hydra.run.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        finish(Path(config.hydra.sweep.dir))

@@ -1,0 +1,190 @@
+"""The ``gdepth`` command: a thin dispatcher over one ``@hydra.main`` task.
+
+``gdepth run|sweep [overrides]`` rewrites ``sys.argv`` (expanding the depth grammar, adding
+``--multirun`` and a unique sweep name) and calls the Hydra app, so every Hydra feature works
+unchanged: launchers, ``--cfg``, ``--info``, tab completion, output folders. Hydra's compose
+API cannot multirun, hence the dispatcher. ``table`` and ``list`` need no Hydra at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from gdepth import __version__, config, progress
+from gdepth.depth import DepthError, parse_depths
+
+
+def config_dir() -> str:
+    """The packaged ``configs/`` tree: inside the wheel, or beside the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"gdepth's configs/ folder is missing next to {here}")
+
+
+config.register()
+
+USAGE = """usage: gdepth COMMAND [ARGS]
+
+commands:
+  run   [overrides]           run one cell (e.g. gdepth run dataset=cora model=gcn depth=2)
+  sweep [overrides]           run every cell of the comma lists and depth ranges given
+                              (e.g. gdepth sweep model=gcn,gcn_res depth=2..64 seeds=5)
+  table DIR [--metric M] [--format md|csv|tex]
+                              re-aggregate the records below DIR into the report files
+  list  [models|norms|datasets|train|experiments]
+                              what each config group offers
+
+depth ranges: {forms}
+Hydra options work after run/sweep: --cfg job, --info, hydra/launcher=joblib, ...
+Every option and the output layout are described in README.md."""
+
+
+@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+def hydra_task(cfg: DictConfig) -> dict:
+    """The Hydra job: one cell, recorded below the run or sweep folder."""
+    from gdepth.cell import run_cell
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    base = Path(hc.sweep.dir if multirun else hc.run.dir)
+    return run_cell(cfg, base, overrides=list(hc.overrides.task))
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"gdepth: error: {message}", file=sys.stderr)
+    return code
+
+
+def _count_cells(overrides: list[str]) -> int:
+    """Number of jobs a multirun over ``overrides`` launches (0 if it cannot be told)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        sizes = [len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()]
+    except Exception:  # Hydra reports the bad override itself when it parses it
+        return 0
+    return math.prod(sizes)
+
+
+def _rewrite(command: str, args: list[str]) -> list[str]:
+    """Expand depth ranges, check single-cell ``run``, and add a unique sweep name."""
+    out, named = [], False
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "depth":
+            depths = parse_depths(value)
+            if command == "run" and len(depths) > 1:
+                raise DepthError(value, "gdepth run takes one depth (use gdepth sweep for several)")
+            arg = f"{key}={','.join(map(str, depths))}"
+        named = named or (sep and key == "name")
+        out.append(arg)
+    if not named:  # a unique folder per sweep: two started in the same second do not collide
+        stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        # next to the other overrides: Hydra's argparse wants them in one run of positionals
+        last = max((i for i, a in enumerate(out) if "=" in a and not a.startswith("-")),
+                   default=len(out) - 1)
+        out.insert(last + 1, f"name={stamp}_{secrets.token_hex(2)}")
+    return out
+
+
+def _launch(command: str, args: list[str]) -> int:
+    try:
+        overrides = _rewrite(command, args)
+    except DepthError as err:
+        return _fail(str(err))
+    if command == "sweep":
+        plain = [a for a in overrides if not a.startswith("-")]
+        os.environ[progress.TOTAL_ENV] = str(_count_cells(plain))
+        os.environ[progress.START_ENV] = str(time.time())
+        os.environ[progress.DONE_ENV] = "0"
+        overrides = ["--multirun", *overrides]
+    sys.argv = [f"gdepth {command}", *overrides]
+    from gdepth import callbacks
+
+    callbacks.LAST.clear()
+    hydra_task()
+    statuses = callbacks.LAST.get("statuses", [])
+    if "failed" in statuses:
+        print(f"gdepth: {statuses.count('failed')} cell(s) failed; their errors are in the "
+              "records and the job logs", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _table(args: list[str]) -> int:
+    from gdepth import records, report
+
+    parser = argparse.ArgumentParser(prog="gdepth table")
+    parser.add_argument("dir")
+    parser.add_argument("--metric", default="test_acc", choices=records.METRICS)
+    parser.add_argument("--format", default="md", choices=("md", "csv", "tex"))
+    ns = parser.parse_args(args)
+    if not Path(ns.dir).is_dir():
+        return _fail(f"no such folder '{ns.dir}'")
+    try:
+        table, _ = report.write_report(ns.dir, ns.metric)
+    except FileNotFoundError as err:
+        return _fail(str(err))
+    print(report.render(table, ns.format))
+    return 0
+
+
+def _list(args: list[str]) -> int:
+    from gdepth import data, models, norms
+
+    groups = {
+        "models": {k: v.description for k, v in models.MODELS.items()},
+        "norms": {k: v.description for k, v in norms.NORMS.items()},
+        "datasets": {k: v.description for k, v in data.DATASETS.items()},
+        "train": {p.stem: p.read_text().splitlines()[0].lstrip("# ")
+                  for p in sorted(Path(config_dir(), "train").glob("*.yaml"))},
+        "experiments": {p.stem: p.read_text().splitlines()[0].lstrip("# ")
+                        for p in sorted(Path(config_dir(), "experiment").glob("*.yaml"))},
+    }
+    wanted = args or list(groups)
+    for name in wanted:
+        if name not in groups:
+            return _fail(f"unknown group '{name}'; valid: {', '.join(groups)}")
+        print(f"{name}:")
+        for key, text in sorted(groups[name].items()):
+            print(f"  {key:<18} {text}")
+        if not groups[name]:
+            print("  (none yet)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE.format(forms=__import__("gdepth.depth").depth.FORMS))
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"gdepth {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in ("run", "sweep"):
+        return _launch(command, rest)
+    if command == "table":
+        return _table(rest)
+    if command == "list":
+        return _list(rest)
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Typed schemas of the Hydra config tree (``configs/``).
+
+Every YAML option of a group starts from one of these dataclasses (its defaults list names
+``/schema/<group>/<schema>@_here_``), so a wrong type (``depth=2..64`` without the CLI's
+expansion, ``train.lr=fast``) or an unknown key (``model.hiden=64``) fails when Hydra composes
+the config, with the key named, before any cell starts. Values that must be one of a set of
+names (a norm's mode, a model name) are checked by the registry that owns them, which lists
+the valid choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Selection(str, Enum):
+    """Model-selection rule: which epoch's test metric a seed reports."""
+
+    best_val_acc = "best_val_acc"
+    min_val_loss = "min_val_loss"
+    last = "last"
+
+
+class DropoutLayers(str, Enum):
+    all = "all"  # dropout before every convolution (Kipf & Welling)
+    io = "io"  # only before the first and the last convolution (NodeNorm's code)
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING  # registry key in gdepth.data.DATASETS
+    split: str = MISSING  # public | random_per_class | ogb
+    train_per_class: int = 20
+    val_per_class: int = 30
+
+
+@dataclass
+class CSBMConfig(DatasetConfig):
+    num_nodes: int = 1000
+    num_classes: int = 4
+    avg_degree: float = 8.0
+    homophily: float = 0.8
+    snr: float = 1.0
+    num_features: int = 32
+    graph_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # registry key in gdepth.models.MODELS
+    hidden: int = 64
+    dropout: float = 0.5
+    dropout_layers: DropoutLayers = DropoutLayers.all
+    activation: str = "relu"
+
+
+@dataclass
+class NormConfig:
+    name: str = MISSING  # registry key in gdepth.norms.NORMS
+
+
+@dataclass
+class PairNormConfig(NormConfig):
+    mode: str = "PN"  # PN | PN-SI | PN-SCS
+    scale: float = 1.0
+    eps: float = 1e-5
+
+
+@dataclass
+class NodeNormConfig(NormConfig):
+    variant: str = "n"  # n | v | srv | pr | m
+    power: float = 2.0
+    eps: float = 1e-5
+
+
+@dataclass
+class TrainConfig:
+    name: str = MISSING  # the preset's name, recorded with every result
+    optimizer: str = "adam"
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    epochs: int = 200
+    patience: Optional[int] = None  # stop after this many epochs without improvement
+    selection: Selection = Selection.best_val_acc
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
+    mirror: Optional[str] = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
+
+
+@dataclass
+class GdepthConfig:
+    dataset: Any = MISSING
+    model: ModelConfig = MISSING
+    norm: Any = MISSING
+    train: TrainConfig = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    depth: int = 2  # message-passing layers; see each model's convention
+    seeds: int = 3  # independent seeds per cell (seed i also draws split i)
+    name: Optional[str] = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
+    device: Device = Device.auto
+    out_dir: str = "outputs"
+    threads: Optional[int] = None  # torch CPU threads (results depend on it; recorded)
+    progress: bool = True  # per-epoch progress bar on a terminal
+
+
+def register() -> None:
+    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="gdepth_schema", node=GdepthConfig)
+    for group, name, node in [
+        ("dataset", "dataset", DatasetConfig),
+        ("dataset", "csbm", CSBMConfig),
+        ("model", "model", ModelConfig),
+        ("norm", "norm", NormConfig),
+        ("norm", "pairnorm", PairNormConfig),
+        ("norm", "nodenorm", NodeNormConfig),
+        ("train", "train", TrainConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)

@@ -1,0 +1,78 @@
+"""Model registry: ``model=<name>`` → a builder, its depth convention and a description.
+
+Every model maps ``forward(x [N, in_dim], adj)`` to logits ``[N, out_dim]``, where ``adj`` is the
+sparse CSR normalized adjacency from :func:`gdepth.models.adjacency.normalized_adjacency`,
+computed once by the caller and reused by every layer and epoch. ``depth`` counts propagation
+layers as each model's ``convention`` says; every result record stores that text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from gdepth.models import gcn
+from gdepth.norms import option, unknown
+
+
+class ModelSpec(NamedTuple):
+    """A registry entry.
+
+    ``builder(model_cfg, norm_cfg, depth, in_dim, out_dim) -> nn.Module``; ``convention``: how
+    ``depth`` counts layers; ``description``: one line for ``gdepth list models``.
+    """
+
+    builder: Callable[[Any, Any, int, int, int], nn.Module]
+    convention: str
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "gcn": ModelSpec(
+        gcn.build_gcn, gcn.GCN_CONVENTION, "GCN (Kipf & Welling, ICLR 2017), PyG GCNConv stack"
+    ),
+    "gcn_res": ModelSpec(
+        gcn.build_gcn_res,
+        gcn.GCN_RES_CONVENTION,
+        "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
+    ),
+}
+
+
+def _spec(name: Any) -> ModelSpec:
+    if name not in MODELS:
+        raise unknown("model", name, MODELS)
+    return MODELS[name]
+
+
+def build(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> nn.Module:
+    """Build the model named ``model_cfg.name``.
+
+    Args:
+        model_cfg: ``model`` config node: ``name`` and the model's keys (for ``gcn`` and
+            ``gcn_res``: hidden 64, dropout 0.5, dropout_layers "all", activation "relu").
+        norm_cfg: ``norm`` config node for :func:`gdepth.norms.build_norm` (``None``: no norm).
+        depth: number of layers as the model's convention counts them, >= 1.
+        in_dim: input features.
+        out_dim: output features (classes).
+    """
+    spec = _spec(option(model_cfg, "name", None))
+    if int(depth) < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    return spec.builder(model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
+
+
+def convention(name: str) -> str:
+    """The depth convention of model ``name``, stored in every result record."""
+    return _spec(name).convention
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars (``requires_grad`` parameters; buffers such as BatchNorm's
+    running statistics are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["MODELS", "ModelSpec", "build", "convention", "count_parameters"]

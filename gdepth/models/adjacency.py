@@ -1,0 +1,77 @@
+r"""The normalized adjacency that every propagation layer multiplies by, built once per dataset.
+
+On CPU a precomputed normalized adjacency in torch sparse CSR layout, passed to
+``GCNConv(normalize=False)`` as ``conv(x, adj)``, is the fast path: one sparse-dense matmul per
+layer instead of gcn_norm and gather/scatter message passing at every call (about 2× faster per
+epoch on ogbn-arxiv-sized graphs, same speed on Cora-sized ones).
+
+Layout: PyG's ``adj_t`` convention, row = target node, column = source node, so that
+``adj @ x`` aggregates the messages each node receives along ``edge_index`` (source → target):
+
+.. math::
+    (\hat{A} X)_i = \sum_{j \,:\, (j, i) \in E} \hat{A}_{ij}\, \mathbf{x}_j
+
+Normalizations, with :math:`\tilde{A} = A + I` (or :math:`A` without self loops) and
+:math:`\tilde{D}` its in-degree (target-side) diagonal matrix:
+
+* ``sym``: :math:`\tilde{D}^{-1/2}\tilde{A}\tilde{D}^{-1/2}` (Kipf & Welling, "Semi-Supervised
+  Classification with Graph Convolutional Networks", ICLR 2017, arXiv 1609.02907,
+  https://arxiv.org/abs/1609.02907), computed by PyG's ``gcn_norm``;
+* ``row``: :math:`\tilde{D}^{-1}\tilde{A}` (mean aggregation, rows sum to 1; the form the
+  PairNorm code uses, Zhao & Akoglu, ICLR 2020, arXiv 1909.12223).
+
+Nodes of degree 0 get a zero row. Duplicate edges count once per copy, as in ``GCNConv``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
+from torch_geometric.utils import add_remaining_self_loops, scatter, to_torch_csr_tensor
+
+NORMALIZATIONS = ("sym", "row")
+
+
+def normalized_adjacency(
+    edge_index: Tensor,
+    num_nodes: int,
+    *,
+    self_loops: bool = True,
+    normalization: str = "sym",
+) -> Tensor:
+    """Return the normalized adjacency as a torch sparse CSR tensor of shape ``[N, N]``.
+
+    Args:
+        edge_index: ``[2, E]`` edges, source in row 0 and target in row 1 (PyG convention).
+        num_nodes: ``N``.
+        self_loops: add a self loop of weight 1 to every node that lacks one. (default: ``True``)
+        normalization: ``"sym"`` or ``"row"``, see the module docstring. (default: ``"sym"``)
+
+    Returns:
+        ``adj`` with ``adj[target, source] = weight``, ready for
+        ``GCNConv(normalize=False)(x, adj)``.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown normalization '{normalization}'; valid: {', '.join(sorted(NORMALIZATIONS))}"
+        )
+    if normalization == "sym":
+        edge_index, weight = gcn_norm(
+            edge_index, None, num_nodes, add_self_loops=self_loops, dtype=torch.float
+        )
+    else:
+        # gcn_norm only does the symmetric form; the row form is D^-1 A with the same degrees.
+        weight = torch.ones(edge_index.size(1), device=edge_index.device)
+        if self_loops:
+            edge_index, weight = add_remaining_self_loops(edge_index, weight, 1.0, num_nodes)
+        deg = scatter(weight, edge_index[1], dim=0, dim_size=num_nodes, reduce="sum")
+        deg_inv = deg.pow(-1.0).masked_fill(deg == 0, 0.0)
+        weight = deg_inv[edge_index[1]] * weight
+    with warnings.catch_warnings():
+        # torch warns once per process that sparse CSR is "beta" and that invariant checks are
+        # off; PyG builds the tensor from sorted, valid indices, so both are noise here.
+        warnings.filterwarnings("ignore", message=r"Sparse (CSR tensor support|invariant)")
+        return to_torch_csr_tensor(edge_index.flip(0), weight, size=(num_nodes, num_nodes))

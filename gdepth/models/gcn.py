@@ -1,0 +1,135 @@
+r"""GCN and GCN-res: stacks of PyG ``GCNConv`` on a precomputed normalized adjacency.
+
+``gcn`` — Kipf and Welling, "Semi-Supervised Classification with Graph Convolutional Networks",
+ICLR 2017, arXiv 1609.02907, https://arxiv.org/abs/1609.02907:
+
+.. math::
+    H^{(l+1)} = \sigma\big(\mathrm{norm}(\hat{A} H^{(l)} W^{(l)} + b^{(l)})\big),
+    \qquad \text{logits} = \hat{A} H^{(L-1)} W^{(L-1)} + b^{(L-1)}
+
+``gcn_res`` — GCN-res of Zhou et al., "Understanding and Resolving Performance Degradation in
+Deep Graph Convolutional Networks", CIKM 2021, arXiv 2006.07107, https://arxiv.org/abs/2006.07107
+(official code https://github.com/miafei/NodeNorm, ``layer_type=gcn_res``, hidden block type
+``a_r``, or ``n_a_r`` / ``b_a_r`` with NodeNorm / BatchNorm): the input layer is as in ``gcn``
+(no residual, the width changes), each hidden layer is a residual block
+
+.. math::
+    H^{(l+1)} = \sigma\big(\mathrm{norm}(\hat{A} H^{(l)} W^{(l)} + b^{(l)})\big) + H^{(l)},
+
+and the output layer is a plain convolution giving the logits.
+
+Depth convention (both): depth :math:`L` = number of graph convolutions, the input
+(in → hidden) and output (hidden → out) ones included; :math:`L = 1` is one in → out
+convolution, :math:`L = 2` is input + output, and :math:`L - 2` hidden layers follow the input
+one. Dropout with probability ``dropout`` is applied to the input of the convolutions selected by
+``dropout_layers`` (``all`` or ``io``: first and last only, as the NodeNorm code).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from gdepth.models import common
+from gdepth.norms import build_norm, option
+
+GCN_CONVENTION = (
+    "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
+    "(Kipf & Welling 2017); L=1 is one in->out conv; each conv but the last is followed by "
+    "norm -> activation"
+)
+GCN_RES_CONVENTION = (
+    "depth L = number of GCNConv layers, input and output included (NodeNorm code num_layers); "
+    "input conv -> norm -> act, then L-2 residual blocks x = act(norm(conv(x))) + x, "
+    "then the output conv; L=1 is one in->out conv"
+)
+
+
+class GCN(nn.Module):
+    """``depth`` GCN layers on a normalized adjacency (see the module docstring).
+
+    Args:
+        in_dim: input features.
+        hidden: hidden width.
+        out_dim: output features (classes).
+        depth: number of graph convolutions, >= 1.
+        norm_cfg: ``norm`` config for :func:`gdepth.norms.build_norm`, one norm after each
+            convolution but the last; ``None`` for none. (default: ``None``)
+        activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
+        dropout: dropout probability. (default: ``0.5``)
+        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+    """
+
+    residual = False
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        depth: int,
+        norm_cfg: Any = None,
+        activation: str = "relu",
+        dropout: float = 0.5,
+        dropout_layers: str = "all",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+        pairs = zip(dims[:-1], dims[1:], strict=True)
+        self.convs = nn.ModuleList(GCNConv(a, b, normalize=False) for a, b in pairs)
+        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
+        self.act = common.activation(activation)
+        self.dropout = float(dropout)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
+        for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
+            h = self.act(norm(conv(self._drop(x, i), adj)))
+            x = h + x if self.residual and i > 0 else h
+        return self.convs[-1](self._drop(x, len(self.convs) - 1), adj)
+
+    def _drop(self, x: Tensor, layer: int) -> Tensor:
+        if layer not in self.dropout_at:
+            return x
+        return F.dropout(x, p=self.dropout, training=self.training)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
+
+
+class GCNRes(GCN):
+    """GCN-res: :class:`GCN` whose hidden layers (not the input/output ones) are residual."""
+
+    residual = True
+
+
+def _build(
+    cls: type[GCN], model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+) -> GCN:
+    return cls(
+        in_dim,
+        int(option(model_cfg, "hidden", 64)),
+        out_dim,
+        depth,
+        norm_cfg=norm_cfg,
+        activation=option(model_cfg, "activation", "relu"),
+        dropout=float(option(model_cfg, "dropout", 0.5)),
+        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+    )
+
+
+def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCN:
+    """``gcn`` from a ``model`` config: keys hidden (64), dropout (0.5), dropout_layers
+    ("all"), activation ("relu")."""
+    return _build(GCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+
+
+def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCN:
+    """``gcn_res`` from a ``model`` config, same keys and defaults as :func:`build_gcn`."""
+    return _build(GCNRes, model_cfg, norm_cfg, depth, in_dim, out_dim)

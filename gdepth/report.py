@@ -1,0 +1,156 @@
+"""Accuracy-vs-depth tables and plots from a folder of cell records.
+
+``write_report(DIR)`` writes into DIR:
+
+- ``results.csv``: tidy, one row per seed per cell, every config key a column;
+- ``table.md`` / ``table.csv`` / ``table.tex``: rows = model·norm plus any other key that
+  varies between cells, columns = depth, cells ``mean ± std (n)`` in percent, the best mean
+  of each column marked; a failed or diverged cell is shown as such, never dropped;
+- ``accuracy_vs_depth.png``: one line per row over log₂ depth with a ±std band.
+
+For a metric other than ``test_acc`` the table files are named ``table_<metric>.*``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from gdepth import records
+
+ROW_KEYS = ("model.name", "norm.name")
+# Keys that vary between cells without defining a row of their own.
+NOT_ROW = ("depth", "seed")
+
+
+def row_keys(frame: pd.DataFrame) -> list[str]:
+    """model.name, norm.name, then every other config key whose value varies between cells."""
+    config_cols = [c for c in frame.columns if "." in c or c == "seeds"]
+    varying = [
+        c
+        for c in config_cols
+        if c not in ROW_KEYS and c not in NOT_ROW and frame[c].astype(str).nunique() > 1
+    ]
+    return [*ROW_KEYS, *sorted(varying)]
+
+
+def _label(keys: list[str], values: tuple) -> str:
+    head = "·".join(str(v) for v in values[:2])
+    rest = [f"{k.split('.', 1)[-1] if k.count('.') == 1 else k}={v}" for k, v in
+            zip(keys[2:], values[2:])]
+    return " ".join([head, *rest])
+
+
+def _cell_text(group: pd.DataFrame, metric: str) -> tuple[str, float]:
+    status = group["status"].iloc[0]
+    if status == "failed":
+        return "failed", math.nan
+    values = group.loc[group["seed_status"] == "ok", metric].dropna() * 100
+    if values.empty:
+        return status, math.nan
+    mean, std = values.mean(), values.std(ddof=0)
+    text = f"{mean:.1f} ± {std:.1f} ({len(values)})"
+    return (text + " †" if status == "diverged" else text), mean
+
+
+def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Wide table of ``mean ± std (n)`` strings; the best mean per depth gets a ``best`` flag.
+
+    Returns a frame indexed by row label with one column per depth, and a second level of
+    columns is avoided on purpose so Markdown/CSV/LaTeX render it directly.
+    """
+    if metric not in records.METRICS:
+        valid = ", ".join(records.METRICS)
+        raise ValueError(f"unknown metric '{metric}'; valid: {valid}")
+    keys = row_keys(frame)
+    for key in keys:
+        if key not in frame:
+            frame = frame.assign(**{key: "?"})
+    depths = sorted(frame["depth"].dropna().astype(int).unique())
+    texts: dict[str, dict[int, str]] = {}
+    means: dict[str, dict[int, float]] = {}
+    for values, group in frame.groupby(keys, sort=True, dropna=False):
+        label = _label(keys, values if isinstance(values, tuple) else (values,))
+        for depth, cell in group.groupby("depth"):
+            text, mean = _cell_text(cell, metric)
+            texts.setdefault(label, {})[int(depth)] = text
+            means.setdefault(label, {})[int(depth)] = mean
+    table = pd.DataFrame(texts).T.reindex(columns=depths).fillna("–")
+    best = pd.DataFrame(means).T.reindex(columns=depths)
+    table.attrs["best"] = {d: best[d].idxmax() for d in depths if best[d].notna().any()}
+    table.attrs["means"] = best
+    table.index.name = " · ".join(["model·norm", *[k for k in keys[2:]]])
+    table.columns = [f"L={d}" for d in depths]
+    return table
+
+
+def _marked(table: pd.DataFrame, mark: str) -> pd.DataFrame:
+    out = table.copy()
+    for depth, label in table.attrs.get("best", {}).items():
+        col = f"L={depth}"
+        out.loc[label, col] = mark.format(out.loc[label, col])
+    return out
+
+
+def render(table: pd.DataFrame, fmt: str = "md") -> str:
+    """The table as Markdown (best in bold), CSV (best with a trailing ``*``) or LaTeX."""
+    if fmt == "md":
+        return _marked(table, "**{}**").to_markdown()
+    if fmt == "csv":
+        return _marked(table, "{} *").to_csv()
+    if fmt == "tex":
+        latex = _marked(table, "\\textbf{{{}}}").map(lambda s: s.replace("±", "$\\pm$"))
+        latex.index = [i.replace("_", "\\_") for i in latex.index]
+        return latex.to_latex(escape=False)
+    raise ValueError(f"unknown format '{fmt}'; valid: csv, md, tex")
+
+
+def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> None:
+    """Mean ± std of ``metric`` over log₂ depth, one line per table row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = row_keys(frame)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ok = frame[(frame["status"] != "failed") & (frame["seed_status"] == "ok")]
+    for values, group in ok.groupby(keys, sort=True, dropna=False):
+        label = _label(keys, values if isinstance(values, tuple) else (values,))
+        stats = (group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=0)]) * 100)
+        stats.columns = ["mean", "std"]
+        line = ax.plot(stats.index, stats["mean"], marker="o", label=label)[0]
+        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                        color=line.get_color(), alpha=0.2)
+    ax.set_xscale("log", base=2)
+    depths = sorted(frame["depth"].dropna().astype(int).unique())
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.set_xlabel("depth (layers)")
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(directory: str | Path, metric: str = "test_acc") -> tuple[pd.DataFrame, str]:
+    """Aggregate every record below ``directory`` and write the report files into it.
+
+    Returns the table and its Markdown text; raises FileNotFoundError when there is no record.
+    """
+    directory = Path(directory)
+    found = records.load(directory)
+    if not found:
+        raise FileNotFoundError(f"no gdepth records below '{directory}'")
+    frame = records.to_frame(found)
+    frame.to_csv(directory / "results.csv", index=False)
+    table = build_table(frame, metric)
+    stem = "table" if metric == "test_acc" else f"table_{metric}"
+    for fmt in ("md", "csv", "tex"):
+        (directory / f"{stem}.{fmt}").write_text(render(table, fmt) + "\n")
+    png = "accuracy_vs_depth.png" if metric == "test_acc" else f"{metric}_vs_depth.png"
+    plot(table, frame, metric, directory / png)
+    return table, render(table, "md")

@@ -1,0 +1,155 @@
+"""Full-batch training of one seed, with the model-selection rules the depth papers use.
+
+Each epoch: one optimizer step on the training nodes (train mode, dropout on), then one
+evaluation forward (eval mode) that scores train / val / test. The selection rule picks the
+epoch whose test metric a seed reports:
+
+- ``best_val_acc``: the first epoch with the highest validation accuracy (strict ``>``, as the
+  NodeNorm and PairNorm code);
+- ``min_val_loss``: the first epoch with the lowest validation loss (GCNII, DropEdge);
+- ``last``: the last epoch run.
+
+``patience`` stops training after that many epochs without improvement of the selection
+criterion (ignored by ``last``). A non-finite training loss ends the seed as ``diverged``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class SeedResult:
+    """What one seed reports: metrics at the selected epoch and how the run went."""
+
+    seed: int
+    status: str  # ok | diverged
+    selected_epoch: int
+    epochs_run: int
+    train_acc: float
+    val_acc: float
+    test_acc: float
+    train_loss: float
+    val_loss: float
+    wall_s: float
+    epoch_s: float
+    split: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evaluator=None) -> float:
+    """Share of correctly classified nodes in ``mask`` (OGB's Evaluator where the dataset has one)."""
+    pred = logits[mask].argmax(dim=-1)
+    if evaluator is not None:
+        return float(evaluator(y[mask], pred))
+    return float((pred == y[mask]).float().mean()) if int(mask.sum()) else math.nan
+
+
+def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
+    """The optimizer named by ``train.optimizer`` (Adam or SGD) with lr and weight decay."""
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    name = str(train_cfg.optimizer)
+    if name not in kinds:
+        raise ValueError(f"unknown optimizer '{name}'; valid: {', '.join(sorted(kinds))}")
+    return kinds[name](model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+
+
+class _Selector:
+    """Tracks the selected epoch under one selection rule."""
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+        self.best = math.inf if rule == "min_val_loss" else -math.inf
+        self.metrics: dict[str, float] = {}
+        self.epoch = 0
+        self.since = 0  # epochs since the criterion last improved
+
+    def update(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.rule == "last":
+            improved = True
+        elif self.rule == "min_val_loss":
+            improved = metrics["val_loss"] < self.best
+            self.best = min(self.best, metrics["val_loss"]) if improved else self.best
+        else:
+            improved = metrics["val_acc"] > self.best
+            self.best = metrics["val_acc"] if improved else self.best
+        if improved:
+            self.epoch, self.metrics, self.since = epoch, dict(metrics), 0
+        else:
+            self.since += 1
+
+
+def fit(
+    model: torch.nn.Module,
+    graph: Any,
+    adj: torch.Tensor,
+    train_cfg: Any,
+    seed: int,
+    on_epoch: Callable[[int], None] | None = None,
+) -> SeedResult:
+    """Train ``model`` on ``graph`` (full batch) and return the selected epoch's metrics.
+
+    ``graph`` carries ``x, y, train_mask, val_mask, test_mask, split, evaluator`` on the
+    model's device and ``adj`` is the normalized adjacency the model propagates with. The
+    caller seeds torch before building the model so that the same seed gives the same numbers.
+    """
+    optimizer = make_optimizer(model, train_cfg)
+    rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
+    patience = train_cfg.patience
+    selector = _Selector(rule)
+    status, epoch = "ok", 0
+    x, y, evaluator = graph.x, graph.y, graph.evaluator
+    start = time.perf_counter()
+    for epoch in range(1, int(train_cfg.epochs) + 1):
+        model.train()
+        optimizer.zero_grad()
+        logits = model(x, adj)
+        loss = F.cross_entropy(logits[graph.train_mask], y[graph.train_mask])
+        if not torch.isfinite(loss):
+            status = "diverged"
+            break
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            logits = model(x, adj)
+            val_loss = F.cross_entropy(logits[graph.val_mask], y[graph.val_mask])
+        metrics = {
+            "train_acc": accuracy(logits, y, graph.train_mask, evaluator),
+            "val_acc": accuracy(logits, y, graph.val_mask, evaluator),
+            "test_acc": accuracy(logits, y, graph.test_mask, evaluator),
+            "train_loss": float(loss),
+            "val_loss": float(val_loss),
+        }
+        selector.update(epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if patience is not None and rule != "last" and selector.since >= patience:
+            break
+    wall = time.perf_counter() - start
+    epochs_run = epoch if status == "ok" else epoch - 1
+    nan = math.nan
+    chosen = selector.metrics
+    return SeedResult(
+        seed=seed,
+        status=status,
+        selected_epoch=selector.epoch,
+        epochs_run=epochs_run,
+        train_acc=chosen.get("train_acc", nan),
+        val_acc=chosen.get("val_acc", nan),
+        test_acc=chosen.get("test_acc", nan),
+        train_loss=chosen.get("train_loss", nan),
+        val_loss=chosen.get("val_loss", nan),
+        wall_s=wall,
+        epoch_s=wall / max(epochs_run, 1),
+        split=graph.split,
+    )
