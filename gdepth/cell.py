@@ -89,6 +89,7 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
              ) -> dict[str, Any]:
     """Run (or resume) the cell ``cfg`` and write its record below ``base_dir``."""
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    cfg = OmegaConf.create(config)  # plain values from here on (enums as their names)
     key = records.cell_key(config)
     path = records.record_path(base_dir, key)
     old = records.read(path)
@@ -119,7 +120,6 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
     except Exception as err:  # a failed cell is a record too; the sweep goes on
         record["error"] = f"{type(err).__name__}: {err}"
         record["traceback"] = traceback.format_exc()
-        log.error("cell %s failed: %s", describe(config), record["error"])
     record["summary"] = records.summarize(record["seeds"])
     record["wall_s"] = time.perf_counter() - start
     record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

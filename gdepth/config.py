@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -50,8 +50,8 @@ class CSBMConfig(DatasetConfig):
     num_nodes: int = 1000
     num_classes: int = 4
     avg_degree: float = 8.0
-    homophily: float = 0.8
-    snr: float = 1.0
+    homophily: float = 0.7
+    snr: float = 0.5
     num_features: int = 32
     graph_seed: int = 0
 
@@ -91,14 +91,14 @@ class TrainConfig:
     lr: float = 0.01
     weight_decay: float = 5e-4
     epochs: int = 200
-    patience: Optional[int] = None  # stop after this many epochs without improvement
+    patience: int | None = None  # stop after this many epochs without improvement
     selection: Selection = Selection.best_val_acc
 
 
 @dataclass
 class DataConfig:
-    root: Optional[str] = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
-    mirror: Optional[str] = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
+    root: str | None = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
+    mirror: str | None = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
 
 
 @dataclass
@@ -110,10 +110,10 @@ class GdepthConfig:
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
-    name: Optional[str] = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
+    name: str | None = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
     device: Device = Device.auto
     out_dir: str = "outputs"
-    threads: Optional[int] = None  # torch CPU threads (results depend on it; recorded)
+    threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 TOTAL_ENV = "GDEPTH_SWEEP_TOTAL"
 START_ENV = "GDEPTH_SWEEP_START"

@@ -129,4 +129,8 @@ def to_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         for seed in seeds:
             per_seed = {("seed_status" if k == "status" else k): v for k, v in seed.items()}
             rows.append({**base, **cell, **per_seed})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in ("seed", "seed_status", *METRICS):  # present even if every cell failed
+        if column not in frame:
+            frame[column] = None if column == "seed_status" else math.nan
+    return frame

@@ -39,7 +39,7 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
 def _label(keys: list[str], values: tuple) -> str:
     head = "·".join(str(v) for v in values[:2])
     rest = [f"{k.split('.', 1)[-1] if k.count('.') == 1 else k}={v}" for k, v in
-            zip(keys[2:], values[2:])]
+            zip(keys[2:], values[2:], strict=True)]
     return " ".join([head, *rest])
 
 
@@ -79,7 +79,10 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
             means.setdefault(label, {})[int(depth)] = mean
     table = pd.DataFrame(texts).T.reindex(columns=depths).fillna("–")
     best = pd.DataFrame(means).T.reindex(columns=depths)
-    table.attrs["best"] = {d: best[d].idxmax() for d in depths if best[d].notna().any()}
+    # every row that reaches the column's best mean (rounded as shown) is marked
+    shown = best.round(1)
+    table.attrs["best"] = {d: list(shown.index[shown[d] == shown[d].max()]) for d in depths
+                           if best[d].notna().any()}
     table.attrs["means"] = best
     table.index.name = " · ".join(["model·norm", *[k for k in keys[2:]]])
     table.columns = [f"L={d}" for d in depths]
@@ -88,9 +91,9 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
 
 def _marked(table: pd.DataFrame, mark: str) -> pd.DataFrame:
     out = table.copy()
-    for depth, label in table.attrs.get("best", {}).items():
-        col = f"L={depth}"
-        out.loc[label, col] = mark.format(out.loc[label, col])
+    for depth, labels in table.attrs.get("best", {}).items():
+        for label in labels:
+            out.loc[label, f"L={depth}"] = mark.format(out.loc[label, f"L={depth}"])
     return out
 
 
@@ -130,7 +133,8 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     ax.set_xlabel("depth (layers)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

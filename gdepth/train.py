@@ -47,7 +47,7 @@ class SeedResult:
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evaluator=None) -> float:
-    """Share of correctly classified nodes in ``mask`` (OGB's Evaluator where the dataset has one)."""
+    """Share of correctly classified nodes in ``mask`` (OGB's Evaluator where there is one)."""
     pred = logits[mask].argmax(dim=-1)
     if evaluator is not None:
         return float(evaluator(y[mask], pred))
@@ -127,7 +127,7 @@ def fit(
             "train_acc": accuracy(logits, y, graph.train_mask, evaluator),
             "val_acc": accuracy(logits, y, graph.val_mask, evaluator),
             "test_acc": accuracy(logits, y, graph.test_mask, evaluator),
-            "train_loss": float(loss),
+            "train_loss": float(loss.detach()),
             "val_loss": float(val_loss),
         }
         selector.update(epoch, metrics)

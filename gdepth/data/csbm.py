@@ -41,16 +41,6 @@ import torch
 
 from gdepth.data.graph import BaseGraph, make_base
 
-DEFAULTS = {
-    "num_nodes": 1000,
-    "num_classes": 4,
-    "avg_degree": 8.0,
-    "homophily": 0.8,
-    "snr": 1.0,
-    "num_features": 32,
-    "graph_seed": 0,
-}
-
 
 def edge_probabilities(
     num_nodes: int, num_classes: int, avg_degree: float, homophily: float
@@ -98,9 +88,7 @@ def csbm(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(graph_seed))
         edge_index = stochastic_blockmodel_graph(sizes, probs.to(torch.float), directed=False)
-        directions, _ = torch.linalg.qr(
-            torch.randn(num_features, num_classes, dtype=torch.float64)
-        )
+        directions, _ = torch.linalg.qr(torch.randn(num_features, num_classes, dtype=torch.float64))
         means = (snr / math.sqrt(2.0)) * directions.t()
         noise = torch.randn(num_nodes, num_features, dtype=torch.float64)
     x = (means[y] + noise).to(torch.float32)
@@ -108,9 +96,10 @@ def csbm(
 
 
 def load_csbm(params: dict, root: Path | None = None, mirror: Path | None = None) -> BaseGraph:
-    """Registry loader: ``params`` holds :data:`DEFAULTS`' keys; folders are not used."""
-    x, y, edge_index = csbm(**{k: params.get(k, v) for k, v in DEFAULTS.items()})
-    return make_base(x, y, edge_index, int(params.get("num_classes", DEFAULTS["num_classes"])))
+    """Registry loader: ``params`` are :func:`csbm`'s keyword arguments; folders are unused."""
+    x, y, edge_index = csbm(**params)
+    num_classes = int(params.get("num_classes", 4))
+    return make_base(x, y, edge_index, num_classes)
 
 
 def _check(

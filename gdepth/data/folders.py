@@ -20,6 +20,9 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,15 +59,62 @@ def is_complete(folder: Path, required: Sequence[str]) -> bool:
     return all((folder / rel).is_file() and (folder / rel).stat().st_size > 0 for rel in required)
 
 
+def probe(url: str, seconds: float) -> str | None:
+    """Try a TCP connection to ``url``'s host (or the configured proxy) within ``seconds``.
+
+    Runs in a daemon thread so that even a hanging DNS lookup cannot block the caller.
+    Returns ``None`` if the host is reachable, else a short reason.
+    """
+    proxy = urllib.request.getproxies().get(urllib.parse.urlsplit(url).scheme)
+    parts = urllib.parse.urlsplit(proxy or url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=seconds).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"cannot reach {host}:{port}: {_short(exc)}")
+
+    thread = threading.Thread(target=connect, daemon=True, name="gdepth-probe")
+    thread.start()
+    thread.join(seconds + 1.0)
+    return outcome[0] if outcome else f"cannot reach {host}:{port} within {seconds:g} s"
+
+
 @contextmanager
-def socket_timeout(seconds: float) -> Iterator[None]:
-    """Temporarily set the default socket timeout (used by ``urllib.request.urlopen``)."""
-    old = socket.getdefaulttimeout()
+def download_timeouts(seconds: float) -> Iterator[None]:
+    """Bound each network wait of a download to ``seconds``.
+
+    Covers ``urllib`` (Coauthor, Amazon, OGB) through the default socket timeout and
+    ``fsspec``'s aiohttp client (Planetoid's ``fs.cp``) through ``fsspec.config.conf``.
+    """
+    import fsspec.config
+
+    old_timeout = socket.getdefaulttimeout()
+    old_conf = {p: fsspec.config.conf.get(p) for p in ("http", "https")}
     socket.setdefaulttimeout(seconds)
+    try:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+        for proto in old_conf:
+            conf = dict(fsspec.config.conf.get(proto) or {})
+            conf["client_kwargs"] = {**conf.get("client_kwargs", {}), "timeout": timeout}
+            fsspec.config.conf[proto] = conf
+    except ImportError:  # no aiohttp: fsspec cannot do http at all; nothing to bound
+        pass
     try:
         yield
     finally:
-        socket.setdefaulttimeout(old)
+        socket.setdefaulttimeout(old_timeout)
+        for proto, conf in old_conf.items():
+            if conf is None:
+                fsspec.config.conf.pop(proto, None)
+            else:
+                fsspec.config.conf[proto] = conf
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -92,6 +142,7 @@ def prepare(
     root: Path,
     mirror: Path | None,
     build: Callable[[Path], T],
+    url: str | None = None,
 ) -> T:
     """Make ``<root>/<family>/<dir_name>`` complete, then return ``build(<root>/<family>)``.
 
@@ -102,6 +153,8 @@ def prepare(
         root: the writable cache. mirror: the read-only mirror, or ``None``.
         build: constructs the library's dataset class on a family folder; it processes the
             raw files (and downloads them if absent).
+        url: where the download comes from; its host is probed first so that an offline
+            machine fails within :data:`DOWNLOAD_TIMEOUT_S` instead of hanging.
 
     Raises:
         DatasetUnavailable: not in the cache, not in the mirror, and the download failed.
@@ -120,15 +173,16 @@ def prepare(
             copy_tree(source, staging / dir_name)
             build(staging)
         else:
+            unreachable = probe(url, DOWNLOAD_TIMEOUT_S) if url else None
+            if unreachable:
+                raise DatasetUnavailable(_unavailable(key, target, source, unreachable))
             try:
-                with socket_timeout(DOWNLOAD_TIMEOUT_S):
+                with download_timeouts(DOWNLOAD_TIMEOUT_S):
                     build(staging)
             except Exception as exc:
                 if is_complete(staging / dir_name, required):
                     raise  # the files came; processing failed: not an availability problem
-                raise DatasetUnavailable(
-                    _unavailable(key, target, source, _short(exc))
-                ) from exc
+                raise DatasetUnavailable(_unavailable(key, target, source, _short(exc))) from exc
         _publish(staging / dir_name, target, required)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

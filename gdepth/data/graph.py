@@ -71,6 +71,16 @@ class Graph:
         """Number of directed edges E (each undirected edge counts twice)."""
         return int(self.edge_index.size(1))
 
+    def __repr__(self) -> str:
+        sizes = "/".join(
+            str(int(m.sum())) for m in (self.train_mask, self.val_mask, self.test_mask)
+        )
+        return (
+            f"Graph(name={self.name!r}, nodes={self.num_nodes}, edges={self.num_edges}, "
+            f"features={self.num_features}, classes={self.num_classes}, split={self.split!r}, "
+            f"train/val/test={sizes})"
+        )
+
     def to(self, device: torch.device | str) -> Graph:
         """A copy with every tensor moved to ``device``."""
         return replace(
@@ -119,9 +129,7 @@ def make_base(
     edge_index = edge_index.to(torch.long)
     edge_index, _ = remove_self_loops(edge_index)
     edge_index = coalesce(to_undirected(edge_index, num_nodes=num_nodes), num_nodes=num_nodes)
-    masks = {
-        k: tuple(m.to(torch.bool) for m in v) for k, v in (fixed_splits or {}).items()
-    }
+    masks = {k: tuple(m.to(torch.bool) for m in v) for k, v in (fixed_splits or {}).items()}
     return BaseGraph(
         x=x.to(torch.float32).contiguous(),
         y=y.reshape(-1).to(torch.long),

@@ -29,6 +29,7 @@ from gdepth.data.graph import BaseGraph, make_base
 from gdepth.data.splits import index_to_mask
 
 OGB_NAME = "ogbn-arxiv"
+URL = "http://snap.stanford.edu/ogb/data/nodeproppred/arxiv.zip"  # ogb's master.csv
 DIR_NAME = "ogbn_arxiv"
 RELEASE = "RELEASE_v1.txt"
 REQUIRED = [
@@ -101,7 +102,7 @@ def _build(family_root: Path) -> Any:
 def load_ogbn_arxiv(key: str, root: Path, mirror: Path | None) -> BaseGraph:
     """Load ogbn-arxiv from ``<root>/OGB/ogbn_arxiv`` (or the mirror, or OGB's download)."""
     allow_pyg_globals()
-    dataset = prepare(key, "OGB", DIR_NAME, REQUIRED, root, mirror, _build)
+    dataset = prepare(key, "OGB", DIR_NAME, REQUIRED, root, mirror, _build, URL)
     data = dataset[0]
     n = int(data.num_nodes)
     idx = dataset.get_idx_split()

@@ -38,9 +38,7 @@ def _dataset_class(family: str) -> Any:
     return {"Planetoid": Planetoid, "Coauthor": Coauthor, "Amazon": Amazon}[family]
 
 
-def load_pyg(
-    key: str, family: str, name: str, root: Path, mirror: Path | None
-) -> BaseGraph:
+def load_pyg(key: str, family: str, name: str, root: Path, mirror: Path | None) -> BaseGraph:
     """Load ``<family>/<name>`` through PyG's class, via cache → mirror → download.
 
     Planetoid datasets carry their ``public`` masks as a fixed split.
@@ -50,7 +48,8 @@ def load_pyg(
     def build(family_root: Path) -> Any:
         return cls(str(family_root), name)
 
-    dataset = prepare(key, family, name, raw_files(family, name), root, mirror, build)
+    url = str(cls.url)
+    dataset = prepare(key, family, name, raw_files(family, name), root, mirror, build, url)
     data = dataset[0]
     fixed = {}
     if family == "Planetoid":

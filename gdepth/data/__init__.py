@@ -1,0 +1,213 @@
+"""Datasets for depth sweeps: one registry, one :func:`load`, one :class:`Graph`.
+
+``load(cfg.dataset, cfg.data, seed)`` returns a :class:`Graph` with the split for ``seed``.
+The base dataset (features, labels, edges) is parsed once per process and cached, keyed by
+its name, its generation parameters and the cache folder; only the split is drawn per seed.
+
+Importing this package does not import torch or PyG; loaders import them when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gdepth.data.graph import BaseGraph, DatasetUnavailable, Graph
+
+__all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailable", "Graph", "clear_cache", "load"]
+
+Loader = Callable[[dict[str, Any], Path, "Path | None"], BaseGraph]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry.
+
+    Attributes:
+        loader: ``(params, root, mirror) -> BaseGraph``.
+        description: one line for ``gdepth list datasets``.
+        default_split: used when the config gives no ``split``.
+        splits: the valid values of ``split``.
+        params: config keys (with defaults) that define the base graph; part of the cache key.
+        uses_files: whether the loader reads the cache/mirror folders.
+    """
+
+    loader: Loader
+    description: str
+    default_split: str
+    splits: tuple[str, ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    uses_files: bool = True
+
+
+def _pyg(key: str, family: str, name: str) -> Loader:
+    def loader(params: dict[str, Any], root: Path, mirror: Path | None) -> BaseGraph:
+        from gdepth.data.pyg import load_pyg
+
+        return load_pyg(key, family, name, root, mirror)
+
+    return loader
+
+
+def _lazy(module: str, func: str) -> Loader:
+    def loader(params: dict[str, Any], root: Path, mirror: Path | None) -> BaseGraph:
+        return getattr(importlib.import_module(module), func)(params, root, mirror)
+
+    return loader
+
+
+def _ogbn_arxiv(params: dict[str, Any], root: Path, mirror: Path | None) -> BaseGraph:
+    from gdepth.data.ogb import load_ogbn_arxiv
+
+    return load_ogbn_arxiv("ogbn_arxiv", root, mirror)
+
+
+_PLANETOID = ("public", "random_per_class")
+_RANDOM = ("random_per_class",)
+_CSBM_PARAMS = {
+    "num_nodes": 1000,
+    "num_classes": 4,
+    "avg_degree": 8.0,
+    "homophily": 0.8,
+    "snr": 1.0,
+    "num_features": 32,
+    "graph_seed": 0,
+}
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cora": DatasetSpec(
+        _pyg("cora", "Planetoid", "Cora"),
+        "Cora citation graph (Planetoid): 2708 nodes, 7 classes",
+        "public",
+        _PLANETOID,
+    ),
+    "citeseer": DatasetSpec(
+        _pyg("citeseer", "Planetoid", "CiteSeer"),
+        "CiteSeer citation graph (Planetoid): 3327 nodes, 6 classes",
+        "public",
+        _PLANETOID,
+    ),
+    "pubmed": DatasetSpec(
+        _pyg("pubmed", "Planetoid", "PubMed"),
+        "PubMed citation graph (Planetoid): 19717 nodes, 3 classes",
+        "public",
+        _PLANETOID,
+    ),
+    "coauthor_cs": DatasetSpec(
+        _pyg("coauthor_cs", "Coauthor", "CS"),
+        "Coauthor CS co-authorship graph: 18333 nodes, 15 classes",
+        "random_per_class",
+        _RANDOM,
+    ),
+    "coauthor_physics": DatasetSpec(
+        _pyg("coauthor_physics", "Coauthor", "Physics"),
+        "Coauthor Physics co-authorship graph: 34493 nodes, 5 classes",
+        "random_per_class",
+        _RANDOM,
+    ),
+    "amazon_computers": DatasetSpec(
+        _pyg("amazon_computers", "Amazon", "Computers"),
+        "Amazon Computers co-purchase graph: 13752 nodes, 10 classes",
+        "random_per_class",
+        _RANDOM,
+    ),
+    "amazon_photo": DatasetSpec(
+        _pyg("amazon_photo", "Amazon", "Photo"),
+        "Amazon Photo co-purchase graph: 7650 nodes, 8 classes",
+        "random_per_class",
+        _RANDOM,
+    ),
+    "ogbn_arxiv": DatasetSpec(
+        _ogbn_arxiv,
+        "OGB arXiv citation graph (undirected): 169343 nodes, 40 classes, time split",
+        "ogb",
+        ("ogb", "random_per_class"),
+    ),
+    "csbm": DatasetSpec(
+        _lazy("gdepth.data.csbm", "load_csbm"),
+        "contextual stochastic block model, generated offline from its parameters",
+        "random_per_class",
+        _RANDOM,
+        params=_CSBM_PARAMS,
+        uses_files=False,
+    ),
+}
+
+_CACHE: dict[tuple[Any, ...], BaseGraph] = {}
+
+
+def clear_cache() -> None:
+    """Forget the base datasets loaded in this process."""
+    _CACHE.clear()
+
+
+def _get(cfg: Any, key: str, default: Any = None) -> Any:
+    """``cfg.key`` for a DictConfig, a mapping or any attribute object; ``default`` if absent."""
+    if cfg is None:
+        return default
+    if isinstance(cfg, Mapping):
+        value = cfg.get(key, default)
+    else:
+        value = getattr(cfg, key, default)
+    return default if value is None else value
+
+
+def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
+    """Load the dataset ``dataset_cfg.name`` with the split for ``seed``.
+
+    Args:
+        dataset_cfg: ``name`` (registry key), ``split`` (default: the dataset's), and for
+            random splits ``train_per_class`` (20) and ``val_per_class`` (30); csbm also reads
+            ``num_nodes, num_classes, avg_degree, homophily, snr, num_features, graph_seed``.
+        data_cfg: ``root`` (writable cache; default ``$GDEPTH_DATA`` or ``~/.cache/gdepth``)
+            and ``mirror`` (read-only raw files; default ``$GDEPTH_DATA_MIRROR``); may be None.
+        seed: the split's seed for ``random_per_class`` (seed i → split i); fixed splits
+            (``public``, ``ogb``) ignore it.
+
+    Raises:
+        ValueError: unknown dataset name or invalid split.
+        DatasetUnavailable: the files are nowhere and could not be downloaded.
+    """
+    from gdepth.data.folders import resolve_mirror, resolve_root
+    from gdepth.data.splits import describe_random, random_per_class
+
+    name = _get(dataset_cfg, "name")
+    spec = DATASETS.get(name)  # type: ignore[arg-type]
+    if spec is None:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
+    split = _get(dataset_cfg, "split", spec.default_split)
+    if split not in spec.splits:
+        raise ValueError(
+            f"invalid split {split!r} for dataset {name!r}; valid: {', '.join(spec.splits)}"
+        )
+    params = {k: _get(dataset_cfg, k, v) for k, v in spec.params.items()}
+    root = resolve_root(_get(data_cfg, "root")) if spec.uses_files else None
+    key = (name, tuple(sorted(params.items())), str(root))
+    base = _CACHE.get(key)
+    if base is None:
+        mirror = resolve_mirror(_get(data_cfg, "mirror")) if spec.uses_files else None
+        base = _CACHE[key] = spec.loader(params, root, mirror)  # type: ignore[arg-type]
+
+    if split in base.fixed_splits:
+        train, val, test = (m.clone() for m in base.fixed_splits[split])
+        description = split
+    else:
+        k_train = int(_get(dataset_cfg, "train_per_class", 20))
+        k_val = int(_get(dataset_cfg, "val_per_class", 30))
+        train, val, test = random_per_class(base.y, base.num_classes, k_train, k_val, seed)
+        description = describe_random(k_train, k_val, seed)
+    return Graph(
+        name=name,
+        x=base.x,
+        y=base.y,
+        edge_index=base.edge_index,
+        num_classes=base.num_classes,
+        train_mask=train,
+        val_mask=val,
+        test_mask=test,
+        split=description,
+        evaluator=base.evaluator,
+    )

@@ -1,0 +1,34 @@
+"""Shared fixtures: the read-only dataset mirror beside the project and a writable cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """``../shared/datasets``: PyG's raw layout, read-only (tests never write into it)."""
+    if not (MIRROR / "Planetoid" / "Cora" / "raw").is_dir():
+        pytest.skip(f"dataset mirror not found at {MIRROR}")
+    return MIRROR
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """One writable dataset cache for the whole test session (raw files copied in once)."""
+    return tmp_path_factory.mktemp("gdepth-data")
+
+
+@pytest.fixture()
+def cli_env(mirror, data_cache) -> dict[str, str]:
+    """Environment for ``gdepth`` subprocesses: the mirror, the shared cache, one thread."""
+    env = dict(os.environ)
+    env.update(GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
+               OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    return env

@@ -1,0 +1,141 @@
+"""The ``gdepth`` command end to end, in real subprocesses with real Hydra multiruns."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gdepth import records
+
+GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]  # the installed console script
+# A small, fast CSBM so a sweep of several cells takes seconds.
+SMALL = ["dataset.num_nodes=300", "dataset.num_classes=3", "train.epochs=15", "progress=false"]
+
+
+def gdepth(args, env, cwd, timeout=300):
+    return subprocess.run([*GDEPTH, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, mirror, data_cache):
+    """One real sweep of 2 models × 3 depths × 2 seeds, then the same command again."""
+    import os
+
+    cwd = tmp_path_factory.mktemp("sweep")
+    env = dict(os.environ, GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
+               OMP_NUM_THREADS="1")
+    args = ["sweep", "model=gcn,gcn_res", "depth=2..8", "seeds=2", "name=demo", *SMALL]
+    first = gdepth(args, env, cwd)
+    folder = cwd / "outputs" / "sweeps" / "demo"
+    before = {p.name: p.read_text() for p in (folder / "records").glob("*.json")}
+    second = gdepth(args, env, cwd)
+    return first, second, folder, before, env, cwd
+
+
+def test_sweep_writes_one_ok_record_per_cell_and_the_table(sweep):
+    first, _, folder, before, _, _ = sweep
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert len(before) == 6
+    found = records.load(folder)
+    assert sorted((r["config"]["model"]["name"], r["config"]["depth"]) for r in found) == [
+        ("gcn", 2), ("gcn", 4), ("gcn", 8), ("gcn_res", 2), ("gcn_res", 4), ("gcn_res", 8)]
+    assert all(r["status"] == "ok" and len(r["seeds"]) == 2 for r in found)
+    record = found[0]
+    for field in ("convention", "params", "threads", "versions", "device", "peak_rss_mb"):
+        assert record[field], field
+    assert "| gcn·none" in first.stdout and "| gcn_res·none" in first.stdout
+    assert "[6/6]" in first.stderr + first.stdout
+
+
+def test_table_cells_equal_the_records(sweep):
+    _, _, folder, _, _, _ = sweep
+    lines = (folder / "table.md").read_text().splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["model·norm", "L=2", "L=4",
+                                                                   "L=8"]
+    for record in records.load(folder):
+        accs = [100 * s["test_acc"] for s in record["seeds"]]
+        text = f"{np.mean(accs):.1f} ± {np.std(accs):.1f} (2)"
+        row = next(line for line in lines
+                   if line.startswith(f"| {record['config']['model']['name']}·none "))
+        assert text in row
+    csv = (folder / "results.csv").read_text().splitlines()
+    assert len(csv) == 1 + 12
+
+
+def test_second_identical_sweep_trains_nothing(sweep):
+    _, second, folder, before, _, _ = sweep
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = {p.name: p.read_text() for p in (folder / "records").glob("*.json")}
+    assert after == before  # byte-identical: no cell retrained
+    assert len(re.findall(r"skip .*record is ok", second.stderr + second.stdout)) == 6
+
+
+def test_table_command_reaggregates_in_every_format(sweep):
+    _, _, folder, _, env, cwd = sweep
+    out = gdepth(["table", str(folder), "--format", "csv", "--metric", "val_acc"], env, cwd)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "model·norm,L=2,L=4,L=8"
+    assert (folder / "table_val_acc.md").exists()
+    bad = gdepth(["table", str(folder / "nope")], env, cwd)
+    assert bad.returncode == 2 and "no such folder" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["sweep", "depth=64..2"], 2, "invalid depth '64..2'"),
+        (["sweep", "depth=3..64"], 2, "accepted forms: 2..64 (doubling)"),
+        (["run", "depth=2,4"], 2, "gdepth run takes one depth"),
+        (["run", "dataset=imagenet"], 1, "Could not find 'dataset/imagenet'"),
+        (["run", "model=transformer"], 1, "Could not find 'model/transformer'"),
+        (["run", "norm=foo"], 1, "Available options in 'norm'"),
+        (["run", "train.lr=fast"], 1, "Value 'fast' of type 'str' could not be converted"),
+        (["frobnicate"], 2, "unknown command 'frobnicate'; valid: run, sweep, table, list"),
+    ],
+)
+def test_bad_input_gives_the_promised_message_and_exit_code(args, code, message, cli_env,
+                                                             tmp_path):
+    out = gdepth(args, cli_env, tmp_path)
+    assert out.returncode == code, out.stderr[-2000:]
+    assert message in out.stderr
+    if code == 2:
+        assert not (tmp_path / "outputs").exists()  # nothing launched
+
+
+def test_missing_dataset_is_a_failed_cell_with_a_one_line_reason(cli_env, tmp_path):
+    out = gdepth(["run", "dataset=pubmed", "name=pm", "seeds=1"], cli_env, tmp_path)
+    assert out.returncode == 1
+    error = re.search(r"failed \((DatasetUnavailable: .*)\)", out.stderr)
+    assert error and "pubmed" in error.group(1) and "GDEPTH_DATA_MIRROR" in error.group(1)
+    record = records.load(tmp_path / "outputs" / "runs" / "pm")[0]
+    assert record["status"] == "failed" and "pubmed" in record["error"]
+    assert "failed" in (tmp_path / "outputs" / "runs" / "pm" / "table.md").read_text()
+
+
+def test_list_shows_every_registry(cli_env, tmp_path):
+    out = gdepth(["list"], cli_env, tmp_path)
+    assert out.returncode == 0
+    for name in ("gcn_res", "nodenorm", "pairnorm", "coauthor_cs", "csbm", "ogbn_arxiv",
+                 "default"):
+        assert re.search(rf"^  {name} ", out.stdout, re.M), name
+
+
+def test_wheel_ships_the_config_tree(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(repo)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("gdepth-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"gdepth/configs/{p.relative_to(repo / 'configs')}"
+                for p in (repo / "configs").rglob("*.yaml")}
+    assert expected <= names
+    assert "gdepth/configs/config.yaml" in names
+    meta = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "gdepth = gdepth.cli:main" in zipfile.ZipFile(wheel).read(meta).decode()

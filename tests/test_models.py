@@ -1,0 +1,193 @@
+"""gdepth.models: adjacency, GCN and GCN-res, each checked against a second computation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch_geometric.nn import GCNConv
+
+from gdepth import models
+from gdepth.models.adjacency import normalized_adjacency
+
+N, IN, OUT = 15, 6, 3
+
+
+class DropoutLayers(str, Enum):  # the typed config stores choices as string enums
+    all = "all"
+    io = "io"
+
+
+@dataclass
+class EnumModelConfig:
+    name: str
+    dropout_layers: DropoutLayers = DropoutLayers.all
+
+
+NORM_CFGS = [
+    {"name": "none"},
+    {"name": "batchnorm"},
+    {"name": "pairnorm"},
+    {"name": "nodenorm"},
+]
+
+
+def random_graph(seed: int = 0, directed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, N, (2, 40), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    if not directed:
+        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1)
+    return edge_index, torch.randn(N, IN, generator=gen)
+
+
+def model_cfg(name: str = "gcn", **kw):
+    return OmegaConf.create({"name": name, "hidden": 8, **kw})
+
+
+def test_sym_adjacency_equals_dense_formula():
+    edge_index = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])  # path 0-1-2-3
+    adj = normalized_adjacency(edge_index, 5)  # node 4 isolated: only its self loop
+    assert adj.layout == torch.sparse_csr and adj.shape == (5, 5)
+    a = torch.zeros(5, 5)
+    a[edge_index[1], edge_index[0]] = 1.0
+    a_tilde = a + torch.eye(5)
+    d = a_tilde.sum(dim=1).pow(-0.5)
+    torch.testing.assert_close(adj.to_dense(), d[:, None] * a_tilde * d[None, :])
+    no_loops = normalized_adjacency(edge_index, 5, self_loops=False).to_dense()
+    d0 = a.sum(dim=1).pow(-0.5).nan_to_num(posinf=0.0)
+    torch.testing.assert_close(no_loops, d0[:, None] * a * d0[None, :])
+
+
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_row_adjacency_rows_sum_to_one(self_loops):
+    edge_index, _ = random_graph(directed=True)
+    dense = normalized_adjacency(
+        edge_index, N, self_loops=self_loops, normalization="row"
+    ).to_dense()
+    has_in_edges = torch.zeros(N, dtype=torch.bool)
+    has_in_edges[edge_index[1]] = True
+    expected = torch.where(has_in_edges | self_loops, 1.0, 0.0)
+    torch.testing.assert_close(dense.sum(dim=1), expected)
+
+
+def test_bad_normalization_raises():
+    with pytest.raises(ValueError, match="'left'.*row, sym"):
+        normalized_adjacency(torch.zeros(2, 0, dtype=torch.long), 3, normalization="left")
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_gcnconv_on_adjacency_equals_pyg_normalized_conv(directed):
+    edge_index, x = random_graph(directed=directed)
+    reference = GCNConv(IN, 4)
+    torch.nn.init.normal_(reference.bias)
+    model = models.build(model_cfg(), None, 1, IN, 4)
+    model.convs[0].load_state_dict(reference.state_dict())
+    model.eval()
+    out = model(x, normalized_adjacency(edge_index, N))
+    torch.testing.assert_close(out, reference(x, edge_index), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_res"])
+@pytest.mark.parametrize("depth", [1, 2, 3, 8])
+def test_depth_counts_gcnconv_layers(name, depth):
+    model = models.build(model_cfg(name), {"name": "nodenorm"}, depth, IN, OUT)
+    convs = [m for m in model.modules() if isinstance(m, GCNConv)]
+    assert len(convs) == depth
+    assert (convs[0].in_channels, convs[-1].out_channels) == (IN, OUT)
+    assert len(model.norms) == depth - 1
+    assert "depth L" in models.convention(name)
+
+
+def test_gcn_res_forward_equals_manual_residual_computation():
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    a = adj.to_dense()
+    model = models.build(model_cfg("gcn_res"), {"name": "nodenorm"}, 4, IN, OUT).eval()
+
+    def conv(i: int, h: torch.Tensor) -> torch.Tensor:
+        c = model.convs[i]
+        return a @ (h @ c.lin.weight.T) + c.bias
+
+    def nodenorm(h: torch.Tensor) -> torch.Tensor:
+        mu = h.mean(dim=1, keepdim=True)
+        return (h - mu) / (((h - mu) ** 2).mean(dim=1, keepdim=True) + 1e-5).sqrt()
+
+    h = torch.relu(nodenorm(conv(0, x)))  # input layer: no residual
+    h = torch.relu(nodenorm(conv(1, h))) + h
+    h = torch.relu(nodenorm(conv(2, h))) + h
+    torch.testing.assert_close(model(x, adj), conv(3, h), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_res"])
+@pytest.mark.parametrize("norm_cfg", NORM_CFGS, ids=lambda c: c["name"])
+@pytest.mark.parametrize("depth", [1, 2, 8, 64])
+def test_forward_backward(name, norm_cfg, depth):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    torch.manual_seed(0)
+    model = models.build(model_cfg(name), norm_cfg, depth, IN, OUT)
+    out = model(x, adj)
+    assert out.shape == (N, OUT) and torch.isfinite(out).all()
+    F.cross_entropy(out, torch.arange(N) % OUT).backward()
+    grad = model.convs[0].lin.weight.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    if name == "gcn_res" and depth == 64:
+        assert grad.abs().sum() > 0
+
+
+def test_dropout_layers_io_vs_all():
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    io = models.build(model_cfg(dropout_layers="io"), None, 4, IN, OUT)
+    every = models.build(model_cfg(dropout_layers="all"), None, 4, IN, OUT)
+    every.load_state_dict(io.state_dict())
+    assert io.dropout_at == {0, 3} and every.dropout_at == {0, 1, 2, 3}
+
+    def manual(dropout_at: set[int]) -> torch.Tensor:
+        h = x
+        for i, conv in enumerate(io.convs):
+            h = F.dropout(h, p=0.5, training=True) if i in dropout_at else h
+            h = conv(h, adj) if i == 3 else torch.relu(conv(h, adj))
+        return h
+
+    outs = {}
+    for key, model, at in [("io", io, {0, 3}), ("all", every, {0, 1, 2, 3})]:
+        torch.manual_seed(1)
+        outs[key] = model.train()(x, adj)
+        torch.manual_seed(1)
+        torch.testing.assert_close(outs[key], manual(at))
+    assert not torch.allclose(outs["io"], outs["all"])
+    torch.testing.assert_close(io.eval()(x, adj), every.eval()(x, adj), atol=0, rtol=0)
+
+
+def test_parameter_count_closed_form():
+    model = models.build(model_cfg(hidden=16), None, 3, 10, 3)
+    assert models.count_parameters(model) == 10 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
+    bn = models.build(model_cfg(hidden=16), {"name": "batchnorm"}, 3, 10, 3)
+    assert models.count_parameters(bn) == models.count_parameters(model) + 2 * (2 * 16)
+
+
+def test_config_defaults_and_errors():
+    model = models.build({"name": "gcn"}, None, 2, IN, OUT)
+    assert model.convs[0].out_channels == 64 and model.dropout == 0.5
+    assert model.dropout_at == {0, 1} and isinstance(model.act, torch.nn.ReLU)
+    with pytest.raises(ValueError, match="'gat'; valid: gcn, gcn_res"):
+        models.build({"name": "gat"}, None, 2, IN, OUT)
+    with pytest.raises(ValueError, match="'gat'; valid: gcn, gcn_res"):
+        models.convention("gat")
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        models.build({"name": "gcn"}, None, 0, IN, OUT)
+    with pytest.raises(ValueError, match="'swish'; valid: elu, identity, relu, tanh"):
+        models.build({"name": "gcn", "activation": "swish"}, None, 2, IN, OUT)
+    with pytest.raises(ValueError, match="'some'; valid: all, io"):
+        models.build({"name": "gcn", "dropout_layers": "some"}, None, 2, IN, OUT)
+
+
+def test_string_enum_config_values_are_read():
+    cfg = OmegaConf.structured(EnumModelConfig(name="gcn_res", dropout_layers=DropoutLayers.io))
+    assert models.build(cfg, None, 4, IN, OUT).dropout_at == {0, 3}

@@ -1,0 +1,100 @@
+"""Records → tidy frame → accuracy-vs-depth table: numbers, layout, marks, failed cells."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gdepth import records, report
+
+
+def _record(model, norm, depth, accs, status="ok", lr=0.01, key=None):
+    config = {"dataset": {"name": "csbm"}, "model": {"name": model}, "norm": {"name": norm},
+              "train": {"lr": lr}, "depth": depth, "seeds": max(len(accs), 2), "name": "x",
+              "out_dir": "outputs", "device": "cpu"}
+    seeds = [{"seed": i, "status": "ok", "train_acc": 1.0, "val_acc": a, "test_acc": a,
+              "selected_epoch": 3, "epoch_s": 0.1} for i, a in enumerate(accs)]
+    return {"key": key or records.cell_key(config), "status": status, "config": config,
+            "error": "boom" if status == "failed" else None,
+            "seeds": [] if status == "failed" else seeds,
+            "finished_at": "2026-01-01T00:00:00"}
+
+
+def _write(tmp_path, recs):
+    for rec in recs:
+        records.write(records.record_path(tmp_path, rec["key"]), rec)
+
+
+def test_atomic_write_leaves_no_temp_file_and_roundtrips(tmp_path):
+    rec = _record("gcn", "none", 2, [0.5, 0.7])
+    path = records.record_path(tmp_path, rec["key"])
+    records.write(path, rec)
+    assert records.read(path) == json.loads(json.dumps(rec))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_key_ignores_where_and_how_but_not_what():
+    base = _record("gcn", "none", 2, [0.5])["config"]
+    moved = {**base, "name": "other", "out_dir": "/elsewhere", "device": "cuda"}
+    deeper = {**base, "depth": 4}
+    assert records.cell_key(base) == records.cell_key(moved)
+    assert records.cell_key(base) != records.cell_key(deeper)
+
+
+def test_corrupt_record_is_ignored(tmp_path):
+    _write(tmp_path, [_record("gcn", "none", 2, [0.5])])
+    (tmp_path / "records" / "bad.json").write_text('{"key": "x", "stat')
+    assert len(records.load(tmp_path)) == 1
+
+
+def test_table_numbers_rows_columns_and_best_mark(tmp_path):
+    accs = {("gcn", 2): [0.80, 0.82, 0.78], ("gcn", 8): [0.40, 0.50, 0.45],
+            ("gcn_res", 2): [0.81, 0.79, 0.80], ("gcn_res", 8): [0.70, 0.72, 0.74]}
+    _write(tmp_path, [_record(m, "none", d, a) for (m, d), a in accs.items()])
+    table, md = report.write_report(tmp_path)
+    assert list(table.columns) == ["L=2", "L=8"]
+    assert list(table.index) == ["gcn·none", "gcn_res·none"]
+    for (model, depth), values in accs.items():
+        mean, std = 100 * np.mean(values), 100 * np.std(values)
+        assert table.loc[f"{model}·none", f"L={depth}"] == f"{mean:.1f} ± {std:.1f} (3)"
+    assert "**80.0 ± 1.6 (3)**" in md  # gcn L=2 is the best at depth 2
+    assert "**72.0 ± 1.6 (3)**" in md
+    for name in ("results.csv", "table.md", "table.csv", "table.tex", "accuracy_vs_depth.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    tidy = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(tidy) == 1 + 12  # one row per seed per cell
+    assert "\\textbf{80.0 $\\pm$ 1.6 (3)}" in (tmp_path / "table.tex").read_text()
+
+
+def test_varying_keys_become_row_keys_and_failed_cells_are_shown(tmp_path):
+    _write(tmp_path, [
+        _record("gcn", "pairnorm", 2, [0.6, 0.7], lr=0.01),
+        _record("gcn", "pairnorm", 2, [0.5, 0.5], lr=0.1),
+        _record("gcn", "pairnorm", 4, [], status="failed", lr=0.1),
+    ])
+    table, _ = report.write_report(tmp_path)
+    assert table.index.name == "model·norm · train.lr"
+    assert list(table.index) == ["gcn·pairnorm lr=0.01", "gcn·pairnorm lr=0.1"]
+    assert table.loc["gcn·pairnorm lr=0.1", "L=4"] == "failed"
+    assert table.loc["gcn·pairnorm lr=0.01", "L=4"] == "–"  # not run: shown, not dropped
+
+
+def test_unknown_metric_and_empty_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no gdepth records"):
+        report.write_report(tmp_path)
+    _write(tmp_path, [_record("gcn", "none", 2, [0.5])])
+    with pytest.raises(ValueError, match="valid: train_acc, val_acc, test_acc"):
+        report.write_report(tmp_path, "f1")
+
+
+def test_summary_uses_population_std_and_skips_diverged_seeds():
+    seeds = [{"status": "ok", "test_acc": v, "train_acc": v, "val_acc": v, "selected_epoch": 1,
+              "epoch_s": 1.0} for v in (0.2, 0.4)]
+    seeds.append({**seeds[0], "status": "diverged", "test_acc": math.nan})
+    summary = records.summarize(seeds)["test_acc"]
+    assert summary["n"] == 2
+    assert summary["mean"] == pytest.approx(0.3)
+    assert summary["std"] == pytest.approx(0.1)
