@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from gdepth import records, report
+from gdepth import progress, records, report
 
 log = logging.getLogger("gdepth")
 
@@ -29,8 +32,14 @@ def finish(directory: Path) -> None:
     _, text = report.write_report(directory)
     counts = {s: LAST["statuses"].count(s) for s in records.STATUSES if s in LAST["statuses"]}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    print(f"\n{text}\n\n{len(found)} cells ({summary}); report in {directory}/"
-          " (table.md, table.csv, table.tex, results.csv, accuracy_vs_depth.png)", flush=True)
+    start = os.environ.get(progress.START_ENV)
+    if start:  # cells finished before this sweep started were skipped (resume)
+        since = dt.datetime.fromtimestamp(float(start), dt.timezone.utc).isoformat()
+        skipped = sum(r.get("finished_at", "") < since for r in found)
+        summary += f"; {len(found) - skipped} run now, {skipped} skipped as already done"
+    print(f"\n{text}\n", flush=True)
+    print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
+          "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
 
 
 class ReportCallback(Callback):

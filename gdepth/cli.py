@@ -107,11 +107,14 @@ def _launch(command: str, args: list[str]) -> int:
         overrides = _rewrite(command, args)
     except DepthError as err:
         return _fail(str(err))
+    plain = [a for a in overrides if not a.startswith("-")]
+    os.environ[progress.TOTAL_ENV] = str(_count_cells(plain) if command == "sweep" else 1)
+    os.environ[progress.START_ENV] = str(time.time())
+    values = dict(a.split("=", 1) for a in plain if "=" in a)
+    folder = Path(values.get("out_dir", "outputs"), "sweeps" if command == "sweep" else "runs",
+                  values.get("name", ""))
+    os.environ[progress.DONE_ENV] = str(progress.count_records(folder))  # resumed: no ETA
     if command == "sweep":
-        plain = [a for a in overrides if not a.startswith("-")]
-        os.environ[progress.TOTAL_ENV] = str(_count_cells(plain))
-        os.environ[progress.START_ENV] = str(time.time())
-        os.environ[progress.DONE_ENV] = "0"
         overrides = ["--multirun", *overrides]
     sys.argv = [f"gdepth {command}", *overrides]
     from gdepth import callbacks

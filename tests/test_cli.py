@@ -51,7 +51,8 @@ def test_sweep_writes_one_ok_record_per_cell_and_the_table(sweep):
     for field in ("convention", "params", "threads", "versions", "device", "peak_rss_mb"):
         assert record[field], field
     assert "| gcn·none" in first.stdout and "| gcn_res·none" in first.stdout
-    assert "[6/6]" in first.stderr + first.stdout
+    assert "[6/6]" in first.stderr
+    assert "6 cells (6 ok; 6 run now, 0 skipped as already done)" in first.stderr
 
 
 def test_table_cells_equal_the_records(sweep):
@@ -74,7 +75,8 @@ def test_second_identical_sweep_trains_nothing(sweep):
     assert second.returncode == 0, second.stderr[-3000:]
     after = {p.name: p.read_text() for p in (folder / "records").glob("*.json")}
     assert after == before  # byte-identical: no cell retrained
-    assert len(re.findall(r"skip .*record is ok", second.stderr + second.stdout)) == 6
+    assert len(re.findall(r"skip .*record is ok", second.stderr)) == 6
+    assert "6 cells (6 ok; 0 run now, 6 skipped as already done)" in second.stderr
 
 
 def test_table_command_reaggregates_in_every_format(sweep):

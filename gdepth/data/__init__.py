@@ -71,8 +71,8 @@ _CSBM_PARAMS = {
     "num_nodes": 1000,
     "num_classes": 4,
     "avg_degree": 8.0,
-    "homophily": 0.8,
-    "snr": 1.0,
+    "homophily": 0.7,
+    "snr": 0.5,
     "num_features": 32,
     "graph_seed": 0,
 }

@@ -56,8 +56,8 @@ def csbm(
     num_nodes: int = 1000,
     num_classes: int = 4,
     avg_degree: float = 8.0,
-    homophily: float = 0.8,
-    snr: float = 1.0,
+    homophily: float = 0.7,
+    snr: float = 0.5,
     num_features: int = 32,
     graph_seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -66,8 +66,8 @@ def csbm(
     Args:
         num_nodes: N (default 1000). num_classes: C ≥ 2 (default 4).
         avg_degree: expected mean degree d (default 8). homophily: expected edge homophily
-            h in [0, 1] (default 0.8). snr: distance between class means in noise-std units
-            (default 1). num_features: F ≥ C (default 32). graph_seed: RNG seed (default 0).
+            h in [0, 1] (default 0.7). snr: distance between class means in noise-std units
+            (default 0.5). num_features: F ≥ C (default 32). graph_seed: RNG seed (default 0).
 
     Returns:
         ``(x [N, F] float32, y [N] int64, edge_index [2, E] int64 undirected, coalesced)``.
