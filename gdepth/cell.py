@@ -26,9 +26,12 @@ from gdepth.models.adjacency import normalized_adjacency
 
 log = logging.getLogger("gdepth")
 
-# Per-process cache of normalized adjacencies: fixed per dataset, reused by every seed,
-# layer and epoch of every cell that runs in this process.
-_ADJACENCY: dict[str, torch.Tensor] = {}
+# Per-process cache of what is fixed per dataset: the normalized adjacency and the features
+# (sparse where they are sparse), reused by every seed, layer and epoch of every cell.
+_PREPARED: dict[str, tuple[torch.Tensor, torch.Tensor, str]] = {}
+# Features at most this dense (bag-of-words: Cora 1.3 %, Coauthor CS 0.9 %) are kept as a
+# sparse CSR matrix: the first layer multiplies it sparsely and dropout touches only nnz values.
+SPARSE_DENSITY = 0.1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,17 +59,22 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _on(graph: data.Graph, device: torch.device) -> data.Graph:
-    tensors = ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask")
-    return dataclasses.replace(graph, **{f: getattr(graph, f).to(device) for f in tensors})
-
-
-def _adjacency(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device):
+def prepare(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device
+             ) -> tuple[data.Graph, torch.Tensor, str]:
+    """The graph on ``device`` with cached features, and its cached normalized adjacency."""
     key = f"{sorted(dataset_cfg.items())}|{device}"
-    if key not in _ADJACENCY:
-        adj = normalized_adjacency(graph.edge_index, graph.num_nodes)
-        _ADJACENCY[key] = adj.to(device)
-    return _ADJACENCY[key]
+    if key not in _PREPARED:
+        density = float(torch.count_nonzero(graph.x)) / max(graph.x.numel(), 1)
+        x = graph.x.to(device)
+        kind = f"dense (density {density:.2%})"
+        if density <= SPARSE_DENSITY:
+            x, kind = x.to_sparse_csr(), f"sparse_csr (density {density:.2%})"
+        adj = normalized_adjacency(graph.edge_index, graph.num_nodes).to(device)
+        _PREPARED[key] = (x, adj, kind)
+    x, adj, kind = _PREPARED[key]
+    masks = ("y", "edge_index", "train_mask", "val_mask", "test_mask")
+    moved = dataclasses.replace(graph, x=x, **{f: getattr(graph, f).to(device) for f in masks})
+    return moved, adj, kind
 
 
 def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
@@ -75,8 +83,8 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     with progress.epoch_bar(describe(config), seeds * int(cfg.train.epochs),
                             bool(cfg.progress)) as advance:
         for seed in range(seeds):
-            graph = _on(data.load(cfg.dataset, cfg.data, seed), device)
-            adj = _adjacency(graph, config["dataset"], device)
+            graph, adj, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
+                                                      config["dataset"], device)
             torch.manual_seed(seed)
             model = models.build(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
                                  graph.num_classes).to(device)
@@ -102,7 +110,7 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
     record: dict[str, Any] = {
         "schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": None,
         "config": config, "overrides": list(overrides or []),
-        "convention": None, "seeds": [], "summary": {}, "params": None,
+        "convention": None, "seeds": [], "summary": {}, "params": None, "features": None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "device": None, "threads": torch.get_num_threads(), "host": platform.node(),
         "versions": _versions(),

@@ -49,7 +49,7 @@ commands:
                               what each config group offers
 
 depth ranges: {forms}
-Hydra options work after run/sweep: --cfg job, --info, hydra/launcher=joblib, ...
+Hydra options work after run/sweep: --cfg job, --info defaults, hydra.verbose=true, ...
 Every option and the output layout are described in README.md."""
 
 

@@ -141,3 +141,13 @@ def test_wheel_ships_the_config_tree(tmp_path):
     assert "gdepth/configs/config.yaml" in names
     meta = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gdepth = gdepth.cli:main" in zipfile.ZipFile(wheel).read(meta).decode()
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "norm"])
+def test_config_options_equal_registry_keys(group):
+    from gdepth import data, models, norms
+    from gdepth.cli import config_dir
+
+    registry = {"dataset": data.DATASETS, "model": models.MODELS, "norm": norms.NORMS}[group]
+    options = {p.stem for p in Path(config_dir(), group).glob("*.yaml")}
+    assert options == set(registry)

@@ -191,3 +191,33 @@ def test_config_defaults_and_errors():
 def test_string_enum_config_values_are_read():
     cfg = OmegaConf.structured(EnumModelConfig(name="gcn_res", dropout_layers=DropoutLayers.io))
     assert models.build(cfg, None, 4, IN, OUT).dropout_at == {0, 3}
+
+
+def test_sparse_dropout_matches_dense_dropout_semantics():
+    from gdepth.models.common import dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(400, 300)
+    x[x < 0.9] = 0.0
+    out = dropout(x.to_sparse_csr(), 0.5, training=True).to_dense()
+    kept = out != 0
+    assert not (kept & (x == 0)).any()  # zeros stay zero
+    assert torch.allclose(out[kept], 2.0 * x[kept])  # survivors scaled by 1/(1-p)
+    share = kept.sum().item() / (x != 0).sum().item()
+    assert abs(share - 0.5) < 0.03  # ~12k stored values: 3 % is > 6 standard deviations
+    assert dropout(x.to_sparse_csr(), 0.5, training=False).to_dense().equal(x)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_res"])
+def test_sparse_features_give_the_dense_result(name):
+    torch.manual_seed(0)
+    x = torch.rand(50, 40)
+    x[x < 0.8] = 0.0
+    edge_index = torch.randint(0, 50, (2, 200))
+    adj = normalized_adjacency(torch.cat([edge_index, edge_index.flip(0)], 1), 50)
+    model = models.build(OmegaConf.create({"name": name, "hidden": 8}), None, 3, 40, 4).eval()
+    dense = model(x, adj)
+    sparse = model(x.to_sparse_csr(), adj)
+    assert torch.allclose(dense, sparse, atol=1e-5)
+    sparse.sum().backward()
+    assert model.convs[0].lin.weight.grad.abs().sum() > 0

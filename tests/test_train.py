@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from gdepth import data, models, train
+from gdepth.cell import prepare
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.train import _Selector
 
@@ -90,11 +91,12 @@ def test_unknown_optimizer_names_the_valid_ones(csbm_graph):
 
 def test_two_layer_gcn_on_cora_public_split(mirror, data_cache):
     """Kipf & Welling (ICLR 2017) report 81.5 % on Cora; 3 seeds must average >= 79 %."""
+    cpu = torch.device("cpu")
     cfg = OmegaConf.create({"name": "cora", "split": "public"})
     folders = OmegaConf.create({"root": str(data_cache), "mirror": str(mirror)})
     accs = []
     for seed in range(3):
-        graph = data.load(cfg, folders, seed)
-        adj = normalized_adjacency(graph.edge_index, graph.num_nodes)
+        graph, adj, features = prepare(data.load(cfg, folders, seed), dict(cfg), cpu)
+        assert features == "sparse_csr (density 1.27%)"
         accs.append(_fit(graph, adj, seed, depth=2, epochs=200).test_acc)
     assert sum(accs) / 3 >= 0.79, accs

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from gdepth.norms import unknown
 
@@ -36,3 +38,19 @@ def dropout_positions(dropout_layers: str, num_layers: int) -> frozenset[int]:
     if dropout_layers == "all":
         return frozenset(range(num_layers))
     return frozenset({0, num_layers - 1})
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` that also takes sparse CSR features (bag-of-words inputs).
+
+    Dropout zeroes entries and scales the survivors by 1/(1-p); zeros stay zero, so on a sparse
+    matrix it only has to touch the stored values: the same distribution as dense dropout, at
+    the cost of nnz random draws instead of N·F (Coauthor CS: 1.1 M instead of 125 M).
+    ``F.dropout`` itself rejects sparse CSR tensors, hence this wrapper.
+    """
+    if x.layout != torch.sparse_csr:
+        return F.dropout(x, p=p, training=training)
+    if not training or p == 0.0:
+        return x
+    values = F.dropout(x.values(), p=p, training=True)
+    return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.size())

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
@@ -97,7 +96,7 @@ class GCN(nn.Module):
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:
             return x
-        return F.dropout(x, p=self.dropout, training=self.training)
+        return common.dropout(x, self.dropout, self.training)
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
