@@ -27,8 +27,8 @@ def data_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def cli_env(mirror, data_cache) -> dict[str, str]:
-    """Environment for ``gdepth`` subprocesses: the mirror, the shared cache, one thread."""
+    """Environment for ``gdepth`` subprocesses: mirror, shared cache, one thread, no downloads."""
     env = dict(os.environ)
     env.update(GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
-               OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+               OMP_NUM_THREADS="1", GDEPTH_OFFLINE="1")
     return env

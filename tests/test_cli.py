@@ -30,7 +30,7 @@ def sweep(tmp_path_factory, mirror, data_cache):
 
     cwd = tmp_path_factory.mktemp("sweep")
     env = dict(os.environ, GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", GDEPTH_OFFLINE="1")
     args = ["sweep", "model=gcn,gcn_res", "depth=2..8", "seeds=2", "name=demo", *SMALL]
     first = gdepth(args, env, cwd)
     folder = cwd / "outputs" / "sweeps" / "demo"
@@ -116,6 +116,7 @@ def test_missing_dataset_is_a_failed_cell_with_a_one_line_reason(cli_env, tmp_pa
     assert out.returncode == 1
     error = re.search(r"failed \((DatasetUnavailable: .*)\)", out.stderr)
     assert error and "pubmed" in error.group(1) and "GDEPTH_DATA_MIRROR" in error.group(1)
+    assert "downloads are off: GDEPTH_OFFLINE is set" in error.group(1)
     record = records.load(tmp_path / "outputs" / "runs" / "pm")[0]
     assert record["status"] == "failed" and "pubmed" in record["error"]
     assert "failed" in (tmp_path / "outputs" / "runs" / "pm" / "table.md").read_text()

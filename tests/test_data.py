@@ -238,6 +238,7 @@ def test_pubmed_unavailable_fails_fast(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(socket, "getaddrinfo", blocked)
     monkeypatch.setattr(socket.socket, "connect", blocked)
+    monkeypatch.delenv("GDEPTH_OFFLINE", raising=False)
     root, mirror = tmp_path / "cache", tmp_path / "mirror"
     mirror.mkdir()
     clear_cache()
@@ -266,6 +267,7 @@ def test_download_gives_up_on_a_hanging_network(
 
     monkeypatch.setattr(socket, "getaddrinfo", hang)
     monkeypatch.setattr(folders, "DOWNLOAD_TIMEOUT_S", 0.5)
+    monkeypatch.delenv("GDEPTH_OFFLINE", raising=False)
     clear_cache()
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailable, match="amazon_photo.*cannot reach github.com:443"):
@@ -300,3 +302,17 @@ def test_registry_has_descriptions() -> None:
     for spec in DATASETS.values():
         assert spec.description and "\n" not in spec.description
         assert spec.default_split in spec.splits
+
+
+def test_offline_switch_never_touches_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("network used although GDEPTH_OFFLINE is set")
+
+    monkeypatch.setattr(socket, "getaddrinfo", forbidden)
+    monkeypatch.setattr(socket, "create_connection", forbidden)
+    monkeypatch.setenv("GDEPTH_OFFLINE", "1")
+    clear_cache()
+    with pytest.raises(DatasetUnavailable, match="downloads are off: GDEPTH_OFFLINE is set"):
+        load(NS(name="citeseer"), NS(root=tmp_path / "cache", mirror=None), seed=0)

@@ -7,7 +7,9 @@ looked up in this order:
    ``$XDG_CACHE_HOME/gdepth`` or ``~/.cache/gdepth``);
 2. the read-only ``mirror`` (``data.mirror``, else env ``GDEPTH_DATA_MIRROR``): its files are
    copied into the cache; nothing is ever written into the mirror;
-3. the library's own download (PyG / OGB), with a short socket timeout.
+3. the library's own download (PyG / OGB), with a short socket timeout; never when the
+   environment sets ``GDEPTH_OFFLINE`` (to anything but ``0``), e.g. on cluster nodes without
+   internet or in tests.
 
 Steps 2 and 3 work in a staging folder next to the target and publish it with one atomic
 ``rename``, so a failed or interrupted attempt never leaves a half-filled cache folder, and
@@ -172,6 +174,9 @@ def prepare(
             assert source is not None
             copy_tree(source, staging / dir_name)
             build(staging)
+        elif os.environ.get("GDEPTH_OFFLINE", "") not in ("", "0"):
+            raise DatasetUnavailable(_unavailable(key, target, source,
+                                                  "downloads are off: GDEPTH_OFFLINE is set"))
         else:
             unreachable = probe(url, DOWNLOAD_TIMEOUT_S) if url else None
             if unreachable:
