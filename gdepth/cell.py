@@ -15,6 +15,7 @@ import platform
 import resource
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,9 @@ def prepare(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device
         x = graph.x.to(device)
         kind = f"dense (density {density:.2%})"
         if density <= SPARSE_DENSITY:
-            x, kind = x.to_sparse_csr(), f"sparse_csr (density {density:.2%})"
+            with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
+                warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
+                x, kind = x.to_sparse_csr(), f"sparse_csr (density {density:.2%})"
         adj = normalized_adjacency(graph.edge_index, graph.num_nodes).to(device)
         _PREPARED[key] = (x, adj, kind)
     x, adj, kind = _PREPARED[key]
