@@ -82,7 +82,7 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     # every row that reaches the column's best mean (rounded as shown) is marked
     shown = best.round(1)
     table.attrs["best"] = {d: list(shown.index[shown[d] == shown[d].max()]) for d in depths
-                           if best[d].notna().any()}
+                           if best[d].notna().sum() > 1}  # a column with one number has no best
     table.attrs["means"] = best
     table.index.name = " · ".join(["model·norm", *[k for k in keys[2:]]])
     table.columns = [f"L={d}" for d in depths]

@@ -98,3 +98,9 @@ def test_summary_uses_population_std_and_skips_diverged_seeds():
     assert summary["n"] == 2
     assert summary["mean"] == pytest.approx(0.3)
     assert summary["std"] == pytest.approx(0.1)
+
+
+def test_a_single_row_marks_no_best(tmp_path):
+    _write(tmp_path, [_record("gcn", "none", 2, [0.5, 0.6]), _record("gcn", "none", 4, [0.4])])
+    _, md = report.write_report(tmp_path)
+    assert "**" not in md and "55.0 ± 5.0 (2)" in md
