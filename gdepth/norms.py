@@ -19,32 +19,13 @@ PyG 2.8 and are written here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from enum import Enum
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 from torch_geometric.nn import BatchNorm, PairNorm
 
-
-def option(cfg: Any, key: str, default: Any) -> Any:
-    """Read ``cfg.key`` from a DictConfig, a mapping or any attribute object.
-
-    A missing key or a ``None`` value gives ``default``; an ``Enum`` value gives its ``.value``
-    (the typed config stores choices such as ``dropout_layers`` as string enums).
-    """
-    if isinstance(cfg, Mapping):
-        value = cfg.get(key, default)
-    else:
-        value = getattr(cfg, key, default)
-    if value is None:
-        return default
-    return value.value if isinstance(value, Enum) else value
-
-
-def unknown(kind: str, value: Any, choices: Any) -> ValueError:
-    """The one-line error for a name that is not one of ``choices``."""
-    return ValueError(f"unknown {kind} '{value}'; valid: {', '.join(sorted(choices))}")
+from gdepth.options import option, unknown
 
 
 class NodeNorm(nn.Module):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gdepth.data.graph import BaseGraph, DatasetUnavailable, Graph
+from gdepth.options import option, unknown
 
 __all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailable", "Graph", "clear_cache", "load"]
 
@@ -77,49 +78,29 @@ _CSBM_PARAMS = {
     "graph_seed": 0,
 }
 
+# key: (PyG family, PyG name, description); Planetoid sets default to the public split.
+_PYG = {
+    "cora": ("Planetoid", "Cora", "Cora citation graph (Planetoid): 2708 nodes, 7 classes"),
+    "citeseer": ("Planetoid", "CiteSeer",
+                 "CiteSeer citation graph (Planetoid): 3327 nodes, 6 classes"),
+    "pubmed": ("Planetoid", "PubMed", "PubMed citation graph (Planetoid): 19717 nodes, 3 classes"),
+    "coauthor_cs": ("Coauthor", "CS", "Coauthor CS co-authorship graph: 18333 nodes, 15 classes"),
+    "coauthor_physics": ("Coauthor", "Physics",
+                         "Coauthor Physics co-authorship graph: 34493 nodes, 5 classes"),
+    "amazon_computers": ("Amazon", "Computers",
+                         "Amazon Computers co-purchase graph: 13752 nodes, 10 classes"),
+    "amazon_photo": ("Amazon", "Photo", "Amazon Photo co-purchase graph: 7650 nodes, 8 classes"),
+}
+
 DATASETS: dict[str, DatasetSpec] = {
-    "cora": DatasetSpec(
-        _pyg("cora", "Planetoid", "Cora"),
-        "Cora citation graph (Planetoid): 2708 nodes, 7 classes",
-        "public",
-        _PLANETOID,
-    ),
-    "citeseer": DatasetSpec(
-        _pyg("citeseer", "Planetoid", "CiteSeer"),
-        "CiteSeer citation graph (Planetoid): 3327 nodes, 6 classes",
-        "public",
-        _PLANETOID,
-    ),
-    "pubmed": DatasetSpec(
-        _pyg("pubmed", "Planetoid", "PubMed"),
-        "PubMed citation graph (Planetoid): 19717 nodes, 3 classes",
-        "public",
-        _PLANETOID,
-    ),
-    "coauthor_cs": DatasetSpec(
-        _pyg("coauthor_cs", "Coauthor", "CS"),
-        "Coauthor CS co-authorship graph: 18333 nodes, 15 classes",
-        "random_per_class",
-        _RANDOM,
-    ),
-    "coauthor_physics": DatasetSpec(
-        _pyg("coauthor_physics", "Coauthor", "Physics"),
-        "Coauthor Physics co-authorship graph: 34493 nodes, 5 classes",
-        "random_per_class",
-        _RANDOM,
-    ),
-    "amazon_computers": DatasetSpec(
-        _pyg("amazon_computers", "Amazon", "Computers"),
-        "Amazon Computers co-purchase graph: 13752 nodes, 10 classes",
-        "random_per_class",
-        _RANDOM,
-    ),
-    "amazon_photo": DatasetSpec(
-        _pyg("amazon_photo", "Amazon", "Photo"),
-        "Amazon Photo co-purchase graph: 7650 nodes, 8 classes",
-        "random_per_class",
-        _RANDOM,
-    ),
+    key: DatasetSpec(
+        _pyg(key, family, name),
+        description,
+        "public" if family == "Planetoid" else "random_per_class",
+        _PLANETOID if family == "Planetoid" else _RANDOM,
+    )
+    for key, (family, name, description) in _PYG.items()
+} | {
     "ogbn_arxiv": DatasetSpec(
         _ogbn_arxiv,
         "OGB arXiv citation graph (undirected): 169343 nodes, 40 classes, time split",
@@ -144,17 +125,6 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def _get(cfg: Any, key: str, default: Any = None) -> Any:
-    """``cfg.key`` for a DictConfig, a mapping or any attribute object; ``default`` if absent."""
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        value = cfg.get(key, default)
-    else:
-        value = getattr(cfg, key, default)
-    return default if value is None else value
-
-
 def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
     """Load the dataset ``dataset_cfg.name`` with the split for ``seed``.
 
@@ -174,29 +144,29 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
     from gdepth.data.folders import resolve_mirror, resolve_root
     from gdepth.data.splits import describe_random, random_per_class
 
-    name = _get(dataset_cfg, "name")
+    name = option(dataset_cfg, "name")
     spec = DATASETS.get(name)  # type: ignore[arg-type]
     if spec is None:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(sorted(DATASETS))}")
-    split = _get(dataset_cfg, "split", spec.default_split)
+        raise unknown("dataset", name, DATASETS)
+    split = option(dataset_cfg, "split", spec.default_split)
     if split not in spec.splits:
         raise ValueError(
             f"invalid split {split!r} for dataset {name!r}; valid: {', '.join(spec.splits)}"
         )
-    params = {k: _get(dataset_cfg, k, v) for k, v in spec.params.items()}
-    root = resolve_root(_get(data_cfg, "root")) if spec.uses_files else None
+    params = {k: option(dataset_cfg, k, v) for k, v in spec.params.items()}
+    root = resolve_root(option(data_cfg, "root")) if spec.uses_files else None
     key = (name, tuple(sorted(params.items())), str(root))
     base = _CACHE.get(key)
     if base is None:
-        mirror = resolve_mirror(_get(data_cfg, "mirror")) if spec.uses_files else None
+        mirror = resolve_mirror(option(data_cfg, "mirror")) if spec.uses_files else None
         base = _CACHE[key] = spec.loader(params, root, mirror)  # type: ignore[arg-type]
 
     if split in base.fixed_splits:
         train, val, test = (m.clone() for m in base.fixed_splits[split])
         description = split
     else:
-        k_train = int(_get(dataset_cfg, "train_per_class", 20))
-        k_val = int(_get(dataset_cfg, "val_per_class", 30))
+        k_train = int(option(dataset_cfg, "train_per_class", 20))
+        k_val = int(option(dataset_cfg, "val_per_class", 30))
         train, val, test = random_per_class(base.y, base.num_classes, k_train, k_val, seed)
         description = describe_random(k_train, k_val, seed)
     return Graph(

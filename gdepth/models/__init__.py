@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from gdepth.models import gcn
-from gdepth.norms import option, unknown
+from gdepth.options import option, unknown
 
 
 class ModelSpec(NamedTuple):

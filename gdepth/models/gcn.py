@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
-from gdepth.norms import build_norm, option
+from gdepth.norms import build_norm
+from gdepth.options import option
 
 GCN_CONVENTION = (
     "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
