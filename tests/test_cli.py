@@ -152,3 +152,14 @@ def test_config_options_equal_registry_keys(group):
     registry = {"dataset": data.DATASETS, "model": models.MODELS, "norm": norms.NORMS}[group]
     options = {p.stem for p in Path(config_dir(), group).glob("*.yaml")}
     assert options == set(registry)
+
+
+def test_diverging_cell_is_recorded_and_the_sweep_goes_on(cli_env, tmp_path):
+    """lr=1e30 blows the weights up: a non-finite loss marks the cell, the next cell still runs."""
+    out = gdepth(["sweep", "train.lr=1e30,0.01", "name=div", "seeds=2", *SMALL], cli_env, tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    found = {r["config"]["train"]["lr"]: r for r in records.load(tmp_path / "outputs/sweeps/div")}
+    assert found[1e30]["status"] == "diverged"
+    assert all(s["status"] == "diverged" for s in found[1e30]["seeds"])
+    assert found[0.01]["status"] == "ok"
+    assert re.search(r"\| gcn·none lr=1e\+30 +\| diverged +\|", out.stdout)
