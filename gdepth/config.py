@@ -85,6 +85,41 @@ class NodeNormConfig(NormConfig):
 
 
 @dataclass
+class LayerNormConfig(NormConfig):
+    eps: float = 1e-5
+    affine: bool = True
+
+
+@dataclass
+class GroupNormConfig(NormConfig):
+    groups: int = 10  # DiffGroupNorm's G
+    lamda: float = 0.01  # skip weight λ (PyG's spelling)
+    eps: float = 1e-5
+
+
+@dataclass
+class GraphNormConfig(NormConfig):
+    eps: float = 1e-5
+
+
+@dataclass
+class CombNormConfig(GroupNormConfig):
+    variant: str = "n"  # the NodeNorm that follows the group norm
+    power: float = 2.0
+
+
+@dataclass
+class APPNPConfig(ModelConfig):
+    alpha: float = 0.1  # teleport probability
+
+
+@dataclass
+class GCNIIConfig(ModelConfig):
+    alpha: float = 0.1  # initial-residual strength α
+    lamda: float = 0.5  # identity-mapping λ: θ_l = log(λ / l + 1)
+
+
+@dataclass
 class TrainConfig:
     name: str = MISSING  # the preset's name, recorded with every result
     optimizer: str = "adam"
@@ -125,9 +160,15 @@ def register() -> None:
         ("dataset", "dataset", DatasetConfig),
         ("dataset", "csbm", CSBMConfig),
         ("model", "model", ModelConfig),
+        ("model", "appnp", APPNPConfig),
+        ("model", "gcnii", GCNIIConfig),
         ("norm", "norm", NormConfig),
         ("norm", "pairnorm", PairNormConfig),
         ("norm", "nodenorm", NodeNormConfig),
+        ("norm", "layernorm", LayerNormConfig),
+        ("norm", "groupnorm", GroupNormConfig),
+        ("norm", "graphnorm", GraphNormConfig),
+        ("norm", "combnorm", CombNormConfig),
         ("train", "train", TrainConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
