@@ -125,6 +125,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 0.01
     weight_decay: float = 5e-4
+    weight_decay_graph: float | None = None  # graph layers' own decay (GCNII's wd1), if set
     epochs: int = 200
     patience: int | None = None  # stop after this many epochs without improvement
     selection: Selection = Selection.best_val_acc

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gdepth.options import option, unknown
+
 
 @dataclass
 class SeedResult:
@@ -55,12 +57,24 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evaluato
 
 
 def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
-    """The optimizer named by ``train.optimizer`` (Adam or SGD) with lr and weight decay."""
+    """The optimizer named by ``train.optimizer`` with ``lr`` and ``weight_decay``.
+
+    Where ``train.weight_decay_graph`` is set and the model splits its parameters
+    (``model.parameter_groups(graph_decay, dense_decay)``, e.g. GCNII's wd1 / wd2), the graph
+    layers get that decay and the dense layers ``weight_decay``.
+    """
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     name = str(train_cfg.optimizer)
     if name not in kinds:
-        raise ValueError(f"unknown optimizer '{name}'; valid: {', '.join(sorted(kinds))}")
-    return kinds[name](model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        raise unknown("optimizer", name, kinds)
+    graph_decay = option(train_cfg, "weight_decay_graph")
+    params: Any = model.parameters()
+    if graph_decay is not None:
+        if not hasattr(model, "parameter_groups"):
+            raise ValueError(f"train.weight_decay_graph={graph_decay} is set but model "
+                             f"{type(model).__name__} has no separate graph layers")
+        params = model.parameter_groups(float(graph_decay), float(train_cfg.weight_decay))
+    return kinds[name](params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
 class _Selector:

@@ -100,3 +100,23 @@ def test_two_layer_gcn_on_cora_public_split(mirror, data_cache):
         assert features == "sparse_csr (density 1.27%)"
         accs.append(_fit(graph, adj, seed, depth=2, epochs=200).test_acc)
     assert sum(accs) / 3 >= 0.79, accs
+
+
+class _TwoGroups(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.graph = torch.nn.Linear(2, 2)
+        self.dense = torch.nn.Linear(2, 2)
+
+    def parameter_groups(self, graph_decay, dense_decay):
+        return [{"params": self.graph.parameters(), "weight_decay": graph_decay},
+                {"params": self.dense.parameters(), "weight_decay": dense_decay}]
+
+
+def test_graph_layers_get_their_own_weight_decay():
+    optimizer = train.make_optimizer(_TwoGroups(), _train_cfg(weight_decay_graph=0.01))
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 5e-4]
+    plain = train.make_optimizer(_TwoGroups(), _train_cfg())
+    assert [g["weight_decay"] for g in plain.param_groups] == [5e-4]
+    with pytest.raises(ValueError, match="weight_decay_graph=0.01 is set but model Linear"):
+        train.make_optimizer(torch.nn.Linear(2, 2), _train_cfg(weight_decay_graph=0.01))
