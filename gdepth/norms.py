@@ -11,10 +11,17 @@ name           layer
 ``batchnorm``  PyG :class:`torch_geometric.nn.BatchNorm` (per feature, over the nodes)
 ``pairnorm``   PairNorm (Zhao & Akoglu 2020): modes ``PN``, ``PN-SI`` (PyG) and ``PN-SCS``
 ``nodenorm``   NodeNorm (Zhou et al. 2021): variants ``n``, ``v``, ``srv``, ``pr``, ``m``
+``layernorm``  PyG :class:`torch_geometric.nn.LayerNorm` with ``mode="node"`` (Ba et al. 2016)
+``groupnorm``  PyG :class:`torch_geometric.nn.DiffGroupNorm` (Zhou et al. 2020)
+``meannorm``   PyG :class:`torch_geometric.nn.MeanSubtractionNorm` (Yang et al. 2020)
+``graphnorm``  PyG :class:`torch_geometric.nn.GraphNorm` (Cai et al. 2021)
+``combnorm``   ``DiffGroupNorm`` then :class:`NodeNorm` (Chen et al. 2022, Bag of Tricks)
 =============  ==============================================================================
 
 PyG does the work where it has the layer; NodeNorm and PairNorm's ``PN-SCS`` mode are not in
-PyG 2.8 and are written here.
+PyG 2.8 and are written here. Every module is called as ``norm(x)``: PyG's optional ``batch``
+arguments are left out, so a full-batch node-classification graph is one graph and the
+statistics that PyG takes "over the graph" or "over the batch" are taken over all its nodes.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from torch import Tensor, nn
-from torch_geometric.nn import BatchNorm, PairNorm
+from torch_geometric.nn import (
+    BatchNorm,
+    DiffGroupNorm,
+    GraphNorm,
+    LayerNorm,
+    MeanSubtractionNorm,
+    PairNorm,
+)
 
 from gdepth.options import option, unknown
 
@@ -162,6 +176,107 @@ def _nodenorm(norm_cfg: Any, dim: int) -> nn.Module:
     )
 
 
+def _layernorm(norm_cfg: Any, dim: int) -> nn.Module:
+    r"""Per-node LayerNorm, keys ``eps`` (``1e-5``), ``affine`` (``True``).
+
+    Ba, Kiros and Hinton, "Layer Normalization", arXiv 1607.06450 (2016),
+    https://arxiv.org/abs/1607.06450. PyG ``LayerNorm(dim, eps, affine, mode="node")``
+    normalizes each node over its :math:`d` features (biased variance, :math:`\epsilon` inside
+    the square root):
+
+    .. math::
+        \mathbf{x}_i' = \frac{\mathbf{x}_i - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}} \odot
+        \boldsymbol{\gamma} + \boldsymbol{\beta}, \qquad
+        \mu_i = \tfrac{1}{d}\textstyle\sum_j x_{ij}, \quad
+        \sigma_i^2 = \tfrac{1}{d}\textstyle\sum_j (x_{ij} - \mu_i)^2
+
+    with learnable :math:`\boldsymbol{\gamma}` (ones) and :math:`\boldsymbol{\beta}` (zeros)
+    when ``affine``; ``affine=False`` equals NodeNorm variant ``n``. (PyG's default
+    ``mode="graph"`` would pool the statistics over all nodes and features instead.)
+    """
+    eps = float(option(norm_cfg, "eps", 1e-5))
+    return LayerNorm(dim, eps=eps, affine=bool(option(norm_cfg, "affine", True)), mode="node")
+
+
+def _diffgroupnorm(norm_cfg: Any, dim: int) -> DiffGroupNorm:
+    r"""Differentiable group normalization, keys ``groups`` (``10``), ``lamda`` (``0.01``), ``eps``.
+
+    Zhou, Huang, Zha, Chen, Li, Choi and Hu, "Towards Deeper Graph Neural Networks with
+    Differentiable Group Normalization", NeurIPS 2020, arXiv 2006.06972,
+    https://arxiv.org/abs/2006.06972. PyG ``DiffGroupNorm(dim, groups, lamda, eps)``: with a
+    learnable :math:`\mathbf{W} \in \mathbb{R}^{d \times G}` (no bias),
+
+    .. math::
+        \mathbf{S} = \operatorname{softmax}(\mathbf{X}\mathbf{W}), \qquad
+        \mathbf{X}' = \mathbf{X} + \lambda \sum_{g=1}^{G}
+        \operatorname{BatchNorm}(\mathbf{S}_{:,g} \odot \mathbf{X})
+
+    where BatchNorm (affine, momentum 0.1, ``eps`` :math:`\epsilon`) standardizes each of the
+    :math:`G \cdot d` columns over the nodes in training and uses running statistics in eval.
+    Full-batch node classification has one graph, so these are statistics over all its nodes.
+    The Bag-of-Tricks code (``group_norm``) differs slightly: a bias in :math:`\mathbf{W}`,
+    BatchNorm momentum 0.3, and per-dataset :math:`\lambda` (``skip_weight``) and :math:`G`.
+    """
+    groups = int(option(norm_cfg, "groups", 10))
+    if groups < 1:
+        raise ValueError(f"groupnorm groups must be >= 1, got {groups}")
+    lamda = float(option(norm_cfg, "lamda", 0.01))
+    return DiffGroupNorm(dim, groups, lamda=lamda, eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _meannorm(norm_cfg: Any, dim: int) -> nn.Module:
+    r"""Mean subtraction over the nodes; no keys.
+
+    Yang, Wang, Yao, Liu and Abdelzaher, "Revisiting Over-smoothing in Deep GCNs",
+    arXiv 2003.13663 (2020), https://arxiv.org/abs/2003.13663. PyG ``MeanSubtractionNorm()``:
+    :math:`\mathbf{x}_i' = \mathbf{x}_i - \frac{1}{n}\sum_{j=1}^{n} \mathbf{x}_j` (the
+    Bag-of-Tricks ``MeanNorm``).
+    """
+    return MeanSubtractionNorm()
+
+
+def _graphnorm(norm_cfg: Any, dim: int) -> nn.Module:
+    r"""GraphNorm, key ``eps`` (``1e-5``).
+
+    Cai, Luo, Xu, He, Liu and Wang, "GraphNorm: A Principled Approach to Accelerating Graph
+    Neural Network Training", ICML 2021, arXiv 2009.03294, https://arxiv.org/abs/2009.03294.
+    PyG ``GraphNorm(dim, eps)``, per feature over the :math:`n` nodes of the graph:
+
+    .. math::
+        \mathbf{x}_i' = \boldsymbol{\gamma} \odot
+        \frac{\mathbf{x}_i - \boldsymbol{\alpha} \odot \boldsymbol{\mu}}
+        {\sqrt{\boldsymbol{\sigma}^2 + \epsilon}} + \boldsymbol{\beta}, \qquad
+        \boldsymbol{\mu} = \tfrac{1}{n}\textstyle\sum_i \mathbf{x}_i, \quad
+        \boldsymbol{\sigma}^2 = \tfrac{1}{n}\textstyle\sum_i
+        (\mathbf{x}_i - \boldsymbol{\alpha} \odot \boldsymbol{\mu})^2
+
+    with learnable :math:`\boldsymbol{\alpha}, \boldsymbol{\gamma}` (ones) and
+    :math:`\boldsymbol{\beta}` (zeros). At init it equals BatchNorm's training-mode output on
+    one graph, but it keeps no running statistics: eval uses the statistics of the input too.
+    """
+    return GraphNorm(dim, eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _combnorm(norm_cfg: Any, dim: int) -> nn.Module:
+    r"""CombNorm: ``groupnorm`` then ``nodenorm``, keys of both (one ``eps`` for the two).
+
+    Chen, Zhou, Duan, Zheng, Wang, Hu and Wang, "Bag of Tricks for Training Deeper Graph Neural
+    Networks: A Comprehensive Benchmark Study", IEEE TPAMI 2022, arXiv 2108.10521,
+    https://arxiv.org/abs/2108.10521; official code
+    https://github.com/VITA-Group/Deep_GCN_Benchmarking
+    (``comb_norm([group_norm, node_norm])`` in ``tricks/tricks/norms.py``):
+    :math:`\mathbf{X}' = \operatorname{NodeNorm}(\operatorname{DiffGroupNorm}(\mathbf{X}))`,
+    both as documented in :func:`_diffgroupnorm` and :class:`NodeNorm`, sharing ``eps``.
+    """
+    eps = float(option(norm_cfg, "eps", 1e-5))
+    nodenorm = NodeNorm(
+        variant=option(norm_cfg, "variant", "n"),
+        power=float(option(norm_cfg, "power", 2.0)),
+        eps=eps,
+    )
+    return nn.Sequential(_diffgroupnorm(norm_cfg, dim), nodenorm)
+
+
 class NormSpec(NamedTuple):
     """A registry entry: ``builder(norm_cfg, dim) -> nn.Module`` and a one-line description."""
 
@@ -177,6 +292,19 @@ NORMS: dict[str, NormSpec] = {
     ),
     "nodenorm": NormSpec(
         _nodenorm, "NodeNorm (Zhou et al., CIKM 2021); per-node statistics, variant n|v|srv|pr|m"
+    ),
+    "layernorm": NormSpec(_layernorm, "LayerNorm per node (Ba et al. 2016), PyG mode='node'"),
+    "groupnorm": NormSpec(
+        _diffgroupnorm, "DiffGroupNorm (Zhou et al., NeurIPS 2020), PyG; groups G, skip lamda"
+    ),
+    "meannorm": NormSpec(
+        _meannorm, "mean subtraction over nodes (Yang et al. 2020), PyG MeanSubtractionNorm"
+    ),
+    "graphnorm": NormSpec(
+        _graphnorm, "GraphNorm (Cai et al., ICML 2021), PyG; learnable mean shift"
+    ),
+    "combnorm": NormSpec(
+        _combnorm, "CombNorm (Chen et al., TPAMI 2022): DiffGroupNorm then NodeNorm (variant)"
     ),
 }
 

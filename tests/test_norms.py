@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch_geometric.nn as pyg_nn
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from gdepth.cli import config_dir
 from gdepth.norms import NORMS, NodeNorm, PairNormSCS, build_norm
 
 N, D = 12, 7
@@ -108,7 +111,8 @@ def test_batchnorm_is_pygs(x):
 def test_none_is_identity_and_registry_has_descriptions(x):
     assert torch.equal(build_norm({"name": "none"}, D)(x), x)
     assert torch.equal(build_norm(None, D)(x), x)
-    assert sorted(NORMS) == ["batchnorm", "nodenorm", "none", "pairnorm"]
+    assert set(NORMS) == {p.stem for p in Path(config_dir(), "norm").glob("*.yaml")}
+    assert {"batchnorm", "combnorm", "graphnorm", "groupnorm", "layernorm"} < set(NORMS)
     assert all(spec.description and "\n" not in spec.description for spec in NORMS.values())
 
 
@@ -122,9 +126,10 @@ def test_struct_config_reads_defaults():
 @pytest.mark.parametrize(
     "cfg, choices",
     [
-        ({"name": "layernorm"}, "batchnorm, nodenorm, none, pairnorm"),
+        ({"name": "instancenorm"}, ", ".join(sorted(NORMS))),
         ({"name": "pairnorm", "mode": "PN-X"}, "PN, PN-SCS, PN-SI"),
         ({"name": "nodenorm", "variant": "q"}, "m, n, pr, srv, v"),
+        ({"name": "combnorm", "variant": "q"}, "m, n, pr, srv, v"),
     ],
 )
 def test_bad_names_raise_with_choices(cfg, choices):
@@ -133,3 +138,134 @@ def test_bad_names_raise_with_choices(cfg, choices):
         build_norm(cfg, D)
     message = str(err.value)
     assert f"'{bad}'" in message and choices in message and "\n" not in message
+
+
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    """Cast to float64 and draw every parameter at random, so no init value hides a bug."""
+    module = module.double()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return module
+
+
+def copy_into(reference: torch.nn.Module, module: torch.nn.Module) -> torch.nn.Module:
+    reference.double().load_state_dict(module.state_dict())
+    return reference
+
+
+def standardize_columns(h: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Training-mode BatchNorm without affine: per column over the rows, biased variance."""
+    return (h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + eps)
+
+
+def diffgroupnorm_numpy(h: np.ndarray, module, lamda: float, eps: float = 1e-5) -> np.ndarray:
+    """X + lamda * sum_g BN(softmax(XW)[:, g] * X), BN per column with gamma, beta (Zhou 2020)."""
+    w = module.lin.weight.detach().numpy()  # [G, D]
+    gamma = module.norm.weight.detach().numpy().reshape(len(w), -1)
+    beta = module.norm.bias.detach().numpy().reshape(len(w), -1)
+    logits = h @ w.T
+    s = np.exp(logits - logits.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    groups = [standardize_columns(s[:, [g]] * h, eps) * gamma[g] + beta[g] for g in range(len(w))]
+    return h + lamda * sum(groups)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layernorm_is_pyg_node_mode_and_matches_formula(x, affine):
+    norm = build_norm({"name": "layernorm", "eps": 1e-3, "affine": affine}, D)
+    assert isinstance(norm, pyg_nn.LayerNorm) and norm.mode == "node"
+    norm = randomize(norm)
+    h = x.numpy()
+    expected = (h - h.mean(axis=1, keepdims=True)) / np.sqrt(h.var(axis=1, keepdims=True) + 1e-3)
+    if affine:
+        expected = expected * norm.weight.detach().numpy() + norm.bias.detach().numpy()
+        reference = pyg_nn.LayerNorm(D, eps=1e-3, affine=True, mode="node")
+        torch.testing.assert_close(norm(x), copy_into(reference, norm)(x))
+    else:
+        assert list(norm.parameters()) == []
+        np.testing.assert_allclose(expected, nodenorm_numpy(h, "n", eps=1e-3), atol=1e-12)
+    np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("groups, lamda", [(1, 0.01), (3, 0.5), (10, 2.0)])
+def test_groupnorm_is_pyg_diffgroupnorm_and_matches_formula(x, groups, lamda):
+    norm = build_norm({"name": "groupnorm", "groups": groups, "lamda": lamda}, D)
+    assert isinstance(norm, pyg_nn.DiffGroupNorm)
+    assert (norm.groups, norm.lamda, norm.norm.eps) == (groups, lamda, 1e-5)
+    norm = randomize(norm)
+    reference = copy_into(pyg_nn.DiffGroupNorm(D, groups, lamda=lamda, eps=1e-5), norm)
+    torch.testing.assert_close(norm(x), reference(x))
+    # one graph: BatchNorm's statistics are over all N nodes
+    expected = diffgroupnorm_numpy(x.numpy(), norm, lamda)
+    np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-10, rtol=0)
+
+
+def test_groupnorm_needs_a_group():
+    with pytest.raises(ValueError, match="groups must be >= 1, got 0"):
+        build_norm({"name": "groupnorm", "groups": 0}, D)
+
+
+def test_meannorm_subtracts_the_node_mean(x):
+    norm = build_norm({"name": "meannorm"}, D)
+    assert isinstance(norm, pyg_nn.MeanSubtractionNorm) and list(norm.parameters()) == []
+    h = x.numpy()
+    np.testing.assert_allclose(norm(x).numpy(), h - h.mean(axis=0, keepdims=True), atol=1e-12)
+
+
+@pytest.mark.parametrize("at_init", [True, False])
+def test_graphnorm_is_pyg_and_matches_formula(x, at_init):
+    norm = build_norm({"name": "graphnorm", "eps": 1e-3}, D).double()
+    assert isinstance(norm, pyg_nn.GraphNorm) and norm.eps == 1e-3
+    h = x.numpy()
+    if at_init:  # alpha = gamma = 1, beta = 0: per-feature standardization over the nodes
+        expected = standardize_columns(h, eps=1e-3)
+    else:
+        norm = randomize(norm)
+        alpha, gamma, beta = (p.detach().numpy() for p in (norm.mean_scale, norm.weight, norm.bias))
+        shifted = h - alpha * h.mean(axis=0)
+        expected = gamma * shifted / np.sqrt((shifted**2).mean(axis=0) + 1e-3) + beta
+    np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-10, rtol=0)
+    # no running statistics: eval normalizes by the input's own statistics too
+    np.testing.assert_allclose(norm.eval()(x).detach().numpy(), expected, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("variant, power", [("n", 2.0), ("v", 2.0), ("pr", 3.0), ("m", 2.0)])
+def test_combnorm_is_diffgroupnorm_then_nodenorm(x, variant, power):
+    cfg = {
+        "name": "combnorm",
+        "groups": 4,
+        "lamda": 0.1,
+        "eps": 1e-4,
+        "variant": variant,
+        "power": power,
+    }
+    norm = build_norm(cfg, D)
+    group, node = norm
+    assert isinstance(group, pyg_nn.DiffGroupNorm) and isinstance(node, NodeNorm)
+    assert (group.groups, group.lamda, group.norm.eps) == (4, 0.1, 1e-4)
+    assert (node.variant, node.power, node.eps) == (variant, power, 1e-4)
+    norm = randomize(norm)
+    grouped = diffgroupnorm_numpy(x.numpy(), group, lamda=0.1, eps=1e-4)
+    expected = nodenorm_numpy(grouped, variant, power, eps=1e-4)
+    np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-9, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def composed_norms() -> dict:
+    """Every configs/norm/<name>.yaml composed through Hydra with its typed schema."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return {name: compose("config", overrides=[f"norm={name}"]).norm for name in NORMS}
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_every_norm_builds_from_its_yaml_and_keeps_the_shape(composed_norms, name):
+    cfg = composed_norms[name]
+    assert cfg.name == name
+    norm = build_norm(cfg, D)
+    x = torch.randn(N, D, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    out = norm(x)
+    assert out.shape == (N, D) and torch.isfinite(out).all()
+    (out * torch.linspace(-1, 1, D)).sum().backward()  # differentiable as the model uses it
+    assert torch.isfinite(x.grad).all()

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from gdepth.models import gcn
+from gdepth.models import appnp, gcn, gcnii, sgc
 from gdepth.options import option, unknown
 
 
@@ -37,6 +37,24 @@ MODELS: dict[str, ModelSpec] = {
         gcn.build_gcn_res,
         gcn.GCN_RES_CONVENTION,
         "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
+    ),
+    "appnp": ModelSpec(
+        appnp.build_appnp,
+        appnp.APPNP_CONVENTION,
+        "APPNP (Gasteiger et al., ICLR 2019): 2-layer MLP then K personalized-PageRank steps",
+    ),
+    "sgc": ModelSpec(
+        sgc.build_sgc, sgc.SGC_CONVENTION, "SGC (Wu et al., ICML 2019): linear on cached A^K X"
+    ),
+    "gcnii": ModelSpec(
+        gcnii.build_gcnii,
+        gcnii.GCNII_CONVENTION,
+        "GCNII (Chen et al., ICML 2020, official code): initial residual + identity mapping",
+    ),
+    "gcnii_star": ModelSpec(
+        gcnii.build_gcnii_star,
+        gcnii.GCNII_STAR_CONVENTION,
+        "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
     ),
 }
 

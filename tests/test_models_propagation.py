@@ -1,0 +1,217 @@
+"""gdepth.models: APPNP, SGC, GCNII and GCNII*, each checked against PyG or a hand computation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from torch_geometric.nn import APPNP, GCN2Conv, SGConv
+
+from gdepth import models
+from gdepth.cli import config_dir
+from gdepth.models import sgc
+from gdepth.models.adjacency import normalized_adjacency
+from gdepth.models.appnp import appnp_propagate
+from gdepth.models.gcnii import GCNIILayer
+
+N, IN, OUT, D = 15, 6, 3, 8
+NAMES = ["appnp", "sgc", "gcnii", "gcnii_star"]
+
+
+def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, N, (2, 40), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1)
+    return edge_index, torch.randn(N, IN, generator=gen)
+
+
+def model_cfg(name: str, **kw):
+    return OmegaConf.create({"name": name, "hidden": D, **kw})
+
+
+@pytest.mark.parametrize("steps", [1, 2, 10])
+@pytest.mark.parametrize("alpha", [0.1, 0.5])
+def test_appnp_propagation_equals_pyg(steps, alpha):
+    edge_index, h = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    expected = APPNP(steps, alpha)(h, edge_index)
+    torch.testing.assert_close(appnp_propagate(h, adj, steps, alpha), expected, atol=1e-5, rtol=0)
+
+
+def test_appnp_model_is_mlp_then_pyg_propagation():
+    edge_index, x = random_graph()
+    model = models.build(model_cfg("appnp", alpha=0.2), None, 5, IN, OUT).eval()
+    h = model.lin2(torch.relu(model.lin1(x)))
+    expected = APPNP(5, 0.2)(h, edge_index)
+    out = model(x, normalized_adjacency(edge_index, N))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_sgc_equals_pyg_sgconv_and_dense_powers(steps):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    reference = SGConv(IN, OUT, K=steps)
+    model = models.build(model_cfg("sgc"), None, steps, IN, OUT).eval()
+    model.lin.load_state_dict(reference.lin.state_dict())
+    torch.testing.assert_close(model(x, adj), reference(x, edge_index), atol=1e-5, rtol=0)
+    powers = torch.linalg.matrix_power(adj.to_dense(), steps) @ x  # SIGN-style Â^K X
+    torch.testing.assert_close(model.features(x, adj), powers, atol=1e-5, rtol=0)
+
+
+def test_sgc_propagates_once_per_input_and_reuses_it_in_eval(monkeypatch):
+    calls = []
+    real = sgc.propagate_features
+    monkeypatch.setattr(sgc, "propagate_features", lambda *a: calls.append(1) or real(*a))
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(model_cfg("sgc", dropout=0.5), None, 3, IN, OUT)
+    for _ in range(3):
+        model.train()(x, adj).sum().backward()
+        model.eval()(x, adj)
+    assert len(calls) == 1
+    ax, expected = model.features(x, adj), model(x, adj)
+    x2 = x.clone()
+    torch.testing.assert_close(model(x2, adj), expected)  # a new tensor: computed again
+    x2.mul_(2.0)  # in place: the cache sees the version change
+    torch.testing.assert_close(model(x2, adj), model.lin(2 * ax))
+    assert len(calls) == 3
+    xg = x.clone().requires_grad_()  # a Jacobian diagnostic: autograd through Â^K X, no cache
+    model(xg, adj).sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0 and len(calls) == 4
+    assert "_cache" not in dict(model.named_buffers()) and set(model.state_dict()) == {
+        "lin.weight",
+        "lin.bias",
+    }
+
+
+@pytest.mark.parametrize("layer", [1, 2, 7])
+def test_gcnii_layer_equals_pyg_gcn2conv(layer):
+    edge_index, _ = random_graph()
+    gen = torch.Generator().manual_seed(layer)
+    h, h0 = torch.randn(N, D, generator=gen), torch.randn(N, D, generator=gen)
+    theta = math.log(0.5 / layer + 1)
+    ours = GCNIILayer(D, 0.1, theta)
+    reference = GCN2Conv(D, 0.1, theta=0.5, layer=layer, shared_weights=True)
+    reference.weight1.data.copy_(ours.weight.data)
+    expected = reference(h, h0, edge_index)
+    out = ours(h, normalized_adjacency(edge_index, N), h0)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layer", [1, 2, 7])
+@pytest.mark.parametrize("alpha", [0.1, 0.5])
+def test_gcnii_star_layer_equals_official_formula_and_rescaled_pyg(layer, alpha):
+    """Official GCNII*: θ[P̂h ‖ h0]W + (1−θ)((1−α)P̂h + αh0), W 2d×d. PyG's shared_weights=False
+    is the same function with weight1 = W[:d]/(1−α), weight2 = W[d:]/α."""
+    edge_index, _ = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    gen = torch.Generator().manual_seed(layer)
+    h, h0 = torch.randn(N, D, generator=gen), torch.randn(N, D, generator=gen)
+    theta = math.log(0.5 / layer + 1)
+    ours = GCNIILayer(D, alpha, theta, variant=True)
+    w = ours.weight.detach()
+    p = adj.to_dense() @ h
+    official = theta * torch.cat([p, h0], dim=1) @ w + (1 - theta) * ((1 - alpha) * p + alpha * h0)
+    out = ours(h, adj, h0)
+    torch.testing.assert_close(out, official, atol=1e-5, rtol=0)
+    reference = GCN2Conv(D, alpha, theta=0.5, layer=layer, shared_weights=False)
+    reference.weight1.data.copy_(w[:D] / (1 - alpha))
+    reference.weight2.data.copy_(w[D:] / alpha)
+    torch.testing.assert_close(out, reference(h, h0, edge_index), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcnii", "gcnii_star"])
+def test_gcnii_model_equals_official_loop_on_pyg_layers(name):
+    edge_index, x = random_graph()
+    depth, alpha, lamda = 4, 0.2, 0.6
+    cfg = model_cfg(name, alpha=alpha, lamda=lamda)
+    model = models.build(cfg, None, depth, IN, OUT).eval()
+    h0 = torch.relu(model.lin_in(x))
+    h = h0
+    for layer, conv in enumerate(model.convs, start=1):
+        w = conv.weight.detach()
+        reference = GCN2Conv(D, alpha, theta=lamda, layer=layer, shared_weights=name == "gcnii")
+        if name == "gcnii":
+            reference.weight1.data.copy_(w)
+        else:
+            reference.weight1.data.copy_(w[:D] / (1 - alpha))
+            reference.weight2.data.copy_(w[D:] / alpha)
+        h = torch.relu(reference(h, h0, edge_index))
+    out = model(x, normalized_adjacency(edge_index, N))
+    torch.testing.assert_close(out, model.lin_out(h), atol=1e-5, rtol=0)
+    assert len(model.convs) == depth
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("depth", [1, 2, 8, 64])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse_csr"])
+def test_forward_backward(name, depth, sparse):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    torch.manual_seed(0)
+    model = models.build(model_cfg(name, dropout=0.5), None, depth, IN, OUT).train()
+    inputs = x.to_sparse_csr() if sparse else x
+    out = model(inputs, adj)
+    assert out.shape == (N, OUT) and torch.isfinite(out).all()
+    F.cross_entropy(out, torch.arange(N) % OUT).backward()
+    for key, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), key
+    first = {"appnp": "lin1", "sgc": "lin"}.get(name, "lin_in")
+    grad = getattr(model, first).weight.grad
+    if name.startswith("gcnii") and depth == 64:
+        assert grad.abs().sum() > 0  # the input layer still learns through 64 layers
+    model.eval()
+    torch.testing.assert_close(model(inputs, adj), model(x, adj), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcnii", "gcnii_star"])
+@pytest.mark.parametrize("norm", ["none", "batchnorm"])
+def test_parameter_groups_cover_every_parameter_once(name, norm):
+    model = models.build(model_cfg(name), {"name": norm}, 3, IN, OUT)
+    groups = model.parameter_groups(0.01, 5e-4)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
+    assert [g["weight_decay"] for g in groups] == [0.01, 5e-4]
+    dense = {id(p) for p in [*model.lin_in.parameters(), *model.lin_out.parameters()]}
+    assert {id(p) for p in groups[1]["params"]} == dense
+    torch.optim.Adam(groups, lr=0.01)  # a valid optimizer spec
+
+
+def test_norms_appnp_gcnii_apply_sgc_rejects():
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    for name in ["appnp", "gcnii"]:
+        torch.manual_seed(0)
+        plain = models.build(model_cfg(name), None, 3, IN, OUT).eval()
+        torch.manual_seed(0)
+        normed = models.build(model_cfg(name), {"name": "nodenorm"}, 3, IN, OUT).eval()
+        assert not torch.allclose(plain(x, adj), normed(x, adj)), name
+    with pytest.raises(ValueError, match="sgc has no hidden layer.*'pairnorm'"):
+        models.build(model_cfg("sgc"), {"name": "pairnorm"}, 2, IN, OUT)
+    models.build(model_cfg("sgc"), {"name": "none"}, 2, IN, OUT)
+
+
+@pytest.fixture(scope="module")
+def composed_models() -> dict:
+    """configs/model/<name>.yaml composed through Hydra with its typed schema."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_composes_and_builds(composed_models, name):
+    cfg = composed_models[name]
+    assert cfg.name == name and (Path(config_dir()) / "model" / f"{name}.yaml").is_file()
+    model = models.build(cfg, None, 2, IN, OUT)
+    assert "depth" in models.convention(name)
+    if name.startswith("gcnii"):
+        assert (model.convs[0].alpha, model.convs[0].theta) == (0.1, math.log(0.5 / 1 + 1))
+    if name == "sgc":
+        assert model.dropout == 0.0
