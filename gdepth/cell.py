@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch_geometric.data import Data
+from torch_geometric.transforms import NormalizeFeatures
 
 from gdepth import data, models, progress, records, train
 from gdepth.models.adjacency import normalized_adjacency
@@ -62,17 +64,27 @@ def _versions() -> dict[str, str]:
 
 def prepare(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device
              ) -> tuple[data.Graph, torch.Tensor, str]:
-    """The graph on ``device`` with cached features, and its cached normalized adjacency."""
+    """The graph on ``device`` with cached features, and its cached normalized adjacency.
+
+    ``dataset.normalize_features`` row-normalizes the features (PyG's ``NormalizeFeatures``),
+    ``dataset.adjacency`` / ``dataset.self_loops`` choose the adjacency's normalization.
+    """
     key = f"{sorted(dataset_cfg.items())}|{device}"
     if key not in _PREPARED:
-        density = float(torch.count_nonzero(graph.x)) / max(graph.x.numel(), 1)
-        x = graph.x.to(device)
+        x = graph.x
+        if dataset_cfg.get("normalize_features"):
+            x = NormalizeFeatures()(Data(x=x)).x
+        density = float(torch.count_nonzero(x)) / max(x.numel(), 1)
+        x = x.to(device)
         kind = f"dense (density {density:.2%})"
         if density <= SPARSE_DENSITY:
             with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
                 warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
                 x, kind = x.to_sparse_csr(), f"sparse_csr (density {density:.2%})"
-        adj = normalized_adjacency(graph.edge_index, graph.num_nodes).to(device)
+        adj = normalized_adjacency(graph.edge_index, graph.num_nodes,
+                                   self_loops=bool(dataset_cfg.get("self_loops", True)),
+                                   normalization=str(dataset_cfg.get("adjacency", "sym")))
+        adj = adj.to(device)
         _PREPARED[key] = (x, adj, kind)
     x, adj, kind = _PREPARED[key]
     masks = ("y", "edge_index", "train_mask", "val_mask", "test_mask")

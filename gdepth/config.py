@@ -43,6 +43,9 @@ class DatasetConfig:
     split: str = MISSING  # public | random_per_class | ogb
     train_per_class: int = 20
     val_per_class: int = 30
+    normalize_features: bool = False  # row-L1-normalize x (GCN, GCNII, PairNorm, NodeNorm code)
+    adjacency: str = "sym"  # sym: D^-1/2 A D^-1/2 | row: D^-1 A (PairNorm's code)
+    self_loops: bool = True  # add I to A before normalizing
 
 
 @dataclass

@@ -163,3 +163,23 @@ def test_diverging_cell_is_recorded_and_the_sweep_goes_on(cli_env, tmp_path):
     assert all(s["status"] == "diverged" for s in found[1e30]["seeds"])
     assert found[0.01]["status"] == "ok"
     assert re.search(r"\| gcn·none lr=1e\+30 +\| diverged +\|", out.stdout)
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [("gcnii2020", {"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": 0.01,
+                    "epochs": 1500, "patience": 100, "selection": "min_val_loss"}),
+     ("pairnorm2020", {"lr": 0.005, "weight_decay": 5e-4, "weight_decay_graph": None,
+                       "epochs": 1500, "patience": None, "selection": "best_val_acc"})],
+)
+def test_train_presets_hold_the_published_settings(preset, expected):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from gdepth.cli import config_dir
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[f"train={preset}", "name=x"])
+    train = OmegaConf.to_container(cfg.train, enum_to_str=True)
+    assert {k: train[k] for k in expected} == expected
+    assert train["name"] == preset
