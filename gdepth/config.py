@@ -123,6 +123,22 @@ class GCNIIConfig(ModelConfig):
 
 
 @dataclass
+class JKNetConfig(ModelConfig):
+    mode: str = "cat"  # jumping-knowledge aggregation: cat | max | lstm
+
+
+@dataclass
+class SIGNConfig(ModelConfig):
+    operator: str = "sym"  # hop operator: sym (Â^k X) | ppr (truncated PPR iterates)
+    ppr_alpha: float = 0.15  # teleport probability of the ppr operator
+
+
+@dataclass
+class ResGCNConfig(ModelConfig):
+    nbaseblocklayer: int = 1  # convs per residual block (DropEdge's name); 0: one block of L-2
+
+
+@dataclass
 class TrainConfig:
     name: str = MISSING  # the preset's name, recorded with every result
     optimizer: str = "adam"
@@ -166,6 +182,9 @@ def register() -> None:
         ("model", "model", ModelConfig),
         ("model", "appnp", APPNPConfig),
         ("model", "gcnii", GCNIIConfig),
+        ("model", "resgcn", ResGCNConfig),
+        ("model", "jknet", JKNetConfig),
+        ("model", "sign", SIGNConfig),
         ("norm", "norm", NormConfig),
         ("norm", "pairnorm", PairNormConfig),
         ("norm", "nodenorm", NodeNormConfig),

@@ -16,7 +16,7 @@ from gdepth.models.adjacency import normalized_adjacency
 from gdepth.norms import NORMS
 
 N, IN, OUT = 15, 6, 3
-VALID = "appnp, gcn, gcn_res, gcnii, gcnii_star, sgc"
+VALID = "appnp, densegcn, gcn, gcn_res, gcnii, gcnii_star, incepgcn, jknet, mlp, resgcn, sgc, sign"
 
 
 class DropoutLayers(str, Enum):  # the typed config stores choices as string enums

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from gdepth.models import appnp, gcn, gcnii, sgc
+from gdepth.models import appnp, dropedge_backbones, gcn, gcnii, jknet, mlp, sgc, sign
 from gdepth.options import option, unknown
 
 
@@ -55,6 +55,34 @@ MODELS: dict[str, ModelSpec] = {
         gcnii.build_gcnii_star,
         gcnii.GCNII_STAR_CONVENTION,
         "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
+    ),
+    "jknet": ModelSpec(
+        jknet.build_jknet,
+        jknet.JKNET_CONVENTION,
+        "JKNet (Xu et al., ICML 2018): GCN layers, jumping knowledge (cat|max|lstm), linear out",
+    ),
+    "mlp": ModelSpec(
+        mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
+    ),
+    "sign": ModelSpec(
+        sign.build_sign,
+        sign.SIGN_CONVENTION,
+        "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
+    ),
+    "resgcn": ModelSpec(
+        dropedge_backbones.build_resgcn,
+        dropedge_backbones.RESGCN_CONVENTION,
+        "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
+    ),
+    "densegcn": ModelSpec(
+        dropedge_backbones.build_densegcn,
+        dropedge_backbones.DENSEGCN_CONVENTION,
+        "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
+    ),
+    "incepgcn": ModelSpec(
+        dropedge_backbones.build_incepgcn,
+        dropedge_backbones.INCEPGCN_CONVENTION,
+        "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
     ),
 }
 

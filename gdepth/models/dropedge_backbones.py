@@ -1,0 +1,277 @@
+r"""ResGCN, DenseGCN and IncepGCN: the deep backbones of DropEdge, built from GCN blocks.
+
+Rong, Huang, Xu and Huang, "DropEdge: Towards Deep Graph Convolutional Networks on Node
+Classification", ICLR 2020, arXiv 1907.10903, https://arxiv.org/abs/1907.10903, as its official
+code computes them (https://github.com/DropEdge/DropEdge, ``src/models.py`` ``GCNModel`` and
+``src/layers.py`` ``GraphBaseBlock`` / ``InecptionGCNBlock``, read at commit 63416ea). Every
+backbone is an input convolution, hidden blocks of ``nbaseblocklayer`` convolutions, and an output
+convolution; each convolution but the output one is a unit
+
+.. math::
+    u(H) = \mathrm{drop}\big(\sigma(\mathrm{norm}(\hat{A} H W + b))\big),
+    \qquad H^{(0)} = u_{in}(X), \qquad \text{logits} = \hat{A}\, Z\, W_{out} + b_{out}
+
+and the backbones differ in what :math:`Z` is (``GraphBaseBlock`` with ``aggrmethod`` ``add`` /
+``concat``, ``InecptionGCNBlock`` with ``concat``):
+
+- ``resgcn`` (``--type resgcn``, aggrmethod ``add``): blocks of :math:`b` units with a skip over
+  each block, :math:`H \leftarrow u_b(\cdots u_1(H)) + H`, and :math:`Z` is the last block's output.
+- ``densegcn`` (``--type densegcn``, aggrmethod ``concat``, ``dense=True``; the README's table
+  calls it **JKNet**): a chain :math:`H^{(i)} = u_i(H^{(i-1)})`, :math:`i = 1..k`, and
+  :math:`Z = [H^{(0)} \| H^{(1)} \| \cdots \| H^{(k)}]` (width ``hidden * (k+1)``; the official
+  code orders the blocks :math:`[H^{(k)} \| H^{(0)} \| \cdots \| H^{(k-1)}]`, a permutation of the
+  output weight's rows).
+- ``incepgcn`` (``--type inceptiongcn``): :math:`k` branches from :math:`H^{(0)}`, branch
+  :math:`j` a chain of :math:`j` units of its own, :math:`B_j = u_{j,j}(\cdots u_{j,1}(H^{(0)}))`,
+  and :math:`Z = [H^{(0)} \| B_1 \| \cdots \| B_k]`; :math:`k(k+1)/2` hidden convolutions.
+
+Depth convention: depth :math:`L` = number of graph convolutions on the longest input → output
+path, the input (in → hidden) and output (→ out) ones included. This is the official docstring's
+"total layer is nhidlayer*nbaselayer + 2" (``GCNModel``). ``densegcn`` and ``incepgcn`` use one
+block of :math:`k = L - 2` layers (``--nhiddenlayer 1``, as every published script: JKNet
+``nbaseblocklayer`` 2 / 14 / 30 for 4 / 16 / 32 layers, IncepGCN 62 for Cora's 64), so
+:math:`L \ge 3` (the published tables start at 4). No ResGCN script is published, so its split of
+:math:`L - 2` into blocks is **our choice**: ``nbaseblocklayer`` :math:`b` layers per block
+(default 1, the official ``train_new.py`` default: a skip over every hidden convolution), and
+:math:`(L-2)/b` blocks, so :math:`L = 2 + n b`, :math:`n \ge 1`; ``nbaseblocklayer: 0`` puts all
+:math:`L - 2` in one block with a single skip (the published scripts' ``--nhiddenlayer 1`` pattern).
+The repository's protocol notes leave this mapping unverified; every record stores the config.
+
+Dropout (official placement): after the activation of every convolution but the output one,
+before the block's aggregation; not on the raw features, not again before the output
+convolution. ``dropout_layers`` must be ``all`` (``io`` is not defined for these backbones).
+Norm: ``norm`` (DropEdge: none, or BatchNorm with ``--withbn``) after each convolution but the
+output one, before the activation, with the width of that convolution's output (always
+``hidden``). Differences from the official code: its ``--withbn`` also batch-normalizes the
+logits, its ``--withloop`` (an extra :math:`H W_{self}` term) is not offered, PyG's ``GCNConv``
+initializes with Glorot instead of :math:`U(\pm 1/\sqrt{out})`, and DropEdge itself (random edge
+removal) is not part of the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GCNConv
+
+from gdepth.models import common
+from gdepth.norms import build_norm
+from gdepth.options import option, unknown
+
+_PATH = (
+    "depth L = graph convolutions on the longest input->output path, input (in->hidden) and "
+    "output (->out) included (DropEdge GCNModel: nhidlayer*nbaselayer + 2); each conv but the "
+    "output one is conv -> norm -> act -> dropout; "
+)
+RESGCN_CONVENTION = _PATH + (
+    "L-2 hidden convs in residual blocks of b = nbaseblocklayer convs, h <- block(h) + h "
+    "(b=1 default, b=0: one block of L-2; our choice, no ResGCN script published); "
+    "valid L = 2 + n*b, n >= 1"
+)
+DENSEGCN_CONVENTION = _PATH + (
+    "one dense block (nhidlayer 1, as DropEdge's JKNet scripts) of L-2 chained convs; the output "
+    "conv reads the concatenation of the input conv's and all L-2 outputs; valid L >= 3"
+)
+INCEPGCN_CONVENTION = _PATH + (
+    "one inception block (nhidlayer 1, as DropEdge's IncepGCN scripts) of branches of 1..L-2 "
+    "convs from the input conv's output, concatenated with it for the output conv; "
+    "(L-2)(L-1)/2 + 2 convs in all; valid L >= 3"
+)
+
+
+class GCNUnit(nn.Module):
+    """``dropout(act(norm(conv(x, adj))))``: one hidden graph convolution of DropEdge's blocks
+    (``GraphConvolutionBS`` followed by the block's ``F.dropout``)."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, norm_cfg: Any, activation: str, dropout: float
+    ) -> None:
+        super().__init__()
+        self.conv = GCNConv(in_dim, out_dim, normalize=False)
+        self.norm = build_norm(norm_cfg, out_dim)
+        self.act = common.activation(activation)
+        self.dropout = float(dropout)
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        h = self.act(self.norm(self.conv(x, adj)))
+        return common.dropout(h, self.dropout, self.training)
+
+
+def _chain(units: nn.ModuleList, h: Tensor, adj: Tensor) -> Tensor:
+    for unit in units:
+        h = unit(h, adj)
+    return h
+
+
+class DropEdgeBackbone(nn.Module):
+    """Input unit, hidden blocks (:meth:`hidden`), output ``GCNConv`` (module docstring).
+
+    Args:
+        in_dim: input features (dense or sparse CSR).
+        hidden: width of every hidden convolution.
+        out_dim: output features (classes).
+        depth: graph convolutions on the longest path, input and output included (module
+            docstring); an invalid one raises ``ValueError`` naming the valid ones.
+        norm_cfg: ``norm`` config, one after each convolution but the output one; ``None`` for
+            none. (default: ``None``)
+        activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
+        dropout: dropout probability after each hidden unit. (default: ``0.5``)
+        nbaseblocklayer: layers per residual block (``resgcn`` only; 0: one block).
+            (default: ``1``)
+    """
+
+    name = ""
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        depth: int,
+        norm_cfg: Any = None,
+        activation: str = "relu",
+        dropout: float = 0.5,
+        nbaseblocklayer: int = 1,
+    ) -> None:
+        super().__init__()
+        self.depth, self.hidden_dim = int(depth), int(hidden)
+        self.check_depth(self.depth, int(nbaseblocklayer))
+
+        def unit(a: int) -> GCNUnit:
+            return GCNUnit(a, hidden, norm_cfg, activation, dropout)
+
+        self.input = unit(in_dim)
+        out_in = self.make_blocks(unit, int(nbaseblocklayer))
+        self.output = GCNConv(out_in, out_dim, normalize=False)
+
+    def check_depth(self, depth: int, nbaseblocklayer: int) -> None:
+        if depth < 3:
+            raise ValueError(f"{self.name}: depth {depth} is not valid; valid: L >= 3 (3, 4, 5, …)")
+
+    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+        """Create the hidden blocks; return the width the output convolution reads."""
+        raise NotImplementedError
+
+    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+        """:math:`Z` from the input unit's output :math:`H^{(0)}`."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
+        return self.output(self.hidden(self.input(x, adj), adj), adj)
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}"
+
+
+class ResGCN(DropEdgeBackbone):
+    """DropEdge's ResGCN: blocks :math:`H \\leftarrow u_b(\\cdots u_1(H)) + H`."""
+
+    name = "resgcn"
+
+    def check_depth(self, depth: int, nbaseblocklayer: int) -> None:
+        b = nbaseblocklayer
+        if b < 0:
+            raise ValueError(f"resgcn: nbaseblocklayer must be >= 0, got {b}")
+        if b == 0 or b == 1:
+            super().check_depth(depth, b)
+        elif depth < 2 + b or (depth - 2) % b:
+            valid = ", ".join(str(2 + n * b) for n in range(1, 4))
+            raise ValueError(
+                f"resgcn: depth {depth} is not valid with nbaseblocklayer={b}; "
+                f"valid: L = 2 + n*{b}, n >= 1 ({valid}, …)"
+            )
+
+    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+        b = nbaseblocklayer or self.depth - 2
+        self.blocks = nn.ModuleList(
+            nn.ModuleList(unit(self.hidden_dim) for _ in range(b))
+            for _ in range((self.depth - 2) // b)
+        )
+        return self.hidden_dim
+
+    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+        for block in self.blocks:
+            h = _chain(block, h, adj) + h
+        return h
+
+
+class DenseGCN(DropEdgeBackbone):
+    """DropEdge's DenseGCN (its README's "JKNet"): :math:`Z = [H^{(0)} \\| \\cdots \\| H^{(k)}]`."""
+
+    name = "densegcn"
+
+    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+        k = self.depth - 2
+        self.layers = nn.ModuleList(unit(self.hidden_dim) for _ in range(k))
+        return self.hidden_dim * (k + 1)
+
+    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+        outs = [h]
+        for unit in self.layers:
+            outs.append(unit(outs[-1], adj))
+        return torch.cat(outs, dim=1)
+
+
+class IncepGCN(DropEdgeBackbone):
+    """DropEdge's IncepGCN: :math:`Z = [H^{(0)} \\| B_1 \\| \\cdots \\| B_k]`, branch
+    :math:`B_j` a chain of :math:`j` units."""
+
+    name = "incepgcn"
+
+    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+        k = self.depth - 2
+        self.branches = nn.ModuleList(
+            nn.ModuleList(unit(self.hidden_dim) for _ in range(j)) for j in range(1, k + 1)
+        )
+        return self.hidden_dim * (k + 1)
+
+    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+        return torch.cat([h] + [_chain(branch, h, adj) for branch in self.branches], dim=1)
+
+
+def _build(
+    cls: type[DropEdgeBackbone],
+    model_cfg: Any,
+    norm_cfg: Any,
+    depth: int,
+    in_dim: int,
+    out_dim: int,
+) -> DropEdgeBackbone:
+    dropout_layers = option(model_cfg, "dropout_layers", "all")
+    if dropout_layers != "all":
+        raise unknown(f"dropout_layers for {cls.name}", dropout_layers, ["all"])
+    return cls(
+        in_dim,
+        int(option(model_cfg, "hidden", 64)),
+        out_dim,
+        depth,
+        norm_cfg=norm_cfg,
+        activation=option(model_cfg, "activation", "relu"),
+        dropout=float(option(model_cfg, "dropout", 0.5)),
+        nbaseblocklayer=int(option(model_cfg, "nbaseblocklayer", 1)),
+    )
+
+
+def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> ResGCN:
+    """``resgcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation ("relu"),
+    nbaseblocklayer (1; 0: one block of L-2)."""
+    return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+
+
+def build_densegcn(
+    model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+) -> DenseGCN:
+    """``densegcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation
+    ("relu")."""
+    return _build(DenseGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+
+
+def build_incepgcn(
+    model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+) -> IncepGCN:
+    """``incepgcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation
+    ("relu")."""
+    return _build(IncepGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)

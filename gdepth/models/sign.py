@@ -1,0 +1,165 @@
+r"""SIGN: precomputed multi-hop features, one linear layer per hop, concatenated.
+
+Frasca, Rossi, Eynard, Chamberlain, Bronstein and Monti, "SIGN: Scalable Inception Graph Neural
+Networks", ICML 2020 GRL+ workshop, arXiv 2004.11198, https://arxiv.org/abs/2004.11198:
+
+.. math::
+    Z = \big[\, \sigma(\mathrm{norm}(X_0 \Theta_0)) \,\|\, \sigma(\mathrm{norm}(X_1 \Theta_1))
+        \,\|\, \dots \,\|\, \sigma(\mathrm{norm}(X_K \Theta_K)) \,\big], \qquad
+    \text{logits} = Z\, \Omega + b
+
+(each :math:`X_k \Theta_k` with its own bias, dropout after each activation), as PyG's
+``examples/sign.py``. The hop features :math:`X_k` come from the ``operator``:
+
+* ``sym`` (the paper's powers of the GCN-normalized adjacency, PyG's ``transforms.SIGN(K)`` after
+  ``transforms.AddSelfLoops()``): :math:`X_k = \hat{A}^k X` with
+  :math:`\hat{A} = \tilde{D}^{-1/2}(A + I)\tilde{D}^{-1/2}`, the given ``adj``;
+* ``ppr``: a personalized-PageRank operator. The paper's PPR operator is
+  :math:`\Pi = \alpha(I - (1-\alpha)\hat{A})^{-1}`, a dense :math:`N \times N` matrix; here hop
+  :math:`k` is its order-:math:`k` truncation applied to :math:`X`, the APPNP iteration of
+  Gasteiger, Bojchevski and Günnemann, "Predict then Propagate: Graph Neural Networks meet
+  Personalized PageRank", ICLR 2019, arXiv 1810.05997, https://arxiv.org/abs/1810.05997:
+
+  .. math::
+      X_0 = X, \qquad X_k = (1-\alpha)\hat{A} X_{k-1} + \alpha X
+      = \sum_{j<k} \alpha(1-\alpha)^j \hat{A}^j X + (1-\alpha)^k \hat{A}^k X,
+
+  i.e. PyG's ``APPNP(K=k, alpha)`` applied to :math:`X`; :math:`X_k \to \Pi X` as
+  :math:`k \to \infty`. Hop :math:`k` thus sees :math:`k` hops, as with ``sym``, with the
+  teleport ``ppr_alpha`` keeping weight on the nearer ones.
+
+Depth convention: depth :math:`K` = number of propagated hops; the model has :math:`K + 1`
+parallel branches (the raw features plus :math:`K` hops), each one linear layer deep, and one
+linear output layer; the nonlinear depth stays 2 whatever :math:`K`. ``dropout_layers`` is unused.
+
+Caching: the hops are fixed per dataset, so they are computed once, without autograd, and kept on
+the module (not in its ``state_dict``) with the ``x`` and ``adj`` they came from, under the same
+rules as ``sgc``: the very same tensor objects (and ``x``'s in-place version counter) reuse them,
+a different ``x`` or ``adj`` recomputes them, an ``x`` that requires grad is propagated afresh
+with autograd and not cached. :math:`X_0` is ``x`` itself (sparse CSR stays sparse); the other
+hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats (Cora, :math:`K = 64`:
+about 1 GB; Coauthor CS: 0.5 GB per hop).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdepth.models import common
+from gdepth.norms import build_norm
+from gdepth.options import option, unknown
+
+OPERATORS = ("sym", "ppr")
+SIGN_CONVENTION = (
+    "depth K = number of propagated hops: features [X, A X, ..., A^K X] (operator sym) or "
+    "truncated-PPR iterates (operator ppr) computed once and cached, one linear -> norm -> "
+    "activation per hop, concatenated, then a linear output (Frasca et al. 2020)"
+)
+
+
+def hop_features(
+    x: Tensor, adj: Tensor, steps: int, operator: str = "sym", alpha: float = 0.15
+) -> list[Tensor]:
+    """``[X_0, …, X_steps]`` for ``operator`` (module docstring); ``X_0`` is ``x`` itself (dense
+    or sparse CSR), the others dense ``[N, F]``."""
+    if operator not in OPERATORS:
+        raise unknown("sign operator", operator, OPERATORS)
+    x0 = x.to_dense() if x.layout != torch.strided else x
+    hops, h = [x], x0
+    for _ in range(steps):
+        h = torch.sparse.mm(adj, h)
+        if operator == "ppr":
+            h = (1.0 - alpha) * h + alpha * x0
+        hops.append(h)
+    return hops
+
+
+class SIGN(nn.Module):
+    """SIGN on ``depth`` cached hops (see the module docstring).
+
+    Args:
+        in_dim: input features (dense or sparse CSR).
+        hidden: width of each hop's linear layer.
+        out_dim: output features (classes).
+        depth: number of propagated hops :math:`K`, >= 1.
+        operator: ``"sym"`` or ``"ppr"``. (default: ``"sym"``)
+        ppr_alpha: teleport probability of ``ppr``. (default: ``0.15``)
+        norm_cfg: ``norm`` config, one norm per hop after its linear layer; ``None`` for none.
+            (default: ``None``)
+        activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
+        dropout: dropout probability after each hop's activation. (default: ``0.5``)
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        depth: int,
+        operator: str = "sym",
+        ppr_alpha: float = 0.15,
+        norm_cfg: Any = None,
+        activation: str = "relu",
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if operator not in OPERATORS:
+            raise unknown("sign operator", operator, OPERATORS)
+        self.lins = nn.ModuleList(nn.Linear(in_dim, hidden) for _ in range(depth + 1))
+        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth + 1))
+        self.act = common.activation(activation)
+        self.lin_out = nn.Linear(hidden * (depth + 1), out_dim)
+        self.steps = depth
+        self.operator = operator
+        self.ppr_alpha = float(ppr_alpha)
+        self.dropout = float(dropout)
+        self._cache: tuple[Tensor, Tensor, int, list[Tensor]] | None = None
+
+    def features(self, x: Tensor, adj: Tensor) -> list[Tensor]:
+        """``[X_0, …, X_K]``, from the cache when ``x`` and ``adj`` are the cached ones."""
+        if x.requires_grad:
+            return hop_features(x, adj, self.steps, self.operator, self.ppr_alpha)
+        cache = self._cache
+        if cache is not None and cache[0] is x and cache[1] is adj and cache[2] == x._version:
+            return cache[3]
+        self._cache = None  # free the old hops before computing the new ones
+        with torch.no_grad():
+            hops = hop_features(x, adj, self.steps, self.operator, self.ppr_alpha)
+        self._cache = (x, adj, x._version, hops)
+        return hops
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
+        branches = zip(self.features(x, adj), self.lins, self.norms, strict=True)
+        z = [
+            common.dropout(self.act(norm(lin(h))), self.dropout, self.training)
+            for h, lin, norm in branches
+        ]
+        return self.lin_out(torch.cat(z, dim=1))
+
+    def extra_repr(self) -> str:
+        return (
+            f"K={self.steps}, operator={self.operator}, ppr_alpha={self.ppr_alpha}, "
+            f"dropout={self.dropout}, cached={self._cache is not None}"
+        )
+
+
+def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> SIGN:
+    """``sign`` from a ``model`` config: keys hidden (64), operator ("sym"), ppr_alpha (0.15),
+    dropout (0.5), activation ("relu")."""
+    return SIGN(
+        in_dim,
+        int(option(model_cfg, "hidden", 64)),
+        out_dim,
+        depth,
+        operator=option(model_cfg, "operator", "sym"),
+        ppr_alpha=float(option(model_cfg, "ppr_alpha", 0.15)),
+        norm_cfg=norm_cfg,
+        activation=option(model_cfg, "activation", "relu"),
+        dropout=float(option(model_cfg, "dropout", 0.5)),
+    )

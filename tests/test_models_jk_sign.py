@@ -1,0 +1,256 @@
+"""gdepth.models: JKNet, MLP and SIGN, each checked against PyG or a hand computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch_geometric.transforms as T
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from torch_geometric.data import Data
+from torch_geometric.nn import APPNP, JumpingKnowledge
+
+from gdepth import models
+from gdepth.cli import config_dir
+from gdepth.models import sign
+from gdepth.models.adjacency import normalized_adjacency
+from gdepth.models.sign import hop_features
+
+N, IN, OUT, D = 15, 6, 3, 8
+NAMES = ["jknet", "mlp", "sign"]
+VARIANTS = {  # id -> model config keys
+    "jknet_cat": {"name": "jknet", "mode": "cat"},
+    "jknet_max": {"name": "jknet", "mode": "max"},
+    "jknet_lstm": {"name": "jknet", "mode": "lstm"},
+    "mlp": {"name": "mlp"},
+    "sign_sym": {"name": "sign", "operator": "sym"},
+    "sign_ppr": {"name": "sign", "operator": "ppr", "ppr_alpha": 0.2},
+}
+
+
+def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(0, N, (2, 40), generator=gen)
+    edge_index = edge_index[:, edge_index[0] != edge_index[1]]
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1)
+    return edge_index, torch.randn(N, IN, generator=gen)
+
+
+def model_cfg(name: str, **kw):
+    return OmegaConf.create({"name": name, "hidden": D, **kw})
+
+
+def bilstm_attention(jk: JumpingKnowledge, xs: list[torch.Tensor]) -> torch.Tensor:
+    """JK-LSTM written out: a bidirectional LSTM over the layers, a linear score, softmax."""
+    lstm, seq = jk.lstm, torch.stack(xs, dim=1)  # [N, L, C]
+
+    def run(suffix: str, steps: range) -> list[torch.Tensor]:
+        w_ih, w_hh = getattr(lstm, f"weight_ih_l0{suffix}"), getattr(lstm, f"weight_hh_l0{suffix}")
+        b = getattr(lstm, f"bias_ih_l0{suffix}") + getattr(lstm, f"bias_hh_l0{suffix}")
+        h = c = seq.new_zeros(seq.size(0), lstm.hidden_size)
+        out = {}
+        for t in steps:
+            i, f, g, o = (seq[:, t] @ w_ih.T + h @ w_hh.T + b).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = out[t] = torch.sigmoid(o) * torch.tanh(c)
+        return [out[t] for t in range(len(xs))]
+
+    fwd, bwd = run("", range(len(xs))), run("_reverse", range(len(xs) - 1, -1, -1))
+    states = torch.stack([torch.cat(p, dim=1) for p in zip(fwd, bwd, strict=True)], dim=1)
+    scores = torch.softmax((states @ jk.att.weight.T + jk.att.bias).squeeze(-1), dim=-1)
+    return (seq * scores.unsqueeze(-1)).sum(dim=1)
+
+
+def manual_jk(jk: JumpingKnowledge, mode: str, xs: list[torch.Tensor]) -> torch.Tensor:
+    if mode == "cat":
+        return torch.cat(xs, dim=1)
+    if mode == "max":
+        return torch.stack(xs).amax(dim=0)
+    return bilstm_attention(jk, xs)
+
+
+@pytest.mark.parametrize("mode", ["cat", "max", "lstm"])
+@pytest.mark.parametrize("depth", [1, 4])
+def test_jk_aggregation_equals_pyg_and_hand_formula(mode, depth):
+    model = models.build(model_cfg("jknet", mode=mode), None, depth, IN, OUT).eval()
+    gen = torch.Generator().manual_seed(depth)
+    xs = [torch.randn(N, D, generator=gen) for _ in range(depth)]
+    reference = JumpingKnowledge(mode, channels=D, num_layers=depth)
+    reference.load_state_dict(model.jk.state_dict())
+    expected = manual_jk(model.jk, mode, xs)
+    torch.testing.assert_close(reference(xs), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.jk(xs), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["cat", "max", "lstm"])
+def test_jknet_forward_equals_hand_computation(mode):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    depth = 3
+    model = models.build(model_cfg("jknet", mode=mode), None, depth, IN, OUT).eval()
+    a, h, xs = adj.to_dense(), x, []
+    for conv in model.convs:
+        h = torch.relu(a @ (h @ conv.lin.weight.T) + conv.bias)
+        xs.append(h)
+    expected = manual_jk(model.jk, mode, xs) @ model.lin_out.weight.T + model.lin_out.bias
+    torch.testing.assert_close(model(x, adj), expected, atol=1e-5, rtol=0)
+    assert len(model.convs) == depth
+    width = D * depth if mode == "cat" else D
+    assert model.lin_out.in_features == width
+
+
+def test_jknet_dropout_layers():
+    model = models.build(model_cfg("jknet", dropout_layers="io"), None, 5, IN, OUT)
+    assert model.dropout_at == {0, 5}  # first GCN layer and the output layer
+    model = models.build(model_cfg("jknet"), None, 5, IN, OUT)
+    assert model.dropout_at == set(range(6))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_sign_sym_hops_equal_pyg_transform_and_dense_powers(steps):
+    """PyG's T.SIGN normalizes the (weighted) adjacency itself, so it gets A + I unnormalized."""
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    data = T.SIGN(steps)(T.AddSelfLoops()(Data(x=x, edge_index=edge_index)))
+    hops = hop_features(x, adj, steps)
+    assert len(hops) == steps + 1 and hops[0] is x
+    for k in range(1, steps + 1):
+        torch.testing.assert_close(hops[k], data[f"x{k}"], atol=1e-5, rtol=0)
+        power = torch.linalg.matrix_power(adj.to_dense(), k) @ x
+        torch.testing.assert_close(hops[k], power, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("alpha", [0.15, 0.5])
+def test_sign_ppr_hops_equal_pyg_appnp_and_converge_to_ppr_matrix(alpha):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    a = adj.to_dense()
+    hops = hop_features(x, adj, 4, "ppr", alpha)
+    for k in range(1, 5):
+        torch.testing.assert_close(hops[k], APPNP(k, alpha)(x, edge_index), atol=1e-5, rtol=0)
+        series = sum(alpha * (1 - alpha) ** j * torch.linalg.matrix_power(a, j) for j in range(k))
+        closed = (series + (1 - alpha) ** k * torch.linalg.matrix_power(a, k)) @ x
+        torch.testing.assert_close(hops[k], closed, atol=1e-5, rtol=0)
+    ppr = alpha * torch.linalg.inv(torch.eye(N) - (1 - alpha) * a.double()) @ x.double()
+    limit = hop_features(x, adj, 200, "ppr", alpha)[-1]
+    torch.testing.assert_close(limit, ppr.float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("operator", ["sym", "ppr"])
+def test_sign_forward_equals_hand_computation(operator):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    depth = 3
+    cfg = model_cfg("sign", operator=operator, ppr_alpha=0.3)
+    model = models.build(cfg, None, depth, IN, OUT).eval()
+    if operator == "sym":
+        hops = [torch.linalg.matrix_power(adj.to_dense(), k) @ x for k in range(depth + 1)]
+    else:
+        hops = [x] + [APPNP(k, 0.3)(x, edge_index) for k in range(1, depth + 1)]
+    pairs = zip(hops, model.lins, strict=True)
+    z = torch.cat([torch.relu(h @ lin.weight.T + lin.bias) for h, lin in pairs], dim=1)
+    expected = z @ model.lin_out.weight.T + model.lin_out.bias
+    torch.testing.assert_close(model(x, adj), expected, atol=1e-5, rtol=0)
+    assert len(model.lins) == depth + 1 and model.lin_out.in_features == D * (depth + 1)
+
+
+def test_sign_precomputes_once_per_input(monkeypatch):
+    calls = []
+    real = sign.hop_features
+    monkeypatch.setattr(sign, "hop_features", lambda *a: calls.append(1) or real(*a))
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(model_cfg("sign"), None, 3, IN, OUT)
+    for _ in range(3):
+        model.train()(x, adj).sum().backward()
+        model.eval()(x, adj)
+    assert len(calls) == 1
+    hops, expected = model.features(x, adj), model(x, adj)
+    assert model.features(x, adj) is hops
+    x2 = x.clone()
+    torch.testing.assert_close(model(x2, adj), expected)  # a new tensor: computed again
+    x2.mul_(2.0)  # in place: the cache sees the version change
+    torch.testing.assert_close(model.features(x2, adj)[2], 2 * hops[2])
+    assert len(calls) == 3
+    model(x2, normalized_adjacency(edge_index, N))  # a new adj: computed again
+    assert len(calls) == 4
+    xg = x.clone().requires_grad_()  # a Jacobian diagnostic: autograd through the hops, no cache
+    model(xg, adj).sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0 and len(calls) == 5
+    assert model._cache[0] is not xg
+    assert not any("cache" in key for key in model.state_dict())
+
+
+def test_mlp_ignores_the_graph_and_equals_hand_computation():
+    edge_index, x = random_graph()
+    other, _ = random_graph(seed=1)
+    model = models.build(model_cfg("mlp"), None, 3, IN, OUT).eval()
+    out = model(x, normalized_adjacency(edge_index, N))
+    torch.testing.assert_close(model(x, normalized_adjacency(other, N, normalization="row")), out)
+    torch.testing.assert_close(model(x, None), out)
+    h = x
+    for lin in model.lins[:-1]:
+        h = torch.relu(h @ lin.weight.T + lin.bias)
+    expected = h @ model.lins[-1].weight.T + model.lins[-1].bias
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert len(model.lins) == 3
+    assert len(models.build(model_cfg("mlp"), None, 1, IN, OUT).lins) == 1
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("depth", [1, 2, 8, 64])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse_csr"])
+def test_forward_backward(variant, depth, sparse):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    torch.manual_seed(0)
+    cfg = model_cfg(**VARIANTS[variant], dropout=0.5)
+    model = models.build(cfg, None, depth, IN, OUT).train()
+    inputs = x.to_sparse_csr() if sparse else x
+    out = model(inputs, adj)
+    assert out.shape == (N, OUT) and torch.isfinite(out).all()
+    F.cross_entropy(out, torch.arange(N) % OUT).backward()
+    for key, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), key
+    model.eval()
+    torch.testing.assert_close(model(inputs, adj), model(x, adj), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_norm_is_applied(name):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    torch.manual_seed(0)
+    plain = models.build(model_cfg(name), None, 3, IN, OUT).eval()
+    torch.manual_seed(0)
+    normed = models.build(model_cfg(name), {"name": "nodenorm"}, 3, IN, OUT).eval()
+    assert not torch.allclose(plain(x, adj), normed(x, adj))
+
+
+def test_unknown_choices_name_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown jk mode 'sum'; valid: cat, lstm, max"):
+        models.build(model_cfg("jknet", mode="sum"), None, 2, IN, OUT)
+    with pytest.raises(ValueError, match="unknown sign operator 'heat'; valid: ppr, sym"):
+        models.build(model_cfg("sign", operator="heat"), None, 2, IN, OUT)
+
+
+@pytest.fixture(scope="module")
+def composed_models() -> dict:
+    """configs/model/<name>.yaml composed through Hydra with its typed schema."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_yaml_composes_and_builds(composed_models, name):
+    cfg = composed_models[name]
+    assert cfg.name == name and (Path(config_dir()) / "model" / f"{name}.yaml").is_file()
+    model = models.build(cfg, None, 2, IN, OUT)
+    assert "depth" in models.convention(name)
+    if name == "jknet":
+        assert model.jk.mode == "cat" and model.lin_out.in_features == 2 * cfg.hidden
+    if name == "sign":
+        assert (model.operator, model.ppr_alpha) == ("sym", 0.15)
