@@ -128,6 +128,18 @@ class JKNetConfig(ModelConfig):
 
 
 @dataclass
+class GATConfig(ModelConfig):
+    heads: int = 8  # concatenated heads per hidden layer (hidden must be a multiple)
+    output_heads: int = 1  # averaged heads of the output layer
+    attention_dropout: float = 0.6  # dropout on the attention coefficients
+
+
+@dataclass
+class GINConfig(ModelConfig):
+    train_eps: bool = False  # learn GIN's epsilon (False: GIN-0, epsilon fixed to 0)
+
+
+@dataclass
 class SIGNConfig(ModelConfig):
     operator: str = "sym"  # hop operator: sym (Â^k X) | ppr (truncated PPR iterates)
     ppr_alpha: float = 0.15  # teleport probability of the ppr operator
@@ -185,6 +197,8 @@ def register() -> None:
         ("model", "resgcn", ResGCNConfig),
         ("model", "jknet", JKNetConfig),
         ("model", "sign", SIGNConfig),
+        ("model", "gat", GATConfig),
+        ("model", "gin", GINConfig),
         ("norm", "norm", NormConfig),
         ("norm", "pairnorm", PairNormConfig),
         ("norm", "nodenorm", NodeNormConfig),

@@ -16,7 +16,10 @@ from gdepth.models.adjacency import normalized_adjacency
 from gdepth.norms import NORMS
 
 N, IN, OUT = 15, 6, 3
-VALID = "appnp, densegcn, gcn, gcn_res, gcnii, gcnii_star, incepgcn, jknet, mlp, resgcn, sgc, sign"
+VALID = (
+    "appnp, densegcn, gat, gcn, gcn_res, gcnii, gcnii_star, ggnn, gin, incepgcn, jknet, mlp, "
+    "resgcn, sgc, sign"
+)
 
 
 class DropoutLayers(str, Enum):  # the typed config stores choices as string enums
@@ -173,10 +176,10 @@ def test_config_defaults_and_errors():
     model = models.build({"name": "gcn"}, None, 2, IN, OUT)
     assert model.convs[0].out_channels == 64 and model.dropout == 0.5
     assert model.dropout_at == {0, 1} and isinstance(model.act, torch.nn.ReLU)
-    with pytest.raises(ValueError, match=f"'gat'; valid: {VALID}"):
-        models.build({"name": "gat"}, None, 2, IN, OUT)
-    with pytest.raises(ValueError, match=f"'gat'; valid: {VALID}"):
-        models.convention("gat")
+    with pytest.raises(ValueError, match=f"'gatv2'; valid: {VALID}"):
+        models.build({"name": "gatv2"}, None, 2, IN, OUT)
+    with pytest.raises(ValueError, match=f"'gatv2'; valid: {VALID}"):
+        models.convention("gatv2")
     with pytest.raises(ValueError, match="depth must be >= 1"):
         models.build({"name": "gcn"}, None, 0, IN, OUT)
     with pytest.raises(ValueError, match="'swish'; valid: elu, identity, relu, tanh"):

@@ -13,7 +13,19 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
-from gdepth.models import appnp, dropedge_backbones, gcn, gcnii, jknet, mlp, sgc, sign
+from gdepth.models import (
+    appnp,
+    dropedge_backbones,
+    gat,
+    gcn,
+    gcnii,
+    ggnn,
+    gin,
+    jknet,
+    mlp,
+    sgc,
+    sign,
+)
 from gdepth.options import option, unknown
 
 
@@ -83,6 +95,21 @@ MODELS: dict[str, ModelSpec] = {
         dropedge_backbones.build_incepgcn,
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
+    ),
+    "gat": ModelSpec(
+        gat.build_gat,
+        gat.GAT_CONVENTION,
+        "GAT (Velickovic et al., ICLR 2018): PyG GATConv stack, multi-head hidden layers",
+    ),
+    "gin": ModelSpec(
+        gin.build_gin,
+        gin.GIN_CONVENTION,
+        "GIN (Xu et al., ICLR 2019): PyG GINConv layers (2-layer MLP each), linear out",
+    ),
+    "ggnn": ModelSpec(
+        ggnn.build_ggnn,
+        ggnn.GGNN_CONVENTION,
+        "GGNN (Li et al., ICLR 2016): linear in, PyG GatedGraphConv (L GRU steps), linear out",
     ),
 }
 

@@ -1,0 +1,163 @@
+r"""GAT: a stack of PyG ``GATConv`` attention layers on the graph structure of the adjacency.
+
+Veličković, Cucurull, Casanova, Romero, Liò and Bengio, "Graph Attention Networks", ICLR 2018,
+arXiv 1710.10903, https://arxiv.org/abs/1710.10903. Each head :math:`k` of a layer attends over
+the neighbors :math:`j \in \mathcal{N}(i) \cup \{i\}`:
+
+.. math::
+    \alpha_{ij}^{k} = \operatorname{softmax}_j\big(\mathrm{LeakyReLU}_{0.2}
+        (\mathbf{a}^{k\top} [W^{k} \mathbf{h}_i \,\|\, W^{k} \mathbf{h}_j])\big), \qquad
+    \mathbf{h}_i' = \big\Vert_{k=1}^{K} \sigma\Big(\mathrm{norm}\Big(\textstyle\sum_j
+        \alpha_{ij}^{k} W^{k} \mathbf{h}_j\Big)\Big)
+
+(norm and :math:`\sigma` act on the concatenation of the heads plus the bias). Hidden layers have
+``heads`` concatenated heads of ``hidden / heads`` channels each, so their width is ``hidden``;
+the output layer has ``output_heads`` heads of ``out`` channels, averaged (the paper: 1 head on
+Cora/Citeseer, 8 averaged on PubMed). The paper uses ELU; here ``activation`` from the config.
+Attention coefficients get dropout ``attention_dropout`` (PyG's ``GATConv(dropout=...)``).
+
+Only the structure of ``adj`` is used, not its weights: the edges are read from the sparse
+``adj`` (row = target, column = source) once per adjacency object and cached on the module, self
+loops dropped; ``GATConv`` adds one self loop per node itself, so every node attends to itself
+whether or not the dataset adds self loops.
+
+Depth convention: depth :math:`L` = number of GAT layers, input (in → hidden) and output
+(hidden → out) included; :math:`L = 1` is one in → out layer. Each layer but the last is followed
+by norm → activation. Dropout with probability ``dropout`` is applied to the input of the layers
+selected by ``dropout_layers`` (``all`` or ``io``: first and last only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv
+
+from gdepth.models import common
+from gdepth.norms import build_norm
+from gdepth.options import option
+
+GAT_CONVENTION = (
+    "depth L = number of GATConv layers, input (in->hidden) and output (hidden->out) included "
+    "(Velickovic et al. 2018); hidden layers: `heads` concatenated heads of hidden/heads channels, "
+    "each followed by norm -> activation; output: `output_heads` heads averaged; L=1 is one "
+    "in->out layer; uses the edges of adj, not its weights"
+)
+
+
+def edge_index_from_adj(adj: Tensor) -> Tensor:
+    """``[2, E]`` edge_index (row 0 = source, row 1 = target) of a sparse ``adj`` whose rows are
+    targets and columns sources (:func:`gdepth.models.adjacency.normalized_adjacency`), self
+    loops dropped. Sparse CSR or COO layout."""
+    if adj.layout == torch.sparse_csr:
+        crow, source = adj.crow_indices(), adj.col_indices()
+        target = torch.repeat_interleave(
+            torch.arange(adj.size(0), device=crow.device), crow[1:] - crow[:-1]
+        )
+    elif adj.layout == torch.sparse_coo:
+        target, source = adj.coalesce().indices()
+    else:
+        raise ValueError(f"adj must be a sparse CSR or COO tensor, got layout {adj.layout}")
+    keep = source != target
+    return torch.stack([source[keep], target[keep]]).long()
+
+
+class EdgeIndexCache:
+    """Calls :func:`edge_index_from_adj` once per adjacency object (same object → cached)."""
+
+    def __init__(self) -> None:
+        self._adj: Tensor | None = None
+        self._edge_index: Tensor | None = None
+
+    def __call__(self, adj: Tensor) -> Tensor:
+        if adj is not self._adj or self._edge_index is None:
+            self._edge_index = edge_index_from_adj(adj)
+            self._adj = adj
+        return self._edge_index
+
+
+class GAT(nn.Module):
+    """``depth`` GAT layers on the edges of ``adj`` (see the module docstring).
+
+    Args:
+        in_dim: input features (dense or sparse CSR).
+        hidden: hidden width, a multiple of ``heads``.
+        out_dim: output features (classes).
+        depth: number of GAT layers, >= 1.
+        heads: attention heads of each hidden layer, concatenated. (default: ``8``)
+        output_heads: attention heads of the output layer, averaged. (default: ``1``)
+        attention_dropout: dropout on the attention coefficients. (default: ``0.6``)
+        norm_cfg: ``norm`` config, one norm after each layer but the last; ``None`` for none.
+            (default: ``None``)
+        activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
+        dropout: dropout probability of the layer inputs. (default: ``0.5``)
+        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        depth: int,
+        heads: int = 8,
+        output_heads: int = 1,
+        attention_dropout: float = 0.6,
+        norm_cfg: Any = None,
+        activation: str = "relu",
+        dropout: float = 0.5,
+        dropout_layers: str = "all",
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        if heads < 1 or output_heads < 1:
+            raise ValueError(f"heads and output_heads must be >= 1, got {heads}, {output_heads}")
+        if depth > 1 and hidden % heads:
+            raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+        dims = [in_dim] + [hidden] * (depth - 1)
+        att = float(attention_dropout)
+        self.convs = nn.ModuleList(
+            GATConv(a, hidden // heads, heads=heads, concat=True, dropout=att) for a in dims[:-1]
+        )
+        self.convs.append(GATConv(dims[-1], out_dim, heads=output_heads, concat=False, dropout=att))
+        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
+        self.act = common.activation(activation)
+        self.dropout = float(dropout)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.edges = EdgeIndexCache()
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
+        edge_index = self.edges(adj)
+        for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
+            x = self.act(norm(conv(self._drop(x, i), edge_index)))
+        return self.convs[-1](self._drop(x, len(self.convs) - 1), edge_index)
+
+    def _drop(self, x: Tensor, layer: int) -> Tensor:
+        if layer not in self.dropout_at:
+            return x
+        return common.dropout(x, self.dropout, self.training)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
+
+
+def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GAT:
+    """``gat`` from a ``model`` config: keys hidden (64), heads (8), output_heads (1),
+    attention_dropout (0.6), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
+    return GAT(
+        in_dim,
+        int(option(model_cfg, "hidden", 64)),
+        out_dim,
+        depth,
+        heads=int(option(model_cfg, "heads", 8)),
+        output_heads=int(option(model_cfg, "output_heads", 1)),
+        attention_dropout=float(option(model_cfg, "attention_dropout", 0.6)),
+        norm_cfg=norm_cfg,
+        activation=option(model_cfg, "activation", "relu"),
+        dropout=float(option(model_cfg, "dropout", 0.5)),
+        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+    )
