@@ -35,3 +35,16 @@ def cli_env(mirror, data_cache) -> dict[str, str]:
     env.update(GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
                OMP_NUM_THREADS="1", GDEPTH_OFFLINE="1")
     return env
+
+
+@pytest.fixture(scope="session")
+def composed_models() -> dict:
+    """Every ``configs/model/<name>.yaml`` composed through Hydra with its typed schema."""
+    from hydra import compose, initialize_config_dir
+
+    from gdepth import models
+    from gdepth.cli import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return {name: compose("config", overrides=[f"model={name}", "name=x"]).model
+                for name in models.MODELS}

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv
 
@@ -213,13 +212,6 @@ def test_invalid_settings_name_the_valid_ones():
 
 
 # --- the YAML configs ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def composed_models() -> dict:
-    """configs/model/<name>.yaml composed through Hydra with its typed schema."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch_geometric.transforms as T
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch_geometric.data import Data
 from torch_geometric.nn import APPNP, JumpingKnowledge
@@ -235,13 +234,6 @@ def test_unknown_choices_name_the_valid_ones():
         models.build(model_cfg("jknet", mode="sum"), None, 2, IN, OUT)
     with pytest.raises(ValueError, match="unknown sign operator 'heat'; valid: ppr, sym"):
         models.build(model_cfg("sign", operator="heat"), None, 2, IN, OUT)
-
-
-@pytest.fixture(scope="module")
-def composed_models() -> dict:
-    """configs/model/<name>.yaml composed through Hydra with its typed schema."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,14 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch_geometric.nn import GATConv, GatedGraphConv, GINConv
 
 from gdepth import models
 from gdepth.cli import config_dir
-from gdepth.models.adjacency import normalized_adjacency
-from gdepth.models.gat import edge_index_from_adj
+from gdepth.models.adjacency import edge_index_from_adj, normalized_adjacency
 
 N, IN, OUT, D = 15, 6, 3, 8
 NAMES = ["gat", "gin", "ggnn"]
@@ -156,12 +154,6 @@ def test_shapes_and_parameter_counts():
     ggnn = models.build(model_cfg("ggnn"), None, 4, IN, OUT)
     gru = 3 * (D * D + D) * 2
     assert models.count_parameters(ggnn) == IN * D + D + 4 * D * D + gru + D * OUT + OUT
-
-
-@pytest.fixture(scope="module")
-def composed_models():
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)

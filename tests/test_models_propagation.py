@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch_geometric.nn import APPNP, GCN2Conv, SGConv
 
@@ -196,13 +195,6 @@ def test_norms_appnp_gcnii_apply_sgc_rejects():
     with pytest.raises(ValueError, match="sgc has no hidden layer.*'pairnorm'"):
         models.build(model_cfg("sgc"), {"name": "pairnorm"}, 2, IN, OUT)
     models.build(model_cfg("sgc"), {"name": "none"}, 2, IN, OUT)
-
-
-@pytest.fixture(scope="module")
-def composed_models() -> dict:
-    """configs/model/<name>.yaml composed through Hydra with its typed schema."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return {name: compose("config", overrides=[f"model={name}"]).model for name in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)

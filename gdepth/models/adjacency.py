@@ -75,3 +75,28 @@ def normalized_adjacency(
         # off; PyG builds the tensor from sorted, valid indices, so both are noise here.
         warnings.filterwarnings("ignore", message=r"Sparse (CSR tensor support|invariant)")
         return to_torch_csr_tensor(edge_index.flip(0), weight, size=(num_nodes, num_nodes))
+
+
+def edge_index_from_adj(adj: Tensor) -> Tensor:
+    """``[2, E]`` edge_index (row 0 = source, row 1 = target) of a sparse ``adj`` whose rows are
+    targets and columns sources (as :func:`normalized_adjacency` builds it), self loops dropped;
+    for the models that need the graph's structure but not its normalized weights."""
+    if adj.layout not in (torch.sparse_csr, torch.sparse_coo):
+        raise ValueError(f"adj must be a sparse CSR or COO tensor, got layout {adj.layout}")
+    target, source = adj.to_sparse_coo().coalesce().indices()
+    keep = source != target
+    return torch.stack([source[keep], target[keep]])
+
+
+class EdgeIndexCache:
+    """Calls :func:`edge_index_from_adj` once per adjacency object (same object → cached)."""
+
+    def __init__(self) -> None:
+        self._adj: Tensor | None = None
+        self._edge_index: Tensor | None = None
+
+    def __call__(self, adj: Tensor) -> Tensor:
+        if adj is not self._adj or self._edge_index is None:
+            self._edge_index = edge_index_from_adj(adj)
+            self._adj = adj
+        return self._edge_index

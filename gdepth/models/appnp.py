@@ -104,11 +104,8 @@ def build_appnp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim:
     activation ("relu")."""
     return APPNP(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         alpha=float(option(model_cfg, "alpha", 0.1)),
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
+        **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )

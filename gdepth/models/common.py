@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdepth.options import unknown
+from gdepth.options import option, unknown
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -54,3 +56,19 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     values = F.dropout(x.values(), p=p, training=True)
     return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.size())
+
+
+def model_options(model_cfg: Any, norm_cfg: Any, *, without: tuple[str, ...] = ()) -> dict:
+    """The constructor keywords every model config shares, with the schema's defaults.
+
+    ``hidden`` (64), ``norm_cfg``, ``activation`` ("relu"), ``dropout`` (0.5) and
+    ``dropout_layers`` ("all"); a model that has no use for one names it in ``without``.
+    """
+    options = {
+        "hidden": int(option(model_cfg, "hidden", 64)),
+        "norm_cfg": norm_cfg,
+        "activation": option(model_cfg, "activation", "relu"),
+        "dropout": float(option(model_cfg, "dropout", 0.5)),
+        "dropout_layers": option(model_cfg, "dropout_layers", "all"),
+    }
+    return {k: v for k, v in options.items() if k not in without}

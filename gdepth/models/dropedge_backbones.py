@@ -245,13 +245,10 @@ def _build(
         raise unknown(f"dropout_layers for {cls.name}", dropout_layers, ["all"])
     return cls(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
+        out_dim=out_dim,
+        depth=depth,
         nbaseblocklayer=int(option(model_cfg, "nbaseblocklayer", 1)),
+        **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )
 
 

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv
 
 from gdepth.models import common
+from gdepth.models.adjacency import EdgeIndexCache
 from gdepth.norms import build_norm
 from gdepth.options import option
 
@@ -45,37 +45,6 @@ GAT_CONVENTION = (
     "each followed by norm -> activation; output: `output_heads` heads averaged; L=1 is one "
     "in->out layer; uses the edges of adj, not its weights"
 )
-
-
-def edge_index_from_adj(adj: Tensor) -> Tensor:
-    """``[2, E]`` edge_index (row 0 = source, row 1 = target) of a sparse ``adj`` whose rows are
-    targets and columns sources (:func:`gdepth.models.adjacency.normalized_adjacency`), self
-    loops dropped. Sparse CSR or COO layout."""
-    if adj.layout == torch.sparse_csr:
-        crow, source = adj.crow_indices(), adj.col_indices()
-        target = torch.repeat_interleave(
-            torch.arange(adj.size(0), device=crow.device), crow[1:] - crow[:-1]
-        )
-    elif adj.layout == torch.sparse_coo:
-        target, source = adj.coalesce().indices()
-    else:
-        raise ValueError(f"adj must be a sparse CSR or COO tensor, got layout {adj.layout}")
-    keep = source != target
-    return torch.stack([source[keep], target[keep]]).long()
-
-
-class EdgeIndexCache:
-    """Calls :func:`edge_index_from_adj` once per adjacency object (same object → cached)."""
-
-    def __init__(self) -> None:
-        self._adj: Tensor | None = None
-        self._edge_index: Tensor | None = None
-
-    def __call__(self, adj: Tensor) -> Tensor:
-        if adj is not self._adj or self._edge_index is None:
-            self._edge_index = edge_index_from_adj(adj)
-            self._adj = adj
-        return self._edge_index
 
 
 class GAT(nn.Module):
@@ -150,14 +119,10 @@ def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
     attention_dropout (0.6), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
     return GAT(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         heads=int(option(model_cfg, "heads", 8)),
         output_heads=int(option(model_cfg, "output_heads", 1)),
         attention_dropout=float(option(model_cfg, "attention_dropout", 0.6)),
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        **common.model_options(model_cfg, norm_cfg),
     )

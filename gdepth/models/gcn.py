@@ -34,7 +34,6 @@ from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
 from gdepth.norms import build_norm
-from gdepth.options import option
 
 GCN_CONVENTION = (
     "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
@@ -114,13 +113,9 @@ def _build(
 ) -> GCN:
     return cls(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        out_dim=out_dim,
+        depth=depth,
+        **common.model_options(model_cfg, norm_cfg),
     )
 
 

@@ -170,16 +170,12 @@ def _build(
 ) -> GCNII:
     return GCNII(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         alpha=float(option(model_cfg, "alpha", 0.1)),
         lamda=float(option(model_cfg, "lamda", 0.5)),
         variant=variant,
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        **common.model_options(model_cfg, norm_cfg),
     )
 
 

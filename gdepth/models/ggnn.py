@@ -35,9 +35,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GatedGraphConv
 
 from gdepth.models import common
-from gdepth.models.gat import EdgeIndexCache
+from gdepth.models.adjacency import EdgeIndexCache
 from gdepth.norms import build_norm
-from gdepth.options import option
 
 GGNN_CONVENTION = (
     "depth L = number of GatedGraphConv propagation steps (num_layers; per-step weight, shared "
@@ -104,10 +103,7 @@ def build_ggnn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: 
     ``activation`` is ignored (see the module docstring)."""
     return GGNN(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
-        norm_cfg=norm_cfg,
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        out_dim=out_dim,
+        depth=depth,
+        **common.model_options(model_cfg, norm_cfg, without=("activation",)),
     )

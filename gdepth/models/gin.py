@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GINConv
 
 from gdepth.models import common
-from gdepth.models.gat import EdgeIndexCache
+from gdepth.models.adjacency import EdgeIndexCache
 from gdepth.norms import build_norm
 from gdepth.options import option
 
@@ -127,12 +127,8 @@ def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
     dropout_layers ("all"), activation ("relu")."""
     return GIN(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         train_eps=bool(option(model_cfg, "train_eps", False)),
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        **common.model_options(model_cfg, norm_cfg),
     )

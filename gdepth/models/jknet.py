@@ -119,12 +119,8 @@ def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim:
     dropout_layers ("all"), activation ("relu")."""
     return JKNet(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         mode=option(model_cfg, "mode", "cat"),
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        **common.model_options(model_cfg, norm_cfg),
     )

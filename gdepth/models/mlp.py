@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from gdepth.models import common
 from gdepth.norms import build_norm
-from gdepth.options import option
 
 MLP_CONVENTION = (
     "depth L = number of linear layers, input (in->hidden) and output (hidden->out) included; "
@@ -91,11 +90,7 @@ def build_mlp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
     activation ("relu")."""
     return MLP(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
-        dropout_layers=option(model_cfg, "dropout_layers", "all"),
+        out_dim=out_dim,
+        depth=depth,
+        **common.model_options(model_cfg, norm_cfg),
     )

@@ -154,12 +154,9 @@ def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: 
     dropout (0.5), activation ("relu")."""
     return SIGN(
         in_dim,
-        int(option(model_cfg, "hidden", 64)),
-        out_dim,
-        depth,
+        out_dim=out_dim,
+        depth=depth,
         operator=option(model_cfg, "operator", "sym"),
         ppr_alpha=float(option(model_cfg, "ppr_alpha", 0.15)),
-        norm_cfg=norm_cfg,
-        activation=option(model_cfg, "activation", "relu"),
-        dropout=float(option(model_cfg, "dropout", 0.5)),
+        **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )
