@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
-from gdepth import data, models, progress, records, train
+from gdepth import data, graph_dropout, models, progress, protocol, records, train
 from gdepth.models.adjacency import normalized_adjacency
 
 log = logging.getLogger("gdepth")
@@ -104,7 +104,14 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             model = models.build(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
                                  graph.num_classes).to(device)
             record["params"] = models.count_parameters(model)
-            result = train.fit(model, graph, adj, cfg.train, seed, on_epoch=lambda _: advance())
+            train_adj = graph_dropout.sampler(
+                graph.edge_index, graph.num_nodes,
+                dropedge=float(cfg.train.get("dropedge", 0.0)),
+                dropnode=float(cfg.train.get("dropnode", 0.0)),
+                self_loops=bool(cfg.dataset.get("self_loops", True)),
+                normalization=str(cfg.dataset.get("adjacency", "sym")))
+            result = train.fit(model, graph, adj, cfg.train, seed, on_epoch=lambda _: advance(),
+                               train_adj=train_adj)
             record["seeds"].append(result.as_dict())
 
 
@@ -112,6 +119,9 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
              ) -> dict[str, Any]:
     """Run (or resume) the cell ``cfg`` and write its record below ``base_dir``."""
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    config, applied = protocol.apply(config)  # the train preset's dataset protocol
+    if applied:
+        log.info("train=%s sets %s", config["train"]["name"], applied)
     cfg = OmegaConf.create(config)  # plain values from here on (enums as their names)
     key = records.cell_key(config)
     path = records.record_path(base_dir, key)

@@ -40,9 +40,14 @@ class DropoutLayers(str, Enum):
 @dataclass
 class DatasetConfig:
     name: str = MISSING  # registry key in gdepth.data.DATASETS
-    split: str = MISSING  # public | random_per_class | ogb
-    train_per_class: int = 20
-    val_per_class: int = 30
+    split: str = MISSING  # public | random_per_class | full_supervised | fastgcn | ... | ogb
+    train_per_class: int = 20  # random_per_class: training nodes per class
+    val_per_class: int = 30  # random_per_class: validation nodes per class (unless val_size)
+    val_size: int | None = None  # random_per_class: validation nodes drawn from the rest
+    test_size: int | None = None  # random_per_class: test nodes drawn after val (None: rest)
+    train_frac: float = 0.6  # full_supervised: share of each class for training
+    val_frac: float = 0.2  # full_supervised: share of each class for validation (rest: test)
+    num_splits: int | None = None  # random splits: seed i uses split i % num_splits
     normalize_features: bool = False  # row-L1-normalize x (GCN, GCNII, PairNorm, NodeNorm code)
     adjacency: str = "sym"  # sym: D^-1/2 A D^-1/2 | row: D^-1 A (PairNorm's code)
     self_loops: bool = True  # add I to A before normalizing
@@ -111,6 +116,25 @@ class CombNormConfig(GroupNormConfig):
     power: float = 2.0
 
 
+class Skip(str, Enum):
+    """Bag-of-Tricks skip connections (Chen et al. 2021, official code skipConnections.py)."""
+
+    none = "none"
+    residual = "residual"
+    initial = "initial"
+    dense = "dense"
+    jumping = "jumping"
+
+
+@dataclass
+class GCNConfig(ModelConfig):
+    skip: Skip = Skip.none  # none: Kipf GCN; else Bag of Tricks' GCN with linear in/out layers
+    skip_alpha: float = 0.1  # α of the residual / initial connections
+    identity_mapping: bool = False  # GCNII-style β_l = log(λ/l + 1) on the hidden convs
+    lamda: float = 0.5  # λ of identity mapping
+    embedding_dropout: float = 0.6  # Bag of Tricks: dropout before the linear in/out layers
+
+
 @dataclass
 class APPNPConfig(ModelConfig):
     alpha: float = 0.1  # teleport probability
@@ -150,6 +174,18 @@ class ResGCNConfig(ModelConfig):
     nbaseblocklayer: int = 1  # convs per residual block (DropEdge's name); 0: one block of L-2
 
 
+class Stopping(str, Enum):
+    """When ``patience`` ends training early."""
+
+    patience = "patience"  # no improvement of the selection criterion for `patience` epochs
+    window = "window"  # Kipf & Welling: val loss above the mean of the previous `patience`
+
+
+class GradClip(str, Enum):
+    none = "none"
+    adaptive = "adaptive"  # NodeNorm code: clip to the mean norm of the previous window
+
+
 @dataclass
 class TrainConfig:
     name: str = MISSING  # the preset's name, recorded with every result
@@ -157,9 +193,21 @@ class TrainConfig:
     lr: float = 0.01
     weight_decay: float = 5e-4
     weight_decay_graph: float | None = None  # graph layers' own decay (GCNII's wd1), if set
+    weight_decay_first_only: bool = False  # decay only the first layer (Kipf & Welling code)
     epochs: int = 200
     patience: int | None = None  # stop after this many epochs without improvement
+    stopping: Stopping = Stopping.patience
     selection: Selection = Selection.best_val_acc
+    label_smoothing: float = 0.0  # Bag of Tricks' LabelSmoothing uses 0.03
+    l1_weight: float = 0.0  # NodeNorm code: + l1_weight * sum |w| over parameters named *weight*
+    grad_clip: GradClip = GradClip.none
+    grad_clip_window: int = 50  # adaptive clipping: epochs averaged (NodeNorm: 50)
+    grad_clip_norm: float = 1.0  # adaptive clipping: the p of the p-norm (NodeNorm: 1)
+    dropedge: float = 0.0  # share of edges dropped, re-drawn each epoch (Rong et al. 2020)
+    dropnode: float = 0.0  # share of nodes whose edges are dropped each epoch (Bag of Tricks)
+    # Protocol data the preset imposes (gdepth/protocol.py): {name or "*": {key: value}}
+    dataset_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,6 +240,7 @@ def register() -> None:
         ("dataset", "dataset", DatasetConfig),
         ("dataset", "csbm", CSBMConfig),
         ("model", "model", ModelConfig),
+        ("model", "gcn", GCNConfig),
         ("model", "appnp", APPNPConfig),
         ("model", "gcnii", GCNIIConfig),
         ("model", "resgcn", ResGCNConfig),

@@ -9,8 +9,24 @@ epoch whose test metric a seed reports:
 - ``min_val_loss``: the first epoch with the lowest validation loss (GCNII, DropEdge);
 - ``last``: the last epoch run.
 
-``patience`` stops training after that many epochs without improvement of the selection
-criterion (ignored by ``last``). A non-finite training loss ends the seed as ``diverged``.
+``patience`` stops training early. ``stopping=patience``: after that many epochs without
+improvement of the selection criterion (ignored by ``last``); ``stopping=window``: the rule of
+Kipf & Welling's code (``gcn/train.py``), stop once ``epoch > patience`` and the validation
+loss exceeds the mean of the previous ``patience`` ones (used with ``selection=last``).
+A non-finite training loss ends the seed as ``diverged``.
+
+Training tricks, all off by default:
+
+- ``label_smoothing`` ε: cross-entropy against ``(1-ε)·onehot + ε/C`` (torch's
+  ``label_smoothing``; the Bag-of-Tricks ``LabelSmoothing`` is 0.97·NLL + 0.03·mean_c(−log p_c),
+  i.e. ε = 0.03);
+- ``l1_weight`` λ: adds λ·Σ|w| over every parameter whose name contains ``weight`` (NodeNorm
+  code, ``worker.get_l1_regularization``); the reported training loss includes it;
+- ``grad_clip=adaptive``: from epoch ``window + 1`` on, gradients are clipped to the mean of the
+  previous ``window`` epochs' (post-clipping) gradient ``grad_clip_norm``-norms (NodeNorm code,
+  ``worker.train``: ``clip_grad_norm_`` with ``get_clip_value``, window 50, L1 norm);
+- ``dropedge`` / ``dropnode``: a new dropped graph every training step, see
+  :mod:`gdepth.graph_dropout`; evaluation always sees the full graph.
 """
 
 from __future__ import annotations
@@ -61,7 +77,9 @@ def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimi
 
     Where ``train.weight_decay_graph`` is set and the model splits its parameters
     (``model.parameter_groups(graph_decay, dense_decay)``, e.g. GCNII's wd1 / wd2), the graph
-    layers get that decay and the dense layers ``weight_decay``.
+    layers get that decay and the dense layers ``weight_decay``. With
+    ``train.weight_decay_first_only`` only the first layer (``model.first_layer()``) is decayed,
+    as in Kipf & Welling's code (L2 loss on the first layer's weights).
     """
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     name = str(train_cfg.optimizer)
@@ -69,7 +87,17 @@ def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimi
         raise unknown("optimizer", name, kinds)
     graph_decay = option(train_cfg, "weight_decay_graph")
     params: Any = model.parameters()
-    if graph_decay is not None:
+    if option(train_cfg, "weight_decay_first_only", False):
+        if not hasattr(model, "first_layer"):
+            raise ValueError(f"train.weight_decay_first_only=true but model "
+                             f"{type(model).__name__} has no first_layer()")
+        first = {id(p) for p in model.first_layer().parameters()}
+        params = [
+            {"params": [p for p in model.parameters() if id(p) in first]},
+            {"params": [p for p in model.parameters() if id(p) not in first],
+             "weight_decay": 0.0},
+        ]
+    elif graph_decay is not None:
         if not hasattr(model, "parameter_groups"):
             raise ValueError(f"train.weight_decay_graph={graph_decay} is set but model "
                              f"{type(model).__name__} has no separate graph layers")
@@ -102,6 +130,50 @@ class _Selector:
             self.since += 1
 
 
+class _Clipper:
+    """NodeNorm's adaptive gradient clipping (see the module docstring); ``none`` is a no-op."""
+
+    def __init__(self, train_cfg: Any) -> None:
+        mode = _name(train_cfg, "grad_clip", "none")
+        if mode not in ("none", "adaptive"):
+            raise unknown("grad_clip", mode, ("none", "adaptive"))
+        self.on = mode == "adaptive"
+        self.window = int(option(train_cfg, "grad_clip_window", 50))
+        self.norm = float(option(train_cfg, "grad_clip_norm", 1.0))
+        self.history: list[float] = []
+
+    def __call__(self, model: torch.nn.Module, epoch: int) -> None:
+        if not self.on:
+            return
+        params = [p for p in model.parameters() if p.grad is not None]
+        if epoch > self.window + 1:  # the NodeNorm code's 0-based `epoch > ref_window`
+            limit = sum(self.history[-self.window:]) / self.window
+            torch.nn.utils.clip_grad_norm_(params, limit, norm_type=self.norm)
+        grads = [p.grad.detach() for p in params]
+        self.history.append(float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g, self.norm) for g in grads]), self.norm)))
+
+
+def _name(cfg: Any, key: str, default: str) -> str:
+    """A config value that may be an Enum member or its name, as a plain string."""
+    value = option(cfg, key, default)
+    return str(getattr(value, "value", value))
+
+
+def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for n, p in model.named_parameters() if "weight" in n)
+
+
+def _should_stop(rule: str, stopping: str, patience: int | None, selector: _Selector,
+                 epoch: int, val_losses: list[float]) -> bool:
+    if patience is None:
+        return False
+    if stopping == "window":
+        previous = val_losses[-(patience + 1):-1]
+        return epoch > patience + 1 and val_losses[-1] > sum(previous) / len(previous)
+    return rule != "last" and selector.since >= patience
+
+
 def fit(
     model: torch.nn.Module,
     graph: Any,
@@ -109,29 +181,43 @@ def fit(
     train_cfg: Any,
     seed: int,
     on_epoch: Callable[[int], None] | None = None,
+    train_adj: Callable[[], torch.Tensor] | None = None,
 ) -> SeedResult:
     """Train ``model`` on ``graph`` (full batch) and return the selected epoch's metrics.
 
     ``graph`` carries ``x, y, train_mask, val_mask, test_mask, split, evaluator`` on the
-    model's device and ``adj`` is the normalized adjacency the model propagates with. The
-    caller seeds torch before building the model so that the same seed gives the same numbers.
+    model's device and ``adj`` is the normalized adjacency the model propagates with.
+    ``train_adj``, if given, returns the adjacency of each training step (DropEdge /
+    DropNode); evaluation always uses ``adj``. The caller seeds torch before building the
+    model so that the same seed gives the same numbers.
     """
     optimizer = make_optimizer(model, train_cfg)
     rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
+    stopping = _name(train_cfg, "stopping", "patience")
+    if stopping not in ("patience", "window"):
+        raise unknown("stopping", stopping, ("patience", "window"))
     patience = train_cfg.patience
+    smoothing = float(option(train_cfg, "label_smoothing", 0.0))
+    l1_weight = float(option(train_cfg, "l1_weight", 0.0))
+    clipper = _Clipper(train_cfg)
     selector = _Selector(rule)
     status, epoch = "ok", 0
     x, y, evaluator = graph.x, graph.y, graph.evaluator
+    train_y = y[graph.train_mask]
+    val_losses: list[float] = []
     start = time.perf_counter()
     for epoch in range(1, int(train_cfg.epochs) + 1):
         model.train()
         optimizer.zero_grad()
-        logits = model(x, adj)
-        loss = F.cross_entropy(logits[graph.train_mask], y[graph.train_mask])
+        logits = model(x, adj if train_adj is None else train_adj())
+        loss = F.cross_entropy(logits[graph.train_mask], train_y, label_smoothing=smoothing)
+        if l1_weight:
+            loss = loss + l1_weight * _l1_penalty(model)
         if not torch.isfinite(loss):
             status = "diverged"
             break
         loss.backward()
+        clipper(model, epoch)
         optimizer.step()
         model.eval()
         with torch.no_grad():
@@ -144,10 +230,11 @@ def fit(
             "train_loss": float(loss.detach()),
             "val_loss": float(val_loss),
         }
+        val_losses.append(metrics["val_loss"])
         selector.update(epoch, metrics)
         if on_epoch is not None:
             on_epoch(epoch)
-        if patience is not None and rule != "last" and selector.since >= patience:
+        if _should_stop(rule, stopping, patience, selector, epoch, val_losses):
             break
     wall = time.perf_counter() - start
     epochs_run = epoch if status == "ok" else epoch - 1

@@ -280,7 +280,8 @@ def test_unknown_dataset_lists_valid_names() -> None:
 
 
 def test_invalid_split_names_choices() -> None:
-    with pytest.raises(ValueError, match=r"invalid split 'ogb'.*valid: public, random_per_class"):
+    valid = "public, fastgcn, public_rest, random_per_class, full_supervised"
+    with pytest.raises(ValueError, match=rf"invalid split 'ogb'.*valid: {valid}"):
         load(NS(name="cora", split="ogb"), None, seed=0)
 
 

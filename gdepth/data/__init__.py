@@ -66,8 +66,8 @@ def _ogbn_arxiv(params: dict[str, Any], root: Path, mirror: Path | None) -> Base
     return load_ogbn_arxiv("ogbn_arxiv", root, mirror)
 
 
-_PLANETOID = ("public", "random_per_class")
-_RANDOM = ("random_per_class",)
+_RANDOM = ("random_per_class", "full_supervised")
+_PLANETOID = ("public", "fastgcn", "public_rest", *_RANDOM)
 _CSBM_PARAMS = {
     "num_nodes": 1000,
     "num_classes": 4,
@@ -105,7 +105,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _ogbn_arxiv,
         "OGB arXiv citation graph (undirected): 169343 nodes, 40 classes, time split",
         "ogb",
-        ("ogb", "random_per_class"),
+        ("ogb", *_RANDOM),
     ),
     "csbm": DatasetSpec(
         _lazy("gdepth.data.csbm", "load_csbm"),
@@ -134,15 +134,15 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
             ``num_nodes, num_classes, avg_degree, homophily, snr, num_features, graph_seed``.
         data_cfg: ``root`` (writable cache; default ``$GDEPTH_DATA`` or ``~/.cache/gdepth``)
             and ``mirror`` (read-only raw files; default ``$GDEPTH_DATA_MIRROR``); may be None.
-        seed: the split's seed for ``random_per_class`` (seed i → split i); fixed splits
-            (``public``, ``ogb``) ignore it.
+        seed: the split's seed for the random splits (seed i → split i, or split
+            ``i % num_splits`` when ``num_splits`` is set); fixed splits (``public``,
+            ``fastgcn``, ``public_rest``, ``ogb``) ignore it. See :mod:`gdepth.data.splits`.
 
     Raises:
         ValueError: unknown dataset name or invalid split.
         DatasetUnavailable: the files are nowhere and could not be downloaded.
     """
     from gdepth.data.folders import resolve_mirror, resolve_root
-    from gdepth.data.splits import describe_random, random_per_class
 
     name = option(dataset_cfg, "name")
     spec = DATASETS.get(name)  # type: ignore[arg-type]
@@ -161,14 +161,7 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
         mirror = resolve_mirror(option(data_cfg, "mirror")) if spec.uses_files else None
         base = _CACHE[key] = spec.loader(params, root, mirror)  # type: ignore[arg-type]
 
-    if split in base.fixed_splits:
-        train, val, test = (m.clone() for m in base.fixed_splits[split])
-        description = split
-    else:
-        k_train = int(option(dataset_cfg, "train_per_class", 20))
-        k_val = int(option(dataset_cfg, "val_per_class", 30))
-        train, val, test = random_per_class(base.y, base.num_classes, k_train, k_val, seed)
-        description = describe_random(k_train, k_val, seed)
+    train, val, test, description = _split(base, dataset_cfg, split, seed)
     return Graph(
         name=name,
         x=base.x,
@@ -181,3 +174,29 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
         split=description,
         evaluator=base.evaluator,
     )
+
+
+def _split(base: BaseGraph, dataset_cfg: Any, split: str, seed: int) -> tuple[Any, ...]:
+    """``(train, val, test, description)`` of ``split`` for ``seed``."""
+    from gdepth.data import splits
+
+    if split in base.fixed_splits:
+        return (*(m.clone() for m in base.fixed_splits[split]), split)
+    num_splits = option(dataset_cfg, "num_splits")
+    index = int(seed) % int(num_splits) if num_splits else int(seed)
+    if split == "full_supervised":
+        fracs = (float(option(dataset_cfg, "train_frac", 0.6)),
+                 float(option(dataset_cfg, "val_frac", 0.2)))
+        masks = splits.full_supervised(base.y, base.num_classes, *fracs, seed=index)
+        return (*masks, f"full_supervised({fracs[0]:g}/{fracs[1]:g}/rest, split={index})")
+    k_train = int(option(dataset_cfg, "train_per_class", 20))
+    val_size = option(dataset_cfg, "val_size")
+    if val_size is not None:
+        test_size = option(dataset_cfg, "test_size")
+        masks = splits.random_counts(base.y, base.num_classes, k_train, int(val_size),
+                                     None if test_size is None else int(test_size), index)
+        test_text = "rest" if test_size is None else str(test_size)
+        return (*masks, f"random_per_class({k_train}/c, {val_size}, {test_text}, split={index})")
+    k_val = int(option(dataset_cfg, "val_per_class", 30))
+    masks = splits.random_per_class(base.y, base.num_classes, k_train, k_val, index)
+    return (*masks, splits.describe_random(k_train, k_val, index))

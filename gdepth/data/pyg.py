@@ -15,6 +15,7 @@ from typing import Any
 
 from gdepth.data.folders import prepare
 from gdepth.data.graph import BaseGraph, make_base
+from gdepth.data.splits import planetoid_fixed
 
 _PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 _NPZ = {
@@ -41,7 +42,8 @@ def _dataset_class(family: str) -> Any:
 def load_pyg(key: str, family: str, name: str, root: Path, mirror: Path | None) -> BaseGraph:
     """Load ``<family>/<name>`` through PyG's class, via cache → mirror → download.
 
-    Planetoid datasets carry their ``public`` masks as a fixed split.
+    Planetoid datasets carry their ``public`` masks and the ``fastgcn`` and ``public_rest``
+    splits derived from them as fixed splits (:func:`gdepth.data.splits.planetoid_fixed`).
     """
     cls = _dataset_class(family)
 
@@ -53,5 +55,5 @@ def load_pyg(key: str, family: str, name: str, root: Path, mirror: Path | None) 
     data = dataset[0]
     fixed = {}
     if family == "Planetoid":
-        fixed["public"] = (data.train_mask, data.val_mask, data.test_mask)
+        fixed = planetoid_fixed(data.train_mask, data.val_mask, data.test_mask)
     return make_base(data.x, data.y, data.edge_index, dataset.num_classes, fixed)

@@ -27,18 +27,21 @@ one. Dropout with probability ``dropout`` is applied to the input of the convolu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
+from gdepth.models.gcn_tricks import TRICKS_CONVENTION, TricksGCN, identity_mapped
 from gdepth.norms import build_norm
+from gdepth.options import option
 
 GCN_CONVENTION = (
     "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
     "(Kipf & Welling 2017); L=1 is one in->out conv; each conv but the last is followed by "
-    "norm -> activation"
+    "norm -> activation; " + TRICKS_CONVENTION
 )
 GCN_RES_CONVENTION = (
     "depth L = number of GCNConv layers, input and output included (NodeNorm code num_layers); "
@@ -48,7 +51,7 @@ GCN_RES_CONVENTION = (
 
 
 class GCN(nn.Module):
-    """``depth`` GCN layers on a normalized adjacency (see the module docstring).
+    r"""``depth`` GCN layers on a normalized adjacency (see the module docstring).
 
     Args:
         in_dim: input features.
@@ -60,6 +63,11 @@ class GCN(nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+        identity_mapping: GCNII's identity mapping on the hidden → hidden convolutions,
+            :math:`\beta_l(\hat{A}H)W + (1-\beta_l)\hat{A}H`, :math:`\beta_l =
+            \log(\lambda/l + 1)` with l the layer's 1-based index (Bag of Tricks'
+            ``IdentityMapping``). (default: ``False``)
+        lamda: :math:`\lambda`. (default: ``0.5``)
     """
 
     residual = False
@@ -74,6 +82,8 @@ class GCN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         dropout_layers: str = "all",
+        identity_mapping: bool = False,
+        lamda: float = 0.5,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -85,13 +95,20 @@ class GCN(nn.Module):
         self.act = common.activation(activation)
         self.dropout = float(dropout)
         self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        # beta per conv: 1 (plain) unless identity mapping, which needs hidden -> hidden
+        self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
+                      else 1.0 for i in range(depth)]
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
-            h = self.act(norm(conv(self._drop(x, i), adj)))
+            h = self.act(norm(identity_mapped(conv, self._drop(x, i), adj, self.betas[i])))
             x = h + x if self.residual and i > 0 else h
         return self.convs[-1](self._drop(x, len(self.convs) - 1), adj)
+
+    def first_layer(self) -> nn.Module:
+        """The input convolution (Kipf & Welling decay only its weights)."""
+        return self.convs[0]
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:
@@ -119,10 +136,23 @@ def _build(
     )
 
 
-def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCN:
+def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+              ) -> nn.Module:
     """``gcn`` from a ``model`` config: keys hidden (64), dropout (0.5), dropout_layers
-    ("all"), activation ("relu")."""
-    return _build(GCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+    ("all"), activation ("relu"), and the tricks skip ("none"), skip_alpha (0.1),
+    identity_mapping (False), lamda (0.5), embedding_dropout (0.6). A skip other than
+    ``none`` builds :class:`gdepth.models.gcn_tricks.TricksGCN`."""
+    skip = str(option(model_cfg, "skip", "none"))
+    identity = bool(option(model_cfg, "identity_mapping", False))
+    lamda = float(option(model_cfg, "lamda", 0.5))
+    if skip == "none":
+        return GCN(in_dim, out_dim=out_dim, depth=depth, identity_mapping=identity, lamda=lamda,
+                   **common.model_options(model_cfg, norm_cfg))
+    return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip,
+                     skip_alpha=float(option(model_cfg, "skip_alpha", 0.1)),
+                     identity_mapping=identity, lamda=lamda,
+                     embedding_dropout=float(option(model_cfg, "embedding_dropout", 0.6)),
+                     **common.model_options(model_cfg, norm_cfg))
 
 
 def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCN:

@@ -1,0 +1,206 @@
+"""Training tricks (label smoothing, L1, adaptive clipping, Kipf's stopping window, first-layer
+decay), graph dropout (DropEdge, DropNode) and the Bag-of-Tricks GCN (skips, identity mapping)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from gdepth import data, graph_dropout, models, train
+from gdepth.models.adjacency import normalized_adjacency
+from gdepth.models.gcn_tricks import SKIPS, TricksGCN, identity_mapped
+from gdepth.train import _Clipper, _l1_penalty, _Selector, _should_stop
+
+
+@pytest.fixture(scope="module")
+def graph():
+    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
+                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
+                            "num_features": 8, "graph_seed": 0})
+    g = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    return g, normalized_adjacency(g.edge_index, g.num_nodes)
+
+
+def cfg(**kw):
+    base = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 5,
+            "patience": None, "selection": "last"}
+    return OmegaConf.create({**base, **kw})
+
+
+def gcn(graph, depth=2, **model_kw):
+    torch.manual_seed(0)
+    return models.build(OmegaConf.create({"name": "gcn", "hidden": 8, **model_kw}),
+                        OmegaConf.create({"name": "none"}), depth, graph.num_features,
+                        graph.num_classes)
+
+
+# --- training tricks ------------------------------------------------------------------------
+
+def test_label_smoothing_loss_is_bag_of_tricks_mix():
+    logits, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    logp = F.log_softmax(logits, -1)
+    bot = 0.97 * F.nll_loss(logp, y) + 0.03 * (-logp.mean(-1)).mean()
+    assert torch.allclose(F.cross_entropy(logits, y, label_smoothing=0.03), bot, atol=1e-6)
+
+
+def test_label_smoothing_changes_the_training_loss(graph):
+    g, adj = graph
+    plain = train.fit(gcn(g), g, adj, cfg(epochs=1), 0).train_loss
+    smooth = train.fit(gcn(g), g, adj, cfg(epochs=1, label_smoothing=0.3), 0).train_loss
+    assert smooth != pytest.approx(plain, abs=1e-4)
+
+
+def test_l1_penalty_sums_weights_only_and_enters_the_loss(graph):
+    g, adj = graph
+    model = gcn(g)
+    expected = sum(p.abs().sum() for n, p in model.named_parameters() if n.endswith("weight"))
+    assert float(_l1_penalty(model).detach()) == pytest.approx(float(expected))
+    assert any("bias" in n for n, _ in model.named_parameters())
+    plain = train.fit(gcn(g), g, adj, cfg(epochs=1), 0).train_loss
+    with_l1 = train.fit(gcn(g), g, adj, cfg(epochs=1, l1_weight=1e-3), 0).train_loss
+    assert with_l1 - plain == pytest.approx(1e-3 * float(expected), rel=1e-4)
+
+
+def test_adaptive_clipping_caps_at_the_window_mean():
+    layer = torch.nn.Linear(3, 1, bias=False)
+    clipper = _Clipper(cfg(grad_clip="adaptive", grad_clip_window=2, grad_clip_norm=1.0))
+    for epoch, scale in enumerate([1.0, 3.0, 100.0, 100.0], start=1):
+        layer.weight.grad = torch.full_like(layer.weight, scale)
+        clipper(layer, epoch)
+    # NodeNorm clips once the 0-based epoch exceeds the window: 1-based epochs 1..3 unclipped
+    # (L1 norms 3, 9, 300); epoch 4 is clipped to the mean of the previous two, (9 + 300) / 2
+    assert clipper.history[:3] == pytest.approx([3.0, 9.0, 300.0])
+    assert float(layer.weight.grad.abs().sum()) == pytest.approx(154.5, rel=1e-5)
+    assert clipper.history[3] == pytest.approx(154.5, rel=1e-5)
+
+
+def test_kipf_window_stopping_rule():
+    losses = [1.0] * 11 + [0.9]
+    sel = _Selector("last")
+    assert not _should_stop("last", "window", 10, sel, 12, losses)  # below the window mean
+    assert _should_stop("last", "window", 10, sel, 12, [1.0] * 11 + [1.1])
+    assert not _should_stop("last", "window", 10, sel, 11, [1.0] * 10 + [1.1])  # too early
+
+
+def test_weight_decay_first_only_puts_decay_on_the_first_conv(graph):
+    g, _ = graph
+    model = gcn(g)
+    opt = train.make_optimizer(model, cfg(weight_decay_first_only=True))
+    first = {id(p) for p in model.convs[0].parameters()}
+    assert {id(p) for p in opt.param_groups[0]["params"]} == first
+    assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == 0
+
+
+# --- graph dropout ----------------------------------------------------------------------------
+
+def test_dropedge_keeps_an_exact_count_redrawn_each_call(graph):
+    g, _ = graph
+    torch.manual_seed(0)
+    a, b = (graph_dropout.drop_edges(g.edge_index, 0.6) for _ in range(2))
+    assert a.size(1) == b.size(1) == int(g.edge_index.size(1) * 0.4)
+    assert not torch.equal(a, b)
+    full = {tuple(e) for e in g.edge_index.t().tolist()}
+    assert {tuple(e) for e in a.t().tolist()} <= full
+
+
+def test_dropnode_keeps_only_edges_between_kept_nodes(graph):
+    g, _ = graph
+    torch.manual_seed(1)
+    kept = graph_dropout.drop_nodes(g.edge_index, g.num_nodes, 0.5)
+    torch.manual_seed(1)
+    keep = torch.rand(g.num_nodes) >= 0.5
+    assert keep[kept[0]].all() and keep[kept[1]].all()
+    both = keep[g.edge_index[0]] & keep[g.edge_index[1]]
+    assert kept.size(1) == int(both.sum())
+
+
+def test_sampler_renormalizes_and_training_uses_it_evaluation_does_not(graph):
+    g, adj = graph
+    draw = graph_dropout.sampler(g.edge_index, g.num_nodes, dropedge=0.5, normalization="row")
+    sums = draw().to_dense().sum(1)
+    assert torch.allclose(sums, torch.ones_like(sums))  # row-normalized with self loops
+    calls = []
+
+    def counted():
+        calls.append(1)
+        return draw()
+
+    train.fit(gcn(g), g, adj, cfg(epochs=4), 0, train_adj=counted)
+    assert len(calls) == 4
+    assert graph_dropout.sampler(g.edge_index, g.num_nodes) is None
+    with pytest.raises(ValueError, match="train.dropedge=1.0 must be in"):
+        graph_dropout.sampler(g.edge_index, g.num_nodes, dropedge=1.0)
+
+
+# --- Bag-of-Tricks GCN ----------------------------------------------------------------------
+
+def test_identity_mapping_formula(graph):
+    g, adj = graph
+    conv = gcn(g, depth=3).convs[1]
+    x = torch.randn(g.num_nodes, 8)
+    s = adj @ x
+    beta = math.log(0.5 / 2 + 1)
+    expected = beta * (s @ conv.lin.weight.t()) + (1 - beta) * s + conv.bias
+    assert torch.allclose(identity_mapped(conv, x, adj, beta), expected, atol=1e-5)
+    assert torch.allclose(identity_mapped(conv, x, adj, 1.0), conv(x, adj), atol=1e-6)
+
+
+def test_initial_with_alpha_one_carries_the_input_embedding_through(graph):
+    g, adj = graph
+    model = gcn(g, depth=4, skip="initial", skip_alpha=1.0).eval()
+    x0 = torch.relu(model.lin_in(g.x))
+    assert torch.allclose(model(g.x, adj), model.lin_out(x0), atol=1e-5)
+
+
+def test_residual_mixes_the_previous_layers_output_by_hand(graph):
+    """BoT's ResidualConnection: x_l = (1-a) h_l + a h_{l-1}, h the layers' outputs before the
+    skip (its x_list), h_0 the input embedding."""
+    g, adj = graph
+    a = 0.3
+    model = gcn(g, depth=2, skip="residual", skip_alpha=a).eval()
+    h0 = torch.relu(model.lin_in(g.x))
+    h1 = torch.relu(model.convs[0](h0, adj))
+    x1 = (1 - a) * h1 + a * h0
+    h2 = torch.relu(model.convs[1](x1, adj))
+    x2 = (1 - a) * h2 + a * h1
+    assert torch.allclose(model(g.x, adj), model.lin_out(x2), atol=1e-5)
+
+
+def test_dense_and_jumping_by_hand(graph):
+    g, adj = graph
+    model = gcn(g, depth=2, skip="dense").eval()
+    x0 = torch.relu(model.lin_in(g.x))
+    h1 = torch.relu(model.convs[0](x0, adj))
+    x1 = model.dense[0](torch.cat([x0, h1], -1))
+    h2 = torch.relu(model.convs[1](x1, adj))
+    x2 = model.dense[1](torch.cat([x0, h1, h2], -1))
+    assert torch.allclose(model(g.x, adj), model.lin_out(x2), atol=1e-5)
+    jk = gcn(g, depth=2, skip="jumping").eval()
+    x0 = torch.relu(jk.lin_in(g.x))
+    h1 = torch.relu(jk.convs[0](x0, adj))
+    h2 = torch.relu(jk.convs[1](h1, adj))
+    assert torch.allclose(jk(g.x, adj), jk.lin_out(torch.cat([x0, h1, h2], -1)), atol=1e-5)
+
+
+@pytest.mark.parametrize("skip", [s for s in SKIPS if s != "none"])
+@pytest.mark.parametrize("depth", [1, 2, 8, 64])
+def test_every_skip_builds_trains_and_reaches_the_first_layer(graph, skip, depth):
+    g, adj = graph
+    model = gcn(g, depth=depth, skip=skip, identity_mapping=True)
+    assert isinstance(model, TricksGCN) and len(model.convs) == depth
+    loss = F.cross_entropy(model(g.x, adj)[g.train_mask], g.y[g.train_mask])
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert float(model.lin_in.weight.grad.abs().sum()) > 0
+    groups = model.parameter_groups(0.01, 5e-4)
+    assert sum(len(gr["params"]) for gr in groups) == len(list(model.parameters()))
+
+
+def test_unknown_skip_names_the_choices(graph):
+    g, _ = graph
+    with pytest.raises(ValueError, match="unknown skip 'highway'; valid: none, residual"):
+        TricksGCN(8, 8, 3, 2, skip="highway")
