@@ -47,6 +47,7 @@ commands:
                               re-aggregate the records below DIR into the report files
   list  [models|norms|datasets|train|experiments]
                               what each config group offers
+  inspect dataset=A[,B] [dataset.KEY=V]  graph structure side by side (README "Graph structure")
 
 depth ranges: {forms}
 Hydra options work after run/sweep: --cfg job, --info defaults, hydra.verbose=true, ...
@@ -186,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         return _table(rest)
     if command == "list":
         return _list(rest)
-    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list")
+    if command == "inspect":
+        from gdepth import inspect
+
+        return inspect.main(rest)
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, inspect")
 
 
 if __name__ == "__main__":

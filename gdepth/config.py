@@ -65,6 +65,46 @@ class CSBMConfig(DatasetConfig):
 
 
 @dataclass
+class RangeTaskConfig(DatasetConfig):
+    """grid2d, ring, small_world: a graph plus the distance-to-nearest-source task of range k."""
+
+    num_nodes: int = 1024
+    task_range: int = 4  # k: labels are hop distances 0..k to the nearest source, or k+1
+    num_sources: int = 32
+    graph_seed: int = 0  # the sources (and small_world's rewiring)
+
+
+@dataclass
+class Grid2dConfig(RangeTaskConfig):
+    width: int | None = None  # None: a square num_nodes = width²
+    periodic: bool = False  # True: a torus
+
+
+@dataclass
+class SmallWorldConfig(RangeTaskConfig):
+    neighbors: int = 4  # Watts–Strogatz k: each node joins its k nearest ring neighbours (even)
+    rewire_prob: float = 0.1  # Watts–Strogatz p
+
+
+@dataclass
+class TransferConfig(DatasetConfig):
+    """transfer_ring, transfer_crossed_ring, transfer_clique_path (Di Giovanni et al. 2023)."""
+
+    task_range: int = 5  # r: hops between the readout node and the source node
+    num_graphs: int = 1000  # instances in the disjoint union
+    num_classes: int = 5
+
+
+@dataclass
+class TreeMatchConfig(DatasetConfig):
+    """tree_match: Tree-NeighborsMatch of Alon & Yahav (ICLR 2021), generated as their code."""
+
+    depth_r: int = 4  # r in 2..8: tree depth, 2^r leaves = classes; their models use r+1 layers
+    graph_seed: int = 11  # the authors' seed: their examples and split
+    train_fraction: float = 0.8  # stratified train share; the rest is test
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING  # registry key in gdepth.models.MODELS
     hidden: int = 64
@@ -239,6 +279,11 @@ def register() -> None:
     for group, name, node in [
         ("dataset", "dataset", DatasetConfig),
         ("dataset", "csbm", CSBMConfig),
+        ("dataset", "range_task", RangeTaskConfig),
+        ("dataset", "grid2d", Grid2dConfig),
+        ("dataset", "small_world", SmallWorldConfig),
+        ("dataset", "transfer", TransferConfig),
+        ("dataset", "tree_match", TreeMatchConfig),
         ("model", "model", ModelConfig),
         ("model", "gcn", GCNConfig),
         ("model", "appnp", APPNPConfig),

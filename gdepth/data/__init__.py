@@ -78,6 +78,33 @@ _CSBM_PARAMS = {
     "graph_seed": 0,
 }
 
+# Synthetic graphs with a range-k node task (gdepth.data.synthetic) and the graph-transfer tasks
+# (gdepth.data.transfer); the defaults equal their configs/dataset/*.yaml.
+_RANGE_PARAMS = {"num_nodes": 1024, "task_range": 4, "num_sources": 32, "graph_seed": 0}
+_SYNTHETIC = {
+    "grid2d": ("load_grid2d", {"width": None, "periodic": False},
+               "4-neighbour 2-D lattice, task: hop distance to the nearest source (range k)"),
+    "ring": ("load_ring", {}, "n-cycle, task: hop distance to the nearest source (range k)"),
+    "small_world": ("load_small_world", {"neighbors": 4, "rewire_prob": 0.1},
+                    "Watts-Strogatz small world, task: hop distance to the nearest source "
+                    "(range k)"),
+}
+_TRANSFER = {
+    "ring": "ring transfer (Di Giovanni et al. 2023): label r hops away on a 2r-cycle",
+    "crossed_ring": "crossed-ring transfer (Di Giovanni et al. 2023): label r hops away",
+    "clique_path": "clique-path transfer (Di Giovanni et al. 2023): label r hops down a path",
+}
+
+
+def _transfer(topology: str) -> Loader:
+    def loader(params: dict[str, Any], root: Path, mirror: Path | None) -> BaseGraph:
+        from gdepth.data.transfer import loader as make
+
+        return make(topology)(params, root, mirror)
+
+    return loader
+
+
 # key: (PyG family, PyG name, description); Planetoid sets default to the public split.
 _PYG = {
     "cora": ("Planetoid", "Cora", "Cora citation graph (Planetoid): 2708 nodes, 7 classes"),
@@ -113,6 +140,25 @@ DATASETS: dict[str, DatasetSpec] = {
         "random_per_class",
         _RANDOM,
         params=_CSBM_PARAMS,
+        uses_files=False,
+    ),
+} | {
+    key: DatasetSpec(_lazy("gdepth.data.synthetic", func), description, "random_per_class",
+                     _RANDOM, params=_RANGE_PARAMS | extra, uses_files=False)
+    for key, (func, extra, description) in _SYNTHETIC.items()
+} | {
+    f"transfer_{topology}": DatasetSpec(
+        _transfer(topology), description, "random_per_class", _RANDOM,
+        params={"task_range": 5, "num_graphs": 1000, "num_classes": 5}, uses_files=False,
+    )
+    for topology, description in _TRANSFER.items()
+} | {
+    "tree_match": DatasetSpec(
+        _lazy("gdepth.data.tree_match", "load_tree_match"),
+        "Tree-NeighborsMatch (Alon & Yahav, ICLR 2021): depth-r binary trees, label at the root",
+        "paper",
+        ("paper",),
+        params={"depth_r": 4, "graph_seed": 11, "train_fraction": 0.8},
         uses_files=False,
     ),
 }
