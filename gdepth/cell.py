@@ -25,6 +25,7 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
 from gdepth import data, graph_dropout, models, progress, protocol, records, train
+from gdepth.diagnostics import run as diagnostics
 from gdepth.models.adjacency import normalized_adjacency
 
 log = logging.getLogger("gdepth")
@@ -110,9 +111,38 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                 dropnode=float(cfg.train.get("dropnode", 0.0)),
                 self_loops=bool(cfg.dataset.get("self_loops", True)),
                 normalization=str(cfg.dataset.get("adjacency", "sym")))
+            kind = diagnostics.check(cfg.get("diagnostics"))
+            init = (diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
+                    if kind == "smoothing" else None)
+            kept: dict[str, Any] | None = {} if kind != "none" else None
             result = train.fit(model, graph, adj, cfg.train, seed, on_epoch=lambda _: advance(),
-                               train_adj=train_adj)
-            record["seeds"].append(result.as_dict())
+                               train_adj=train_adj, keep_state=kept)
+            values = result.as_dict()
+            if kind != "none":
+                _diagnose(kind, cfg, model, graph, adj, seed, kept, init, values, record)
+            record["seeds"].append(values)
+
+
+def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Graph,
+              adj: torch.Tensor, seed: int, kept: dict[str, Any] | None, init: Any,
+              values: dict[str, Any], record: dict[str, Any]) -> None:
+    """Diagnostics of the model at its selected epoch, into the seed's values and the record."""
+    if kept and "state" in kept:
+        model.load_state_dict(kept["state"])
+    found = record.setdefault("diagnostics", {"kind": kind, "seeds": []})
+    if kind == "smoothing":
+        selected = diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
+        if selected is None:
+            found["note"] = (f"model {cfg.model.name} does not hand its layer outputs to "
+                             "gdepth.models.common.tap; no smoothing profile")
+            return
+        found["seeds"].append({"seed": seed, "init": init, "selected": selected})
+        values.update(diagnostics.last_hidden(selected))
+    else:
+        measured = diagnostics.influence(model, graph, cfg.dataset, cfg.diagnostics, seed)
+        found["seeds"].append({"seed": seed, **measured})
+        values["receptive_field"] = measured["receptive_field"]
+
 
 
 def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None = None

@@ -48,6 +48,8 @@ commands:
   list  [models|norms|datasets|train|experiments]
                               what each config group offers
   inspect dataset=A[,B] [dataset.KEY=V]  graph structure side by side (README "Graph structure")
+  plot  smoothing|influence DIR [--measure M] [--at selected|init]
+                              per-layer diagnostics of a diagnostics=... sweep
 
 depth ranges: {forms}
 Hydra options work after run/sweep: --cfg job, --info defaults, hydra.verbose=true, ...
@@ -131,18 +133,20 @@ def _launch(command: str, args: list[str]) -> int:
 
 
 def _table(args: list[str]) -> int:
-    from gdepth import records, report
+    from gdepth import report
 
     parser = argparse.ArgumentParser(prog="gdepth table")
     parser.add_argument("dir")
-    parser.add_argument("--metric", default="test_acc", choices=records.METRICS)
+    parser.add_argument("--metric", default="test_acc",
+                        help="test_acc, val_acc, train_acc or any per-seed number of the records "
+                             "(e.g. dirichlet_last with diagnostics=smoothing)")
     parser.add_argument("--format", default="md", choices=("md", "csv", "tex"))
     ns = parser.parse_args(args)
     if not Path(ns.dir).is_dir():
         return _fail(f"no such folder '{ns.dir}'")
     try:
         table, _ = report.write_report(ns.dir, ns.metric)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(report.render(table, ns.format))
     return 0
@@ -191,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         from gdepth import inspect
 
         return inspect.main(rest)
-    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, inspect")
+    if command == "plot":
+        from gdepth.diagnostics import plot
+
+        return plot.main(rest)
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, inspect, plot")
 
 
 if __name__ == "__main__":

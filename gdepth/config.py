@@ -251,6 +251,15 @@ class TrainConfig:
 
 
 @dataclass
+class DiagnosticsConfig:
+    name: str = "none"  # none | smoothing | influence (gdepth/diagnostics/run.py)
+    max_nodes: int = 1024  # smoothing: node sample of the pairwise measures
+    measures: list[str] | None = None  # smoothing: None = all
+    hops: int = 8  # influence: k
+    samples: int = 50  # influence: sampled nodes
+
+
+@dataclass
 class DataConfig:
     root: str | None = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
     mirror: str | None = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
@@ -262,6 +271,7 @@ class GdepthConfig:
     model: ModelConfig = MISSING
     norm: Any = MISSING
     train: TrainConfig = MISSING
+    diagnostics: DiagnosticsConfig = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
@@ -301,5 +311,6 @@ def register() -> None:
         ("norm", "graphnorm", GraphNormConfig),
         ("norm", "combnorm", CombNormConfig),
         ("train", "train", TrainConfig),
+        ("diagnostics", "diagnostics", DiagnosticsConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)

@@ -8,7 +8,10 @@
   of each column marked; a failed or diverged cell is shown as such, never dropped;
 - ``accuracy_vs_depth.png``: one line per row over log₂ depth with a ±std band.
 
-For a metric other than ``test_acc`` the table files are named ``table_<metric>.*``.
+For a metric other than ``test_acc`` the table files are named ``table_<metric>.*``. Any numeric
+per-seed value of the records is a metric: the accuracies (shown in percent, best marked) and,
+e.g., ``dirichlet_last`` from ``diagnostics=smoothing`` or ``selected_epoch`` (shown as is, with
+three significant digits and no "best").
 """
 
 from __future__ import annotations
@@ -43,15 +46,36 @@ def _label(keys: list[str], values: tuple) -> str:
     return " ".join([head, *rest])
 
 
+def is_accuracy(metric: str) -> bool:
+    """Accuracies are shown in percent with one decimal and a best mark per column."""
+    return metric in records.METRICS
+
+
+def check_metric(frame: pd.DataFrame, metric: str) -> None:
+    """Raise a one-line ValueError naming the valid metrics when ``metric`` is not one."""
+    skip = {"key", "seed", "depth", "seeds", "status", "seed_status", "error"}
+    numeric = [c for c in frame.columns if "." not in c and c not in skip
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    valid = list(dict.fromkeys([*records.METRICS, *sorted(numeric)]))
+    if metric not in valid:
+        raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(valid)}")
+
+
 def _cell_text(group: pd.DataFrame, metric: str) -> tuple[str, float]:
     status = group["status"].iloc[0]
     if status == "failed":
         return "failed", math.nan
-    values = group.loc[group["seed_status"] == "ok", metric].dropna() * 100
+    if metric not in group:
+        return "–", math.nan
+    values = group.loc[group["seed_status"] == "ok", metric].dropna()
+    values = values * 100 if is_accuracy(metric) else values
     if values.empty:
         return status, math.nan
     mean, std = values.mean(), values.std(ddof=0)
-    text = f"{mean:.1f} ± {std:.1f} ({len(values)})"
+    if is_accuracy(metric):
+        text = f"{mean:.1f} ± {std:.1f} ({len(values)})"
+    else:
+        text = f"{mean:.3g} ± {std:.2g} ({len(values)})"
     return (text + " †" if status == "diverged" else text), mean
 
 
@@ -61,9 +85,7 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     Returns a frame indexed by row label with one column per depth, and a second level of
     columns is avoided on purpose so Markdown/CSV/LaTeX render it directly.
     """
-    if metric not in records.METRICS:
-        valid = ", ".join(records.METRICS)
-        raise ValueError(f"unknown metric '{metric}'; valid: {valid}")
+    check_metric(frame, metric)
     keys = row_keys(frame)
     for key in keys:
         if key not in frame:
@@ -82,7 +104,8 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     # every row that reaches the column's best mean (rounded as shown) is marked
     shown = best.round(1)
     table.attrs["best"] = {d: list(shown.index[shown[d] == shown[d].max()]) for d in depths
-                           if best[d].notna().sum() > 1}  # a column with one number has no best
+                           if best[d].notna().sum() > 1  # a column with one number has no best
+                           and is_accuracy(metric)}
     table.attrs["means"] = best
     table.index.name = " · ".join(["model·norm", *[k for k in keys[2:]]])
     table.columns = [f"L={d}" for d in depths]
@@ -122,7 +145,8 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     ok = frame[(frame["status"] != "failed") & (frame["seed_status"] == "ok")]
     for values, group in ok.groupby(keys, sort=True, dropna=False):
         label = _label(keys, values if isinstance(values, tuple) else (values,))
-        stats = (group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=0)]) * 100)
+        scale = 100 if is_accuracy(metric) else 1
+        stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=0)]) * scale
         stats.columns = ["mean", "std"]
         line = ax.plot(stats.index, stats["mean"], marker="o", label=label)[0]
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
@@ -131,7 +155,7 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     depths = sorted(frame["depth"].dropna().astype(int).unique())
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_xlabel("depth (layers)")
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if is_accuracy(metric) else ""))
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")

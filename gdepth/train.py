@@ -182,14 +182,17 @@ def fit(
     seed: int,
     on_epoch: Callable[[int], None] | None = None,
     train_adj: Callable[[], torch.Tensor] | None = None,
+    keep_state: dict[str, Any] | None = None,
 ) -> SeedResult:
     """Train ``model`` on ``graph`` (full batch) and return the selected epoch's metrics.
 
     ``graph`` carries ``x, y, train_mask, val_mask, test_mask, split, evaluator`` on the
     model's device and ``adj`` is the normalized adjacency the model propagates with.
     ``train_adj``, if given, returns the adjacency of each training step (DropEdge /
-    DropNode); evaluation always uses ``adj``. The caller seeds torch before building the
-    model so that the same seed gives the same numbers.
+    DropNode); evaluation always uses ``adj``. ``keep_state``, if given, receives under
+    ``"state"`` a copy of the model's ``state_dict`` at the selected epoch (for diagnostics).
+    The caller seeds torch before building the model so that the same seed gives the same
+    numbers.
     """
     optimizer = make_optimizer(model, train_cfg)
     rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
@@ -232,6 +235,8 @@ def fit(
         }
         val_losses.append(metrics["val_loss"])
         selector.update(epoch, metrics)
+        if keep_state is not None and selector.epoch == epoch:
+            keep_state["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if on_epoch is not None:
             on_epoch(epoch)
         if _should_stop(rule, stopping, patience, selector, epoch, val_losses):

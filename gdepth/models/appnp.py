@@ -40,12 +40,16 @@ APPNP_CONVENTION = (
 )
 
 
-def appnp_propagate(h: Tensor, adj: Tensor, steps: int, alpha: float) -> Tensor:
+def appnp_propagate(h: Tensor, adj: Tensor, steps: int, alpha: float,
+                    model: nn.Module | None = None) -> Tensor:
     r"""``steps`` personalized-PageRank steps :math:`Z \leftarrow (1-\alpha)\hat{A}Z + \alpha H`
-    from :math:`Z = H`, on ``h [N, F]`` with the sparse normalized ``adj [N, N]``."""
+    from :math:`Z = H`, on ``h [N, F]`` with the sparse normalized ``adj [N, N]`` (each step's
+    :math:`Z` handed to ``model``'s diagnostics tap, if given)."""
     z = h
     for _ in range(steps):
         z = (1.0 - alpha) * torch.sparse.mm(adj, z) + alpha * h
+        if model is not None:
+            common.tap(model, z)
     return z
 
 
@@ -63,6 +67,8 @@ class APPNP(nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability before each linear layer. (default: ``0.5``)
     """
+
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
 
     def __init__(
         self,
@@ -93,7 +99,8 @@ class APPNP(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        return appnp_propagate(self.mlp(x), adj, self.steps, self.alpha)
+        h = common.tap(self, self.mlp(common.tap(self, x)))
+        return appnp_propagate(h, adj, self.steps, self.alpha, self)
 
     def extra_repr(self) -> str:
         return f"K={self.steps}, alpha={self.alpha}, dropout={self.dropout}"

@@ -58,6 +58,19 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.size())
 
 
+def tap(model: nn.Module, x: Tensor) -> Tensor:
+    """Hand ``x`` (one layer's output) to ``model.layer_sink`` when diagnostics attached one.
+
+    Models that call it at their input, after every layer and at their output declare
+    ``layer_outputs = True``; :func:`gdepth.diagnostics.capture.layer_outputs` collects the list
+    (input features, each layer's output, logits). Without a sink it returns ``x`` untouched.
+    """
+    sink = getattr(model, "layer_sink", None)
+    if sink is not None:
+        sink.append(x.detach())
+    return x
+
+
 def model_options(model_cfg: Any, norm_cfg: Any, *, without: tuple[str, ...] = ()) -> dict:
     """The constructor keywords every model config shares, with the schema's defaults.
 

@@ -65,6 +65,8 @@ class GAT(nn.Module):
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -101,9 +103,10 @@ class GAT(nn.Module):
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         edge_index = self.edges(adj)
+        x = common.tap(self, x)
         for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
-            x = self.act(norm(conv(self._drop(x, i), edge_index)))
-        return self.convs[-1](self._drop(x, len(self.convs) - 1), edge_index)
+            x = common.tap(self, self.act(norm(conv(self._drop(x, i), edge_index))))
+        return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), edge_index))
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:

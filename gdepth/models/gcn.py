@@ -71,6 +71,7 @@ class GCN(nn.Module):
     """
 
     residual = False
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
 
     def __init__(
         self,
@@ -101,10 +102,11 @@ class GCN(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
+        x = common.tap(self, x)
         for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
             h = self.act(norm(identity_mapped(conv, self._drop(x, i), adj, self.betas[i])))
-            x = h + x if self.residual and i > 0 else h
-        return self.convs[-1](self._drop(x, len(self.convs) - 1), adj)
+            x = common.tap(self, h + x if self.residual and i > 0 else h)
+        return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), adj))
 
     def first_layer(self) -> nn.Module:
         """The input convolution (Kipf & Welling decay only its weights)."""

@@ -79,6 +79,7 @@ class TricksGCN(nn.Module):
                  activation: str = "relu", dropout: float = 0.5,
                  dropout_layers: str = "all") -> None:
         super().__init__()
+        self.layer_outputs = True  # calls common.tap (input, embedding, each layer, logits)
         if skip not in SKIPS:
             raise ValueError(f"unknown skip '{skip}'; valid: {', '.join(SKIPS)}")
         if depth < 1:
@@ -100,7 +101,9 @@ class TricksGCN(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        x = self.act(self.lin_in(common.dropout(x, self.embedding_dropout, self.training)))
+        x = common.tap(self, x)
+        x = common.tap(self, self.act(self.lin_in(
+            common.dropout(x, self.embedding_dropout, self.training))))
         xs = [x]
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             h = common.dropout(x, self.dropout, self.training) if i in self.dropout_at else x
@@ -112,9 +115,11 @@ class TricksGCN(nn.Module):
                 x = (1 - self.alpha) * xs[-1] + self.alpha * xs[0]
             elif self.skip == "dense":
                 x = self.dense[i](torch.cat(xs, dim=-1))
+            x = common.tap(self, x)
         if self.skip == "jumping":  # the official code reads x_list undropped here
-            return self.lin_out(torch.cat(xs, dim=-1))
-        return self.lin_out(common.dropout(x, self.embedding_dropout, self.training))
+            return common.tap(self, self.lin_out(torch.cat(xs, dim=-1)))
+        return common.tap(self, self.lin_out(
+            common.dropout(x, self.embedding_dropout, self.training)))
 
     def first_layer(self) -> nn.Module:
         return self.lin_in

@@ -107,6 +107,8 @@ class GCNII(nn.Module):
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -137,11 +139,11 @@ class GCNII(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        h0 = self.act(self.lin_in(self._drop(x, 0)))
+        h0 = common.tap(self, self.act(self.lin_in(self._drop(common.tap(self, x), 0))))
         h = h0
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True), start=1):
-            h = self.act(norm(conv(self._drop(h, i), adj, h0)))
-        return self.lin_out(self._drop(h, len(self.convs) + 1))
+            h = common.tap(self, self.act(norm(conv(self._drop(h, i), adj, h0))))
+        return common.tap(self, self.lin_out(self._drop(h, len(self.convs) + 1)))
 
     def parameter_groups(
         self, conv_weight_decay: float, dense_weight_decay: float

@@ -59,6 +59,8 @@ class GGNN(nn.Module):
         dropout_layers: ``"all"`` or ``"io"`` (the same: input and output). (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -83,11 +85,11 @@ class GGNN(nn.Module):
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         edge_index = self.edges(adj)
-        h = self.lin_in(self._drop(x, 0))
+        h = common.tap(self, self.lin_in(self._drop(common.tap(self, x), 0)))
         for weight, norm in zip(self.ggc.weight, self.norms, strict=True):
             m = self.ggc.propagate(edge_index, x=h @ weight, edge_weight=None)
-            h = norm(self.ggc.rnn(m, h))
-        return self.lin_out(self._drop(h, 1))
+            h = common.tap(self, norm(self.ggc.rnn(m, h)))
+        return common.tap(self, self.lin_out(self._drop(h, 1)))
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:

@@ -63,6 +63,8 @@ class GIN(nn.Module):
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -98,11 +100,12 @@ class GIN(nn.Module):
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         edge_index = self.edges(adj)
+        x = common.tap(self, x)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             h = self._drop(x, i)
             h = _linear_first(conv, h, edge_index) if i == 0 else conv(h, edge_index)
-            x = self.act(norm(h))
-        return self.lin_out(self._drop(x, len(self.convs)))
+            x = common.tap(self, self.act(norm(h)))
+        return common.tap(self, self.lin_out(self._drop(x, len(self.convs))))
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:

@@ -65,6 +65,8 @@ class JKNet(nn.Module):
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -102,8 +104,11 @@ class JKNet(nn.Module):
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        h = self.jk(self.layers(x, adj))
-        return self.lin_out(self._drop(h, len(self.convs)))
+        outs = self.layers(common.tap(self, x), adj)
+        for out in outs:
+            common.tap(self, out)
+        h = self.jk(outs)
+        return common.tap(self, self.lin_out(self._drop(h, len(self.convs))))
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:

@@ -48,6 +48,8 @@ class MLP(nn.Module):
         dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
     """
 
+    layer_outputs = True  # calls common.tap (input, each layer, logits)
+
     def __init__(
         self,
         in_dim: int,
@@ -72,9 +74,10 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, adj: Any = None) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]``; ``adj`` is ignored."""
+        x = common.tap(self, x)
         for i, (lin, norm) in enumerate(zip(self.lins[:-1], self.norms, strict=True)):
-            x = self.act(norm(lin(self._drop(x, i))))
-        return self.lins[-1](self._drop(x, len(self.lins) - 1))
+            x = common.tap(self, self.act(norm(lin(self._drop(x, i)))))
+        return common.tap(self, self.lins[-1](self._drop(x, len(self.lins) - 1)))
 
     def _drop(self, x: Tensor, layer: int) -> Tensor:
         if layer not in self.dropout_at:
