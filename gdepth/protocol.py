@@ -4,18 +4,18 @@
 A paper's protocol fixes more than the optimizer: its split (NodeNorm's 20 per class / 500 /
 1000 on Planetoid sets but 20 / 30 / rest on Coauthor CS), its feature preprocessing, its
 adjacency normalization, its hidden width and dropout. A ``configs/train/<preset>.yaml`` states
-them as data, keyed by dataset (or model) name, ``"*"`` for all::
+them as data, keyed by dataset (or model) name, ``all`` for every one::
 
     dataset_overrides:
-      "*":       {normalize_features: true}
+      all:       {normalize_features: true}
       cora:      {split: random_per_class, val_size: 500, test_size: 1000, num_splits: 50}
     model_overrides:
-      "*":       {hidden: 64, dropout: 0.8, dropout_layers: io}
+      all:       {hidden: 64, dropout: 0.8, dropout_layers: io}
 
-:func:`apply` merges ``"*"`` and then the named entry into ``dataset`` / ``model`` before the
+:func:`apply` merges ``all`` and then the named entry into ``dataset`` / ``model`` before the
 cell's identity is hashed, so the record holds the configuration really used. The preset wins
 over the group's own YAML and over ``dataset.x=`` / ``model.x=`` on the command line; to change
-one of its values, override the preset's entry (``train.model_overrides.*.dropout=0.5``).
+one of its values, override the preset's entry (``train.model_overrides.all.dropout=0.5``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-WILDCARD = "*"
+WILDCARD = "all"  # a plain key, so `train.model_overrides.all.dropout=0.5` works in Hydra
 SECTIONS = {"dataset": "dataset_overrides", "model": "model_overrides"}
 
 

@@ -138,7 +138,7 @@ def test_unknown_override_key_names_the_valid_keys():
     with pytest.raises(ValueError, match=r"overrides\.cora\.splitt.*no key 'splitt'; valid: split"):
         protocol.apply(config)
     config["train"]["dataset_overrides"] = {}
-    config["train"]["model_overrides"] = {"*": {"hiden": 3}}
+    config["train"]["model_overrides"] = {"all": {"hiden": 3}}
     with pytest.raises(ValueError, match=r"model 'gcn' has no key 'hiden'; valid: hidden"):
         protocol.apply(config)
 
