@@ -1,0 +1,106 @@
+"""Seed-batched training: S seeds of one cell train as one stacked model (issue 7).
+
+A depth sweep is hundreds of small trainings of identical shape. For the propagation family
+the S seeds of a cell run together: weights stacked per seed, the seed dimension folded into
+the feature dimension for each sparse propagation (one SpMM ``adj @ H[N, S·d]`` per layer for
+all seeds), per-seed dropout masks, norms, optimizer state, early stopping and selection.
+Mathematically the same as S separate ``train.fit`` runs (``tests/test_engine.py`` checks it
+with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
+
+Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
+then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
+(without skip / identity mapping) and ``gcn_res`` with norms ``none``, ``nodenorm``,
+``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every selection and
+stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge / DropNode (a different
+graph per seed), ``weight_decay_graph``, other models and norms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdepth.engine.batched import StackedGCN
+from gdepth.engine.fit import fit_batched
+from gdepth.engine.layers import NotBatchable
+from gdepth.options import option
+from gdepth.train import SeedResult
+
+ENGINES = ("auto", "batched", "loop")
+MODELS = ("gcn", "gcn_res")
+NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
+
+__all__ = ["ENGINES", "NotBatchable", "StackedGCN", "fit_batched", "run_seeds", "unsupported"]
+
+
+def unsupported(cfg: Any) -> str | None:
+    """Why the cell ``cfg`` cannot be seed-batched (one line), or ``None`` if it can."""
+    model, norm, train = cfg.model, cfg.norm, cfg.train
+    name = str(option(model, "name"))
+    if name not in MODELS:
+        return f"model {name} is not seed-batched (batched: {', '.join(MODELS)})"
+    if str(option(model, "skip", "none")) != "none" or option(model, "identity_mapping", False):
+        return "gcn skip connections / identity mapping are not seed-batched"
+    if str(option(norm, "name", "none")) not in NORMS:
+        return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
+    if float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)):
+        return "DropEdge / DropNode draw a different graph per seed"
+    if option(train, "weight_decay_graph") is not None:
+        return "weight_decay_graph is not seed-batched"
+    return None
+
+
+def run_seeds(
+    cfg: Any,
+    graph_for_seed: Callable[[int], Any],
+    adj: Tensor,
+    device: torch.device,
+    on_epoch: Callable[[int], None] | None = None,
+    on_model: Callable[[nn.Module], None] | None = None,
+    max_seeds: int | None = None,
+) -> list[SeedResult] | None:
+    """Train seeds ``0..cfg.seeds-1`` of the cell ``cfg`` batched, or return ``None``.
+
+    Args:
+        cfg: the cell's config (``model``, ``norm``, ``train``, ``depth``, ``seeds``).
+        graph_for_seed: seed → its prepared graph on ``device`` (``gdepth.cell.prepare``):
+            the split may differ per seed, the features must be the same cached tensor.
+        adj: the cached normalized adjacency on ``device``.
+        device: where the models live.
+        on_epoch: called once per seed-epoch (progress bar).
+        on_model: called with seed 0's loop model (e.g. to count its parameters).
+        max_seeds: at most this many seeds per batch (memory); ``None``: all at once.
+
+    Each seed's initial weights are those its loop run would have: the loop model is built
+    after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
+    the loop engine's only through the dropout masks drawn (same distribution) and float
+    rounding.
+    """
+    if unsupported(cfg) is not None:
+        return None
+    from gdepth import models
+
+    seeds = list(range(int(cfg.seeds)))
+    graphs = [graph_for_seed(s) for s in seeds]
+    if any(g.x is not graphs[0].x or g.y is not graphs[0].y for g in graphs):
+        return None  # features or labels differ per seed: nothing to share
+    loop_models = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        loop_models.append(models.build(cfg.model, cfg.norm, int(cfg.depth),
+                                        graphs[0].num_features, graphs[0].num_classes))
+    if on_model is not None:
+        on_model(loop_models[0])
+    step = max_seeds or len(seeds)
+    results: list[SeedResult] = []
+    try:
+        for lo in range(0, len(seeds), step):
+            stacked = StackedGCN.from_models(loop_models[lo:lo + step]).to(device)
+            results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
+                                   seeds[lo:lo + step], on_epoch)
+    except NotBatchable:
+        return None
+    return results

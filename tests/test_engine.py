@@ -1,0 +1,224 @@
+"""Seed-batched engine = S separate loop runs, given the same initial weights and dropout masks.
+
+Each case builds S loop models (``torch.manual_seed(s)`` then ``models.build``), stacks copies of
+their parameters into one :class:`StackedGCN`, and feeds both paths the same dropout masks: one
+generator per seed, drawn in the same order (the loop models' ``common.dropout`` is patched to
+draw from it, the stacked model gets the same draws through its ``mask_fn``). Then losses and
+logits agree to 1e-5 epoch by epoch, and ``fit_batched`` reports what ``train.fit`` reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from gdepth import data, engine, models, train
+from gdepth.engine import StackedGCN, fit_batched
+from gdepth.engine.layers import Propagation, StackedInput
+from gdepth.models import common
+from gdepth.models.adjacency import normalized_adjacency
+
+torch.set_num_threads(1)
+SEEDS = 3
+TOL = 1e-5
+
+
+class SeedMasks:
+    """One dropout-mask generator per seed: the k-th draw of seed s is the same in both paths."""
+
+    def __init__(self, seeds: int) -> None:
+        self.gens = [torch.Generator().manual_seed(1000 + s) for s in range(seeds)]
+        self.current = 0  # the loop path's seed
+
+    def draw(self, seed: int, shape: tuple[int, ...], p: float) -> torch.Tensor:
+        keep = torch.rand(shape, generator=self.gens[seed]) >= p
+        return keep.float() / (1.0 - p)
+
+    def stacked(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
+        return torch.stack([self.draw(s, shape, p) for s in range(len(self.gens))])
+
+    def loop_dropout(self, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+        if not training or p == 0.0:
+            return x
+        if x.layout == torch.sparse_csr:
+            values = x.values() * self.draw(self.current, tuple(x.values().shape), p)
+            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.size())
+        return x * self.draw(self.current, tuple(x.shape), p)
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    """A small CSBM graph, one random split per seed; and the same with sparse features."""
+    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
+                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
+                            "num_features": 40, "graph_seed": 0})
+    loaded = [data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), s)
+              for s in range(SEEDS)]
+    x = loaded[0].x
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
+        sparse_x = torch.where(x > 1.6, x, torch.zeros_like(x)).to_sparse_csr()  # ~5 % dense
+    dense = [replace(g, x=x) for g in loaded]
+    sparse = [replace(g, x=sparse_x) for g in loaded]
+    return {"dense": dense, "sparse": sparse,
+            "adj": normalized_adjacency(loaded[0].edge_index, loaded[0].num_nodes)}
+
+
+def _loop_models(graph, name, norm, depth, dropout_layers="all"):
+    built = []
+    for s in range(SEEDS):
+        torch.manual_seed(s)
+        built.append(models.build(
+            OmegaConf.create({"name": name, "hidden": 8, "dropout": 0.5,
+                              "dropout_layers": dropout_layers}),
+            OmegaConf.create(norm), depth, graph.num_features, graph.num_classes))
+    return built
+
+
+def _train_cfg(**kw):
+    base = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 12,
+            "patience": None, "selection": "best_val_acc"}
+    return OmegaConf.create({**base, **kw})
+
+
+CASES = [
+    ("gcn", {"name": "none"}, 3, "all", "dense"),
+    ("gcn", {"name": "none"}, 3, "all", "sparse"),
+    ("gcn_res", {"name": "nodenorm", "variant": "n"}, 4, "io", "sparse"),
+    ("gcn_res", {"name": "pairnorm", "mode": "PN"}, 4, "all", "dense"),
+    ("gcn", {"name": "pairnorm", "mode": "PN-SI"}, 3, "all", "sparse"),
+    ("gcn_res", {"name": "pairnorm", "mode": "PN-SCS"}, 3, "io", "dense"),
+    # SGD here: the bias of a conv followed by BatchNorm has a gradient that is exactly 0 in
+    # exact arithmetic; Adam divides its float noise (1e-9) by its own size and moves the bias
+    # by a full lr step in a random direction, in either engine (and between two loop runs
+    # with another summation order), which the eval-mode output (running statistics) shows.
+    ("gcn_res", {"name": "batchnorm"}, 4, "all", "sparse"),
+]
+OPTIMIZER = {"batchnorm": "sgd"}
+
+
+@pytest.mark.parametrize(("name", "norm", "depth", "dropout_layers", "kind"), CASES)
+def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, depth,
+                                              dropout_layers, kind):
+    gs, adj = graphs[kind], graphs["adj"]
+    loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
+    stacked = StackedGCN.from_models(copy.deepcopy(loop))
+    masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
+    stacked.mask_fn = SeedMasks(SEEDS).stacked
+    monkeypatch.setattr(common, "dropout", masks.loop_dropout)
+    cfg = _train_cfg(optimizer=OPTIMIZER.get(norm["name"], "adam"), lr=0.1)
+    loop_opts = [train.make_optimizer(m, cfg) for m in loop]
+    stacked_opt = engine.fit.make_optimizer(stacked, cfg)
+    x_in, prop = StackedInput(gs[0].x), Propagation(adj)
+    y = gs[0].y
+    for _ in range(5):
+        losses = []
+        for s, (model, opt) in enumerate(zip(loop, loop_opts, strict=True)):
+            masks.current = s
+            model.train()
+            opt.zero_grad()
+            mask = gs[s].train_mask
+            loss = F.cross_entropy(model(gs[s].x, adj)[mask], y[mask])
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        stacked.train()
+        stacked_opt.zero_grad()
+        logits = stacked(x_in, prop)
+        batched = torch.stack([F.cross_entropy(logits[gs[s].train_mask, s], y[gs[s].train_mask])
+                               for s in range(SEEDS)])
+        batched.sum().backward()
+        stacked_opt.step()
+        torch.testing.assert_close(batched.detach(), torch.stack(losses), atol=TOL, rtol=TOL)
+        stacked.eval()
+        with torch.no_grad():
+            out = stacked(x_in, prop)
+            for s, model in enumerate(loop):
+                model.eval()
+                torch.testing.assert_close(out[:, s], model(gs[s].x, adj), atol=TOL, rtol=TOL)
+
+
+def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch):
+    masks = SeedMasks(SEEDS)
+    monkeypatch.setattr(common, "dropout", masks.loop_dropout)
+    expected = []
+    for s, model in enumerate(loop):
+        masks.current = s
+        expected.append(train.fit(model, gs[s], adj, cfg, s))
+    stacked.mask_fn = SeedMasks(SEEDS).stacked  # the same draws as the loop's
+    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)))
+    for a, b in zip(expected, got, strict=True):
+        assert (a.status, a.selected_epoch, a.epochs_run, a.split) == (
+            b.status, b.selected_epoch, b.epochs_run, b.split)
+        for key in ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss"):
+            va, vb = getattr(a, key), getattr(b, key)
+            assert (math.isnan(va) and math.isnan(vb)) or abs(va - vb) < TOL, (key, va, vb)
+    return expected, got
+
+
+@pytest.mark.parametrize("train_kw", [
+    {"selection": "best_val_acc"},
+    {"selection": "min_val_loss", "patience": 3, "lr": 0.05, "epochs": 40},
+    {"selection": "last", "patience": 3, "stopping": "window", "lr": 0.05, "epochs": 40},
+    {"selection": "best_val_acc", "l1_weight": 1e-3, "grad_clip": "adaptive",
+     "grad_clip_window": 3, "label_smoothing": 0.1, "optimizer": "adamw"},
+    {"selection": "last", "weight_decay_first_only": True},
+])
+def test_fit_batched_reports_what_fit_reports(graphs, monkeypatch, train_kw):
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = _loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 3)
+    stacked = StackedGCN.from_models(copy.deepcopy(loop))
+    expected, _ = _compare_fits(gs, adj, loop, stacked, _train_cfg(**train_kw), monkeypatch)
+    if "patience" in train_kw:  # the case exercises early stopping
+        assert any(r.epochs_run < train_kw["epochs"] for r in expected)
+
+
+def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):
+    gs, adj = graphs["dense"], graphs["adj"]
+    loop = _loop_models(gs[0], "gcn", {"name": "none"}, 3)
+    with torch.no_grad():
+        loop[1].convs[0].lin.weight[0, 0] = math.inf
+    stacked = StackedGCN.from_models(copy.deepcopy(loop))
+    _, got = _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
+    assert [r.status for r in got] == ["ok", "diverged", "ok"]
+
+
+def _cell_cfg(**kw):
+    base = {"model": {"name": "gcn_res", "hidden": 8}, "norm": {"name": "nodenorm"},
+            "train": dict(_train_cfg()), "depth": 3, "seeds": SEEDS}
+    return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(kw))
+
+
+def test_run_seeds_trains_every_seed_like_the_loop(graphs):
+    gs, adj = graphs["dense"], graphs["adj"]
+    cfg = _cell_cfg(train={"epochs": 40, "lr": 0.05})
+    params = []
+    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
+                               on_model=lambda m: params.append(models.count_parameters(m)))
+    assert [r.seed for r in results] == list(range(SEEDS))
+    assert all(r.status == "ok" and r.epochs_run == 40 for r in results)
+    loop = [train.fit(m, gs[s], adj, cfg.train, s)
+            for s, m in enumerate(_loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 3))]
+    mean = [sum(r.test_acc for r in rs) / SEEDS for rs in (results, loop)]
+    assert abs(mean[0] - mean[1]) < 0.1  # other dropout draws only
+    assert params and params[0] > 0
+
+
+@pytest.mark.parametrize("override", [
+    {"train": {"dropedge": 0.3}},
+    {"model": {"name": "gat"}},
+    {"norm": {"name": "groupnorm"}},
+    {"model": {"name": "gcn", "skip": "residual"}},
+])
+def test_unbatchable_cells_fall_back_to_the_loop(graphs, override):
+    gs, adj = graphs["dense"], graphs["adj"]
+    cfg = _cell_cfg(**override)
+    assert engine.unsupported(cfg)
+    assert engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu")) is None
