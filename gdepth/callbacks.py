@@ -35,8 +35,9 @@ def finish(directory: Path) -> None:
     start = os.environ.get(progress.START_ENV)
     if start:  # cells finished before this sweep started were skipped (resume)
         since = dt.datetime.fromtimestamp(float(start), dt.timezone.utc).isoformat()
-        skipped = sum(r.get("finished_at", "") < since for r in found)
-        summary += f"; {len(found) - skipped} run now, {skipped} skipped as already done"
+        finished = [r["finished_at"] for r in found if r.get("finished_at")]  # not placeholders
+        skipped = sum(t < since for t in finished)
+        summary += f"; {len(finished) - skipped} run now, {skipped} skipped as already done"
     print(f"\n{text}\n", flush=True)
     print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
           "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
@@ -49,4 +50,8 @@ class ReportCallback(Callback):
         finish(Path(config.hydra.run.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from gdepth import sweeper
+
+        if sweeper.LAST.get("launch_error"):  # nothing ran: the CLI prints the one-line error
+            return
         finish(Path(config.hydra.sweep.dir))

@@ -144,7 +144,6 @@ def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Gr
         values["receptive_field"] = measured["receptive_field"]
 
 
-
 def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None = None
              ) -> dict[str, Any]:
     """Run (or resume) the cell ``cfg`` and write its record below ``base_dir``."""
@@ -168,6 +167,7 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         "convention": None, "seeds": [], "summary": {}, "params": None, "features": None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "device": None, "threads": torch.get_num_threads(), "host": platform.node(),
+        "slurm_job": records.slurm_job_id(),
         "versions": _versions(),
     }
     start = time.perf_counter()
@@ -180,6 +180,10 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         _run_seeds(cfg, config, device, record)
         diverged = any(s["status"] == "diverged" for s in record["seeds"])
         record["status"] = "diverged" if diverged else "ok"
+    except torch.cuda.OutOfMemoryError as err:  # too big for this GPU: say so, go on
+        record["status"], record["error"] = "oom", f"OutOfMemoryError: {str(err)[:300]}"
+        record["traceback"] = traceback.format_exc()
+        torch.cuda.empty_cache()
     except Exception as err:  # a failed cell is a record too; the sweep goes on
         record["error"] = f"{type(err).__name__}: {err}"
         record["traceback"] = traceback.format_exc()
@@ -197,7 +201,7 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
 def summary_line(record: dict[str, Any]) -> str:
     """``csbm gcn·none L=4: ok test 71.2 ± 1.3 (3 seeds, 4.1 s)``."""
     head = f"{describe(record['config'])}: {record['status']}"
-    if record["status"] == "failed":
+    if record["status"] in ("failed", "oom"):
         return f"{head} ({record['error']})"
     test = record["summary"]["test_acc"]
     return (f"{head} test {100 * test['mean']:.1f} ± {100 * test['std']:.1f} "

@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gdepth import __version__, config, progress
+from gdepth import __version__, config, launchers, progress
 from gdepth.depth import DepthError, parse_depths
 
 
@@ -36,6 +36,7 @@ def config_dir() -> str:
 
 
 config.register()
+launchers.register_resolvers()  # the pool's threads per job; job processes import this module
 
 USAGE = """usage: gdepth COMMAND [ARGS]
 
@@ -45,11 +46,15 @@ commands:
                               (e.g. gdepth sweep model=gcn,gcn_res depth=2..64 seeds=5)
   table DIR [--metric M] [--format md|csv|tex]
                               re-aggregate the records below DIR into the report files
+  status DIR [--all]          cells done / running / failed / missing, from the folder alone
+launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "Launchers")
   list  [models|norms|datasets|train|experiments]
                               what each config group offers
   inspect dataset=A[,B] [dataset.KEY=V]  graph structure side by side (README "Graph structure")
   plot  smoothing|influence DIR [--measure M] [--at selected|init]
                               per-layer diagnostics of a diagnostics=... sweep
+  reproduce NAME [overrides] [--dry-run|--no-run] | reproduce --list
+                              rerun a paper's depth table, print ours next to it (README)
 
 depth ranges: {forms}
 Hydra options work after run/sweep: --cfg job, --info defaults, hydra.verbose=true, ...
@@ -64,7 +69,11 @@ def hydra_task(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
-    return run_cell(cfg, base, overrides=list(hc.overrides.task))
+    from gdepth import plan, status
+
+    key, _ = plan.cell_identity(cfg)
+    with status.running(base, key):  # a marker with a heartbeat: `gdepth status` sees the cell
+        return run_cell(cfg, base, overrides=list(hc.overrides.task))
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -89,6 +98,8 @@ def _rewrite(command: str, args: list[str]) -> list[str]:
     out, named = [], False
     for arg in args:
         key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+") == "launcher":
+            arg = f"+launcher={launchers.check_choice(value, config_dir())}"
         if sep and key.lstrip("+~") == "depth":
             depths = parse_depths(value)
             if command == "run" and len(depths) > 1:
@@ -108,7 +119,7 @@ def _rewrite(command: str, args: list[str]) -> list[str]:
 def _launch(command: str, args: list[str]) -> int:
     try:
         overrides = _rewrite(command, args)
-    except DepthError as err:
+    except (DepthError, launchers.ChoiceError) as err:
         return _fail(str(err))
     plain = [a for a in overrides if not a.startswith("-")]
     os.environ[progress.TOTAL_ENV] = str(_count_cells(plain) if command == "sweep" else 1)
@@ -117,17 +128,31 @@ def _launch(command: str, args: list[str]) -> int:
     folder = Path(values.get("out_dir", "outputs"), "sweeps" if command == "sweep" else "runs",
                   values.get("name", ""))
     os.environ[progress.DONE_ENV] = str(progress.count_records(folder))  # resumed: no ETA
-    if command == "sweep":
-        overrides = ["--multirun", *overrides]
+    problem = launchers.unwritable(folder)
+    if problem:
+        return _fail(f"{problem}; choose another out_dir=... or name=...", 1)
+    if command == "sweep":  # gdepth's sweeper: plan.json, skip done cells, record dead jobs
+        overrides = ["--multirun", "hydra/sweeper=gdepth", *overrides]
     sys.argv = [f"gdepth {command}", *overrides]
-    from gdepth import callbacks
+    from gdepth import callbacks, sweeper
 
     callbacks.LAST.clear()
+    sweeper.LAST.clear()
     hydra_task()
+    if sweeper.LAST.get("launch_error"):
+        return _fail(sweeper.LAST["launch_error"], 1)
     statuses = callbacks.LAST.get("statuses", [])
-    if "failed" in statuses:
-        print(f"gdepth: {statuses.count('failed')} cell(s) failed; their errors are in the "
-              "records and the job logs", file=sys.stderr)
+    if sweeper.LAST.get("keys"):  # this sweep's cells only: another sweep may share the folder
+        from gdepth import status
+
+        statuses = [status.cell_status(sweeper.LAST["dir"], k) for k in sweeper.LAST["keys"]]
+    bad = {s: statuses.count(s) for s in ("failed", "oom", "corrupt", "running", "missing")
+           if s in statuses}
+    if bad:
+        counts = ", ".join(f"{n} {s}" for s, n in bad.items())
+        print(f"gdepth: not every cell is done ({counts}); errors are in the records and job "
+              f"logs, `gdepth status {folder}` lists them, the same command resumes",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -191,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
         return _table(rest)
     if command == "list":
         return _list(rest)
+    if command == "status":
+        from gdepth import status
+
+        return status.main(rest)
     if command == "inspect":
         from gdepth import inspect
 
@@ -199,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         from gdepth.diagnostics import plot
 
         return plot.main(rest)
-    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, inspect, plot")
+    if command == "reproduce":
+        from gdepth import reproduce
+
+        return reproduce.main(rest)
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, status, inspect, "
+                 "plot, reproduce")
 
 
 if __name__ == "__main__":

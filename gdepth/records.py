@@ -2,9 +2,15 @@
 
 A record holds the fully resolved config, the per-seed metrics, their mean and std, timings,
 parameter count, peak memory, device, torch threads, library versions, the model's depth
-convention and a status (``ok | diverged | failed``, with the error text). Records live in
-``<sweep dir>/records/<key>.json``; ``load(DIR)`` finds them anywhere below DIR, so folders
-merged from several machines aggregate like one sweep.
+convention and a status (``ok | diverged | oom | failed``, with the error text). Records live
+in ``<sweep dir>/records/<key>.json``; ``load(DIR)`` finds them anywhere below DIR, so folders
+merged from several machines aggregate like one sweep. A cell a sweep planned (``plan.json``)
+that has no readable record yet comes back from ``load`` as a placeholder whose status says why
+(``running | missing | corrupt``), so a table marks it instead of dropping it.
+
+Schema versions: 2 added the ``oom`` status and ``slurm_job``; a version-1 record reads as is.
+A record of another version (older than 1, or newer than this gdepth) is not trusted: it reads
+as ``corrupt`` with the reason, and the cell runs again on resume.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 METRICS = ("train_acc", "val_acc", "test_acc")
-STATUSES = ("ok", "diverged", "failed")
+# Statuses of a record a cell wrote, then those of a placeholder for a planned cell without one.
+STATUSES = ("ok", "diverged", "oom", "failed", "corrupt", "running", "missing")
+DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 
 # Keys that say where and how a cell runs, not what it computes: they are recorded but are
 # not part of the cell's identity, so a re-run from another folder or device resumes.
@@ -37,44 +46,118 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
+# Options added after records were first written, at the value that computes exactly what the
+# cell computed before the option existed. At that value an option is left out of the hash, so
+# adding an option (a trick, a diagnostics group) does not orphan the records already computed:
+# their sweeps still resume. Never change one of these values; add new options here with theirs.
+NEUTRAL: dict[str, Any] = {
+    "dataset.val_size": None, "dataset.test_size": None, "dataset.train_frac": 0.6,
+    "dataset.val_frac": 0.2, "dataset.num_splits": None,
+    "model.skip": "none", "model.skip_alpha": 0.1, "model.identity_mapping": False,
+    "model.lamda": 0.5,  # also gcnii's default: leaving it out changes no key's meaning
+    "model.embedding_dropout": 0.6,
+    "train.weight_decay_first_only": False, "train.stopping": "patience",
+    "train.label_smoothing": 0.0, "train.l1_weight": 0.0, "train.grad_clip": "none",
+    "train.grad_clip_window": 50, "train.grad_clip_norm": 1.0, "train.dropedge": 0.0,
+    "train.dropnode": 0.0, "train.dataset_overrides": {}, "train.model_overrides": {},
+    "diagnostics": {"name": "none", "max_nodes": 1024, "measures": None, "hops": 8,
+                    "samples": 50},
+}
+
+
+def _without_neutral(config: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    for dotted, neutral in NEUTRAL.items():
+        head, _, leaf = dotted.rpartition(".")
+        parent = out.get(head) if head else out
+        if not isinstance(parent, dict) or leaf not in parent or parent[leaf] != neutral:
+            continue
+        if head:
+            out[head] = parent = dict(parent) if parent is config.get(head) else parent
+        del parent[leaf]
+    return out
+
+
 def cell_key(config: dict[str, Any]) -> str:
-    """A stable 16-hex-digit hash of the cell's identity."""
-    text = json.dumps(identity(config), sort_keys=True, default=str)
+    """A stable 16-hex-digit hash of the cell's identity (options at their :data:`NEUTRAL`
+    value left out)."""
+    text = json.dumps(_without_neutral(identity(config)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def slurm_job_id() -> str | None:
+    """``<array job>_<task>`` (or the plain job id) inside a Slurm job, else None."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+    return env.get("SLURM_JOB_ID")
 
 
 def record_path(base_dir: str | Path, key: str) -> Path:
     return Path(base_dir) / "records" / f"{key}.json"
 
 
+class RecordWriteError(OSError):
+    """A record (or marker, or plan) could not be written: one line with the path and why."""
+
+
 def write(path: str | Path, record: dict[str, Any]) -> None:
-    """Write ``record`` to ``path`` atomically: a temp file in the same folder, then rename."""
+    """Write ``record`` to ``path`` atomically: a temp file in the same folder, then rename.
+
+    Readers see the old file or the new one, never a part. On failure (full disk, unwritable
+    folder) the temp file is removed and ``RecordWriteError`` names the file and the reason.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh, indent=1, default=str, allow_nan=True)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise RecordWriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def read(path: str | Path) -> dict[str, Any] | None:
-    """The record at ``path``; None if absent, unreadable or not a gdepth record."""
+def inspect(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, None)``, or ``(None, why)`` for a file that is not a usable record.
+
+    ``why`` is None when the file does not exist; otherwise one line naming the file and the
+    fault (truncated JSON, not a gdepth record, a schema this version cannot read).
+    """
+    path = Path(path)
     try:
-        record = json.loads(Path(path).read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
-        return None
+        return None, None
     except (OSError, ValueError) as err:
-        log.warning("ignoring unreadable record %s: %s", path, err)
-        return None
+        return None, f"unreadable record {path.name}: {type(err).__name__}: {err}"
     if not isinstance(record, dict) or "key" not in record or "status" not in record:
-        log.warning("ignoring %s: not a gdepth record", path)
-        return None
+        return None, f"{path.name} is not a gdepth record (no key/status)"
+    schema = record.get("schema")
+    if schema not in READABLE_SCHEMAS:
+        newer = isinstance(schema, int) and schema > SCHEMA_VERSION
+        hint = "upgrade gdepth to read it" if newer else "the cell runs again on resume"
+        return None, (f"{path.name} has record schema {schema!r}, this gdepth reads "
+                      f"{', '.join(map(str, READABLE_SCHEMAS))}: {hint}")
+    if record["status"] not in STATUSES[:4]:
+        return None, f"{path.name} has an unknown status {record['status']!r}"
+    return record, None
+
+
+def read(path: str | Path) -> dict[str, Any] | None:
+    """The record at ``path``; None if absent or not a usable record (logged with the reason)."""
+    record, problem = inspect(path)
+    if problem:
+        log.warning("ignoring %s", problem)
     return record
 
 
@@ -91,8 +174,13 @@ def summarize(seeds: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def load(directory: str | Path) -> list[dict[str, Any]]:
-    """Every record below ``directory``; where a key occurs twice, the newest ok one wins."""
+def load(directory: str | Path, planned: bool = True) -> list[dict[str, Any]]:
+    """Every record below ``directory``; where a key occurs twice, the newest ok one wins.
+
+    With ``planned``, every cell of a ``plan.json`` below ``directory`` that has no usable
+    record is added as a placeholder (no seeds) whose ``status`` is ``running``, ``missing`` or
+    ``corrupt`` and whose ``error`` says why (see ``gdepth.status``).
+    """
     best: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(directory).rglob("records/*.json")):
         record = read(path)
@@ -102,6 +190,13 @@ def load(directory: str | Path) -> list[dict[str, Any]]:
         rank = (record["status"] == "ok", record.get("finished_at", ""))
         if old is None or rank > (old["status"] == "ok", old.get("finished_at", "")):
             best[record["key"]] = record
+    if planned:
+        from gdepth import status  # status reads records: imported here, not at the top
+
+        for state in status.cell_states(directory):
+            if state.key not in best and state.config is not None:
+                best[state.key] = {"key": state.key, "status": state.status,
+                                   "error": state.detail, "config": state.config, "seeds": []}
     return list(best.values())
 
 

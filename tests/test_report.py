@@ -17,7 +17,8 @@ def _record(model, norm, depth, accs, status="ok", lr=0.01, key=None):
               "out_dir": "outputs", "device": "cpu"}
     seeds = [{"seed": i, "status": "ok", "train_acc": 1.0, "val_acc": a, "test_acc": a,
               "selected_epoch": 3, "epoch_s": 0.1} for i, a in enumerate(accs)]
-    return {"key": key or records.cell_key(config), "status": status, "config": config,
+    return {"schema": records.SCHEMA_VERSION, "key": key or records.cell_key(config),
+            "status": status, "config": config,
             "error": "boom" if status == "failed" else None,
             "seeds": [] if status == "failed" else seeds,
             "finished_at": "2026-01-01T00:00:00"}

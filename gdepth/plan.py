@@ -1,0 +1,114 @@
+"""The sweep plan: ``<sweep dir>/plan.json`` lists every cell a sweep into that folder asked for.
+
+The sweeper writes it before it launches anything, so the folder alone tells which cells are
+planned, and ``gdepth status`` / ``gdepth table`` can name the ones still running or missing
+after the launching process is gone. A second sweep into the same folder merges its cells in
+(under an exclusive lock, then an atomic rename), so two sweeps never lose each other's plan.
+
+``plan.json``::
+
+    {"version": 1,
+     "cells": {"<key>": {"label": "csbm gcn·none L=4", "overrides": ["model=gcn", "depth=4"],
+                         "config": {<the cell's identity config>}}, ...},
+     "sweeps": [{"started_at": "...", "host": "...", "command": "...", "cells": 12}, ...]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from gdepth import records
+
+PLAN = "plan.json"
+log = logging.getLogger("gdepth")
+
+
+def cell_identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    """The record key and identity config of a composed job config (its ``hydra`` node ignored).
+
+    Equal to what ``cell.run_cell`` computes inside the job (resolve, merge the train preset's
+    protocol, hash the identity): the keys that are not part of the identity (``threads``,
+    ``name``, …) are dropped before resolving, so an interpolation that needs the running job
+    (the pool's ``threads``) is never evaluated here.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    assert isinstance(raw, dict)
+    raw.pop("hydra", None)
+    for key in records.NOT_IDENTITY:
+        raw.pop(key, None)
+    ident = OmegaConf.to_container(OmegaConf.create(raw), resolve=True, enum_to_str=True)
+    assert isinstance(ident, dict)
+    try:  # run_cell hashes the config after the train preset's protocol is merged in
+        from gdepth import protocol
+
+        ident, _ = protocol.apply(ident)
+    except (ImportError, ValueError, KeyError, TypeError):
+        pass  # a bad preset fails the cell itself, with the reason
+    return records.cell_key(ident), records.identity(ident)
+
+
+def label(config: dict[str, Any]) -> str:
+    """``csbm gcn_res·nodenorm L=8`` (as ``cell.describe``, without importing torch)."""
+    try:
+        return (f"{config['dataset']['name']} {config['model']['name']}·"
+                f"{config['norm']['name']} L={config['depth']}")
+    except (KeyError, TypeError):
+        return "?"
+
+
+def read(sweep_dir: str | Path) -> dict[str, Any]:
+    """The plan of ``sweep_dir`` (an empty one if there is none or it cannot be read)."""
+    path = Path(sweep_dir) / PLAN
+    try:
+        plan = json.loads(path.read_text())
+        if isinstance(plan, dict) and isinstance(plan.get("cells"), dict):
+            plan.setdefault("sweeps", [])
+            return plan
+        log.warning("ignoring %s: not a gdepth plan", path)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:
+        log.warning("ignoring unreadable plan %s: %s", path, err)
+    return {"version": 1, "cells": {}, "sweeps": []}
+
+
+@contextlib.contextmanager
+def _locked(sweep_dir: Path) -> Iterator[None]:
+    with open(sweep_dir / ".plan.lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def add(sweep_dir: str | Path, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Merge ``cells`` (key → label, overrides, config) into the folder's plan; return it."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(sweep_dir):
+        plan = read(sweep_dir)
+        plan["cells"].update(cells)
+        plan["sweeps"].append({
+            "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "host": platform.node(), "pid": os.getpid(),
+            "command": " ".join(sys.argv), "cells": len(cells)})
+        records.write(sweep_dir / PLAN, plan)
+    return plan
+
+
+def planned(directory: str | Path) -> dict[Path, dict[str, Any]]:
+    """Every plan below ``directory`` (its sweep folder → plan)."""
+    return {p.parent: read(p.parent) for p in sorted(Path(directory).rglob(PLAN))}

@@ -1,0 +1,137 @@
+"""``gdepth reproduce NAME [overrides] [--dry-run | --no-run]`` and ``gdepth reproduce --list``.
+
+Runs every sub-sweep of ``configs/experiment/NAME.yaml`` through the ordinary ``gdepth sweep``
+(one subprocess each, all into ``<out_dir>/sweeps/reproduce_NAME``, so any launcher works and a
+second call resumes), then writes and prints the comparison with the published table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gdepth.reproduce import cells as cells_mod
+from gdepth.reproduce import compare, experiment
+
+USAGE = "gdepth reproduce NAME [dataset=A,B] [depth=RANGE] [seeds=N] [overrides] " \
+        "[--dry-run|--no-run] | gdepth reproduce --list"
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"gdepth: error: {message}", file=sys.stderr)
+    return code
+
+
+def unavailable(cells: list[cells_mod.Cell], extra: list[str]) -> dict[str, str]:
+    """Datasets of ``cells`` that are in neither the cache nor the mirror (and no download)."""
+    from gdepth import data
+
+    data_cfg = {k.split(".", 1)[1]: v for k, _, v in (o.partition("=") for o in extra)
+                if k.startswith("data.")}
+    missing: dict[str, str] = {}
+    for name, dataset_cfg in {c.config["dataset"]["name"]: c.config["dataset"]
+                              for c in cells}.items():
+        spec = data.DATASETS.get(name)
+        if spec is None or not spec.uses_files:
+            continue
+        try:
+            data.load(dataset_cfg, data_cfg or None, 0)
+        except data.DatasetUnavailable as err:
+            missing[name] = str(err)
+    return missing
+
+
+def _list() -> int:
+    print(f"{'name':<22} {'cells':>5} {'est. CPU':>9}  paper")
+    for name in experiment.names():
+        exp = experiment.load(name)
+        planned = cells_mod.plan(exp)
+        seconds = sum(cells_mod.estimate_seconds(c) for c in planned)
+        print(f"{name:<22} {len(planned):>5} {cells_mod.duration(seconds):>9}  {exp.title}")
+    print("(est. CPU: threads=1 on a shared 2-core machine, every epoch run; rough)")
+    return 0
+
+
+def _header(exp: experiment.Experiment, n_cells: int) -> str:
+    spec = exp.spec
+    lines = [f"# {exp.name}: {exp.title}", "",
+             f"- paper: {spec.get('paper', '?')}",
+             f"- source: {spec.get('source', '?')}",
+             f"- protocol: {' '.join(str(spec.get('protocol', '?')).split())}",
+             f"- cells: {n_cells}, seeds per cell: {exp.seeds}"]
+    if exp.datasets or exp.depths:
+        lines.append(f"- restricted to: dataset={exp.datasets or 'all'}, "
+                     f"depth={exp.depths or 'all'}")
+    lines.append("- deviations from the paper's protocol: "
+                 + ("; ".join(exp.deviations) if exp.deviations else "none requested"))
+    for note in spec.get("differences") or []:
+        lines.append(f"- known difference: {' '.join(str(note).split())}")
+    return "\n".join(lines)
+
+
+def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
+             missing: dict[str, str]) -> int:
+    for cell in planned:
+        labels = " ".join(f"{k}={v}" for k, v in cell.labels.items())
+        state = " (dataset not available)" if cell.config["dataset"]["name"] in missing else ""
+        est = cells_mod.duration(cells_mod.estimate_seconds(cell))
+        print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}")
+    total = sum(cells_mod.estimate_seconds(c) for c in planned)
+    print(f"{len(planned)} cells, ~{cells_mod.duration(total)} CPU; sweep folder "
+          f"{experiment.folder(exp)}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="gdepth reproduce", usage=USAGE)
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--list", action="store_true", help="the experiments, cells, CPU time")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells, run nothing")
+    parser.add_argument("--no-run", action="store_true",
+                        help="compare the records already there, run nothing")
+    ns = parser.parse_args(argv)
+    if ns.list:
+        return _list()
+    if not ns.name:
+        return _fail(f"name an experiment; valid: {', '.join(experiment.names())}")
+    try:
+        exp = experiment.load(ns.name, ns.overrides)
+        planned = cells_mod.plan(exp)
+    except ValueError as err:
+        return _fail(str(err))
+    missing = unavailable(planned, exp.extra)
+    for name, why in missing.items():
+        print(f"gdepth reproduce: {name}: dataset not available, its cells are skipped ({why})",
+              file=sys.stderr)
+    if ns.dry_run:
+        return _dry_run(exp, planned, missing)
+    for deviation in exp.deviations:
+        print(f"gdepth reproduce: deviates from the paper's protocol: {deviation}",
+              file=sys.stderr)
+    start = time.perf_counter()
+    folder = experiment.folder(exp)
+    if not ns.no_run:
+        for sub in exp.subsweeps:
+            if sub.dataset in missing:
+                continue
+            args = [sys.executable, "-m", "gdepth.cli", "sweep", *experiment.sweep_args(exp, sub)]
+            print(f"gdepth reproduce: {' '.join(sub.labels.values())}: "
+                  f"gdepth sweep {' '.join(args[4:])}", file=sys.stderr, flush=True)
+            subprocess.run(args, stdout=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - start
+    frame = compare.build(exp, planned, Path(folder), set(missing))
+    header = _header(exp, len(planned))
+    if not ns.no_run:
+        header += f"\n- wall time of this call: {cells_mod.duration(wall)}"
+    text = compare.write(exp, frame, Path(folder), header)
+    print(text)
+    counts = frame["verdict"].value_counts().to_dict()
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    print(f"{len(frame)} rows ({summary}); comparison in {folder}/ (comparison.md, "
+          f"comparison.csv, comparison.png)", file=sys.stderr)
+    bad = frame["verdict"].isin(["failed", "oom", "not run"]).any()
+    return 1 if bad and not ns.no_run else 0

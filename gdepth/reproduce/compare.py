@@ -1,0 +1,173 @@
+"""Published numbers next to ours: ``comparison.csv``, ``comparison.md``, ``comparison.png``.
+
+One row per planned cell (and per published number in scope that no cell covers): the
+published value, our ``mean ± std (n)`` over seeds from the cell's record (population std, as
+``gdepth.records.summarize``), Δ = ours − published, and a verdict:
+
+- ``match``: |Δ| ≤ max(2 · std, 1.5 points) — within two of our standard deviations, or
+  1.5 points, which is the spread the papers' own single-seed numbers carry (GCNII issue #15,
+  DropEdge issue #8: ±1–2 points even with the official code);
+- ``off``: further away than that;
+- ``not run`` (no record yet), ``failed`` / ``oom`` / ``diverged`` (the record's status),
+  ``dataset not available`` (not in the cache or mirror, offline), ``no published number``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gdepth import records
+from gdepth.reproduce import published
+from gdepth.reproduce.cells import Cell
+from gdepth.reproduce.experiment import Experiment
+
+TOLERANCE_POINTS = 1.5
+TOLERANCE_STDS = 2.0
+
+
+def verdict(published_value: float | None, mean: float, std: float) -> str:
+    """``match`` if |mean − published| ≤ max(2·std, 1.5), else ``off`` (module docstring)."""
+    if published_value is None:
+        return "no published number"
+    return "match" if abs(mean - published_value) <= max(TOLERANCE_STDS * std,
+                                                          TOLERANCE_POINTS) else "off"
+
+
+def _times(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def _published_index(exp: Experiment) -> tuple[list[str], dict[tuple, dict[str, str]]]:
+    spec = exp.published
+    if not spec.get("table"):
+        return [], {}
+    table = published.load(spec["table"])
+    keys = [c for c in table.rows.columns if c not in (spec["value"], "note")]
+    index = {tuple(row[k] for k in keys): row for row in table.rows.to_dict("records")}
+    return keys, index
+
+
+def _in_scope(row: dict[str, str], exp: Experiment) -> bool:
+    """A published row the user's ``dataset=`` / ``depth=`` restrictions keep."""
+    if exp.datasets is not None and "dataset" in row and row["dataset"] not in exp.datasets:
+        return False
+    depth_column = next((c for c, p in exp.columns.items() if p == "depth"), None)
+    return not (exp.depths is not None and depth_column
+                and int(float(row.get(depth_column, 0))) not in exp.depths)
+
+
+def build(exp: Experiment, cells: list[Cell], folder: Path,
+          unavailable: set[str] = frozenset()) -> pd.DataFrame:
+    """The comparison frame of ``cells`` against the records below ``folder``."""
+    spec = exp.published
+    scale, metric = float(spec.get("scale", 100)), spec.get("metric", "test_acc")
+    table_scale = float(spec.get("table_scale", 1))  # the table's unit -> points
+    found = {r["key"]: r for r in records.load(folder, planned=False)} if folder.is_dir() else {}
+    keys, index = _published_index(exp)
+    label_keys = keys or list(dict.fromkeys(k for c in cells for k in c.labels))
+    rows, seen = [], set()
+    for cell in cells:
+        ident = tuple(cell.labels.get(k, "") for k in label_keys)
+        seen.add(ident)
+        pub_row = index.get(ident, {})
+        pub = published.number(pub_row.get(spec.get("value"), "")) if pub_row else None
+        pub = None if pub is None else pub * table_scale
+        row: dict[str, Any] = {**dict(zip(label_keys, ident, strict=True)), "published": pub,
+                               "mean": math.nan, "std": math.nan, "n": 0, "key": cell.key,
+                               "note": pub_row.get("note", "")}
+        record = found.get(cell.key)
+        dataset = cell.config["dataset"]["name"]
+        if record is None:
+            row["verdict"] = "dataset not available" if dataset in unavailable else "not run"
+        elif record["status"] in ("failed", "oom"):
+            row["verdict"], row["note"] = record["status"], (record.get("error") or "")[:120]
+        else:
+            stats = record["summary"][metric]
+            row.update(mean=scale * stats["mean"], std=scale * stats["std"], n=stats["n"])
+            row["verdict"] = verdict(pub, row["mean"], row["std"])
+            if record["status"] == "diverged":
+                row["verdict"] += " (diverged seeds)"
+        rows.append(row)
+    for ident, pub_row in index.items():  # published numbers no cell covers
+        if ident not in seen and _in_scope(pub_row, exp):
+            why = ("dataset not available" if pub_row.get("dataset") in unavailable
+                   else "not run")
+            rows.append({**dict(zip(label_keys, ident, strict=True)),
+                         "published": _times(published.number(pub_row[spec["value"]]),
+                                             table_scale),
+                         "mean": math.nan, "std": math.nan, "n": 0, "key": "",
+                         "note": pub_row.get("note") or "no entry in the experiment",
+                         "verdict": why})
+    frame = pd.DataFrame(rows)
+    frame["delta"] = frame["mean"] - frame["published"].astype(float)
+    return frame
+
+
+def _ours(row: pd.Series) -> str:
+    if not row["n"]:
+        return "–"
+    return f"{row['mean']:.1f} ± {row['std']:.1f} ({int(row['n'])})"
+
+
+def render(frame: pd.DataFrame, label_keys: list[str]) -> str:
+    """The comparison as a Markdown table."""
+    shown = frame[label_keys].copy()
+    shown["published"] = [("–" if pd.isna(v) else f"{v:.1f}") if not note else
+                          (f"{v:.1f}" if not pd.isna(v) else note)
+                          for v, note in zip(frame["published"], frame["note"], strict=True)]
+    shown["ours mean ± std (n)"] = frame.apply(_ours, axis=1)
+    shown["Δ"] = ["" if pd.isna(d) else f"{d:+.1f}" for d in frame["delta"]]
+    shown["verdict"] = frame["verdict"]
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def plot(frame: pd.DataFrame, label_keys: list[str], depth_key: str, path: Path) -> None:
+    """Published points (crosses) over our mean ± std curves, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panel_key = "dataset" if "dataset" in label_keys else None
+    panels = sorted(frame[panel_key].unique()) if panel_key else [None]
+    series_keys = [k for k in label_keys if k not in (depth_key, panel_key)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        part = frame if panel is None else frame[frame[panel_key] == panel]
+        for values, group in part.groupby(series_keys, sort=True):
+            label = " ".join(map(str, values if isinstance(values, tuple) else (values,)))
+            group = group.assign(x=group[depth_key].astype(float)).sort_values("x")
+            ours = group[group["n"] > 0]
+            line = ax.plot(ours["x"], ours["mean"], marker="o", label=label)[0]
+            ax.fill_between(ours["x"], ours["mean"] - ours["std"], ours["mean"] + ours["std"],
+                            color=line.get_color(), alpha=0.15)
+            pub = group.dropna(subset=["published"])
+            ax.plot(pub["x"], pub["published"], "x--", color=line.get_color(), alpha=0.7)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{panel} (×, dashed: published; o: ours)" if panel else
+                     "× dashed: published; o: ours", fontsize="small")
+        ax.set_xlabel(depth_key)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(exp: Experiment, frame: pd.DataFrame, folder: Path, header: str) -> str:
+    """Write ``comparison.{csv,md,png}`` into ``folder``; return the Markdown text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    label_keys = [c for c in frame.columns if c not in
+                  ("published", "mean", "std", "n", "key", "note", "verdict", "delta")]
+    frame.to_csv(folder / "comparison.csv", index=False)
+    text = f"{header}\n\n{render(frame, label_keys)}\n"
+    (folder / "comparison.md").write_text(text)
+    depth_key = next((c for c, p in exp.columns.items() if p == "depth"), None)
+    if depth_key and (frame["n"] > 0).any() | frame["published"].notna().any():
+        plot(frame, label_keys, depth_key, folder / "comparison.png")
+    return text

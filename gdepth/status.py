@@ -1,0 +1,217 @@
+"""Where a sweep stands, read from its folder alone: ``gdepth status DIR``.
+
+The launching process is not the source of truth (a Slurm sweep outlives it, a killed one
+leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
+
+- ``plan.json`` (``gdepth.plan``): the cells the sweeps into this folder asked for;
+- ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``);
+- ``running/<key>.json``: a marker a job writes when its cell starts (host, pid, Slurm job id)
+  and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
+  The Slurm launcher writes one with ``state: queued`` when it submits a job.
+
+A cell with neither a record nor a live marker is ``missing``. A marker is live if its process
+is alive (same host) or its heartbeat is recent (other hosts: younger than 3 beats), or, for a
+queued Slurm job, if ``squeue`` still lists the job; a dead one means the cell's process died
+without a result (``kill -9``, the OOM killer, a lost node): the cell counts as missing and runs
+again on resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gdepth import plan, records
+
+MARKERS = "running"
+HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
+# What `gdepth status` sums up as done / running / failed / missing.
+GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
+          "failed": "failed", "corrupt": "failed", "missing": "missing"}
+
+
+@dataclasses.dataclass
+class CellState:
+    """One planned (or recorded) cell: its key, label, status and a one-line detail."""
+
+    key: str
+    label: str
+    status: str
+    detail: str | None = None
+    config: dict[str, Any] | None = None
+
+
+def heartbeat_s() -> float:
+    return float(os.environ.get(HEARTBEAT_ENV, "30") or 30)
+
+
+def marker_path(sweep_dir: str | Path, key: str) -> Path:
+    return Path(sweep_dir) / MARKERS / f"{key}.json"
+
+
+def mark_queued(sweep_dir: str | Path, key: str, job_id: str) -> None:
+    """Note that the cell ``key`` was submitted as Slurm job ``job_id`` (not yet started)."""
+    records.write(marker_path(sweep_dir, key), {
+        "key": key, "state": "queued", "slurm_job_id": job_id, "host": platform.node(),
+        "pid": os.getpid(), "heartbeat": time.time(), "beat_s": heartbeat_s()})
+
+
+# The marker of the cell this process runs now: (path, marker), for ``requeued``.
+CURRENT: dict[str, Any] = {}
+
+
+def requeued() -> None:
+    """Turn this process's running marker into a ``queued`` one (Slurm requeued its job)."""
+    if CURRENT:
+        marker = CURRENT["marker"]
+        marker.update(state="queued", requeued=True, heartbeat=time.time())
+        with contextlib.suppress(OSError):
+            records.write(CURRENT["path"], marker)
+
+
+@contextlib.contextmanager
+def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
+    """Mark the cell ``key`` as running (refreshed by a heartbeat thread) while the block runs."""
+    path, beat = marker_path(sweep_dir, key), heartbeat_s()
+    marker = {"key": key, "state": "running", "slurm_job_id": records.slurm_job_id(),
+              "host": platform.node(), "pid": os.getpid(), "started": time.time(),
+              "heartbeat": time.time(), "beat_s": beat}
+    stop = threading.Event()
+
+    def beat_loop() -> None:
+        while not stop.wait(beat):
+            marker["heartbeat"] = time.time()
+            with contextlib.suppress(OSError):
+                records.write(path, marker)
+
+    try:
+        records.write(path, marker)
+    except OSError:  # an unwritable folder fails the record write, with the reason, later
+        yield
+        return
+    thread = threading.Thread(target=beat_loop, name="gdepth-heartbeat", daemon=True)
+    thread.start()
+    CURRENT.update(path=path, marker=marker)
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        CURRENT.clear()
+        if not marker.get("requeued"):  # a requeued job's cell is queued again, not gone
+            path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _in_squeue(job_id: str) -> bool | None:
+    if not shutil.which("squeue"):
+        return None
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", job_id], capture_output=True,
+                         text=True, timeout=30)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def marker_state(marker: dict[str, Any]) -> tuple[bool, str]:
+    """``(alive, detail)`` of a running/queued marker."""
+    job = marker.get("slurm_job_id")
+    where = f"{marker.get('host')} pid {marker.get('pid')}" + (f", Slurm job {job}" if job
+                                                               else "")
+    age = time.time() - float(marker.get("heartbeat", 0))
+    if marker.get("state") == "queued":
+        alive = _in_squeue(str(job)) if job else None
+        return alive is not False, f"queued as Slurm job {job}"
+    if marker.get("host") == platform.node():
+        alive = _pid_alive(int(marker.get("pid", 0)))
+    else:
+        alive = age < 3 * float(marker.get("beat_s", heartbeat_s()))
+    if alive:
+        return True, f"on {where}, heartbeat {age:.0f} s ago"
+    return False, f"its process died without a result ({where}, last heartbeat {age:.0f} s ago)"
+
+
+def _state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellState:
+    record, problem = records.inspect(records.record_path(sweep_dir, key))
+    if record is not None:
+        return CellState(key, plan.label(record["config"]), record["status"],
+                         record.get("error"), record["config"])
+    try:
+        marker = json.loads(marker_path(sweep_dir, key).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if problem and not marker:
+        return CellState(key, plan.label(config or {}), "corrupt", problem, config)
+    if marker:
+        alive, detail = marker_state(marker)
+        if alive:
+            return CellState(key, plan.label(config or {}), "running", detail, config)
+        return CellState(key, plan.label(config or {}), "missing", detail, config)
+    return CellState(key, plan.label(config or {}), "missing", "not started", config)
+
+
+def cell_status(sweep_dir: str | Path, key: str) -> str:
+    """The status of one cell of the sweep in ``sweep_dir``."""
+    return _state(Path(sweep_dir), key, None).status
+
+
+def cell_states(directory: str | Path) -> list[CellState]:
+    """Every planned cell below ``directory``, then every recorded cell no plan names."""
+    out: dict[str, CellState] = {}
+    for sweep_dir, sweep_plan in plan.planned(directory).items():
+        for key, cell in sweep_plan["cells"].items():
+            state = _state(sweep_dir, key, cell.get("config"))
+            if key not in out or out[key].status not in records.DONE:
+                out[key] = state
+    for path in sorted(Path(directory).rglob("records/*.json")):
+        if path.stem not in out:
+            out[path.stem] = _state(path.parent.parent, path.stem, None)
+    return list(out.values())
+
+
+def summary(states: list[CellState]) -> dict[str, int]:
+    counts = {"done": 0, "running": 0, "failed": 0, "missing": 0}
+    for state in states:
+        counts[GROUPS.get(state.status, "failed")] += 1
+    return counts
+
+
+def main(args: list[str]) -> int:
+    """``gdepth status DIR [--all]``: exit 0 when every cell is done, 1 otherwise."""
+    parser = argparse.ArgumentParser(prog="gdepth status")
+    parser.add_argument("dir")
+    parser.add_argument("--all", action="store_true", help="list done cells too")
+    ns = parser.parse_args(args)
+    if not Path(ns.dir).is_dir():
+        print(f"gdepth: error: no such folder '{ns.dir}'", file=sys.stderr, flush=True)
+        return 2
+    states = sorted(cell_states(ns.dir), key=lambda s: (s.status, s.label))
+    counts = summary(states)
+    for state in states:
+        if ns.all or state.status not in records.DONE:
+            detail = f"  ({state.detail.splitlines()[0]})" if state.detail else ""
+            print(f"{state.status:<9} {state.label:<28} {state.key}{detail}")
+    print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in counts.items()))
+    return 0 if counts["done"] == len(states) else 1

@@ -1,0 +1,155 @@
+"""``gdepth reproduce``: the published tables as shipped, experiment expansion, verdicts, and one
+real (tiny) reproduction in a subprocess."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gdepth import records
+from gdepth.reproduce import compare, experiment, published
+
+GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "tables"
+# shipped table -> the reference file it copies
+COPIES = {"dropedge2020_semi": "dropedge2020_semi.csv",
+          "dropedge2020_full": "dropedge2020_full.csv",
+          "alon2021_treematch": "alon2021_treematch_train.csv"}
+
+
+@pytest.fixture(scope="module")
+def reference() -> Path:
+    """``<repo>/../shared/reference/tables``; skipped when absent, failed under ``CI``."""
+    if not REFERENCE.is_dir():
+        message = f"reference tables not found at <repo>/../shared/reference/tables ({REFERENCE})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return REFERENCE
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+def test_shipped_tables_equal_the_reference_exactly(name, reference):
+    shipped = (published.TABLES / f"{name}.csv").read_bytes()
+    assert shipped == (reference / COPIES[name]).read_bytes()
+
+
+def test_every_shipped_table_is_used_by_an_experiment():
+    assert sorted(COPIES) == published.names()
+    tables = {experiment.load(n).published.get("table") for n in experiment.names()}
+    assert set(published.names()) <= tables
+
+
+def test_tables_parse_with_source_numbers_and_missing_values():
+    semi = published.load("dropedge2020_semi")
+    assert "github.com/DropEdge/DropEdge" in semi.source and "390cd712" in semi.source
+    assert list(semi.rows.columns) == ["dataset", "backbone", "depth", "variant", "test_acc",
+                                       "note"]
+    assert len(semi.rows) == 126
+    row = semi.rows[(semi.rows.backbone == "GCN") & (semi.rows.depth == "64")
+                    & (semi.rows.dataset == "cora") & (semi.rows.variant == "dropedge")]
+    assert published.number(row.test_acc.item()) == 49.5
+    oom = semi.rows[semi.rows.note == "OOM"]
+    assert len(oom) == 4 and all(published.number(v) is None for v in oom.test_acc)
+    with pytest.raises(ValueError, match="valid: alon2021_treematch, dropedge2020_full"):
+        published.load("nosuch")
+
+
+def test_experiments_expand_into_per_backbone_subsweeps():
+    exp = experiment.load("dropedge2020_semi", ["dataset=cora", "depth=2..8", "seeds=3",
+                                                "train.epochs=5", "threads=1"])
+    assert len(exp.subsweeps) == 8  # 4 backbones x 2 variants, Cora only
+    gcn, jk = exp.subsweeps[0], exp.subsweeps[4]
+    assert gcn.labels == {"backbone": "GCN", "variant": "original"} and gcn.depths == [2, 4, 8]
+    assert "train.dropedge=0.0" in gcn.overrides
+    assert jk.depths == [4, 8] and "train.lr=0.001" in jk.overrides
+    assert exp.deviations == ["train.epochs=5 (the protocol fixes this key otherwise)",
+                              "seeds=3 (protocol: 1)"]  # threads= is not a deviation
+    args = experiment.sweep_args(exp, jk)
+    assert args[-3:] == ["train.epochs=5", "threads=1", "name=reproduce_dropedge2020_semi"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuch"], "unknown experiment 'nosuch'; valid: alon2021_treematch"),
+    (["dropedge2020_semi", "dataset=texas"], "no dataset 'texas'; valid: citeseer, cora, pubmed"),
+    (["dropedge2020_semi", "depth=3"], "runs none of depths [3]; valid: 2, 4, 8, 16, 32, 64"),
+])
+def test_bad_arguments_fail_in_one_line_naming_the_choices(args, message):
+    with pytest.raises(ValueError) as err:
+        experiment.load(args[0], args[1:])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("pub, mean, std, expected", [
+    (80.0, 81.4, 0.0, "match"), (80.0, 78.4, 0.0, "off"), (80.0, 76.0, 2.5, "match"),
+    (80.0, 74.0, 2.5, "off"), (None, 50.0, 1.0, "no published number")])
+def test_verdict_is_two_std_or_one_and_a_half_points(pub, mean, std, expected):
+    assert compare.verdict(pub, mean, std) == expected
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, mirror, data_cache):
+    """``gdepth reproduce dropedge2020_semi`` on Cora at depths 2 and 4, 1 seed, 3 epochs."""
+    cwd = tmp_path_factory.mktemp("reproduce")
+    env = dict(os.environ, GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
+               OMP_NUM_THREADS="1", GDEPTH_OFFLINE="1")
+    args = ["reproduce", "dropedge2020_semi", "dataset=cora", "depth=2,4", "seeds=1",
+            "train.epochs=3", "progress=false", "threads=1"]
+    result = subprocess.run([*GDEPTH, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                            timeout=600)
+    return result, cwd / "outputs" / "sweeps" / "reproduce_dropedge2020_semi"
+
+
+def test_reproduce_compares_the_records_with_the_published_table(tiny):
+    result, folder = tiny
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame = pd.read_csv(folder / "comparison.csv", dtype={"depth": str})
+    labels = sorted(zip(frame.backbone, frame.depth, frame.variant, strict=True))
+    assert labels == sorted([(b, d, v) for b, d in [("GCN", "2"), ("GCN", "4"), ("ResGCN", "4"),
+                                                     ("JKNet", "4"), ("IncepGCN", "4")]
+                             for v in ("original", "dropedge")])
+    table = published.load("dropedge2020_semi").rows.set_index(
+        ["dataset", "backbone", "depth", "variant"])
+    found = {r["key"]: r for r in records.load(folder)}
+    for row in frame.itertuples():
+        expected = float(table.loc[("cora", row.backbone, row.depth, row.variant), "test_acc"])
+        assert row.published == expected
+        stats = found[row.key]["summary"]["test_acc"]
+        assert math.isclose(row.mean, 100 * stats["mean"]) and row.n == 1
+        assert row.verdict == compare.verdict(expected, 100 * stats["mean"], 100 * stats["std"])
+    for name in ("comparison.md", "comparison.png"):
+        assert (folder / name).is_file()
+    assert "| cora      | GCN        | 2       | original  | 81.1" in result.stdout
+    assert "deviations from the paper's protocol: train.epochs=3" in result.stdout
+    assert "10 rows (" in result.stderr
+
+
+def test_reproduce_lists_and_dry_runs(cli_env, tmp_path):
+    run = subprocess.run([*GDEPTH, "reproduce", "dropedge2020_semi", "dataset=cora", "depth=2",
+                          "--dry-run"], env=cli_env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "backbone=GCN variant=original dataset=cora depth=2" in run.stdout
+    assert "2 cells" in run.stderr and not (tmp_path / "outputs").exists()
+    bad = subprocess.run([*GDEPTH, "reproduce", "nosuch"], env=cli_env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "valid: alon2021_treematch" in bad.stderr
+
+
+def test_wheel_ships_the_tables_and_experiments(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(root)], check=True, timeout=300)
+    import zipfile
+
+    names = set(zipfile.ZipFile(next(tmp_path.glob("gdepth-*.whl"))).namelist())
+    for table in COPIES:
+        assert f"gdepth/reproduce/tables/{table}.csv" in names
+    for name in experiment.names():
+        assert f"gdepth/configs/experiment/{name}.yaml" in names
