@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
-from gdepth import data, graph_dropout, models, progress, protocol, records, train
+from gdepth import data, graph_dropout, models, progress, protocol, records, train, train_trees
 from gdepth.diagnostics import run as diagnostics
 from gdepth.models.adjacency import normalized_adjacency
 
@@ -115,8 +115,16 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             init = (diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
                     if kind == "smoothing" else None)
             kept: dict[str, Any] | None = {} if kind != "none" else None
-            result = train.fit(model, graph, adj, cfg.train, seed, on_epoch=lambda _: advance(),
-                               train_adj=train_adj, keep_state=kept)
+            if cfg.dataset.name == "tree_match":  # mini-batches of trees (gdepth/train_trees.py)
+                batches = train_trees.batching(cfg.train, cfg.model.get("conv"),
+                                               int(cfg.dataset.depth_r))
+                record["tree_batching"] = dataclasses.asdict(batches)
+                result = train_trees.fit_trees(model, graph, adj, cfg.train, seed, batches,
+                                               on_epoch=lambda _: advance(), keep_state=kept)
+            else:
+                result = train.fit(model, graph, adj, cfg.train, seed,
+                                   on_epoch=lambda _: advance(), train_adj=train_adj,
+                                   keep_state=kept)
             values = result.as_dict()
             if kind != "none":
                 _diagnose(kind, cfg, model, graph, adj, seed, kept, init, values, record)

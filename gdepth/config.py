@@ -204,6 +204,18 @@ class GINConfig(ModelConfig):
 
 
 @dataclass
+class BottleneckConfig(ModelConfig):
+    """bottleneck: Alon & Yahav's GraphModel (ICLR 2021, github.com/tech-srl/bottleneck)."""
+
+    conv: str = "gcn"  # gcn | gin | gat | ggnn
+    hidden: int = 32  # their --dim
+    dropout: float = 0.0  # their code has none
+    residual: bool = True  # x = x + act(conv(x)) (False: their --no_residual)
+    layer_norm: bool = True  # LayerNorm after each layer (False: their --no_layer_norm)
+    fully_adjacent_last: bool = False  # last layer: every node -> its tree's root (paper §4)
+
+
+@dataclass
 class SIGNConfig(ModelConfig):
     operator: str = "sym"  # hop operator: sym (Â^k X) | ppr (truncated PPR iterates)
     ppr_alpha: float = 0.15  # teleport probability of the ppr operator
@@ -219,6 +231,11 @@ class Stopping(str, Enum):
 
     patience = "patience"  # no improvement of the selection criterion for `patience` epochs
     window = "window"  # Kipf & Welling: val loss above the mean of the previous `patience`
+
+
+class LRSchedule(str, Enum):
+    none = "none"
+    plateau = "plateau"  # ReduceLROnPlateau(mode=max) on train accuracy (Alon & Yahav's code)
 
 
 class GradClip(str, Enum):
@@ -245,6 +262,18 @@ class TrainConfig:
     grad_clip_norm: float = 1.0  # adaptive clipping: the p of the p-norm (NodeNorm: 1)
     dropedge: float = 0.0  # share of edges dropped, re-drawn each epoch (Rong et al. 2020)
     dropnode: float = 0.0  # share of nodes whose edges are dropped each epoch (Bag of Tricks)
+    # Mini-batches of trees (gdepth/train_trees.py; dataset=tree_match only, Alon & Yahav 2021)
+    batch_size: int | None = None  # trees per mini-batch (None: all training trees at once)
+    accum_grad: int = 1  # mini-batches whose gradients add up before one optimizer step
+    passes_per_epoch: int = 1  # passes over the training trees per epoch (their eval_every)
+    max_passes: int | None = None  # at most this many passes in all (their max_epochs = 50000)
+    min_delta: float = 0.0  # an epoch improves if train acc > best + min_delta (theirs: 1e-4)
+    stop_at: float | None = None  # stop once train accuracy reaches this (theirs: 1.0)
+    lr_schedule: LRSchedule = LRSchedule.none  # plateau: halve lr on a train-acc plateau
+    lr_factor: float = 0.5  # plateau: lr multiplier
+    lr_patience: int = 10  # plateau: epochs without a gain > 1e-4 before lowering lr
+    # {model.conv or "*": {"r<depth_r>": {batch_size|accum_grad|passes_per_epoch: value}}}
+    tree_batches: dict[str, Any] = field(default_factory=dict)
     # Protocol data the preset imposes (gdepth/protocol.py): {name or "*": {key: value}}
     dataset_overrides: dict[str, Any] = field(default_factory=dict)
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -303,6 +332,7 @@ def register() -> None:
         ("model", "sign", SIGNConfig),
         ("model", "gat", GATConfig),
         ("model", "gin", GINConfig),
+        ("model", "bottleneck", BottleneckConfig),
         ("norm", "norm", NormConfig),
         ("norm", "pairnorm", PairNormConfig),
         ("norm", "nodenorm", NodeNormConfig),

@@ -60,6 +60,10 @@ NEUTRAL: dict[str, Any] = {
     "train.label_smoothing": 0.0, "train.l1_weight": 0.0, "train.grad_clip": "none",
     "train.grad_clip_window": 50, "train.grad_clip_norm": 1.0, "train.dropedge": 0.0,
     "train.dropnode": 0.0, "train.dataset_overrides": {}, "train.model_overrides": {},
+    "train.batch_size": None, "train.accum_grad": 1, "train.passes_per_epoch": 1,
+    "train.max_passes": None, "train.min_delta": 0.0, "train.stop_at": None,
+    "train.lr_schedule": "none", "train.lr_factor": 0.5, "train.lr_patience": 10,
+    "train.tree_batches": {},
     "diagnostics": {"name": "none", "max_nodes": 1024, "measures": None, "hops": 8,
                     "samples": 50},
 }

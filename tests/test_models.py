@@ -17,8 +17,8 @@ from gdepth.norms import NORMS
 
 N, IN, OUT = 15, 6, 3
 VALID = (
-    "appnp, densegcn, gat, gcn, gcn_res, gcnii, gcnii_star, ggnn, gin, incepgcn, jknet, mlp, "
-    "resgcn, sgc, sign"
+    "appnp, bottleneck, densegcn, gat, gcn, gcn_res, gcnii, gcnii_star, ggnn, gin, incepgcn, "
+    "jknet, mlp, resgcn, sgc, sign"
 )
 
 

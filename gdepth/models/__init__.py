@@ -15,6 +15,7 @@ from torch import nn
 
 from gdepth.models import (
     appnp,
+    bottleneck,
     dropedge_backbones,
     gat,
     gcn,
@@ -110,6 +111,11 @@ MODELS: dict[str, ModelSpec] = {
         ggnn.build_ggnn,
         ggnn.GGNN_CONVENTION,
         "GGNN (Li et al., ICLR 2016): linear in, PyG GatedGraphConv (L GRU steps), linear out",
+    ),
+    "bottleneck": ModelSpec(
+        bottleneck.build_bottleneck,
+        bottleneck.BOTTLENECK_CONVENTION,
+        "Alon & Yahav (ICLR 2021) GraphModel: gcn|gin|gat|ggnn layers, residual + LayerNorm",
     ),
 }
 

@@ -1,0 +1,257 @@
+"""Mini-batch training over the trees of Tree-NeighborsMatch, as Alon & Yahav's code trains.
+
+Alon and Yahav, "On the Bottleneck of Graph Neural Networks and its Practical Implications",
+ICLR 2021, arXiv 2006.05205; code github.com/tech-srl/bottleneck, ``experiment.py``
+(``Experiment.run``) and ``run-{gcn,gat,gin,ggnn}-2-8.py`` (batch sizes per depth r):
+
+- one *epoch* is one shuffled pass over the training trees repeated ``passes_per_epoch`` times
+  (their ``DataLoader(X_train * eval_every, shuffle=True)``: a random order of all
+  ``passes · T_train`` tree instances, cut into batches of ``batch_size`` trees, the last one
+  partial; a tree may occur twice in one batch);
+- every ``accum_grad`` batches one optimizer step on the sum of the batches' mean losses divided
+  by ``accum_grad``; gradients left over at the end of an epoch are discarded (their
+  ``zero_grad`` at the start of each epoch);
+- the epoch's train accuracy is the running accuracy of the roots over its batches, in train
+  mode, before each step; the lr scheduler (``ReduceLROnPlateau(mode='max', factor, patience,
+  threshold 1e-4 abs)``) steps on it; the test accuracy is read in eval mode;
+- an epoch improves if its train accuracy exceeds the best by more than ``min_delta``; training
+  stops once an improving epoch reaches ``stop_at`` or after ``patience`` epochs without
+  improvement, or after ``min(epochs, max_passes // passes_per_epoch)`` epochs. The seed
+  reports the best train accuracy and the test accuracy of that epoch.
+
+Batches are cut from the disjoint union of all trees that ``dataset=tree_match`` loads (trees are
+contiguous node ranges ``ptr[t] .. ptr[t+1]``, root first): the rows of the trees' blocks of
+the features and of the cached normalized adjacency are gathered into a block-diagonal batch,
+which is exactly the adjacency of those trees (no edge leaves a tree; checked once). With
+``batch_size: null`` every epoch pass is one batch of all training trees (full batch); the
+authors never train full batch (their smallest ratio is 64 of 76 trees at r = 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gdepth.options import option, unknown
+from gdepth.train import SeedResult, make_optimizer
+
+log = logging.getLogger("gdepth")
+PLATEAU_THRESHOLD = 1e-4  # torch's default threshold, threshold_mode='abs' in their scheduler
+BATCH_KEYS = ("accum_grad", "batch_size", "passes_per_epoch")
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Trees per batch (``None``: all), batches per optimizer step, passes per epoch."""
+
+    batch_size: int | None
+    accum_grad: int
+    passes_per_epoch: int
+
+
+def batching(train_cfg: Any, conv: str | None, depth_r: int) -> Batching:
+    """``train.batch_size / accum_grad / passes_per_epoch`` with the entry of
+    ``train.tree_batches`` for ``"*"`` and then for ``conv``, key ``r<depth_r>``, merged over
+    them (the authors' ``override_params`` per depth in ``run-<conv>-2-8.py``)."""
+    values = {k: option(train_cfg, k) for k in BATCH_KEYS}
+    table = option(train_cfg, "tree_batches", {}) or {}
+    for entry in ("*", conv):
+        for key, value in ((table.get(entry) or {}).get(f"r{depth_r}") or {}).items():
+            if key not in BATCH_KEYS:
+                raise unknown(f"train.tree_batches.{entry}.r{depth_r} key", key, BATCH_KEYS)
+            values[key] = value
+    size = values["batch_size"]
+    return Batching(None if size is None else int(size), int(values["accum_grad"] or 1),
+                    int(values["passes_per_epoch"] or 1))
+
+
+def tree_ptr(graph: Any) -> Tensor:
+    """``ptr [T+1]`` of a Tree-NeighborsMatch graph: trees of ``n = 2·classes − 1`` nodes each,
+    root first, the roots being the labelled nodes (``train_mask | test_mask``)."""
+    n = 2 * int(graph.num_classes) - 1
+    if graph.num_nodes % n:
+        raise ValueError(f"train_trees: {graph.num_nodes} nodes are not whole trees of {n} nodes")
+    ptr = torch.arange(0, graph.num_nodes + 1, n, device=graph.y.device)
+    roots = torch.nonzero(graph.train_mask | graph.test_mask).flatten()
+    if not torch.equal(roots, ptr[:-1]):
+        raise ValueError("train_trees: the labelled nodes are not the first node of every tree")
+    return ptr
+
+
+def _nodes(ptr: Tensor, trees: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(node ids of the trees in order, the batch's ptr, each node's batch-local tree)``."""
+    sizes = ptr[trees + 1] - ptr[trees]
+    local_ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+    tree_of = torch.repeat_interleave(torch.arange(len(trees), device=ptr.device), sizes)
+    offset = torch.arange(int(local_ptr[-1]), device=ptr.device) - local_ptr[tree_of]
+    return ptr[trees][tree_of] + offset, local_ptr, tree_of
+
+
+def _rows(csr: Tensor, nodes: Tensor, column_shift: Tensor | None, width: int) -> Tensor:
+    """Rows ``nodes`` of the sparse CSR ``csr`` as a CSR matrix, each row's column indices
+    shifted by ``column_shift[row]`` (``None``: unchanged) and ``width`` columns."""
+    crow, col, val = csr.crow_indices(), csr.col_indices(), csr.values()
+    counts = crow[nodes + 1] - crow[nodes]
+    new_crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), counts)
+    entry = crow[nodes][row] + torch.arange(int(new_crow[-1]), device=nodes.device) - new_crow[row]
+    cols = col[entry] if column_shift is None else col[entry] + column_shift[row]
+    return torch.sparse_csr_tensor(new_crow, cols, val[entry], (len(nodes), width))
+
+
+def tree_batch(x: Tensor, adj: Tensor, ptr: Tensor, trees: Tensor
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x, adj, root_of, roots)`` of the batch of ``trees`` (ids into ``ptr``, repeats
+    allowed): their features, the block-diagonal restriction of ``adj``, each node's root and
+    the roots, all in batch-local node ids."""
+    nodes, local_ptr, tree_of = _nodes(ptr, trees)
+    shift = local_ptr[tree_of] - ptr[trees][tree_of]  # global → batch-local, per row
+    n = len(nodes)
+    xb = _rows(x, nodes, None, x.size(1)) if x.layout == torch.sparse_csr else x[nodes]
+    return xb, _rows(adj, nodes, shift, n), local_ptr[tree_of], local_ptr[:-1]
+
+
+def check_within_trees(adj: Tensor, ptr: Tensor) -> None:
+    """Raise unless every entry of ``adj`` joins two nodes of the same tree."""
+    target = torch.repeat_interleave(torch.arange(adj.size(0), device=ptr.device),
+                                     adj.crow_indices().diff())
+    tree = torch.bucketize(torch.arange(adj.size(0), device=ptr.device), ptr, right=True) - 1
+    if not torch.equal(tree[target], tree[adj.col_indices()]):
+        raise ValueError("train_trees: the adjacency has edges between trees")
+
+
+def _forward(model: torch.nn.Module, batch: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    x, adj, root_of, roots = batch
+    if getattr(model, "fully_adjacent_last", False):
+        return model(x, adj, root_of=root_of)[roots]
+    return model(x, adj)[roots]
+
+
+def _chunks(trees: Tensor, size: int | None) -> list[Tensor]:
+    return list(trees.split(size)) if size else [trees]
+
+
+def evaluate(model: torch.nn.Module, x: Tensor, adj: Tensor, ptr: Tensor, y: Tensor,
+             trees: Tensor, size: int | None) -> float:
+    """Root accuracy over ``trees`` in eval mode, ``size`` trees at a time."""
+    if not len(trees):
+        return math.nan
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for chunk in _chunks(trees, size):
+            logits = _forward(model, tree_batch(x, adj, ptr, chunk))
+            correct += int((logits.argmax(-1) == y[ptr[chunk]]).sum())
+    return correct / len(trees)
+
+
+def fit_trees(
+    model: torch.nn.Module,
+    graph: Any,
+    adj: Tensor,
+    train_cfg: Any,
+    seed: int,
+    batches: Batching | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    keep_state: dict[str, Any] | None = None,
+) -> SeedResult:
+    """Train ``model`` on mini-batches of trees (module docstring); the best train accuracy.
+
+    ``graph`` is the tree_match graph on the model's device (``x`` dense or sparse CSR), ``adj``
+    its sparse CSR normalized adjacency; ``batches`` defaults to :func:`batching` without a
+    table entry. ``keep_state`` receives the selected epoch's ``state_dict`` under ``"state"``.
+    ``train.selection`` must be ``best_val_acc``: on tree_match val = train, and the train
+    accuracy is the authors' running one. The batch order is drawn from ``seed``.
+    """
+    rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
+    if rule != "best_val_acc":
+        raise ValueError(f"train.selection={rule}: fit_trees selects on train accuracy (Alon & "
+                         "Yahav); valid: best_val_acc (tree_match: val = train)")
+    schedule = str(option(train_cfg, "lr_schedule", "none"))
+    if schedule not in ("none", "plateau"):
+        raise unknown("lr_schedule", schedule, ("none", "plateau"))
+    b = batches or batching(train_cfg, None, 0)
+    ptr = tree_ptr(graph)
+    check_within_trees(adj, ptr)
+    roots = ptr[:-1]
+    train_trees = torch.nonzero(graph.train_mask[roots]).flatten()
+    test_trees = torch.nonzero(graph.test_mask[roots]).flatten()
+    x, y = graph.x, graph.y
+    optimizer = make_optimizer(model, train_cfg)
+    scheduler = None
+    if schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=float(option(train_cfg, "lr_factor", 0.5)),
+            patience=int(option(train_cfg, "lr_patience", 10)), threshold=PLATEAU_THRESHOLD,
+            threshold_mode="abs")
+    max_passes = option(train_cfg, "max_passes")
+    epochs = int(train_cfg.epochs)
+    if max_passes is not None:
+        epochs = min(epochs, int(max_passes) // b.passes_per_epoch)
+    patience, min_delta = train_cfg.patience, float(option(train_cfg, "min_delta", 0.0))
+    stop_at = option(train_cfg, "stop_at")
+    gen = torch.Generator().manual_seed(seed)
+    best, chosen, selected, since, status, epoch = -math.inf, {}, 0, 0, "ok", 0
+    start, cpu = time.perf_counter(), time.process_time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        instances = len(train_trees) * b.passes_per_epoch
+        order = train_trees[(torch.randperm(instances, generator=gen) % len(train_trees))
+                            .to(train_trees.device)]
+        optimizer.zero_grad()
+        correct, loss_sum = 0, 0.0
+        for i, trees in enumerate(_chunks(order, b.batch_size)):
+            logits = _forward(model, tree_batch(x, adj, ptr, trees))
+            target = y[ptr[trees]]
+            loss = F.cross_entropy(logits, target)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                break
+            loss_sum += float(loss.detach()) * len(trees)
+            correct += int((logits.detach().argmax(-1) == target).sum())
+            (loss / b.accum_grad).backward()
+            if (i + 1) % b.accum_grad == 0:
+                optimizer.step()
+                optimizer.zero_grad()
+        if status != "ok":
+            break
+        train_acc = correct / instances
+        if scheduler is not None:
+            scheduler.step(train_acc)
+        if train_acc > best + min_delta:
+            best, selected, since = train_acc, epoch, 0
+            test_acc = evaluate(model, x, adj, ptr, y, test_trees, b.batch_size)
+            loss_avg = loss_sum / instances
+            chosen = {"train_acc": train_acc, "test_acc": test_acc, "train_loss": loss_avg}
+            if keep_state is not None:
+                keep_state["state"] = {k: v.detach().clone()
+                                       for k, v in model.state_dict().items()}
+        else:
+            since += 1
+        log.info("epoch %d (%d passes): train acc %.4f%s, lr %.2g, %.0f s (process CPU %.0f s)",
+                 epoch, epoch * b.passes_per_epoch, train_acc,
+                 " (best)" if selected == epoch else "", optimizer.param_groups[0]["lr"],
+                 time.perf_counter() - start, time.process_time() - cpu)
+        if on_epoch is not None:
+            on_epoch(epoch)
+        if (stop_at is not None and selected == epoch and train_acc >= float(stop_at)) or (
+                patience is not None and since >= int(patience)):
+            break
+    wall = time.perf_counter() - start
+    epochs_run = epoch if status == "ok" else epoch - 1
+    nan = math.nan
+    return SeedResult(
+        seed=seed, status=status, selected_epoch=selected, epochs_run=epochs_run,
+        train_acc=chosen.get("train_acc", nan), val_acc=chosen.get("train_acc", nan),
+        test_acc=chosen.get("test_acc", nan), train_loss=chosen.get("train_loss", nan),
+        val_loss=chosen.get("train_loss", nan), wall_s=wall, epoch_s=wall / max(epochs_run, 1),
+        split=graph.split,
+    )
