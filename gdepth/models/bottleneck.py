@@ -79,7 +79,7 @@ CONVS: dict[str, Any] = {
 }
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(common.LayerDropout, nn.Module):
     """Alon & Yahav's ``GraphModel`` (see the module docstring).
 
     Args:
@@ -128,8 +128,7 @@ class Bottleneck(nn.Module):
         self.residual = bool(residual)
         self.fully_adjacent_last = bool(fully_adjacent_last)
         self.lin_out = nn.Linear(hidden, out_dim, bias=False)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.set_dropout(dropout, dropout_layers, depth)
         self.edges = EdgeIndexCache()
         self._looped: tuple[Tensor, Tensor] | None = None  # (edges of adj, with self loops)
 
@@ -177,11 +176,6 @@ class Bottleneck(nn.Module):
                              "tree root); only dataset=tree_match (gdepth.train_trees) gives it")
         source = torch.arange(num_nodes, device=root_of.device)
         return torch.stack([source, root_of])
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
 
     def extra_repr(self) -> str:
         return (f"conv={self.conv_name}, residual={self.residual}, "

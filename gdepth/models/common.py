@@ -42,6 +42,31 @@ def dropout_positions(dropout_layers: str, num_layers: int) -> frozenset[int]:
     return frozenset({0, num_layers - 1})
 
 
+class LayerDropout:
+    """Mixin for the models whose dropout precedes a chosen subset of their layers.
+
+    ``set_dropout(p, dropout_layers, num_layers)`` stores the probability and the positions
+    (:func:`dropout_positions`); ``_drop(x, position)`` applies :func:`dropout` there and is the
+    identity elsewhere.
+    """
+
+    dropout: float
+    dropout_at: frozenset[int]
+    training: bool
+
+    def set_dropout(self, p: float, dropout_layers: str, num_layers: int) -> None:
+        self.dropout = float(p)
+        self.dropout_at = dropout_positions(dropout_layers, num_layers)
+
+    def _drop(self, x: Tensor, position: int) -> Tensor:
+        if position not in self.dropout_at:
+            return x
+        return dropout(x, self.dropout, self.training)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
+
+
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout`` that also takes sparse CSR features (bag-of-words inputs).
 

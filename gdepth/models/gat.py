@@ -47,7 +47,7 @@ GAT_CONVENTION = (
 )
 
 
-class GAT(nn.Module):
+class GAT(common.LayerDropout, nn.Module):
     """``depth`` GAT layers on the edges of ``adj`` (see the module docstring).
 
     Args:
@@ -96,8 +96,7 @@ class GAT(nn.Module):
         self.convs.append(GATConv(dims[-1], out_dim, heads=output_heads, concat=False, dropout=att))
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
         self.act = common.activation(activation)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.set_dropout(dropout, dropout_layers, depth)
         self.edges = EdgeIndexCache()
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
@@ -107,14 +106,6 @@ class GAT(nn.Module):
         for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
             x = common.tap(self, self.act(norm(conv(self._drop(x, i), edge_index))))
         return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), edge_index))
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GAT:

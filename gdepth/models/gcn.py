@@ -50,7 +50,7 @@ GCN_RES_CONVENTION = (
 )
 
 
-class GCN(nn.Module):
+class GCN(common.LayerDropout, nn.Module):
     r"""``depth`` GCN layers on a normalized adjacency (see the module docstring).
 
     Args:
@@ -94,8 +94,7 @@ class GCN(nn.Module):
         self.convs = nn.ModuleList(GCNConv(a, b, normalize=False) for a, b in pairs)
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
         self.act = common.activation(activation)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.set_dropout(dropout, dropout_layers, depth)
         # beta per conv: 1 (plain) unless identity mapping, which needs hidden -> hidden
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
                       else 1.0 for i in range(depth)]
@@ -111,14 +110,6 @@ class GCN(nn.Module):
     def first_layer(self) -> nn.Module:
         """The input convolution (Kipf & Welling decay only its weights)."""
         return self.convs[0]
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 class GCNRes(GCN):

@@ -89,7 +89,7 @@ class GCNIILayer(nn.Module):
         return f"alpha={self.alpha}, theta={self.theta:.4f}, variant={self.variant}"
 
 
-class GCNII(nn.Module):
+class GCNII(common.LayerDropout, nn.Module):
     """Linear input, ``depth`` GCNII layers, linear output (see the module docstring).
 
     Args:
@@ -134,8 +134,7 @@ class GCNII(nn.Module):
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth))
         self.lin_out = nn.Linear(hidden, out_dim)
         self.act = common.activation(activation)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth + 2)
+        self.set_dropout(dropout, dropout_layers, depth + 2)
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
@@ -157,14 +156,6 @@ class GCNII(nn.Module):
             {"params": graph, "weight_decay": float(conv_weight_decay)},
             {"params": dense, "weight_decay": float(dense_weight_decay)},
         ]
-
-    def _drop(self, x: Tensor, position: int) -> Tensor:
-        if position not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def _build(

@@ -45,7 +45,7 @@ GGNN_CONVENTION = (
 )
 
 
-class GGNN(nn.Module):
+class GGNN(common.LayerDropout, nn.Module):
     """Input linear, ``depth`` gated propagation steps, linear output (see the module docstring).
 
     Args:
@@ -78,8 +78,7 @@ class GGNN(nn.Module):
         self.ggc = GatedGraphConv(hidden, num_layers=depth, aggr="add")
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth))
         self.lin_out = nn.Linear(hidden, out_dim)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, 2)  # 0: lin_in, 1: lin_out
+        self.set_dropout(dropout, dropout_layers, 2)  # 0: lin_in, 1: lin_out
         self.edges = EdgeIndexCache()
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
@@ -90,14 +89,6 @@ class GGNN(nn.Module):
             m = self.ggc.propagate(edge_index, x=h @ weight, edge_weight=None)
             h = common.tap(self, norm(self.ggc.rnn(m, h)))
         return common.tap(self, self.lin_out(self._drop(h, 1)))
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def build_ggnn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GGNN:

@@ -45,7 +45,7 @@ GIN_CONVENTION = (
 )
 
 
-class GIN(nn.Module):
+class GIN(common.LayerDropout, nn.Module):
     """``depth`` GIN layers and a linear output (see the module docstring).
 
     Args:
@@ -93,8 +93,7 @@ class GIN(nn.Module):
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth))
         self.act = common.activation(activation)
         self.lin_out = nn.Linear(hidden, out_dim)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth + 1)  # depth: lin_out
+        self.set_dropout(dropout, dropout_layers, depth + 1)  # depth: lin_out
         self.edges = EdgeIndexCache()
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
@@ -106,14 +105,6 @@ class GIN(nn.Module):
             h = _linear_first(conv, h, edge_index) if i == 0 else conv(h, edge_index)
             x = common.tap(self, self.act(norm(h)))
         return common.tap(self, self.lin_out(self._drop(x, len(self.convs))))
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def _linear_first(conv: GINConv, x: Tensor, edge_index: Tensor) -> Tensor:

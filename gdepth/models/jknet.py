@@ -49,7 +49,7 @@ JKNET_CONVENTION = (
 )
 
 
-class JKNet(nn.Module):
+class JKNet(common.LayerDropout, nn.Module):
     """``depth`` GCN layers, jumping knowledge over their outputs, a linear output (module doc).
 
     Args:
@@ -91,8 +91,7 @@ class JKNet(nn.Module):
         self.act = common.activation(activation)
         self.jk = JumpingKnowledge(mode, channels=hidden, num_layers=depth)
         self.lin_out = nn.Linear(hidden * depth if mode == "cat" else hidden, out_dim)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth + 1)  # depth: lin_out
+        self.set_dropout(dropout, dropout_layers, depth + 1)  # depth: lin_out
 
     def layers(self, x: Tensor, adj: Tensor) -> list[Tensor]:
         """The outputs :math:`H^{(1)}, \\dots, H^{(L)}` of the GCN layers, each ``[N, hidden]``."""
@@ -109,14 +108,6 @@ class JKNet(nn.Module):
             common.tap(self, out)
         h = self.jk(outs)
         return common.tap(self, self.lin_out(self._drop(h, len(self.convs))))
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> JKNet:

@@ -33,7 +33,7 @@ MLP_CONVENTION = (
 )
 
 
-class MLP(nn.Module):
+class MLP(common.LayerDropout, nn.Module):
     """``depth`` linear layers on the features, the graph ignored (see the module docstring).
 
     Args:
@@ -69,8 +69,7 @@ class MLP(nn.Module):
         self.lins = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
         self.act = common.activation(activation)
-        self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.set_dropout(dropout, dropout_layers, depth)
 
     def forward(self, x: Tensor, adj: Any = None) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]``; ``adj`` is ignored."""
@@ -78,14 +77,6 @@ class MLP(nn.Module):
         for i, (lin, norm) in enumerate(zip(self.lins[:-1], self.norms, strict=True)):
             x = common.tap(self, self.act(norm(lin(self._drop(x, i)))))
         return common.tap(self, self.lins[-1](self._drop(x, len(self.lins) - 1)))
-
-    def _drop(self, x: Tensor, layer: int) -> Tensor:
-        if layer not in self.dropout_at:
-            return x
-        return common.dropout(x, self.dropout, self.training)
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
 
 def build_mlp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> MLP:
