@@ -24,7 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
-from gdepth import data, graph_dropout, models, progress, protocol, records, train, train_trees
+from gdepth import (
+    data,
+    graph_dropout,
+    models,
+    plan,
+    progress,
+    protocol,
+    records,
+    train,
+    train_trees,
+)
 from gdepth.diagnostics import run as diagnostics
 from gdepth.models.adjacency import normalized_adjacency
 
@@ -155,12 +165,12 @@ def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Gr
 def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None = None
              ) -> dict[str, Any]:
     """Run (or resume) the cell ``cfg`` and write its record below ``base_dir``."""
+    key, _ = plan.cell_identity(cfg)  # the key the sweeper planned, by the same function
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     config, applied = protocol.apply(config)  # the train preset's dataset protocol
     if applied:
         log.info("train=%s sets %s", config["train"]["name"], applied)
     cfg = OmegaConf.create(config)  # plain values from here on (enums as their names)
-    key = records.cell_key(config)
     path = records.record_path(base_dir, key)
     old = records.read(path)
     if old is not None and old["status"] == "ok":

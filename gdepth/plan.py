@@ -38,7 +38,7 @@ log = logging.getLogger("gdepth")
 def cell_identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     """The record key and identity config of a composed job config (its ``hydra`` node ignored).
 
-    Equal to what ``cell.run_cell`` computes inside the job (resolve, merge the train preset's
+    ``cell.run_cell`` keys its record with it too (resolve, merge the train preset's
     protocol, hash the identity): the keys that are not part of the identity (``threads``,
     ``name``, …) are dropped before resolving, so an interpolation that needs the running job
     (the pool's ``threads``) is never evaluated here.
