@@ -222,3 +222,21 @@ def test_unbatchable_cells_fall_back_to_the_loop(graphs, override):
     cfg = _cell_cfg(**override)
     assert engine.unsupported(cfg)
     assert engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.75, 0.125, 0.6, 0.1])
+def test_keep_mask_has_dropouts_distribution(p: float) -> None:
+    """The batched engine's dropout mask: values exactly {0, 1/(1-p)}, P(0) = p within 5
+    binomial standard errors, no correlation between neighbouring elements (the table path
+    packs several elements into one random byte)."""
+    from gdepth.engine.layers import keep_mask
+
+    torch.manual_seed(0)
+    mask = keep_mask(torch.empty(257, 3, 129), p)  # odd sizes: the byte packing's tail
+    assert mask.shape == (257, 3, 129)
+    assert set(mask.unique().tolist()) == {0.0, pytest.approx(1.0 / (1.0 - p))}
+    dropped = (mask == 0).double().flatten()
+    n = dropped.numel()
+    assert abs(dropped.mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    both = (dropped[:-1] * dropped[1:]).mean().item()  # P(two neighbours dropped) = p²
+    assert abs(both - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / n)

@@ -30,6 +30,7 @@ from gdepth.engine.layers import (
     NotBatchable,
     Propagation,
     StackedInput,
+    StackedNorm,
     stack_norms,
     stacked_dropout,
 )
@@ -103,9 +104,14 @@ class StackedGCN(nn.Module):
                 z = torch.bmm(stacked_dropout(h, self._p(i), True, self.mask_fn)
                               .transpose(0, 1), weight).transpose(0, 1)
             n, s, d = z.shape
-            out = adj(z.reshape(n, s * d)).view(n, s, d) + bias
+            # the product is a fresh tensor no backward needs: add the bias (and ReLU) in place
+            out = adj(z.reshape(n, s * d)).view(n, s, d).add_(bias)
             if i == last:
                 return out
-            new = self.act(self.norms[i](out))
+            norm = self.norms[i]
+            if type(norm) is StackedNorm and type(self.act) is nn.ReLU:
+                new = out.relu_()
+            else:
+                new = self.act(norm(out))
             h = new + h if self.residual and i > 0 else new
         raise AssertionError("unreachable")
