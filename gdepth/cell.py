@@ -26,6 +26,7 @@ from torch_geometric.transforms import NormalizeFeatures
 
 from gdepth import (
     data,
+    engine,
     graph_dropout,
     models,
     plan,
@@ -37,12 +38,19 @@ from gdepth import (
 )
 from gdepth.diagnostics import run as diagnostics
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.options import unknown
 
 log = logging.getLogger("gdepth")
 
 # Per-process cache of what is fixed per dataset: the normalized adjacency and the features
 # (sparse where they are sparse), reused by every seed, layer and epoch of every cell.
 _PREPARED: dict[str, tuple[torch.Tensor, torch.Tensor, str]] = {}
+# The labels on the device, per the same key: (the loaded graph's y, its copy on the device).
+# Every seed then gets the same tensor, as the seed-batched engine requires (gdepth.engine).
+_LABELS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+# Why the loop runs a cell that gdepth.engine.unsupported accepts but run_seeds declined.
+DECLINED = ("gdepth.engine.run_seeds declined the cell (features or labels differ per seed, "
+            "or a layer is not batchable)")
 # Features at most this dense (bag-of-words: Cora 1.3 %, Coauthor CS 0.9 %) are kept as a
 # sparse CSR matrix: the first layer multiplies it sparsely and dropout touches only nnz values.
 SPARSE_DENSITY = 0.1
@@ -98,16 +106,67 @@ def prepare(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device
         adj = adj.to(device)
         _PREPARED[key] = (x, adj, kind)
     x, adj, kind = _PREPARED[key]
-    masks = ("y", "edge_index", "train_mask", "val_mask", "test_mask")
-    moved = dataclasses.replace(graph, x=x, **{f: getattr(graph, f).to(device) for f in masks})
+    source, y = _LABELS.get(key, (None, None))
+    if source is not graph.y:
+        y = graph.y.to(device)
+        _LABELS[key] = (graph.y, y)
+    masks = ("edge_index", "train_mask", "val_mask", "test_mask")
+    moved = dataclasses.replace(graph, x=x, y=y,
+                                **{f: getattr(graph, f).to(device) for f in masks})
     return moved, adj, kind
+
+
+def loop_reason(cfg: DictConfig) -> str | None:
+    """Why the cell ``cfg`` must run its seeds one by one (one line), or None if it may batch."""
+    kind = diagnostics.check(cfg.get("diagnostics"))
+    if kind != "none":
+        return f"diagnostics={kind} measures each seed's own model"
+    if cfg.dataset.name == "tree_match":
+        return "dataset tree_match trains mini-batches of trees (gdepth/train_trees.py)"
+    return engine.unsupported(cfg)
+
+
+def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
+             record: dict[str, Any], advance: Any) -> list[train.SeedResult] | None:
+    """The cell's seeds trained together by :func:`gdepth.engine.run_seeds` (None: declined)."""
+    def graph_for_seed(seed: int) -> data.Graph:
+        graph, _, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
+                                               config["dataset"], device)
+        return graph
+
+    _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
+    return engine.run_seeds(
+        cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
+        on_model=lambda m: record.__setitem__("params", models.count_parameters(m)))
+
+
+def _cannot_batch(reason: str) -> ValueError:
+    return ValueError(f"engine=batched cannot run this cell: {reason} (engines: auto = batched "
+                      "where the cell allows, else loop | batched | loop)")
 
 
 def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                record: dict[str, Any]) -> None:
     seeds = int(cfg.seeds)
+    requested = str(cfg.get("engine") or "auto")  # configs from before `engine` existed: auto
+    if requested not in engine.ENGINES:
+        raise unknown("engine", requested, engine.ENGINES)
+    reason = "engine=loop" if requested == "loop" else loop_reason(cfg)
+    record["engine"] = {"requested": requested, "used": None, "reason": reason}
+    if requested == "batched" and reason is not None:
+        raise _cannot_batch(reason)
     with progress.epoch_bar(describe(config), seeds * int(cfg.train.epochs),
                             bool(cfg.progress)) as advance:
+        if reason is None:
+            results = _batched(cfg, config, device, record, advance)
+            if results is not None:
+                record["engine"]["used"] = "batched"
+                record["seeds"] += [r.as_dict() for r in results]
+                return
+            reason = record["engine"]["reason"] = DECLINED
+            if requested == "batched":
+                raise _cannot_batch(reason)
+        record["engine"]["used"] = "loop"
         for seed in range(seeds):
             graph, adj, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
                                                       config["dataset"], device)
@@ -183,6 +242,7 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         "schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": None,
         "config": config, "overrides": list(overrides or []),
         "convention": None, "seeds": [], "summary": {}, "params": None, "features": None,
+        "engine": None,  # {"requested", "used": batched | loop, "reason": why the loop}
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "device": None, "threads": torch.get_num_threads(), "host": platform.node(),
         "slurm_job": records.slurm_job_id(),

@@ -24,6 +24,14 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Engine(str, Enum):
+    """How a cell trains its seeds (gdepth/engine): batched together or one after another."""
+
+    auto = "auto"  # batched where the cell supports it, else the per-seed loop
+    batched = "batched"  # batched, or the cell fails with the reason
+    loop = "loop"  # one train.fit per seed
+
+
 class Selection(str, Enum):
     """Model-selection rule: which epoch's test metric a seed reports."""
 
@@ -306,6 +314,7 @@ class GdepthConfig:
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
     name: str | None = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
     device: Device = Device.auto
+    engine: Engine = Engine.auto  # seeds batched (gdepth/engine) or looped; not identity
     out_dir: str = "outputs"
     threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal

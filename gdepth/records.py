@@ -9,6 +9,8 @@ that has no readable record yet comes back from ``load`` as a placeholder whose 
 (``running | missing | corrupt``), so a table marks it instead of dropping it.
 
 Schema versions: 2 added the ``oom`` status and ``slurm_job``; a version-1 record reads as is.
+``engine`` (``{"requested", "used", "reason"}``: whether the seeds ran seed-batched or in a
+loop) is an optional field of version 2: records without it read as before.
 A record of another version (older than 1, or newer than this gdepth) is not trusted: it reads
 as ``corrupt`` with the reason, and the cell runs again on resume.
 """
@@ -35,8 +37,10 @@ STATUSES = ("ok", "diverged", "oom", "failed", "corrupt", "running", "missing")
 DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 
 # Keys that say where and how a cell runs, not what it computes: they are recorded but are
-# not part of the cell's identity, so a re-run from another folder or device resumes.
-NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads")
+# not part of the cell's identity, so a re-run from another folder or device resumes. The
+# engine (seeds batched or looped) computes the same results in distribution (other dropout
+# masks), so a re-run with another engine is the same cell.
+NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine")
 
 log = logging.getLogger(__name__)
 

@@ -175,7 +175,9 @@ def test_cuda_oom_and_a_raising_cell_are_recorded_and_the_sweep_goes_on(env, tmp
              "        raise ValueError('bad things')\n"
              "    return fit(model, graph, adj, cfg, seed, **kw)\n"
              "train.fit = boom")
-    out = patched(patch, ["sweep", "train.lr=0.01,0.02,0.03", "name=o", *TINY], env, tmp_path)
+    # engine=loop: the patched train.fit trains every seed (engine=auto would batch gcn)
+    out = patched(patch, ["sweep", "train.lr=0.01,0.02,0.03", "name=o", "engine=loop", *TINY],
+                  env, tmp_path)
     assert out.returncode == 1
     found = {r["config"]["train"]["lr"]: r for r in records.load(tmp_path / "outputs/sweeps/o")}
     assert {lr: r["status"] for lr, r in found.items()} == {0.01: "ok", 0.02: "oom",

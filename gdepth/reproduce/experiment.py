@@ -31,7 +31,8 @@ from omegaconf import OmegaConf
 from gdepth.depth import parse_depths
 
 # Overrides that say where and how cells run, not what they compute: never a deviation.
-NOT_PROTOCOL = re.compile(r"^[+~]*(threads|name|out_dir|progress|device|launcher|data\.|hydra)")
+NOT_PROTOCOL = re.compile(
+    r"^[+~]*(threads|name|out_dir|progress|device|engine|launcher|data\.|hydra)")
 
 
 def experiment_dir() -> Path:

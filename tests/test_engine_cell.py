@@ -1,0 +1,125 @@
+"""The cell's ``engine`` key: seeds batched by gdepth.engine where the cell allows, else looped.
+
+Runs real cells (``cell.run_cell``) on the embedded CSBM graph (1000 nodes, 4 classes: chance is
+0.25), composed through Hydra with the typed schema, a few epochs each.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from gdepth import cell, plan, records
+from gdepth.cli import config_dir
+
+torch.set_num_threads(1)
+CHANCE = 0.25
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=["name=t", "progress=false", "threads=1",
+                                            "model=gcn_res", *overrides])
+
+
+def run(tmp_path, *overrides: str) -> dict:
+    return cell.run_cell(composed(*overrides), tmp_path)
+
+
+def test_default_engine_is_auto_and_a_bad_name_fails_at_compose_time():
+    assert composed().engine == "auto"
+    with pytest.raises(Exception, match="engine"):
+        composed("engine=fast")
+
+
+def test_auto_batches_gcn_res_and_reports_every_seed(tmp_path):
+    record = run(tmp_path, "depth=2", "seeds=3", "train.epochs=20")
+    assert record["status"] == "ok", record["error"]
+    assert record["engine"] == {"requested": "auto", "used": "batched", "reason": None}
+    assert [s["seed"] for s in record["seeds"]] == [0, 1, 2]
+    assert all(s["status"] == "ok" and s["test_acc"] > CHANCE + 0.1 for s in record["seeds"])
+    assert record["summary"]["test_acc"]["n"] == 3
+    assert record["params"] > 0 and record["features"].startswith("dense")
+    # what is on disk is what came back, and the report reads it (results.csv, table)
+    on_disk = records.read(records.record_path(tmp_path, record["key"]))
+    assert on_disk["engine"] == record["engine"]
+    frame = records.to_frame(records.load(tmp_path))
+    assert len(frame) == 3 and frame["test_acc"].notna().all()
+
+
+def test_loop_engine_runs_the_seed_loop(tmp_path):
+    record = run(tmp_path, "engine=loop", "seeds=2", "train.epochs=5")
+    assert record["status"] == "ok", record["error"]
+    assert record["engine"] == {"requested": "loop", "used": "loop", "reason": "engine=loop"}
+    assert len(record["seeds"]) == 2
+
+
+def test_diagnostics_need_the_loop_under_auto(tmp_path):
+    record = run(tmp_path, "diagnostics=smoothing", "diagnostics.max_nodes=64", "seeds=1",
+                 "train.epochs=3")
+    assert record["status"] == "ok", record["error"]
+    assert record["engine"]["used"] == "loop"
+    assert "diagnostics=smoothing" in record["engine"]["reason"]
+    assert record["diagnostics"]["seeds"]
+
+
+def test_batched_on_a_model_it_cannot_batch_fails_the_cell_with_the_reason(tmp_path):
+    record = run(tmp_path, "engine=batched", "model=gat", "seeds=1", "train.epochs=2")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("ValueError: engine=batched cannot run this cell: "
+                                      "model gat is not seed-batched")
+    assert "\n" not in record["error"] and "loop" in record["error"]
+    assert record["engine"] == {"requested": "batched", "used": None,
+                                "reason": record["engine"]["reason"]}
+    assert record["seeds"] == []
+    # the failed record is on disk (status failed), so a resume runs the cell again
+    assert records.read(records.record_path(tmp_path, record["key"]))["status"] == "failed"
+
+
+def test_batched_with_diagnostics_fails_too(tmp_path):
+    record = run(tmp_path, "engine=batched", "diagnostics=influence", "seeds=1",
+                 "train.epochs=2")
+    assert record["status"] == "failed"
+    assert "diagnostics=influence" in record["error"]
+
+
+def test_engine_is_not_part_of_the_cell_identity(tmp_path):
+    loop, auto = composed("engine=loop", "seeds=2", "train.epochs=3"), composed("seeds=2",
+                                                                              "train.epochs=3")
+    key = plan.cell_identity(loop)[0]
+    assert plan.cell_identity(auto)[0] == key
+    # a config from before the key existed (no `engine`) has the same key: old records resume
+    config = OmegaConf.to_container(auto, resolve=True, enum_to_str=True)
+    del config["engine"]
+    assert records.cell_key(config) == key
+    first = cell.run_cell(loop, tmp_path)
+    assert first["key"] == key and first["engine"]["used"] == "loop"
+    again = cell.run_cell(auto, tmp_path)  # the same cell: its ok record is found, not rerun
+    assert again == first
+
+
+def test_batched_and_loop_agree_in_distribution(tmp_path):
+    """Different dropout masks, same splits and initial weights: the means must agree."""
+    common = ("depth=2", "seeds=5", "train.epochs=50")
+    batched = run(tmp_path / "b", "engine=batched", *common)
+    loop = run(tmp_path / "l", "engine=loop", *common)
+    assert batched["engine"]["used"] == "batched" and loop["engine"]["used"] == "loop"
+    assert [s["split"] for s in batched["seeds"]] == [s["split"] for s in loop["seeds"]]
+    accs = {name: [s["test_acc"] for s in r["seeds"]] for name, r in
+            (("batched", batched), ("loop", loop))}
+    means = {name: sum(a) / len(a) for name, a in accs.items()}
+    assert min(means.values()) > CHANCE + 0.15, means  # both learned: ~0.5 on this graph
+    assert abs(means["batched"] - means["loop"]) < 0.05, accs
+    assert batched["params"] == loop["params"]
+
+
+def test_a_cell_the_engine_declines_falls_back_to_the_loop_under_auto(tmp_path, monkeypatch):
+    monkeypatch.setattr(cell.engine, "run_seeds", lambda *args, **kwargs: None)
+    record = run(tmp_path / "auto", "seeds=2", "train.epochs=3")
+    assert record["status"] == "ok", record["error"]
+    assert record["engine"] == {"requested": "auto", "used": "loop", "reason": cell.DECLINED}
+    assert len(record["seeds"]) == 2
+    record = run(tmp_path / "batched", "engine=batched", "seeds=2", "train.epochs=3")
+    assert record["status"] == "failed" and cell.DECLINED in record["error"]
