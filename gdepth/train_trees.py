@@ -59,11 +59,11 @@ class Batching:
 
 def batching(train_cfg: Any, conv: str | None, depth_r: int) -> Batching:
     """``train.batch_size / accum_grad / passes_per_epoch`` with the entry of
-    ``train.tree_batches`` for ``"*"`` and then for ``conv``, key ``r<depth_r>``, merged over
+    ``train.tree_batches`` for ``all`` and then for ``conv``, key ``r<depth_r>``, merged over
     them (the authors' ``override_params`` per depth in ``run-<conv>-2-8.py``)."""
     values = {k: option(train_cfg, k) for k in BATCH_KEYS}
     table = option(train_cfg, "tree_batches", {}) or {}
-    for entry in ("*", conv):
+    for entry in ("all", conv):
         for key, value in ((table.get(entry) or {}).get(f"r{depth_r}") or {}).items():
             if key not in BATCH_KEYS:
                 raise unknown(f"train.tree_batches.{entry}.r{depth_r} key", key, BATCH_KEYS)

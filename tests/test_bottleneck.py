@@ -127,7 +127,7 @@ def test_invalid_choices_fail_in_one_line_with_the_valid_ones():
     with pytest.raises(ValueError, match="'relu6'; valid: elu, identity, relu, tanh"):
         build(2, 8, 4, activation="relu6")
     bad = NS(batch_size=None, accum_grad=1, passes_per_epoch=1,
-             tree_batches={"*": {"r2": {"batchsize": 8}}})
+             tree_batches={"all": {"r2": {"batchsize": 8}}})
     with pytest.raises(ValueError, match="'batchsize'; valid: accum_grad, batch_size, passes"):
         train_trees.batching(bad, "gcn", 2)
     cfg = preset("dataset=tree_match", "train.selection=min_val_loss")
@@ -208,7 +208,7 @@ def test_run_cell_trains_tree_match_on_tree_batches(tmp_path):
 
     cfg = preset("dataset=tree_match", "dataset.depth_r=2", "depth=3", "seeds=1", "threads=1",
                  "progress=false", "device=cpu", "train.epochs=2",
-                 "+train.tree_batches.gcn.r2.batch_size=32",  # a conv's entry wins over "*"
+                 "+train.tree_batches.gcn.r2.batch_size=32",  # a conv's entry wins over "all"
                  "+train.tree_batches.gcn.r2.passes_per_epoch=2")
     record = cell.run_cell(cfg, tmp_path)
     assert record["status"] == "ok", record.get("error")
