@@ -25,10 +25,12 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
 from gdepth import (
+    checkpoint,
     data,
     engine,
     graph_dropout,
     models,
+    parts,
     plan,
     progress,
     protocol,
@@ -123,6 +125,10 @@ def loop_reason(cfg: DictConfig) -> str | None:
         return f"diagnostics={kind} measures each seed's own model"
     if cfg.dataset.name == "tree_match":
         return "dataset tree_match trains mini-batches of trees (gdepth/train_trees.py)"
+    lo, hi = parts.bounds(cfg)
+    if lo > 0:  # run_seeds trains seeds 0..n-1; a part from seed 0 batches (see _batched)
+        return (f"{parts.label((lo, hi))} of a cell split into seed jobs: "
+                "gdepth.engine.run_seeds trains seeds from 0")
     return engine.unsupported(cfg)
 
 
@@ -135,6 +141,9 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
         return graph
 
     _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
+    _, hi = parts.bounds(cfg)  # a part from seed 0 (loop_reason): its seeds are 0..hi-1
+    if hi != int(cfg.seeds):
+        cfg = OmegaConf.merge(cfg, {"seeds": hi})
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
         on_model=lambda m: record.__setitem__("params", models.count_parameters(m)))
@@ -146,8 +155,10 @@ def _cannot_batch(reason: str) -> ValueError:
 
 
 def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
-               record: dict[str, Any]) -> None:
-    seeds = int(cfg.seeds)
+               record: dict[str, Any], ckpts: checkpoint.CellCheckpoints | None = None
+               ) -> None:
+    lo, hi = parts.bounds(cfg)  # seeds lo..hi-1: the whole cell, or its part (seeds_per_job)
+    seeds = hi - lo
     requested = str(cfg.get("engine") or "auto")  # configs from before `engine` existed: auto
     if requested not in engine.ENGINES:
         raise unknown("engine", requested, engine.ENGINES)
@@ -167,7 +178,14 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             if requested == "batched":
                 raise _cannot_batch(reason)
         record["engine"]["used"] = "loop"
-        for seed in range(seeds):
+        for seed in range(lo, hi):
+            done = ckpts.finished(seed) if ckpts is not None else None
+            if done is not None:  # finished before this cell was killed / requeued
+                record["seeds"].append(done["values"])
+                record.update({k: done[k] for k in ("params", "features", "diagnostics")
+                               if done.get(k) is not None})
+                log.info("seed %d: kept its result from before the restart", seed)
+                continue
             graph, adj, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
                                                       config["dataset"], device)
             torch.manual_seed(seed)
@@ -193,11 +211,16 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             else:
                 result = train.fit(model, graph, adj, cfg.train, seed,
                                    on_epoch=lambda _: advance(), train_adj=train_adj,
-                                   keep_state=kept)
+                                   keep_state=kept,
+                                   checkpoint=ckpts.seed(seed) if ckpts is not None else None)
             values = result.as_dict()
             if kind != "none":
                 _diagnose(kind, cfg, model, graph, adj, seed, kept, init, values, record)
             record["seeds"].append(values)
+            if ckpts is not None:
+                ckpts.finish(seed, {"values": values, "params": record["params"],
+                                    "features": record["features"],
+                                    "diagnostics": record.get("diagnostics")})
 
 
 def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Graph,
@@ -230,8 +253,10 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
     if applied:
         log.info("train=%s sets %s", config["train"]["name"], applied)
     cfg = OmegaConf.create(config)  # plain values from here on (enums as their names)
-    path = records.record_path(base_dir, key)
-    old = records.read(path)
+    part = parts.seed_range(config)  # a part of a cell split into seed jobs, or None
+    unit = parts.unit(key, part)  # its record's name: the key, or <key>.seeds-<lo>-<hi>
+    path = records.record_path(base_dir, unit)
+    old = parts.done_record(base_dir, key, part)  # its own record, or what covers its seeds
     if old is not None and old["status"] == "ok":
         log.info("%s skip %s: record is ok (%s)", progress.sweep_line(base_dir),
                  describe(config), path.name)
@@ -248,6 +273,8 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         "slurm_job": records.slurm_job_id(),
         "versions": _versions(),
     }
+    if part is not None:
+        record["seed_range"] = list(part)
     start = time.perf_counter()
     try:
         device = resolve_device(str(cfg.device))
@@ -255,7 +282,8 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         record["convention"] = models.convention(str(cfg.model.name))
-        _run_seeds(cfg, config, device, record)
+        ckpts = checkpoint.CellCheckpoints(base_dir, key, cfg.get("checkpoint_every"))
+        _run_seeds(cfg, config, device, record, ckpts)
         diverged = any(s["status"] == "diverged" for s in record["seeds"])
         record["status"] = "diverged" if diverged else "ok"
     except torch.cuda.OutOfMemoryError as err:  # too big for this GPU: say so, go on
@@ -272,13 +300,17 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         record["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
     records.write(path, record)
+    if record["status"] in ("ok", "diverged"):
+        checkpoint.CellCheckpoints(base_dir, key, None).clear(s["seed"] for s in record["seeds"])
     log.info("%s %s", progress.sweep_line(base_dir), summary_line(record))
     return record
 
 
 def summary_line(record: dict[str, Any]) -> str:
     """``csbm gcn·none L=4: ok test 71.2 ± 1.3 (3 seeds, 4.1 s)``."""
-    head = f"{describe(record['config'])}: {record['status']}"
+    part = record.get("seed_range")  # a part of a cell split into seed jobs
+    where = f" {parts.label(tuple(part))}" if part else ""
+    head = f"{describe(record['config'])}{where}: {record['status']}"
     if record["status"] in ("failed", "oom"):
         return f"{head} ({record['error']})"
     test = record["summary"]["test_acc"]

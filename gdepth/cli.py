@@ -69,10 +69,11 @@ def hydra_task(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
-    from gdepth import plan, status
+    from gdepth import parts, plan, status
 
     key, _ = plan.cell_identity(cfg)
-    with status.running(base, key):  # a marker with a heartbeat: `gdepth status` sees the cell
+    unit = parts.unit(key, parts.seed_range(cfg))  # a part of a split cell: <key>.seeds-<lo>-<hi>
+    with status.running(base, unit):  # a marker with a heartbeat: `gdepth status` sees the cell
         return run_cell(cfg, base, overrides=list(hc.overrides.task))
 
 

@@ -167,10 +167,12 @@ class SlurmMixin:
     gdepth_failures: dict[str, str]
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Preempted or timed out (submitit's USR2): requeue; the cell restarts from scratch.
+        """Preempted or timed out (submitit's USR2): requeue; the cell resumes.
 
-        Requeueing is at cell granularity: the job runs the cell again from its first seed
-        (``cell.run_cell`` skips it if its record got written meanwhile). The marker says
+        The requeued job runs the cell again (``cell.run_cell`` skips it if its record got
+        written meanwhile): seeds that finished keep their results and the running seed
+        continues from its last training checkpoint (``checkpoint_every`` epochs,
+        :mod:`gdepth.checkpoint`; the seed-batched engine restarts its batch). The marker says
         ``queued`` until the requeued job starts.
         """
         from gdepth import status

@@ -9,7 +9,8 @@ after the launching process is gone. A second sweep into the same folder merges 
 
     {"version": 1,
      "cells": {"<key>": {"label": "csbm gcn·none L=4", "overrides": ["model=gcn", "depth=4"],
-                         "config": {<the cell's identity config>}}, ...},
+                         "config": {<the cell's identity config>},
+                         "parts": [[0, 2], [2, 4]]}, ...},   # only if split (seeds_per_job)
      "sweeps": [{"started_at": "...", "host": "...", "command": "...", "cells": 12}, ...]}
 """
 

@@ -13,6 +13,10 @@ Schema versions: 2 added the ``oom`` status and ``slurm_job``; a version-1 recor
 loop) is an optional field of version 2: records without it read as before.
 A record of another version (older than 1, or newer than this gdepth) is not trusted: it reads
 as ``corrupt`` with the reason, and the cell runs again on resume.
+
+A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.parts`) has one record per part,
+``records/<key>.seeds-<lo>-<hi>.json``, with ``seed_range: [lo, hi]`` (optional field of
+version 2); ``load`` merges the parts of a key into one cell record.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # Keys that say where and how a cell runs, not what it computes: they are recorded but are
 # not part of the cell's identity, so a re-run from another folder or device resumes. The
 # engine (seeds batched or looped) computes the same results in distribution (other dropout
-# masks), so a re-run with another engine is the same cell.
-NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine")
+# masks), so a re-run with another engine is the same cell. A cell split into seed jobs
+# (``seeds_per_job``, each job's ``seed_range``: gdepth.parts) is the same cell too.
+NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
+                "checkpoint_every", "seeds_per_job", "seed_range")
 
 log = logging.getLogger(__name__)
 
@@ -185,26 +191,39 @@ def summarize(seeds: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def load(directory: str | Path, planned: bool = True) -> list[dict[str, Any]]:
     """Every record below ``directory``; where a key occurs twice, the newest ok one wins.
 
+    The part records of a cell split into seed jobs are merged into one record per key
+    (:func:`gdepth.parts.merge`; a whole-cell record wins unless it is not done and the parts
+    are). A merged cell whose parts are not all done has ``partial: true`` and the seeds done.
+
     With ``planned``, every cell of a ``plan.json`` below ``directory`` that has no usable
     record is added as a placeholder (no seeds) whose ``status`` is ``running``, ``missing`` or
     ``corrupt`` and whose ``error`` says why (see ``gdepth.status``).
     """
+    from gdepth import parts, status  # they read records: imported here, not at the top
+
     best: dict[str, dict[str, Any]] = {}
+    split: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(Path(directory).rglob("records/*.json")):
         record = read(path)
         if record is None:
+            continue
+        if record.get("seed_range"):  # one part of a cell split into seed jobs
+            split.setdefault(record["key"], []).append(record)
             continue
         old = best.get(record["key"])
         rank = (record["status"] == "ok", record.get("finished_at", ""))
         if old is None or rank > (old["status"] == "ok", old.get("finished_at", "")):
             best[record["key"]] = record
+    for key, found in split.items():
+        best[key] = parts.prefer(best.get(key), parts.merge(found))
     if planned:
-        from gdepth import status  # status reads records: imported here, not at the top
-
         for state in status.cell_states(directory):
-            if state.key not in best and state.config is not None:
+            record = best.get(state.key)
+            if record is None and state.config is not None:
                 best[state.key] = {"key": state.key, "status": state.status,
                                    "error": state.detail, "config": state.config, "seeds": []}
+            elif record is not None and record.get("partial") and state.status not in DONE:
+                record["status"], record["error"] = state.status, state.detail  # e.g. running
     return list(best.values())
 
 

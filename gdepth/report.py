@@ -5,7 +5,8 @@
 - ``results.csv``: tidy, one row per seed per cell, every config key a column;
 - ``table.md`` / ``table.csv`` / ``table.tex``: rows = model·norm plus any other key that
   varies between cells, columns = depth, cells ``mean ± std (n)`` in percent, the best mean
-  of each column marked; a failed or diverged cell is shown as such, never dropped;
+  of each column marked; a failed or diverged cell is shown as such, never dropped; a split
+  cell with seed jobs not all done shows the seeds done, e.g. ``71.2 ± 1.3 (2/4, running)``;
 - ``accuracy_vs_depth.png``: one line per row over log₂ depth with a ±std band.
 
 For a metric other than ``test_acc`` the table files are named ``table_<metric>.*``. Any numeric
@@ -72,10 +73,16 @@ def _cell_text(group: pd.DataFrame, metric: str) -> tuple[str, float]:
     if values.empty:
         return status, math.nan
     mean, std = values.mean(), values.std(ddof=0)
+    n = str(len(values))
+    if status not in records.DONE:  # a split cell whose seed jobs are not all done
+        seeds = group["seeds"].iloc[0] if "seeds" in group else math.nan
+        n = f"{n}/{int(seeds)}, {status}" if pd.notna(seeds) else f"{n}, {status}"
     if is_accuracy(metric):
-        text = f"{mean:.1f} ± {std:.1f} ({len(values)})"
+        text = f"{mean:.1f} ± {std:.1f} ({n})"
     else:
-        text = f"{mean:.3g} ± {std:.2g} ({len(values)})"
+        text = f"{mean:.3g} ± {std:.2g} ({n})"
+    if status not in records.DONE:
+        return text, math.nan  # shown, marked, never the column's best
     return (text + " †" if status == "diverged" else text), mean
 
 
@@ -142,7 +149,7 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
 
     keys = row_keys(frame)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ok = frame[(frame["status"] != "failed") & (frame["seed_status"] == "ok")]
+    ok = frame[frame["status"].isin(records.DONE) & (frame["seed_status"] == "ok")]
     for values, group in ok.groupby(keys, sort=True, dropna=False):
         label = _label(keys, values if isinstance(values, tuple) else (values,))
         scale = 100 if is_accuracy(metric) else 1

@@ -9,6 +9,11 @@ leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
   and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
   The Slurm launcher writes one with ``state: queued`` when it submits a job.
 
+A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.parts`) has these files per part,
+named ``<key>.seeds-<lo>-<hi>.json``; the cell is done when done parts cover its seeds, and
+otherwise takes the state of its worst unfinished part (failed, running, missing), the detail
+naming each (``1/2 seed jobs done; seeds 2–3 failed (ValueError: …)``).
+
 A cell with neither a record nor a live marker is ``missing``. A marker is live if its process
 is alive (same host) or its heartbeat is recent (other hosts: younger than 3 beats), or, for a
 queued Slurm job, if ``squeue`` still lists the job; a dead one means the cell's process died
@@ -33,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gdepth import plan, records
+from gdepth import parts, plan, records
 
 MARKERS = "running"
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
@@ -153,7 +158,9 @@ def marker_state(marker: dict[str, Any]) -> tuple[bool, str]:
     return False, f"its process died without a result ({where}, last heartbeat {age:.0f} s ago)"
 
 
-def _state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellState:
+def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellState:
+    """The state of one job's unit (a whole cell's key, or a part's ``<key>.seeds-<lo>-<hi>``)
+    from its own record and marker alone."""
     record, problem = records.inspect(records.record_path(sweep_dir, key))
     if record is not None:
         return CellState(key, plan.label(record["config"]), record["status"],
@@ -172,6 +179,55 @@ def _state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellStat
     return CellState(key, plan.label(config or {}), "missing", "not started", config)
 
 
+def part_state(sweep_dir: Path, key: str, part: parts.Part,
+               config: dict[str, Any] | None) -> CellState:
+    """The state of one part of a split cell; done too when other done parts cover its seeds
+    (e.g. an earlier sweep with another ``seeds_per_job``)."""
+    state = _unit_state(sweep_dir, parts.unit(key, part), config)
+    if state.status in records.DONE or state.status == "running":
+        return state
+    done: set[int] = set()
+    for other in parts.found(sweep_dir, key):
+        if other != part and _unit_state(sweep_dir, parts.unit(key, other),
+                                         config).status in records.DONE:
+            done.update(range(*other))
+    if set(range(*part)) <= done:
+        return dataclasses.replace(state, status="ok", detail="its seeds are in other parts")
+    return state
+
+
+def _split_state(sweep_dir: Path, key: str, config: dict[str, Any] | None,
+                 jobs: list[parts.Part] | None) -> CellState | None:
+    """The state of a cell split into seed jobs (None: no part planned, recorded or running)."""
+    known = sorted(set(jobs or []) | set(parts.found(sweep_dir, key)))
+    if not known:
+        return None
+    units = {p: _unit_state(sweep_dir, parts.unit(key, p), config) for p in known}
+    config = config or next((u.config for u in units.values() if u.config), None)
+    if config is None:  # only markers of parts that never wrote a record: nothing to name
+        return None
+    status, detail = parts.combine(int(config["seeds"]),
+                                   {p: (u.status, u.detail) for p, u in units.items()}, jobs)
+    return CellState(key, plan.label(config), status, detail, config)
+
+
+def _state(sweep_dir: Path, key: str, config: dict[str, Any] | None,
+           jobs: list[parts.Part] | None = None) -> CellState:
+    """The state of a cell: its whole-cell record or marker, or its parts (``jobs``: the parts
+    the plan names, if it split the cell). As ``records.load``: a whole-cell record wins unless
+    it is not done and the parts are."""
+    whole = _unit_state(sweep_dir, key, config)
+    if whole.status in records.DONE:
+        return whole
+    split = _split_state(sweep_dir, key, config, jobs)
+    if split is None:
+        return whole
+    if split.status in records.DONE:
+        return split
+    has_record = records.inspect(records.record_path(sweep_dir, key))[0] is not None
+    return whole if has_record or whole.status == "running" else split
+
+
 def cell_status(sweep_dir: str | Path, key: str) -> str:
     """The status of one cell of the sweep in ``sweep_dir``."""
     return _state(Path(sweep_dir), key, None).status
@@ -182,12 +238,14 @@ def cell_states(directory: str | Path) -> list[CellState]:
     out: dict[str, CellState] = {}
     for sweep_dir, sweep_plan in plan.planned(directory).items():
         for key, cell in sweep_plan["cells"].items():
-            state = _state(sweep_dir, key, cell.get("config"))
+            jobs = [(int(lo), int(hi)) for lo, hi in cell.get("parts") or []]
+            state = _state(sweep_dir, key, cell.get("config"), jobs or None)
             if key not in out or out[key].status not in records.DONE:
                 out[key] = state
     for path in sorted(Path(directory).rglob("records/*.json")):
-        if path.stem not in out:
-            out[path.stem] = _state(path.parent.parent, path.stem, None)
+        key = parts.parse(path.stem)[0]
+        if key not in out:
+            out[key] = _state(path.parent.parent, key, None)
     return list(out.values())
 
 

@@ -9,6 +9,9 @@ the CLI) composes every job's config first, as the basic sweeper does to validat
    a Slurm job of an earlier, killed launch), logging one ``skip`` line each;
 3. launches the rest with whatever launcher was chosen, numbering the new job folders after
    the existing ones (``jobs/<n>``), so a resumed sweep never overwrites an earlier job's logs;
+   A cell with ``seeds_per_job: k`` is launched as ceil(seeds/k) jobs, one per part
+   (``gdepth.parts``), each with its ``seed_range``; a part is skipped when done or running,
+   so a re-run launches only the missing or failed parts;
 4. if the launcher itself breaks (a pool worker killed with ``kill -9`` takes the pool down),
    launches the cells still without a record once more; a cell whose process died twice, or
    whose Slurm job ended without a result (the launcher reports the reason), gets a ``failed``
@@ -17,8 +20,10 @@ the CLI) composes every job's config first, as the basic sweeper does to validat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from gdepth import plan, records, status
+from gdepth import parts, plan, progress, records, status
 from gdepth.launchers import SubmissionError, one_line
 
 log = logging.getLogger("gdepth")
@@ -34,12 +39,30 @@ log = logging.getLogger("gdepth")
 LAST: dict[str, Any] = {}
 
 
-def failed_record(key: str, config: dict[str, Any], error: str) -> dict[str, Any]:
-    """A ``failed`` record for a cell whose job ended without writing one."""
+def failed_record(key: str, config: dict[str, Any], error: str,
+                  part: parts.Part | None = None) -> dict[str, Any]:
+    """A ``failed`` record for a cell (or a part of it) whose job ended without writing one."""
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    return {"schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": error,
-            "config": config, "overrides": [], "seeds": [], "summary": {}, "started_at": None,
-            "finished_at": now, "written_by": "sweeper"}
+    record = {"schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": error,
+              "config": config, "overrides": [], "seeds": [], "summary": {},
+              "started_at": None, "finished_at": now, "written_by": "sweeper"}
+    if part is not None:
+        record["seed_range"] = list(part)
+    return record
+
+
+@dataclasses.dataclass
+class Unit:
+    """One job to launch: a whole cell, or one part of a cell split into seed jobs."""
+
+    job: list[str]  # the Hydra overrides (a part's end with its seed_range=[lo,hi])
+    name: str  # its record and marker name: the key, or <key>.seeds-<lo>-<hi>
+    key: str
+    config: dict[str, Any]
+    part: parts.Part | None = None
+
+    def record(self, error: str) -> dict[str, Any]:
+        return failed_record(self.key, self.config, error, self.part)
 
 
 def _next_job_number(sweep_dir: Path) -> int:
@@ -62,20 +85,52 @@ class ResumeSweeper(BasicSweeper):
         self.config = None
         self.launcher = None
 
-    def _plan(self, jobs: list[list[str]]) -> dict[tuple[str, ...], tuple[str, dict]]:
+    def _plan(self, jobs: list[list[str]]
+              ) -> dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]]:
+        """Each job's cell: its key, identity config and parts (None: one job)."""
         assert self.hydra_context is not None and self.config is not None
         cells = {}
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
-            cells[tuple(job)] = plan.cell_identity(cfg)
+            key, config = plan.cell_identity(cfg)
+            cells[tuple(job)] = (key, config, parts.ranges(int(cfg.seeds),
+                                                           cfg.get("seeds_per_job")))
         return cells
 
-    def _launch(self, batch: list[list[str]], sweep_dir: Path,
-                cells: dict[tuple[str, ...], tuple[str, dict]]) -> Exception | None:
+    def _units(self, sweep_dir: Path, job: list[str], key: str, config: dict,
+               split: list[parts.Part] | None) -> list[Unit]:
+        """The jobs the cell still needs (logging a ``skip`` line for what it does not)."""
+        label = plan.label(config)
+        state = status._state(sweep_dir, key, config, split)
+        whole = status._unit_state(sweep_dir, key, config)
+        if state.status in records.DONE:
+            log.info("skip %s: record is %s (%s)", label, state.status, key)
+            return []
+        running = whole if whole.status == "running" else state
+        if running.status == "running" and (split is None or running is whole):
+            log.info("skip %s: %s (%s)", label, running.detail, key)  # runs elsewhere
+            return []
+        if split is None:
+            return [Unit(list(job), key, key, config)]
+        todo = []
+        for part in split:
+            found = status.part_state(sweep_dir, key, part, config)
+            name = parts.unit(key, part)
+            if found.status in records.DONE or found.status == "running":
+                why = (f"record is {found.status}" if found.status in records.DONE
+                       else found.detail)
+                log.info("skip %s %s: %s (%s)", label, parts.label(part), why, name)
+            else:
+                todo.append(Unit([*job, f"seed_range=[{part[0]},{part[1]}]"], name, key,
+                                 config, part))
+        return todo
+
+    def _launch(self, batch: list[Unit], sweep_dir: Path) -> Exception | None:
         assert self.launcher is not None
-        self.launcher.gdepth_keys = {k: v[0] for k, v in cells.items()}  # type: ignore[attr-defined]
+        self.launcher.gdepth_keys = {tuple(u.job): u.name for u in batch}  # type: ignore[attr-defined]
         try:
-            results = self.launcher.launch(batch, initial_job_idx=_next_job_number(sweep_dir))
+            results = self.launcher.launch([u.job for u in batch],
+                                           initial_job_idx=_next_job_number(sweep_dir))
         except SubmissionError:
             raise
         except Exception as err:  # the launcher broke (e.g. a pool worker was killed)
@@ -86,12 +141,12 @@ class ResumeSweeper(BasicSweeper):
             if ret.status.name == "FAILED" and ret.overrides is not None:
                 log.error("job %s failed: %s: %s", " ".join(ret.overrides),
                           type(ret._return_value).__name__, one_line(ret._return_value))
-        for key, reason in failures.items():
-            config = next((c for k, c in cells.values() if k == key), None)
-            path = records.record_path(sweep_dir, key)
-            if config is not None and records.read(path) is None:
-                records.write(path, failed_record(key, config, reason))
-                status.marker_path(sweep_dir, key).unlink(missing_ok=True)
+        for name, reason in failures.items():
+            unit = next((u for u in batch if u.name == name), None)
+            path = records.record_path(sweep_dir, name)
+            if unit is not None and records.read(path) is None:
+                records.write(path, unit.record(reason))
+                status.marker_path(sweep_dir, name).unlink(missing_ok=True)
         return None
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -104,48 +159,53 @@ class ResumeSweeper(BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         jobs = [job for batch in self.overrides for job in batch]
-        cells = self._plan(jobs)
+        try:
+            cells = self._plan(jobs)
+        except ValueError as err:  # e.g. seeds_per_job=0: the CLI prints it as one line
+            LAST["launch_error"] = str(err)
+            return []
         plan.add(sweep_dir, {key: {"label": plan.label(config), "overrides": list(job),
-                                   "config": config} for job, (key, config) in cells.items()})
-        LAST.update(dir=sweep_dir, keys=[key for key, _ in cells.values()])
-        todo = []
+                                   "config": config,
+                                   **({"parts": [list(p) for p in split]} if split else {})}
+                             for job, (key, config, split) in cells.items()})
+        LAST.update(dir=sweep_dir, keys=[key for key, _, _ in cells.values()])
+        todo: list[Unit] = []
         for job in jobs:
-            key, config = cells[tuple(job)]
-            state = status._state(sweep_dir, key, config)
-            if state.status in records.DONE or state.status == "running":
-                why = f"record is {state.status}" if state.status != "running" else state.detail
-                log.info("skip %s: %s (%s)", plan.label(config), why, key)
-            else:
-                todo.append(job)
-        log.info("%d cells planned: %d to run, %d skipped", len(jobs), len(todo),
-                 len(jobs) - len(todo))
+            for unit in self._units(sweep_dir, job, *cells[tuple(job)]):
+                if all(u.name != unit.name for u in todo):
+                    todo.append(unit)
+        n_units = sum(len(split or [None]) for _, _, split in cells.values())
+        if n_units == len(jobs):
+            log.info("%d cells planned: %d to run, %d skipped", len(jobs), len(todo),
+                     len(jobs) - len(todo))
+        else:  # progress counts jobs: one record each
+            os.environ[progress.TOTAL_ENV] = str(n_units)
+            log.info("%d cells planned as %d seed jobs: %d to run, %d skipped", len(jobs),
+                     n_units, len(todo), n_units - len(todo))
         size = self.max_batch_size or len(todo) or 1
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
             try:
-                crash = self._launch(batch, sweep_dir, cells)
+                crash = self._launch(batch, sweep_dir)
                 if crash is not None:
-                    self._retry(batch, sweep_dir, cells, crash)
+                    self._retry(batch, sweep_dir, crash)
             except SubmissionError as err:  # the CLI prints it as its one-line error
                 LAST["launch_error"] = str(err)
                 return []
         return []
 
-    def _retry(self, batch: list[list[str]], sweep_dir: Path,
-               cells: dict[tuple[str, ...], tuple[str, dict]], crash: Exception) -> None:
-        """Launch the batch's cells still without a record once more; record those that die."""
-        def unfinished() -> list[list[str]]:
-            return [job for job in batch if records.read(records.record_path(
-                sweep_dir, cells[tuple(job)][0])) is None
-                and status._state(sweep_dir, cells[tuple(job)][0], None).status != "running"]
+    def _retry(self, batch: list[Unit], sweep_dir: Path, crash: Exception) -> None:
+        """Launch the batch's jobs still without a record once more; record those that die."""
+        def unfinished() -> list[Unit]:
+            return [u for u in batch if records.read(records.record_path(sweep_dir, u.name))
+                    is None and status._unit_state(sweep_dir, u.name, None).status != "running"]
 
         again = unfinished()
         if again:
             log.info("launching the %d cells without a record once more", len(again))
-            crash = self._launch(again, sweep_dir, cells) or crash
-        for job in unfinished():
-            key, config = cells[tuple(job)]
+            crash = self._launch(again, sweep_dir) or crash
+        for unit in unfinished():
             reason = (f"the cell's process died without a result twice (killed, e.g. by kill -9 "
                       f"or the OOM killer); launcher: {type(crash).__name__}: {one_line(crash)}")
-            records.write(records.record_path(sweep_dir, key), failed_record(key, config, reason))
-            status.marker_path(sweep_dir, key).unlink(missing_ok=True)
+            records.write(records.record_path(sweep_dir, unit.name), unit.record(reason))
+            status.marker_path(sweep_dir, unit.name).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ Training tricks, all off by default:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -40,7 +41,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gdepth.checkpoint import SeedCheckpoint, rng_state, set_rng_state
 from gdepth.options import option, unknown
+
+log = logging.getLogger("gdepth")
 
 
 @dataclass
@@ -183,6 +187,7 @@ def fit(
     on_epoch: Callable[[int], None] | None = None,
     train_adj: Callable[[], torch.Tensor] | None = None,
     keep_state: dict[str, Any] | None = None,
+    checkpoint: SeedCheckpoint | None = None,
 ) -> SeedResult:
     """Train ``model`` on ``graph`` (full batch) and return the selected epoch's metrics.
 
@@ -192,7 +197,9 @@ def fit(
     DropNode); evaluation always uses ``adj``. ``keep_state``, if given, receives under
     ``"state"`` a copy of the model's ``state_dict`` at the selected epoch (for diagnostics).
     The caller seeds torch before building the model so that the same seed gives the same
-    numbers.
+    numbers. ``checkpoint``, if given, saves the training state every ``checkpoint.every``
+    epochs and resumes from the last saved one (:mod:`gdepth.checkpoint`): the resumed seed
+    ends with the metrics of the uninterrupted run.
     """
     optimizer = make_optimizer(model, train_cfg)
     rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
@@ -208,8 +215,21 @@ def fit(
     x, y, evaluator = graph.x, graph.y, graph.evaluator
     train_y = y[graph.train_mask]
     val_losses: list[float] = []
-    start = time.perf_counter()
-    for epoch in range(1, int(train_cfg.epochs) + 1):
+    first, before = 1, 0.0  # the first epoch to run; wall time of the epochs before it
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        selector.__dict__.update(saved["selector"])
+        val_losses, clipper.history = saved["val_losses"], saved["clip_history"]
+        if keep_state is not None and saved["kept"] is not None:
+            keep_state["state"] = saved["kept"]
+        epoch, before = saved["epoch"], saved["wall_s"]
+        first = epoch + 1
+        set_rng_state(saved["rng"])
+        log.info("seed %d resumes from its checkpoint at epoch %d", seed, saved["epoch"])
+    start = time.perf_counter() - before
+    for epoch in range(first, int(train_cfg.epochs) + 1):
         model.train()
         optimizer.zero_grad()
         logits = model(x, adj if train_adj is None else train_adj())
@@ -241,6 +261,13 @@ def fit(
             on_epoch(epoch)
         if _should_stop(rule, stopping, patience, selector, epoch, val_losses):
             break
+        if checkpoint is not None and checkpoint.due(epoch):
+            checkpoint.save({
+                "epoch": epoch, "wall_s": time.perf_counter() - start,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "selector": dict(selector.__dict__), "val_losses": val_losses,
+                "clip_history": clipper.history, "rng": rng_state(),
+                "kept": keep_state.get("state") if keep_state is not None else None})
     wall = time.perf_counter() - start
     epochs_run = epoch if status == "ok" else epoch - 1
     nan = math.nan

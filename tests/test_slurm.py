@@ -26,7 +26,9 @@ pytestmark = pytest.mark.slurm
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-ci.sh"
 env = test_launchers.env  # the fixture
 # A cell that trains for a while (tens of seconds) so a test can signal its job mid-training.
-LONG = ["seeds=1", "train.epochs=1500", "dataset.num_nodes=300", "progress=false"]
+# The per-seed loop (engine=loop) checkpoints its training state every 50 epochs.
+LONG = ["seeds=1", "train.epochs=1500", "dataset.num_nodes=300", "progress=false",
+        "engine=loop", "checkpoint_every=50"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -84,6 +86,7 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
     folder = tmp_path / "outputs/sweeps/f"
     running = wait_for(lambda: (m := live_markers(folder)) and len(m) >= 2 and m, timeout=180)
     cancel, preempt = sorted(running, key=lambda m: m["slurm_job_id"])[:2]
+    wait_for(lambda: list(folder.glob(f"checkpoints/{preempt['key']}/seed-0.pt")), timeout=120)
     subprocess.run(["scancel", cancel["slurm_job_id"]], check=True)
     subprocess.run(["scancel", "--signal=USR2", preempt["slurm_job_id"]], check=True)
     signalled = time.time()
@@ -104,6 +107,10 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
     assert again["status"] == "ok" and again["slurm_job"] == preempt["slurm_job_id"]
     started = time.mktime(time.strptime(again["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert started - time.timezone >= int(signalled) - 1  # the cell restarted after requeue
+    logs = "".join(p.read_text(errors="replace") for p in folder.rglob("*")
+                   if p.is_file() and p.suffix in (".log", ".err", ".out"))
+    assert re.search(r"seed 0 resumes from its checkpoint at epoch [1-9]\d*0\b", logs)
+    assert not (folder / "checkpoints" / preempt["key"]).exists()
     assert "gdepth: not every cell is done (1 failed)" in err
     assert re.search(r"^\| gcn·none +\|(.*\|)? failed +\|", out, re.M)  # marked in the table
 

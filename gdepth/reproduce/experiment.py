@@ -32,7 +32,8 @@ from gdepth.depth import parse_depths
 
 # Overrides that say where and how cells run, not what they compute: never a deviation.
 NOT_PROTOCOL = re.compile(
-    r"^[+~]*(threads|name|out_dir|progress|device|engine|launcher|data\.|hydra)")
+    r"^[+~]*(threads|name|out_dir|progress|device|engine|launcher|data\.|hydra"
+    r"|seeds_per_job|checkpoint_every)")
 
 
 def experiment_dir() -> Path:

@@ -1,0 +1,134 @@
+"""Training checkpoints: a killed, preempted or timed-out cell resumes where it stopped.
+
+With ``checkpoint_every: N`` (epochs; ``null`` turns it off) the per-seed loop saves, every N
+epochs, everything its next epoch depends on: the model's and the optimizer's state, the
+selection rule's state (selected epoch and metrics, epochs since the last improvement), the
+validation-loss history of the stopping rule, the adaptive clipper's norm history, the kept
+state of a diagnostics run, and the torch random number generators (dropout masks, DropEdge
+draws). A seed resumed from epoch k therefore continues exactly as the uninterrupted run
+would have (``tests/test_checkpoint.py`` checks equal metrics). A finished seed is saved as
+its result, so a restarted cell skips it.
+
+Layout, below the sweep (or run) folder::
+
+    checkpoints/<key>/seed-<s>.pt          the running seed's state at its last checkpoint
+    checkpoints/<key>/seed-<s>.done.json   a finished seed: its values (and params, diagnostics)
+
+Files are written to a temporary name and renamed (atomic on POSIX), so a kill mid-write
+leaves the previous checkpoint. A seed's files are removed once the record holding it is written.
+Which state is saved is decided by the training loop (:func:`gdepth.train.fit`); this module
+only stores it. Why not a library: torch's ``save``/``load`` are the format; what to save and
+when to resume is specific to this loop (Lightning's checkpointing needs its Trainer).
+
+The seed-batched engine (``engine=batched``) trains all seeds in one short run and does not
+checkpoint: a requeued batched cell starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("gdepth")
+FOLDER = "checkpoints"
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class SeedCheckpoint:
+    """Save / load one seed's training state every ``every`` epochs (``every`` ≥ 1)."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def due(self, epoch: int) -> bool:
+        return epoch % self.every == 0
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic(self.path, lambda p: torch.save(state, p))
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None (no checkpoint, or an unreadable one: logged, ignored)."""
+        if not self.path.exists():
+            return None
+        try:  # our own file: optimizer state and python floats need the full unpickler
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - a torn or foreign file: start the seed again
+            log.warning("ignoring unreadable checkpoint %s: %s", self.path, err)
+            return None
+
+
+class CellCheckpoints:
+    """The checkpoints of one cell: per-seed training state and finished seeds."""
+
+    def __init__(self, base_dir: str | Path, key: str, every: int | None) -> None:
+        if every is not None and int(every) < 1:
+            raise ValueError(f"checkpoint_every={every}: must be a number of epochs >= 1, "
+                             "or null to turn checkpoints off")
+        self.folder = Path(base_dir) / FOLDER / key
+        self.every = None if every is None else int(every)
+
+    def seed(self, seed: int) -> SeedCheckpoint | None:
+        """The seed's training checkpoint (None when checkpoints are off)."""
+        if self.every is None:
+            return None
+        return SeedCheckpoint(self.folder / f"seed-{seed}.pt", self.every)
+
+    def finished(self, seed: int) -> dict[str, Any] | None:
+        """What :meth:`finish` kept of a finished seed, or None."""
+        path = self.folder / f"seed-{seed}.done.json"
+        if self.every is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            log.warning("ignoring unreadable %s: %s", path, err)
+            return None
+
+    def finish(self, seed: int, entry: dict[str, Any]) -> None:
+        """Keep a finished seed's result ``entry`` (JSON: its ``values`` and what the record
+        needs from it); its training checkpoint is no longer needed."""
+        if self.every is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(entry)
+        _atomic(self.folder / f"seed-{seed}.done.json", lambda p: p.write_text(text))
+        (self.folder / f"seed-{seed}.pt").unlink(missing_ok=True)
+
+    def clear(self, seeds: Iterable[int]) -> None:
+        """Remove the checkpoints of ``seeds`` (their record is written), then the cell's and
+        the checkpoints folder if nothing else is left in them (another seed job of the cell,
+        another cell may still be running)."""
+        for seed in seeds:
+            for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json"):
+                (self.folder / name).unlink(missing_ok=True)
+        for folder in (self.folder, self.folder.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (or already gone)
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch generators' states (CPU, and every CUDA device when there is one)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
