@@ -125,10 +125,6 @@ def loop_reason(cfg: DictConfig) -> str | None:
         return f"diagnostics={kind} measures each seed's own model"
     if cfg.dataset.name == "tree_match":
         return "dataset tree_match trains mini-batches of trees (gdepth/train_trees.py)"
-    lo, hi = parts.bounds(cfg)
-    if lo > 0:  # run_seeds trains seeds 0..n-1; a part from seed 0 batches (see _batched)
-        return (f"{parts.label((lo, hi))} of a cell split into seed jobs: "
-                "gdepth.engine.run_seeds trains seeds from 0")
     return engine.unsupported(cfg)
 
 
@@ -141,12 +137,11 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
         return graph
 
     _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
-    _, hi = parts.bounds(cfg)  # a part from seed 0 (loop_reason): its seeds are 0..hi-1
-    if hi != int(cfg.seeds):
-        cfg = OmegaConf.merge(cfg, {"seeds": hi})
+    lo, hi = parts.bounds(cfg)  # the whole cell, or its part (seeds_per_job)
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
-        on_model=lambda m: record.__setitem__("params", models.count_parameters(m)))
+        on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
+        seeds=range(lo, hi))
 
 
 def _cannot_batch(reason: str) -> ValueError:

@@ -123,3 +123,15 @@ def test_a_cell_the_engine_declines_falls_back_to_the_loop_under_auto(tmp_path, 
     assert len(record["seeds"]) == 2
     record = run(tmp_path / "batched", "engine=batched", "seeds=2", "train.epochs=3")
     assert record["status"] == "failed" and cell.DECLINED in record["error"]
+
+
+def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):
+    """seeds_per_job: the part seeds 2-3 trains seeds 2 and 3 (initial weights and splits of
+    those seeds) in one batch; seed 2's split is the whole cell's seed 2 split."""
+    part = run(tmp_path / "part", "depth=2", "seeds=4", "seed_range=[2,4]", "train.epochs=20")
+    assert part["status"] == "ok", part["error"]
+    assert part["engine"]["used"] == "batched" and part["seed_range"] == [2, 4]
+    assert [s["seed"] for s in part["seeds"]] == [2, 3]
+    whole = run(tmp_path / "whole", "depth=2", "seeds=4", "train.epochs=20")
+    assert [s["split"] for s in part["seeds"]] == [s["split"] for s in whole["seeds"][2:]]
+    assert all(s["test_acc"] > CHANCE + 0.1 for s in part["seeds"])

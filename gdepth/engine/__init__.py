@@ -17,7 +17,7 @@ graph per seed), ``weight_decay_graph``, other models and norms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -61,8 +61,9 @@ def run_seeds(
     on_epoch: Callable[[int], None] | None = None,
     on_model: Callable[[nn.Module], None] | None = None,
     max_seeds: int | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[SeedResult] | None:
-    """Train seeds ``0..cfg.seeds-1`` of the cell ``cfg`` batched, or return ``None``.
+    """Train the seeds of the cell ``cfg`` batched, or return ``None``.
 
     Args:
         cfg: the cell's config (``model``, ``norm``, ``train``, ``depth``, ``seeds``).
@@ -73,6 +74,7 @@ def run_seeds(
         on_epoch: called once per seed-epoch (progress bar).
         on_model: called with seed 0's loop model (e.g. to count its parameters).
         max_seeds: at most this many seeds per batch (memory); ``None``: all at once.
+        seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
 
     Each seed's initial weights are those its loop run would have: the loop model is built
     after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
@@ -83,7 +85,7 @@ def run_seeds(
         return None
     from gdepth import models
 
-    seeds = list(range(int(cfg.seeds)))
+    seeds = list(range(int(cfg.seeds))) if seeds is None else list(seeds)
     graphs = [graph_for_seed(s) for s in seeds]
     if any(g.x is not graphs[0].x or g.y is not graphs[0].y for g in graphs):
         return None  # features or labels differ per seed: nothing to share
