@@ -75,8 +75,26 @@ def test_experiments_expand_into_per_backbone_subsweeps():
     assert args[-3:] == ["train.epochs=5", "threads=1", "name=reproduce_dropedge2020_semi"]
 
 
+def test_an_entry_key_restricts_the_experiment_and_its_published_rows():
+    """model.conv=gcn dataset.depth_r=2,3 keep the GCN entries at r = 2, 3 (not appended as a
+    deviation to every entry), and only their published rows stay in scope."""
+    from gdepth.reproduce import compare
+
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=2,3"])
+    assert [(s.overrides[-1], s.depths) for s in exp.subsweeps] == [
+        ("model.conv=gcn", [3]), ("model.conv=gcn", [4])]
+    assert all("dataset.depth_r=2" in s.overrides or "dataset.depth_r=3" in s.overrides
+               for s in exp.subsweeps)
+    assert exp.deviations == [] and exp.extra == []
+    keep = {(r["model"], r["r"]) for r in published.load("alon2021_treematch").rows
+            .astype(str).to_dict("records") if compare._in_scope(r, exp)}
+    assert keep == {("gcn", "2"), ("gcn", "3")}
+
+
 @pytest.mark.parametrize("args, message", [
     (["nosuch"], "unknown experiment 'nosuch'; valid: alon2021_treematch"),
+    (["alon2021_treematch", "model.conv=sage"],
+     "alon2021_treematch has no model.conv 'sage'; valid: gat, gcn, ggnn, gin"),
     (["dropedge2020_semi", "dataset=texas"], "no dataset 'texas'; valid: citeseer, cora, pubmed"),
     (["dropedge2020_semi", "depth=3"], "runs none of depths [3]; valid: 2, 4, 8, 16, 32, 64"),
 ])

@@ -62,9 +62,10 @@ def _header(exp: experiment.Experiment, n_cells: int) -> str:
              f"- source: {spec.get('source', '?')}",
              f"- protocol: {' '.join(str(spec.get('protocol', '?')).split())}",
              f"- cells: {n_cells}, seeds per cell: {exp.seeds}"]
-    if exp.datasets or exp.depths:
+    if exp.datasets or exp.depths or exp.filters:
+        more = "".join(f", {k}={','.join(v)}" for k, v in exp.filters.items())
         lines.append(f"- restricted to: dataset={exp.datasets or 'all'}, "
-                     f"depth={exp.depths or 'all'}")
+                     f"depth={exp.depths or 'all'}{more}")
     lines.append("- deviations from the paper's protocol: "
                  + ("; ".join(exp.deviations) if exp.deviations else "none requested"))
     for note in spec.get("differences") or []:

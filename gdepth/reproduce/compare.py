@@ -52,9 +52,13 @@ def _published_index(exp: Experiment) -> tuple[list[str], dict[tuple, dict[str, 
 
 
 def _in_scope(row: dict[str, str], exp: Experiment) -> bool:
-    """A published row the user's ``dataset=`` / ``depth=`` restrictions keep."""
+    """A published row the user's ``dataset=`` / ``depth=`` / entry-key restrictions keep."""
     if exp.datasets is not None and "dataset" in row and row["dataset"] not in exp.datasets:
         return False
+    for column, path in exp.columns.items():
+        wanted = exp.filters.get(path)
+        if wanted is not None and column in row and str(row[column]) not in wanted:
+            return False
     depth_column = next((c for c, p in exp.columns.items() if p == "depth"), None)
     return not (exp.depths is not None and depth_column
                 and int(float(row.get(depth_column, 0))) not in exp.depths)

@@ -70,6 +70,8 @@ class Experiment:
     folder: str = ""  # the sweep name: ``reproduce_<name>`` unless the user gives ``name=``
     out_dir: str = "outputs"
     datasets: list[str] | None = None  # the user's dataset= restriction (None: all)
+    # the user's restrictions on other keys the entries set (model.conv=gcn, dataset.depth_r=2)
+    filters: dict[str, list[str]] = field(default_factory=dict)
     depths: list[int] | None = None  # the user's depth= restriction (None: all)
 
     @property
@@ -89,6 +91,13 @@ def _value(overrides: list[str], key: str) -> str | None:
     return None
 
 
+def _entry_keys(spec: dict[str, Any]) -> set[str]:
+    """The keys the experiment's entries set (besides ``dataset`` and ``depth``)."""
+    keys = {o.partition("=")[0].lstrip("+~") for e in spec.get("entries") or []
+            for o in e["overrides"]}
+    return keys - {"dataset", "depth"}
+
+
 def _replace(overrides: list[str], key: str, value: str) -> list[str]:
     return [f"{key}={value}" if o.partition("=")[0].lstrip("+~") == key else o
             for o in overrides]
@@ -97,10 +106,12 @@ def _replace(overrides: list[str], key: str, value: str) -> list[str]:
 def load(name: str, user: list[str] | None = None) -> Experiment:
     """Read ``name`` and expand it, restricted by the user's ``dataset=``, ``depth=``, ``seeds=``.
 
+    A user override ``KEY=V[,V…]`` of a key the experiment's entries set (``model.conv=gcn``,
+    ``dataset.depth_r=2,3``) restricts the experiment to those values, as ``dataset=`` does.
     Every other user override is appended to every sub-sweep; those that change what a cell
     computes are listed in ``deviations`` (as is a ``seeds`` other than the protocol's).
-    Raises ValueError (one line, the valid choices) for an unknown name, a dataset the
-    experiment does not cover, or depths it never runs.
+    Raises ValueError (one line, the valid choices) for an unknown name, a dataset or another
+    entry key's value the experiment does not cover, or depths it never runs.
     """
     path = experiment_dir() / f"{name}.yaml"
     if not path.is_file():
@@ -127,6 +138,8 @@ def load(name: str, user: list[str] | None = None) -> Experiment:
         elif key == "out_dir":
             exp.out_dir = value
             exp.extra.append(item)
+        elif key in _entry_keys(spec):
+            exp.filters[key] = value.split(",")
         else:
             exp.extra.append(item)
             if not NOT_PROTOCOL.match(item):
@@ -147,11 +160,23 @@ def _expand(exp: Experiment, datasets: list[str] | None, depths: list[int] | Non
             raise ValueError(f"{exp.name} has no dataset '{wanted}'; valid: {', '.join(covered)}")
     column = exp.spec.get("variant_column", "variant")
     all_depths: set[int] = set()
+    for key, wanted in exp.filters.items():
+        valid = sorted({v for e in entries for v in (_value(e["overrides"], key) or "").split(",")
+                        if v})
+        for value in wanted:
+            if value not in valid:
+                raise ValueError(f"{exp.name} has no {key} '{value}'; valid: {', '.join(valid)}")
     for entry in entries:
         overrides = list(entry["overrides"])
         dataset = _value(overrides, "dataset")
         if datasets and dataset not in datasets:
             continue
+        narrowed = {k: [v for v in (_value(overrides, k) or "").split(",") if v in w]
+                    for k, w in exp.filters.items()}
+        if not all(narrowed.values()):
+            continue  # this entry sets none of the wanted values (or not the key at all)
+        for key, kept in narrowed.items():
+            overrides = _replace(overrides, key, ",".join(kept))
         own = parse_depths(_value(overrides, "depth") or "2")
         all_depths.update(own)
         chosen = [d for d in own if depths is None or d in depths]
