@@ -125,6 +125,7 @@ def _launch(command: str, args: list[str]) -> int:
     plain = [a for a in overrides if not a.startswith("-")]
     os.environ[progress.TOTAL_ENV] = str(_count_cells(plain) if command == "sweep" else 1)
     os.environ[progress.START_ENV] = str(time.time())
+    os.environ[progress.SKIPPED_ENV] = "0"  # the sweeper sets it once it has planned
     values = dict(a.split("=", 1) for a in plain if "=" in a)
     folder = Path(values.get("out_dir", "outputs"), "sweeps" if command == "sweep" else "runs",
                   values.get("name", ""))

@@ -17,6 +17,7 @@ from pathlib import Path
 TOTAL_ENV = "GDEPTH_SWEEP_TOTAL"
 START_ENV = "GDEPTH_SWEEP_START"
 DONE_ENV = "GDEPTH_SWEEP_DONE_AT_START"
+SKIPPED_ENV = "GDEPTH_SWEEP_SKIPPED"  # the cells (seed jobs) the sweep found done
 
 
 def _duration(seconds: float) -> str:
@@ -34,15 +35,19 @@ def count_records(base_dir: str | Path) -> int:
 
 
 def sweep_line(base_dir: str | Path) -> str:
-    """``[done/total] ETA …`` for the sweep writing into ``base_dir`` (or ``[done]``)."""
-    done = count_records(base_dir)
+    """``[done/total] ETA …`` for the sweep writing into ``base_dir`` (or ``[done]``).
+
+    done = the cells this sweep skipped as already done + the records written since it
+    started, so a sweep into a folder holding other cells' records counts only its own.
+    """
+    count = count_records(base_dir)
     total = int(os.environ.get(TOTAL_ENV, "0") or 0)
     if total <= 0:
-        return f"[{done}]"
-    done = min(done, total)
+        return f"[{count}]"
+    done_now = count - int(os.environ.get(DONE_ENV, "0") or 0)
+    done = min(int(os.environ.get(SKIPPED_ENV, "0") or 0) + done_now, total)
     line = f"[{done}/{total}]"
     start = float(os.environ.get(START_ENV, "0") or 0)
-    done_now = done - int(os.environ.get(DONE_ENV, "0") or 0)
     if start and done_now > 0 and done < total:
         eta = (time.time() - start) / done_now * (total - done)
         line += f" ETA {_duration(eta)}"

@@ -175,11 +175,13 @@ class ResumeSweeper(BasicSweeper):
                 if all(u.name != unit.name for u in todo):
                     todo.append(unit)
         n_units = sum(len(split or [None]) for _, _, split in cells.values())
+        os.environ[progress.TOTAL_ENV] = str(n_units)  # progress counts jobs: one record each
+        os.environ[progress.SKIPPED_ENV] = str(n_units - len(todo))
+        os.environ[progress.DONE_ENV] = str(progress.count_records(sweep_dir))
         if n_units == len(jobs):
             log.info("%d cells planned: %d to run, %d skipped", len(jobs), len(todo),
                      len(jobs) - len(todo))
-        else:  # progress counts jobs: one record each
-            os.environ[progress.TOTAL_ENV] = str(n_units)
+        else:
             log.info("%d cells planned as %d seed jobs: %d to run, %d skipped", len(jobs),
                      n_units, len(todo), n_units - len(todo))
         size = self.max_batch_size or len(todo) or 1

@@ -120,3 +120,16 @@ def test_ray_runs_the_cells_on_a_local_ray(env, tmp_path):
     assert "2 cells planned: 0 to run, 2 skipped" in again.stderr
     record = json.loads(next((tmp_path / "outputs/sweeps/r/records").glob("*.json")).read_text())
     assert "+launcher=ray" in record["overrides"]
+
+
+def test_progress_counts_only_this_sweeps_cells_in_a_shared_folder(env, tmp_path):
+    """A second sweep into a folder holding other cells counts [1/1], not [3/1]; a resumed
+    sweep counts the cells it skipped as done."""
+    first = gdepth(["sweep", "depth=2,4", "name=p", *TINY], env, tmp_path)
+    assert first.returncode == 0 and "[2/2] csbm gcn·none L=4: ok" in first.stderr
+    other = gdepth(["sweep", "depth=8", "name=p", *TINY], env, tmp_path)
+    assert other.returncode == 0 and "[1/1] csbm gcn·none L=8: ok" in other.stderr
+    next((tmp_path / "outputs/sweeps/p/records").glob("*.json")).unlink()
+    again = gdepth(["sweep", "depth=2,4,8", "name=p", *TINY], env, tmp_path)
+    assert again.returncode == 0 and "3 cells planned: 1 to run, 2 skipped" in again.stderr
+    assert re.search(r"\[3/3\] csbm gcn·none L=\d: ok", again.stderr), again.stderr[-2000:]
