@@ -40,10 +40,18 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
     return [*ROW_KEYS, *sorted(varying)]
 
 
+def _short(key: str) -> str:
+    """A row key as the label names it: a group's choice by the group (``dataset.name`` →
+    ``dataset``), a one-level option by its leaf (``model.dropout`` → ``dropout``)."""
+    if key.endswith(".name") and key.count(".") == 1:
+        return key.split(".", 1)[0]
+    return key.split(".", 1)[-1] if key.count(".") == 1 else key
+
+
 def _label(keys: list[str], values: tuple) -> str:
     head = "·".join(str(v) for v in values[:2])
-    rest = [f"{k.split('.', 1)[-1] if k.count('.') == 1 else k}={v}" for k, v in
-            zip(keys[2:], values[2:], strict=True)]
+    rest = [str(v) if k == "dataset.name" else f"{_short(k)}={v}"
+            for k, v in zip(keys[2:], values[2:], strict=True)]
     return " ".join([head, *rest])
 
 
@@ -114,7 +122,7 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
                            if best[d].notna().sum() > 1  # a column with one number has no best
                            and is_accuracy(metric)}
     table.attrs["means"] = best
-    table.index.name = " · ".join(["model·norm", *[k for k in keys[2:]]])
+    table.index.name = " · ".join(["model·norm", *[k.removesuffix(".name") for k in keys[2:]]])
     table.columns = [f"L={d}" for d in depths]
     return table
 

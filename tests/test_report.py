@@ -6,6 +6,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gdepth import records, report
@@ -105,3 +106,13 @@ def test_a_single_row_marks_no_best(tmp_path):
     _write(tmp_path, [_record("gcn", "none", 2, [0.5, 0.6]), _record("gcn", "none", 4, [0.4])])
     _, md = report.write_report(tmp_path)
     assert "**" not in md and "55.0 ± 5.0 (2)" in md
+
+
+def test_a_varying_dataset_labels_rows_by_its_name():
+    frame = pd.DataFrame([
+        {"model.name": "gcn", "norm.name": "none", "dataset.name": ds, "depth": d, "seed": 0,
+         "test_acc": 0.5, "status": "ok", "seed_status": "ok"}
+        for ds in ("grid2d", "ring") for d in (2, 4)])
+    table = report.build_table(frame)
+    assert table.index.name == "model·norm · dataset"
+    assert list(table.index) == ["gcn·none grid2d", "gcn·none ring"]
