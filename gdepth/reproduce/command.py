@@ -120,7 +120,8 @@ def main(argv: list[str]) -> int:
             if sub.dataset in missing:
                 continue
             args = [sys.executable, "-m", "gdepth.cli", "sweep", *experiment.sweep_args(exp, sub)]
-            print(f"gdepth reproduce: {' '.join(sub.labels.values())}: "
+            head = " ".join(sub.labels.values())
+            print(f"gdepth reproduce: {head + ': ' if head else ''}"
                   f"gdepth sweep {' '.join(args[4:])}", file=sys.stderr, flush=True)
             subprocess.run(args, stdout=subprocess.DEVNULL, check=False)
     wall = time.perf_counter() - start
