@@ -49,8 +49,19 @@ def _figure(curves: dict[str, np.ndarray], xlabel: str, ylabel: str, log: bool, 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
-    for label, values in curves.items():
-        ax.plot(np.arange(len(values)), values, label=label, linewidth=1.2)
+    # one colour map and line style per model·norm, shades by depth: more than ten curves stay
+    # distinguishable (matplotlib's default cycle repeats after ten)
+    groups = list(dict.fromkeys(label.split(" L=")[0] for label in curves))
+    maps = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
+    styles = ("-", "--", "-.", ":")
+    for g, group in enumerate(groups):
+        members = [label for label in curves if label.split(" L=")[0] == group]
+        cmap = plt.get_cmap(maps[g % len(maps)])
+        for i, label in enumerate(members):
+            shade = 0.45 + 0.5 * (i / max(len(members) - 1, 1))
+            values = curves[label]
+            ax.plot(np.arange(len(values)), values, label=label, linewidth=1.3,
+                    color=cmap(shade), linestyle=styles[g % len(styles)])
     if log:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
