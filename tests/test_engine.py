@@ -100,6 +100,10 @@ CASES = [
     # by a full lr step in a random direction, in either engine (and between two loop runs
     # with another summation order), which the eval-mode output (running statistics) shows.
     ("gcn_res", {"name": "batchnorm"}, 4, "all", "sparse"),
+    # APPNP: a 2-layer MLP, then K weightless propagation steps (one SpMM for all seeds)
+    ("appnp", {"name": "none"}, 5, "all", "dense"),
+    ("appnp", {"name": "nodenorm", "variant": "n"}, 10, "all", "sparse"),
+    ("appnp", {"name": "batchnorm"}, 3, "all", "dense"),
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 
@@ -109,7 +113,8 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
                                               dropout_layers, kind):
     gs, adj = graphs[kind], graphs["adj"]
     loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
-    stacked = StackedGCN.from_models(copy.deepcopy(loop))
+    stacked = engine.stack(copy.deepcopy(loop))
+    assert type(stacked).__name__ == ("StackedAPPNP" if name == "appnp" else "StackedGCN")
     masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
     stacked.mask_fn = SeedMasks(SEEDS).stacked
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
@@ -178,6 +183,13 @@ def test_fit_batched_reports_what_fit_reports(graphs, monkeypatch, train_kw):
     expected, _ = _compare_fits(gs, adj, loop, stacked, _train_cfg(**train_kw), monkeypatch)
     if "patience" in train_kw:  # the case exercises early stopping
         assert any(r.epochs_run < train_kw["epochs"] for r in expected)
+
+
+def test_fit_batched_appnp_reports_what_fit_reports(graphs, monkeypatch):
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = _loop_models(gs[0], "appnp", {"name": "none"}, 8)
+    stacked = engine.stack(copy.deepcopy(loop))
+    _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
 
 
 def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):

@@ -9,10 +9,11 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping) and ``gcn_res`` with norms ``none``, ``nodenorm``,
-``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every selection and
-stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge / DropNode (a different
-graph per seed), ``weight_decay_graph``, other models and norms.
+(without skip / identity mapping), ``gcn_res`` and ``appnp`` (:mod:`gdepth.engine.appnp`) with
+norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW /
+SGD, every selection and stopping rule, label smoothing, L1 and adaptive clipping. Not:
+DropEdge / DropNode (a different graph per seed), ``weight_decay_graph``, other models and
+norms.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.batched import StackedGCN
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.layers import NotBatchable
@@ -30,10 +32,20 @@ from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res")
+MODELS = ("gcn", "gcn_res", "appnp")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedGCN", "fit_batched", "run_seeds", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "fit_batched", "run_seeds",
+           "stack", "unsupported"]
+
+
+def stack(loop_models: Sequence[nn.Module]) -> StackedGCN | StackedAPPNP:
+    """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
+    from gdepth.models.appnp import APPNP
+
+    if isinstance(loop_models[0], APPNP):
+        return StackedAPPNP.from_models(loop_models)
+    return StackedGCN.from_models(loop_models)
 
 
 def unsupported(cfg: Any) -> str | None:
@@ -100,7 +112,7 @@ def run_seeds(
     results: list[SeedResult] = []
     try:
         for lo in range(0, len(seeds), step):
-            stacked = StackedGCN.from_models(loop_models[lo:lo + step]).to(device)
+            stacked = stack(loop_models[lo:lo + step]).to(device)
             results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
                                    seeds[lo:lo + step], on_epoch)
     except NotBatchable:
