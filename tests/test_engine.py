@@ -104,6 +104,9 @@ CASES = [
     ("appnp", {"name": "none"}, 5, "all", "dense"),
     ("appnp", {"name": "nodenorm", "variant": "n"}, 10, "all", "sparse"),
     ("appnp", {"name": "batchnorm"}, 3, "all", "dense"),
+    # JKNet: GCN layers, then concatenation of every layer's output, then a linear layer
+    ("jknet", {"name": "none"}, 4, "all", "sparse"),
+    ("jknet", {"name": "pairnorm", "mode": "PN"}, 3, "io", "dense"),
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 
@@ -114,7 +117,8 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
     gs, adj = graphs[kind], graphs["adj"]
     loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
     stacked = engine.stack(copy.deepcopy(loop))
-    assert type(stacked).__name__ == ("StackedAPPNP" if name == "appnp" else "StackedGCN")
+    assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet"}.get(
+        name, "StackedGCN")
     masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
     stacked.mask_fn = SeedMasks(SEEDS).stacked
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
@@ -190,6 +194,18 @@ def test_fit_batched_appnp_reports_what_fit_reports(graphs, monkeypatch):
     loop = _loop_models(gs[0], "appnp", {"name": "none"}, 8)
     stacked = engine.stack(copy.deepcopy(loop))
     _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
+
+
+def test_fit_batched_jknet_max_reports_what_fit_reports(graphs, monkeypatch):
+    gs, adj = graphs["dense"], graphs["adj"]
+    loop = []
+    for s in range(SEEDS):
+        torch.manual_seed(s)
+        loop.append(models.build(OmegaConf.create({"name": "jknet", "hidden": 8, "mode": "max"}),
+                                 OmegaConf.create({"name": "none"}), 3, gs[0].num_features,
+                                 gs[0].num_classes))
+    stacked = engine.stack(copy.deepcopy(loop))
+    _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
 
 
 def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):

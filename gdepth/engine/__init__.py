@@ -9,7 +9,7 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping), ``gcn_res`` and ``appnp`` (:mod:`gdepth.engine.appnp`) with
+(without skip / identity mapping), ``gcn_res``, ``appnp`` and ``jknet`` (``cat`` / ``max``) with
 norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW /
 SGD, every selection and stopping rule, label smoothing, L1 and adaptive clipping. Not:
 DropEdge / DropNode (a different graph per seed), ``weight_decay_graph``, other models and
@@ -27,24 +27,28 @@ from torch import Tensor, nn
 from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.batched import StackedGCN
 from gdepth.engine.fit import fit_batched
+from gdepth.engine.jknet import StackedJKNet
 from gdepth.engine.layers import NotBatchable
 from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res", "appnp")
+MODELS = ("gcn", "gcn_res", "appnp", "jknet")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "fit_batched", "run_seeds",
-           "stack", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedJKNet", "fit_batched",
+           "run_seeds", "stack", "unsupported"]
 
 
-def stack(loop_models: Sequence[nn.Module]) -> StackedGCN | StackedAPPNP:
+def stack(loop_models: Sequence[nn.Module]) -> StackedGCN | StackedAPPNP | StackedJKNet:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
+    from gdepth.models.jknet import JKNet
 
     if isinstance(loop_models[0], APPNP):
         return StackedAPPNP.from_models(loop_models)
+    if isinstance(loop_models[0], JKNet):
+        return StackedJKNet.from_models(loop_models)
     return StackedGCN.from_models(loop_models)
 
 
@@ -56,6 +60,8 @@ def unsupported(cfg: Any) -> str | None:
         return f"model {name} is not seed-batched (batched: {', '.join(MODELS)})"
     if str(option(model, "skip", "none")) != "none" or option(model, "identity_mapping", False):
         return "gcn skip connections / identity mapping are not seed-batched"
+    if name == "jknet" and str(option(model, "mode", "cat")) not in ("cat", "max"):
+        return "jknet mode lstm is not seed-batched (batched: cat, max)"
     if str(option(norm, "name", "none")) not in NORMS:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
     if float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)):
