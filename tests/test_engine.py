@@ -107,6 +107,9 @@ CASES = [
     # JKNet: GCN layers, then concatenation of every layer's output, then a linear layer
     ("jknet", {"name": "none"}, 4, "all", "sparse"),
     ("jknet", {"name": "pairnorm", "mode": "PN"}, 3, "io", "dense"),
+    # GCNII: initial residual + identity mapping, linear input and output layers
+    ("gcnii", {"name": "none"}, 6, "all", "sparse"),
+    ("gcnii", {"name": "nodenorm", "variant": "n"}, 4, "all", "dense"),
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 
@@ -117,8 +120,8 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
     gs, adj = graphs[kind], graphs["adj"]
     loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
     stacked = engine.stack(copy.deepcopy(loop))
-    assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet"}.get(
-        name, "StackedGCN")
+    assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet",
+                                      "gcnii": "StackedGCNII"}.get(name, "StackedGCN")
     masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
     stacked.mask_fn = SeedMasks(SEEDS).stacked
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
@@ -206,6 +209,21 @@ def test_fit_batched_jknet_max_reports_what_fit_reports(graphs, monkeypatch):
                                  gs[0].num_classes))
     stacked = engine.stack(copy.deepcopy(loop))
     _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
+
+
+def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs, monkeypatch):
+    """GCNII* (variant) with the official wd1 / wd2 parameter groups."""
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = []
+    for s in range(SEEDS):
+        torch.manual_seed(s)
+        loop.append(models.build(OmegaConf.create({"name": "gcnii", "hidden": 8,
+                                                   "variant": True}),
+                                 OmegaConf.create({"name": "none"}), 4, gs[0].num_features,
+                                 gs[0].num_classes))
+    stacked = engine.stack(copy.deepcopy(loop))
+    cfg = _train_cfg(weight_decay=5e-4, weight_decay_graph=0.01)
+    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
 
 
 def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):

@@ -9,11 +9,11 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping), ``gcn_res``, ``appnp`` and ``jknet`` (``cat`` / ``max``) with
-norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW /
-SGD, every selection and stopping rule, label smoothing, L1 and adaptive clipping. Not:
-DropEdge / DropNode (a different graph per seed), ``weight_decay_graph``, other models and
-norms.
+(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``) and
+``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), with norms ``none``,
+``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every
+selection and stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge /
+DropNode (a different graph per seed), other models and norms.
 """
 
 from __future__ import annotations
@@ -27,28 +27,32 @@ from torch import Tensor, nn
 from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.batched import StackedGCN
 from gdepth.engine.fit import fit_batched
+from gdepth.engine.gcnii import StackedGCNII
 from gdepth.engine.jknet import StackedJKNet
 from gdepth.engine.layers import NotBatchable
 from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res", "appnp", "jknet")
+MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedJKNet", "fit_batched",
-           "run_seeds", "stack", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedGCNII",
+           "StackedJKNet", "fit_batched", "run_seeds", "stack", "unsupported"]
 
 
-def stack(loop_models: Sequence[nn.Module]) -> StackedGCN | StackedAPPNP | StackedJKNet:
+def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
+    from gdepth.models.gcnii import GCNII
     from gdepth.models.jknet import JKNet
 
     if isinstance(loop_models[0], APPNP):
         return StackedAPPNP.from_models(loop_models)
     if isinstance(loop_models[0], JKNet):
         return StackedJKNet.from_models(loop_models)
+    if isinstance(loop_models[0], GCNII):
+        return StackedGCNII.from_models(loop_models)
     return StackedGCN.from_models(loop_models)
 
 
@@ -66,8 +70,8 @@ def unsupported(cfg: Any) -> str | None:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
     if float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)):
         return "DropEdge / DropNode draw a different graph per seed"
-    if option(train, "weight_decay_graph") is not None:
-        return "weight_decay_graph is not seed-batched"
+    if option(train, "weight_decay_graph") is not None and name != "gcnii":
+        return f"weight_decay_graph: model {name} has no separate graph layers to batch"
     return None
 
 

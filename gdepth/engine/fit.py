@@ -43,13 +43,17 @@ def make_optimizer(model: StackedGCN, train_cfg: Any) -> torch.optim.Optimizer:
     name = str(train_cfg.optimizer)
     if name not in OPTIMIZERS:
         raise unknown("optimizer", name, OPTIMIZERS)
-    if option(train_cfg, "weight_decay_graph") is not None:
-        raise NotBatchable("weight_decay_graph: gcn / gcn_res have no separate graph layers")
+    graph_decay = option(train_cfg, "weight_decay_graph")
     params: Any = list(model.parameters())
     if option(train_cfg, "weight_decay_first_only", False):
         first = {id(p) for p in model.first_layer_parameters()}
         params = [{"params": [p for p in params if id(p) in first]},
                   {"params": [p for p in params if id(p) not in first], "weight_decay": 0.0}]
+    elif graph_decay is not None:
+        if not hasattr(model, "parameter_groups"):
+            raise NotBatchable(f"weight_decay_graph: {type(model).__name__} has no separate "
+                               "graph layers")
+        params = model.parameter_groups(float(graph_decay), float(train_cfg.weight_decay))
     return OPTIMIZERS[name](params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
