@@ -37,10 +37,22 @@ def finish(directory: Path) -> None:
         since = dt.datetime.fromtimestamp(float(start), dt.timezone.utc).isoformat()
         finished = [r["finished_at"] for r in found if r.get("finished_at")]  # not placeholders
         skipped = sum(t < since for t in finished)
-        summary += f"; {len(finished) - skipped} run now, {skipped} skipped as already done"
+        launched = _launched()
+        elsewhere = 0 if launched is None else sum(  # an earlier launch's job still running
+            r.get("key") not in launched and r["finished_at"] >= since
+            for r in found if r.get("finished_at"))
+        by = f" ({elsewhere} by a job of an earlier launch)" if elsewhere else ""
+        summary += f"; {len(finished) - skipped} run now{by}, {skipped} skipped as already done"
     print(f"\n{text}\n", flush=True)
     print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
           "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
+
+
+def _launched() -> set[str] | None:
+    """The cell keys this process's sweep submitted (None for ``gdepth run``)."""
+    from gdepth import sweeper
+
+    return sweeper.LAST.get("launched")
 
 
 class ReportCallback(Callback):

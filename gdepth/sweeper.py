@@ -152,6 +152,7 @@ class ResumeSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
+        LAST.clear()  # one sweep per process in the CLI; tests run several
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
@@ -174,6 +175,7 @@ class ResumeSweeper(BasicSweeper):
             for unit in self._units(sweep_dir, job, *cells[tuple(job)]):
                 if all(u.name != unit.name for u in todo):
                     todo.append(unit)
+        LAST["launched"] = {u.key for u in todo}  # the report tells these from others' cells
         n_units = sum(len(split or [None]) for _, _, split in cells.values())
         os.environ[progress.TOTAL_ENV] = str(n_units)  # progress counts jobs: one record each
         os.environ[progress.SKIPPED_ENV] = str(n_units - len(todo))

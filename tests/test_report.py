@@ -116,3 +116,25 @@ def test_a_varying_dataset_labels_rows_by_its_name():
     table = report.build_table(frame)
     assert table.index.name == "model·norm · dataset"
     assert list(table.index) == ["gcn·none grid2d", "gcn·none ring"]
+
+
+def test_sweep_summary_tells_cells_finished_by_an_earlier_launchs_job(tmp_path, monkeypatch,
+                                                                       capsys):
+    import datetime as dt
+
+    from gdepth import callbacks, progress, sweeper
+
+    start = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    old, mine, orphan = (_record("gcn", "none", d, [0.5]) for d in (2, 4, 8))
+    old["finished_at"] = "2026-01-01T00:00:00+00:00"  # before this sweep: skipped
+    mine["finished_at"] = orphan["finished_at"] = "2026-01-03T00:00:00+00:00"
+    _write(tmp_path, [old, mine, orphan])
+    monkeypatch.setenv(progress.START_ENV, str(start.timestamp()))
+    monkeypatch.setattr(sweeper, "LAST", {"launched": {mine["key"]}})
+    callbacks.finish(tmp_path)
+    err = capsys.readouterr().err
+    assert ("3 cells (3 ok; 2 run now (1 by a job of an earlier launch), 1 skipped as already "
+            "done)") in err
+    monkeypatch.setattr(sweeper, "LAST", {"launched": {mine["key"], orphan["key"]}})
+    callbacks.finish(tmp_path)
+    assert "3 cells (3 ok; 2 run now, 1 skipped as already done);" in capsys.readouterr().err
