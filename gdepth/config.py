@@ -43,6 +43,7 @@ class Selection(str, Enum):
 class DropoutLayers(str, Enum):
     all = "all"  # dropout before every convolution (Kipf & Welling)
     io = "io"  # only before the first and the last convolution (NodeNorm's code)
+    hidden = "hidden"  # before every convolution but the first: not on the input (DropEdge)
 
 
 @dataclass

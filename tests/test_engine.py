@@ -94,6 +94,7 @@ CASES = [
     ("gcn_res", {"name": "nodenorm", "variant": "n"}, 4, "io", "sparse"),
     ("gcn_res", {"name": "pairnorm", "mode": "PN"}, 4, "all", "dense"),
     ("gcn", {"name": "pairnorm", "mode": "PN-SI"}, 3, "all", "sparse"),
+    ("gcn", {"name": "none"}, 4, "hidden", "sparse"),  # DropEdge's placement: X undropped
     ("gcn_res", {"name": "pairnorm", "mode": "PN-SCS"}, 3, "io", "dense"),
     # SGD here: the bias of a conv followed by BatchNorm has a gradient that is exactly 0 in
     # exact arithmetic; Adam divides its float noise (1e-9) by its own size and moves the bias

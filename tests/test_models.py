@@ -165,6 +165,26 @@ def test_dropout_layers_io_vs_all():
     torch.testing.assert_close(io.eval()(x, adj), every.eval()(x, adj), atol=0, rtol=0)
 
 
+def test_dropout_layers_hidden_spares_the_input_features():
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(model_cfg(dropout_layers="hidden", dropout=0.9), None, 4, IN, OUT)
+    assert model.dropout_at == {1, 2, 3}
+    first = model.convs[0]
+    seen = []
+    first.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    torch.manual_seed(0)
+    out = model.train()(x, adj)
+    assert torch.equal(seen[0], x)  # the raw features reach the first conv untouched
+    torch.manual_seed(0)
+    h = torch.relu(first(x, adj))
+    for i, conv in enumerate(model.convs[1:], start=1):
+        h = conv(F.dropout(h, p=0.9, training=True), adj)
+        h = torch.relu(h) if i < 3 else h
+    torch.testing.assert_close(out, h)
+    assert models.build(model_cfg(dropout_layers="hidden"), None, 1, IN, OUT).dropout_at == set()
+
+
 def test_parameter_count_closed_form():
     model = models.build(model_cfg(hidden=16), None, 3, 10, 3)
     assert models.count_parameters(model) == 10 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
@@ -184,7 +204,7 @@ def test_config_defaults_and_errors():
         models.build({"name": "gcn"}, None, 0, IN, OUT)
     with pytest.raises(ValueError, match="'swish'; valid: elu, identity, relu, tanh"):
         models.build({"name": "gcn", "activation": "swish"}, None, 2, IN, OUT)
-    with pytest.raises(ValueError, match="'some'; valid: all, io"):
+    with pytest.raises(ValueError, match="'some'; valid: all, hidden, io"):
         models.build({"name": "gcn", "dropout_layers": "some"}, None, 2, IN, OUT)
 
 

@@ -95,7 +95,7 @@ class Bottleneck(common.LayerDropout, nn.Module):
         fully_adjacent_last: the last layer connects every node to its tree's root only.
             (default: ``False``)
         dropout: dropout probability before the graph layers. (default: ``0.0``)
-        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)

@@ -17,7 +17,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 
-DROPOUT_LAYERS = ("all", "io")
+DROPOUT_LAYERS = ("all", "io", "hidden")
 
 
 def activation(name: str) -> nn.Module:
@@ -32,13 +32,18 @@ def dropout_positions(dropout_layers: str, num_layers: int) -> frozenset[int]:
 
     Args:
         dropout_layers: ``"all"``: every layer (Kipf & Welling); ``"io"``: only the first and the
-            last layer, as the NodeNorm code does (``dropout.layer=[1,-1]``).
+            last layer, as the NodeNorm code does (``dropout.layer=[1,-1]``); ``"hidden"``: every
+            layer but the first, i.e. never on the raw input features, as DropEdge's ``mutigcn``
+            (Rong et al., ICLR 2020, ``src/models.py``: dropout after every convolution's
+            activation except the output one).
         num_layers: number of layers the dropout can precede.
     """
     if dropout_layers not in DROPOUT_LAYERS:
         raise unknown("dropout_layers", dropout_layers, DROPOUT_LAYERS)
     if dropout_layers == "all":
         return frozenset(range(num_layers))
+    if dropout_layers == "hidden":
+        return frozenset(range(1, num_layers))
     return frozenset({0, num_layers - 1})
 
 

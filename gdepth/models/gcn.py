@@ -22,7 +22,8 @@ Depth convention (both): depth :math:`L` = number of graph convolutions, the inp
 (in → hidden) and output (hidden → out) ones included; :math:`L = 1` is one in → out
 convolution, :math:`L = 2` is input + output, and :math:`L - 2` hidden layers follow the input
 one. Dropout with probability ``dropout`` is applied to the input of the convolutions selected by
-``dropout_layers`` (``all`` or ``io``: first and last only, as the NodeNorm code).
+``dropout_layers`` (``all``; ``io``: first and last only, as the NodeNorm code; ``hidden``: all
+but the first, never on the input features, as DropEdge's ``mutigcn``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class GCN(common.LayerDropout, nn.Module):
             convolution but the last; ``None`` for none. (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
         identity_mapping: GCNII's identity mapping on the hidden → hidden convolutions,
             :math:`\beta_l(\hat{A}H)W + (1-\beta_l)\hat{A}H`, :math:`\beta_l =
             \log(\lambda/l + 1)` with l the layer's 1-based index (Bag of Tricks'

@@ -56,7 +56,8 @@ class GGNN(common.LayerDropout, nn.Module):
         norm_cfg: ``norm`` config, one norm after each step; ``None`` for none.
             (default: ``None``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"`` or ``"io"`` (the same: input and output). (default: ``"all"``)
+        dropout_layers: ``"all"`` or ``"io"`` (the same: input and output), ``"hidden"``
+            (output only). (default: ``"all"``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)

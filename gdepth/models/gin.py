@@ -60,7 +60,7 @@ class GIN(common.LayerDropout, nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``, inside each MLP and after
             each layer. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)

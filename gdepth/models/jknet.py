@@ -62,7 +62,7 @@ class JKNet(common.LayerDropout, nn.Module):
             (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"`` or ``"io"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
