@@ -125,6 +125,8 @@ def loop_reason(cfg: DictConfig) -> str | None:
         return f"diagnostics={kind} measures each seed's own model"
     if cfg.dataset.name == "tree_match":
         return "dataset tree_match trains mini-batches of trees (gdepth/train_trees.py)"
+    if cfg.get("activation_checkpointing"):
+        return "activation_checkpointing is implemented in the per-seed models (gcn, gcn_res)"
     return engine.unsupported(cfg)
 
 
@@ -187,6 +189,8 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             model = models.build(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
                                  graph.num_classes).to(device)
             record["params"] = models.count_parameters(model)
+            if cfg.get("activation_checkpointing"):
+                models.checkpoint_layers(model)
             train_adj = graph_dropout.sampler(
                 graph.edge_index, graph.num_nodes,
                 dropedge=float(cfg.train.get("dropedge", 0.0)),

@@ -322,6 +322,7 @@ class GdepthConfig:
     threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal
     checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
+    activation_checkpointing: bool = False  # recompute layers in backward; not identity
 
 
 def register() -> None:

@@ -135,3 +135,26 @@ def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):
     whole = run(tmp_path / "whole", "depth=2", "seeds=4", "train.epochs=20")
     assert [s["split"] for s in part["seeds"]] == [s["split"] for s in whole["seeds"][2:]]
     assert all(s["test_acc"] > CHANCE + 0.1 for s in part["seeds"])
+
+
+def test_activation_checkpointing_runs_the_loop_with_the_same_numbers(tmp_path):
+    args = ("depth=6", "seeds=2", "train.epochs=8", "norm=nodenorm")
+    plain = run(tmp_path / "plain", "engine=loop", *args)
+    saved = run(tmp_path / "ckpt", "activation_checkpointing=true", *args)
+    assert plain["status"] == saved["status"] == "ok", saved["error"]
+    assert saved["engine"]["used"] == "loop"
+    assert "activation_checkpointing" in saved["engine"]["reason"]
+    assert saved["key"] == plain["key"]  # a memory setting, not part of what the cell computes
+    fields = ("selected_epoch", "train_acc", "val_acc", "test_acc", "train_loss", "val_loss")
+    assert ([[s[f] for f in fields] for s in saved["seeds"]]
+            == [[s[f] for f in fields] for s in plain["seeds"]])
+
+
+def test_activation_checkpointing_refuses_what_it_cannot_recompute(tmp_path):
+    bn = run(tmp_path / "bn", "activation_checkpointing=true", "norm=batchnorm", "seeds=1",
+             "train.epochs=2")
+    assert bn["status"] == "failed"
+    assert "running statistics twice" in bn["error"] and "none, nodenorm, pairnorm" in bn["error"]
+    gat = run(tmp_path / "gat", "activation_checkpointing=true", "model=gat", "seeds=1",
+              "train.epochs=2")
+    assert gat["status"] == "failed" and "models that do: gcn, gcn_res" in gat["error"]

@@ -241,3 +241,28 @@ def test_sparse_features_give_the_dense_result(name):
     assert torch.allclose(dense, sparse, atol=1e-5)
     sparse.sum().backward()
     assert model.convs[0].lin.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("name", "norm"), [("gcn", None), ("gcn_res", {"name": "nodenorm"}),
+                                            ("gcn_res", {"name": "pairnorm"})])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(name, norm):
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    plain = models.build(model_cfg(name=name), norm, 6, IN, OUT)
+    saved = models.build(model_cfg(name=name), norm, 6, IN, OUT)
+    saved.load_state_dict(plain.state_dict())
+    models.checkpoint_layers(saved)
+    grads, calls = [], []
+    for model in (plain, saved):
+        count = [0]
+        model.convs[2].register_forward_hook(lambda *_, c=count: c.__setitem__(0, c[0] + 1))
+        torch.manual_seed(3)  # the same dropout masks, recomputed ones included
+        loss = model.train()(x, adj).logsumexp(-1).mean()
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        calls.append(count[0])
+    assert calls == [1, 2]  # the checkpointed layer ran again in the backward pass
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert saved.checkpoint_layers and not plain.checkpoint_layers
+    torch.testing.assert_close(saved.eval()(x, adj), plain.eval()(x, adj), atol=0, rtol=0)

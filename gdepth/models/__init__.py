@@ -155,3 +155,26 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "convention", "count_parameters"]
+
+
+def checkpoint_layers(model: nn.Module) -> None:
+    """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model``.
+
+    Each hidden layer then keeps only its input for the backward pass and recomputes its
+    output there: activation memory ~ one ``[N, hidden]`` tensor per layer instead of several,
+    for about one more forward pass per step. Only :class:`gdepth.models.gcn.GCN` and ``GCNRes``
+    (without skips) implement it; BatchNorm is refused, since the recomputation would update
+    its running statistics a second time.
+    """
+    from torch_geometric.nn import BatchNorm
+
+    from gdepth.models.gcn import GCN
+
+    if not isinstance(model, GCN):
+        raise ValueError(f"activation_checkpointing: model {type(model).__name__} does not "
+                         "implement it; models that do: gcn, gcn_res (without model.skip)")
+    if any(isinstance(n, (BatchNorm, nn.modules.batchnorm._BatchNorm)) for n in model.norms):
+        raise ValueError("activation_checkpointing with norm batchnorm: the recomputed forward "
+                         "would update its running statistics twice; norms that work: none, "
+                         "nodenorm, pairnorm")
+    model.checkpoint_layers = True

@@ -31,7 +31,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
@@ -100,11 +102,23 @@ class GCN(common.LayerDropout, nn.Module):
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
                       else 1.0 for i in range(depth)]
 
+    # activation checkpointing (``activation_checkpointing=true``, set through
+    # :func:`gdepth.models.checkpoint_layers`): each hidden layer keeps only its input for the
+    # backward pass and recomputes the rest there (torch.utils.checkpoint, which restores the RNG
+    # state, so the dropout masks and the gradients are the same as without it)
+    checkpoint_layers = False
+
+    def _layer(self, x: Tensor, adj: Tensor, i: int) -> Tensor:
+        return self.act(self.norms[i](identity_mapped(self.convs[i], self._drop(x, i), adj,
+                                                      self.betas[i])))
+
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         x = common.tap(self, x)
-        for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
-            h = self.act(norm(identity_mapped(conv, self._drop(x, i), adj, self.betas[i])))
+        recompute = self.checkpoint_layers and self.training and torch.is_grad_enabled()
+        for i in range(len(self.convs) - 1):
+            h = (checkpoint(self._layer, x, adj, i, use_reentrant=False) if recompute
+                 else self._layer(x, adj, i))
             x = common.tap(self, h + x if self.residual and i > 0 else h)
         return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), adj))
 
