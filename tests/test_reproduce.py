@@ -91,6 +91,19 @@ def test_an_entry_key_restricts_the_experiment_and_its_published_rows():
     assert keep == {("gcn", "2"), ("gcn", "3")}
 
 
+def test_a_model_restriction_keeps_only_that_backbones_published_rows():
+    """model=gcn keeps DropEdge's GCN entries, so the ResGCN / JKNet / IncepGCN rows are out of
+    scope (not listed as `not run`)."""
+    from gdepth.reproduce import compare
+
+    exp = experiment.load("dropedge2020_semi", ["dataset=cora", "model=gcn", "depth=2,4,8"])
+    assert {s.labels["backbone"] for s in exp.subsweeps} == {"GCN"}
+    keep = {(r["backbone"], r["depth"], r["variant"]) for r in
+            published.load("dropedge2020_semi").rows.astype(str).to_dict("records")
+            if compare._in_scope(r, exp)}
+    assert keep == {("GCN", d, v) for d in ("2", "4", "8") for v in ("original", "dropedge")}
+
+
 @pytest.mark.parametrize("args, message", [
     (["nosuch"], "unknown experiment 'nosuch'; valid: alon2021_treematch"),
     (["alon2021_treematch", "model.conv=sage"],

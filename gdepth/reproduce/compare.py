@@ -59,6 +59,10 @@ def _in_scope(row: dict[str, str], exp: Experiment) -> bool:
         wanted = exp.filters.get(path)
         if wanted is not None and column in row and str(row[column]) not in wanted:
             return False
+    if exp.filters and not any(  # model=gcn: only the rows of the entries it kept (backbone)
+            all(str(row[k]) == v for k, v in sub.labels.items() if k in row)
+            for sub in exp.subsweeps):
+        return False
     depth_column = next((c for c, p in exp.columns.items() if p == "depth"), None)
     return not (exp.depths is not None and depth_column
                 and int(float(row.get(depth_column, 0))) not in exp.depths)
