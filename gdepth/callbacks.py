@@ -12,7 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from gdepth import progress, records, report
+from gdepth import progress, records, report, sweeper
 
 log = logging.getLogger("gdepth")
 
@@ -35,24 +35,16 @@ def finish(directory: Path) -> None:
     start = os.environ.get(progress.START_ENV)
     if start:  # cells finished before this sweep started were skipped (resume)
         since = dt.datetime.fromtimestamp(float(start), dt.timezone.utc).isoformat()
-        finished = [r["finished_at"] for r in found if r.get("finished_at")]  # not placeholders
-        skipped = sum(t < since for t in finished)
-        launched = _launched()
-        elsewhere = 0 if launched is None else sum(  # an earlier launch's job still running
-            r.get("key") not in launched and r["finished_at"] >= since
-            for r in found if r.get("finished_at"))
+        finished = [r for r in found if r.get("finished_at")]  # not placeholders
+        new = [r for r in finished if r["finished_at"] >= since]
+        launched = sweeper.LAST.get("launched")  # the cell keys this sweep submitted
+        elsewhere = 0 if launched is None else sum(r["key"] not in launched for r in new)
         by = f" ({elsewhere} by a job of an earlier launch)" if elsewhere else ""
-        summary += f"; {len(finished) - skipped} run now{by}, {skipped} skipped as already done"
+        summary += (f"; {len(new)} run now{by}, {len(finished) - len(new)} skipped as already "
+                    "done")
     print(f"\n{text}\n", flush=True)
     print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
           "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
-
-
-def _launched() -> set[str] | None:
-    """The cell keys this process's sweep submitted (None for ``gdepth run``)."""
-    from gdepth import sweeper
-
-    return sweeper.LAST.get("launched")
 
 
 class ReportCallback(Callback):
@@ -62,8 +54,6 @@ class ReportCallback(Callback):
         finish(Path(config.hydra.run.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from gdepth import sweeper
-
         if sweeper.LAST.get("launch_error"):  # nothing ran: the CLI prints the one-line error
             return
         finish(Path(config.hydra.sweep.dir))

@@ -154,7 +154,10 @@ def test_activation_checkpointing_refuses_what_it_cannot_recompute(tmp_path):
     bn = run(tmp_path / "bn", "activation_checkpointing=true", "norm=batchnorm", "seeds=1",
              "train.epochs=2")
     assert bn["status"] == "failed"
-    assert "running statistics twice" in bn["error"] and "none, nodenorm, pairnorm" in bn["error"]
+    assert "norm BatchNorm: " in bn["error"] and "running statistics twice" in bn["error"]
+    group = run(tmp_path / "group", "activation_checkpointing=true", "norm=groupnorm", "seeds=1",
+                "train.epochs=2")  # DiffGroupNorm's inner BatchNorm1d keeps them too
+    assert group["status"] == "failed" and "norm DiffGroupNorm: " in group["error"]
     gat = run(tmp_path / "gat", "activation_checkpointing=true", "model=gat", "seeds=1",
               "train.epochs=2")
     assert gat["status"] == "failed" and "models that do: gcn, gcn_res" in gat["error"]

@@ -154,27 +154,30 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "ModelSpec", "build", "convention", "count_parameters"]
-
-
 def checkpoint_layers(model: nn.Module) -> None:
     """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model``.
 
     Each hidden layer then keeps only its input for the backward pass and recomputes its
     output there: activation memory ~ one ``[N, hidden]`` tensor per layer instead of several,
     for about one more forward pass per step. Only :class:`gdepth.models.gcn.GCN` and ``GCNRes``
-    (without skips) implement it; BatchNorm is refused, since the recomputation would update
-    its running statistics a second time.
+    (without skips) implement it. A norm that keeps running statistics (batchnorm, and the
+    BatchNorm inside groupnorm / combnorm) is refused: the recomputed forward would update
+    them a second time.
     """
-    from torch_geometric.nn import BatchNorm
-
     from gdepth.models.gcn import GCN
 
     if not isinstance(model, GCN):
         raise ValueError(f"activation_checkpointing: model {type(model).__name__} does not "
                          "implement it; models that do: gcn, gcn_res (without model.skip)")
-    if any(isinstance(n, (BatchNorm, nn.modules.batchnorm._BatchNorm)) for n in model.norms):
-        raise ValueError("activation_checkpointing with norm batchnorm: the recomputed forward "
-                         "would update its running statistics twice; norms that work: none, "
-                         "nodenorm, pairnorm")
+    stateful = next((type(norm).__name__ for norm in model.norms for m in norm.modules()
+                     if getattr(m, "track_running_stats", False)), None)
+    if stateful is not None:
+        raise ValueError(f"activation_checkpointing with norm {stateful}: the recomputed forward "
+                         "would update its running statistics twice; norms without them: none, "
+                         "nodenorm, pairnorm, layernorm, meannorm, graphnorm")
     model.checkpoint_layers = True
+
+
+__all__ = ["MODELS", "ModelSpec", "build", "checkpoint_layers", "convention",
+           "count_parameters"]
+
