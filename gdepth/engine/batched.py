@@ -32,6 +32,7 @@ from gdepth.engine.layers import (
     StackedInput,
     StackedNorm,
     stack_norms,
+    stacked_conv,
     stacked_dropout,
 )
 from gdepth.models.gcn import GCN, GCNRes
@@ -100,12 +101,12 @@ class StackedGCN(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if i == 0:
                 z = x_in(weight, self._p(0), self.mask_fn)
+                n, s, d = z.shape
+                # a fresh tensor no backward needs: add the bias (and ReLU) in place
+                out = adj(z.reshape(n, s * d)).view(n, s, d).add_(bias)
             else:
-                z = torch.bmm(stacked_dropout(h, self._p(i), True, self.mask_fn)
-                              .transpose(0, 1), weight).transpose(0, 1)
-            n, s, d = z.shape
-            # the product is a fresh tensor no backward needs: add the bias (and ReLU) in place
-            out = adj(z.reshape(n, s * d)).view(n, s, d).add_(bias)
+                out = stacked_conv(stacked_dropout(h, self._p(i), True, self.mask_fn),
+                                   weight, bias, adj)
             if i == last:
                 return out
             norm = self.norms[i]

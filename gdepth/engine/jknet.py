@@ -22,6 +22,7 @@ from gdepth.engine.layers import (
     Propagation,
     StackedInput,
     stack_norms,
+    stacked_conv,
     stacked_dropout,
 )
 from gdepth.models.jknet import JKNet
@@ -78,11 +79,12 @@ class StackedJKNet(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if h is None:
                 z = x_in(weight, self._p(0), self.mask_fn)
+                n, s, d = z.shape
+                out = adj(z.reshape(n, s * d)).view(n, s, d) + bias
             else:
-                z = torch.bmm(stacked_dropout(h, self._p(i), True, self.mask_fn)
-                              .transpose(0, 1), weight).transpose(0, 1)
-            n, s, d = z.shape
-            h = self.act(self.norms[i](adj(z.reshape(n, s * d)).view(n, s, d) + bias))
+                out = stacked_conv(stacked_dropout(h, self._p(i), True, self.mask_fn),
+                                   weight, bias, adj)
+            h = self.act(self.norms[i](out))
             outs.append(h)
         # as PyG's JumpingKnowledge: concatenation, or max over the layers (ties: one argmax)
         jk = (torch.cat(outs, dim=-1) if self.mode == "cat"
