@@ -111,6 +111,13 @@ CASES = [
     # GCNII: initial residual + identity mapping, linear input and output layers
     ("gcnii", {"name": "none"}, 6, "all", "sparse"),
     ("gcnii", {"name": "nodenorm", "variant": "n"}, 4, "all", "dense"),
+    # SGC: the propagated features once, one linear layer per seed (dropout on Â^K X)
+    ("sgc", {"name": "none"}, 3, "all", "sparse"),
+    ("sgc", {"name": "none"}, 2, "all", "dense"),
+    # SIGN: K + 1 hop branches (one product per hop for all seeds), concatenated, then linear
+    ("sign", {"name": "none"}, 3, "all", "sparse"),
+    ("sign", {"name": "pairnorm", "mode": "PN"}, 2, "all", "dense"),
+    ("sign", {"name": "batchnorm"}, 2, "all", "sparse"),
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 
@@ -122,7 +129,9 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
     loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
     stacked = engine.stack(copy.deepcopy(loop))
     assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet",
-                                      "gcnii": "StackedGCNII"}.get(name, "StackedGCN")
+                                      "gcnii": "StackedGCNII", "sgc": "StackedSGC",
+                                      "sign": "StackedSIGN"}.get(
+        name, "StackedGCN")
     masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
     stacked.mask_fn = SeedMasks(SEEDS).stacked
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
@@ -225,6 +234,41 @@ def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs,
     stacked = engine.stack(copy.deepcopy(loop))
     cfg = _train_cfg(weight_decay=5e-4, weight_decay_graph=0.01)
     _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
+
+
+def test_fit_batched_sgc_reports_what_fit_reports(graphs, monkeypatch):
+    """SGC with dropout on Â^K X (the propagation computed once, shared by the seeds)."""
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = _loop_models(gs[0], "sgc", {"name": "none"}, 3)
+    assert loop[0].dropout == 0.5
+    stacked = engine.stack(copy.deepcopy(loop))
+    _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
+    assert stacked._cache is not None and stacked._cache[0] is gs[0].x
+
+
+def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs, monkeypatch):
+    """SIGN with the PPR operator and NodeNorm per hop, early stopping on the loss."""
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = []
+    for s in range(SEEDS):
+        torch.manual_seed(s)
+        loop.append(models.build(OmegaConf.create({"name": "sign", "hidden": 8,
+                                                   "operator": "ppr", "ppr_alpha": 0.2}),
+                                 OmegaConf.create({"name": "nodenorm"}), 3,
+                                 gs[0].num_features, gs[0].num_classes))
+    stacked = engine.stack(copy.deepcopy(loop))
+    cfg = _train_cfg(selection="min_val_loss", patience=3, lr=0.05, epochs=40)
+    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
+
+
+def test_sgc_first_layer_decay_falls_back_to_the_loops_error(graphs):
+    """SGC has no first layer in either engine: the batched engine declines (the loop then
+    raises its one-line error)."""
+    from gdepth.engine.layers import NotBatchable
+
+    stacked = engine.stack(_loop_models(graphs["dense"][0], "sgc", {"name": "none"}, 2))
+    with pytest.raises(NotBatchable, match="first_layer"):
+        engine.fit.make_optimizer(stacked, _train_cfg(weight_decay_first_only=True))
 
 
 def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):

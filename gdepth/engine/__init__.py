@@ -9,11 +9,12 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``) and
-``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), with norms ``none``,
-``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every
-selection and stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge /
-DropNode (a different graph per seed), other models and norms.
+(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``),
+``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), ``sgc`` and
+``sign``, with norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout
+placement, Adam / AdamW / SGD, every selection and stopping rule, label smoothing, L1 and
+adaptive clipping. Not: DropEdge / DropNode (a different graph per seed), other models and
+norms.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ from gdepth.engine.fit import fit_batched
 from gdepth.engine.gcnii import StackedGCNII
 from gdepth.engine.jknet import StackedJKNet
 from gdepth.engine.layers import NotBatchable
+from gdepth.engine.sgc import StackedSGC
+from gdepth.engine.sign import StackedSIGN
 from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii")
+MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii", "sgc", "sign")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 
 __all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedGCNII",
-           "StackedJKNet", "fit_batched", "run_seeds", "stack", "unsupported"]
+           "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched", "run_seeds", "stack",
+           "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
@@ -46,6 +50,8 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     from gdepth.models.appnp import APPNP
     from gdepth.models.gcnii import GCNII
     from gdepth.models.jknet import JKNet
+    from gdepth.models.sgc import SGC
+    from gdepth.models.sign import SIGN
 
     if isinstance(loop_models[0], APPNP):
         return StackedAPPNP.from_models(loop_models)
@@ -53,6 +59,10 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return StackedJKNet.from_models(loop_models)
     if isinstance(loop_models[0], GCNII):
         return StackedGCNII.from_models(loop_models)
+    if isinstance(loop_models[0], SGC):
+        return StackedSGC.from_models(loop_models)
+    if isinstance(loop_models[0], SIGN):
+        return StackedSIGN.from_models(loop_models)
     return StackedGCN.from_models(loop_models)
 
 
