@@ -118,6 +118,11 @@ CASES = [
     ("sign", {"name": "none"}, 3, "all", "sparse"),
     ("sign", {"name": "pairnorm", "mode": "PN"}, 2, "all", "dense"),
     ("sign", {"name": "batchnorm"}, 2, "all", "sparse"),
+    # DropEdge's backbones: residual blocks, a dense chain, inception branches of GCN units
+    ("resgcn", {"name": "none"}, 5, "all", "sparse"),
+    ("resgcn", {"name": "batchnorm"}, 4, "all", "dense"),
+    ("densegcn", {"name": "none"}, 4, "all", "dense"),
+    ("incepgcn", {"name": "pairnorm", "mode": "PN"}, 5, "all", "sparse"),
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 
@@ -130,7 +135,9 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
     stacked = engine.stack(copy.deepcopy(loop))
     assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet",
                                       "gcnii": "StackedGCNII", "sgc": "StackedSGC",
-                                      "sign": "StackedSIGN"}.get(
+                                      "sign": "StackedSIGN", "resgcn": "StackedDropEdgeBackbone",
+                                      "densegcn": "StackedDropEdgeBackbone",
+                                      "incepgcn": "StackedDropEdgeBackbone"}.get(
         name, "StackedGCN")
     masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
     stacked.mask_fn = SeedMasks(SEEDS).stacked
@@ -258,6 +265,23 @@ def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs, monkeypatch):
                                  gs[0].num_features, gs[0].num_classes))
     stacked = engine.stack(copy.deepcopy(loop))
     cfg = _train_cfg(selection="min_val_loss", patience=3, lr=0.05, epochs=40)
+    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
+
+
+@pytest.mark.parametrize(("name", "extra"), [("resgcn", {"nbaseblocklayer": 2}),
+                                             ("incepgcn", {})])
+def test_fit_batched_dropedge_backbones_report_what_fit_reports(graphs, monkeypatch, name,
+                                                                extra):
+    """ResGCN with two-unit residual blocks, IncepGCN's branches, L1 and early stopping."""
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = []
+    for s in range(SEEDS):
+        torch.manual_seed(s)
+        loop.append(models.build(OmegaConf.create({"name": name, "hidden": 8, **extra}),
+                                 OmegaConf.create({"name": "none"}), 6,
+                                 gs[0].num_features, gs[0].num_classes))
+    stacked = engine.stack(copy.deepcopy(loop))
+    cfg = _train_cfg(selection="min_val_loss", patience=3, lr=0.05, epochs=30, l1_weight=1e-3)
     _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
 
 

@@ -10,11 +10,11 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
 (without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``),
-``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), ``sgc`` and
-``sign``, with norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout
-placement, Adam / AdamW / SGD, every selection and stopping rule, label smoothing, L1 and
-adaptive clipping. Not: DropEdge / DropNode (a different graph per seed), other models and
-norms.
+``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), ``sgc``, ``sign``
+and DropEdge's ``resgcn`` / ``densegcn`` / ``incepgcn``, with norms ``none``, ``nodenorm``,
+``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every selection and
+stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge / DropNode (a
+different graph per seed), other models and norms.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.batched import StackedGCN
+from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.gcnii import StackedGCNII
 from gdepth.engine.jknet import StackedJKNet
@@ -37,17 +38,19 @@ from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii", "sgc", "sign")
+MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii", "sgc", "sign", "resgcn", "densegcn",
+          "incepgcn")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedGCNII",
-           "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched", "run_seeds", "stack",
-           "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone", "StackedGCN",
+           "StackedGCNII", "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched",
+           "run_seeds", "stack", "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
+    from gdepth.models.dropedge_backbones import DropEdgeBackbone
     from gdepth.models.gcnii import GCNII
     from gdepth.models.jknet import JKNet
     from gdepth.models.sgc import SGC
@@ -63,6 +66,8 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return StackedSGC.from_models(loop_models)
     if isinstance(loop_models[0], SIGN):
         return StackedSIGN.from_models(loop_models)
+    if isinstance(loop_models[0], DropEdgeBackbone):
+        return StackedDropEdgeBackbone.from_models(loop_models)
     return StackedGCN.from_models(loop_models)
 
 
