@@ -107,6 +107,7 @@ class Propagation:
             self.cols, self.offsets = adj.col_indices(), adj.crow_indices()[:-1]
             self.values = adj.values()
         self._transposed: Propagation | None = None
+        self._blocks: dict[int, Propagation] = {}
 
     @property
     def transposed(self) -> Propagation:
@@ -118,6 +119,23 @@ class Propagation:
                                            else t)
             self._transposed._transposed = self
         return self._transposed
+
+    def block_diagonal(self, copies: int) -> Propagation:
+        r""":math:`I_S \otimes \hat{A}` (S copies of the graph, node ``i`` of copy ``s`` at
+        row ``s·N + i``) as a :class:`Propagation` (made once per S, then cached): the product
+        of a seed-major ``[S·N, d]`` stack, each seed's rows with its own copy of the graph."""
+        if copies not in self._blocks:
+            csr = self.adj.to_sparse_csr() if self.adj.layout != torch.sparse_csr else self.adj
+            n, nnz = csr.shape[0], csr.values().numel()
+            shift = torch.arange(copies, device=csr.device)
+            crow = (csr.crow_indices()[:-1][None, :] + nnz * shift[:, None]).reshape(-1)
+            crow = torch.cat([crow, crow.new_tensor([nnz * copies])])
+            col = (csr.col_indices()[None, :] + n * shift[:, None]).reshape(-1)
+            blocks = torch.sparse_csr_tensor(crow, col, csr.values().repeat(copies),
+                                             (n * copies, n * copies))
+            self._blocks[copies] = Propagation(
+                blocks if self.adj.layout == torch.sparse_csr else blocks.to_sparse_coo())
+        return self._blocks[copies]
 
     def product(self, z: Tensor) -> Tensor:
         r""":math:`\hat{A} Z` without autograd (``z`` needs no gradient, or the caller's
