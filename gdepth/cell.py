@@ -39,6 +39,7 @@ from gdepth import (
     train_trees,
 )
 from gdepth.diagnostics import run as diagnostics
+from gdepth.engine.layers import adjacency_storage
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.options import unknown
 
@@ -140,10 +141,12 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
 
     _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
     lo, hi = parts.bounds(cfg)  # the whole cell, or its part (seeds_per_job)
+    storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
+    record["engine"]["adjacency"] = storage
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
         on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
-        seeds=range(lo, hi))
+        seeds=range(lo, hi), adjacency=storage)
 
 
 def _cannot_batch(reason: str) -> ValueError:
@@ -171,6 +174,7 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                 record["engine"]["used"] = "batched"
                 record["seeds"] += [r.as_dict() for r in results]
                 return
+            record["engine"].pop("adjacency", None)
             reason = record["engine"]["reason"] = DECLINED
             if requested == "batched":
                 raise _cannot_batch(reason)
@@ -266,7 +270,8 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         "schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": None,
         "config": config, "overrides": list(overrides or []),
         "convention": None, "seeds": [], "summary": {}, "params": None, "features": None,
-        "engine": None,  # {"requested", "used": batched | loop, "reason": why the loop}
+        "engine": None,  # {"requested", "used": batched | loop, "reason": why the loop,
+                         #  "adjacency": sparse | dense (batched only)}
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "device": None, "threads": torch.get_num_threads(), "host": platform.node(),
         "slurm_job": records.slurm_job_id(),

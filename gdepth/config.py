@@ -32,6 +32,14 @@ class Engine(str, Enum):
     loop = "loop"  # one train.fit per seed
 
 
+class Adjacency(str, Enum):
+    """How the seed-batched engine stores the normalized adjacency it propagates with."""
+
+    auto = "auto"  # dense on CUDA for graphs up to engine.layers.DENSE_AUTO_MAX_NODES, else sparse
+    sparse = "sparse"  # CSR (embedding_bag rows on CPU, torch.sparse.mm elsewhere)
+    dense = "dense"  # a dense [N, N] matrix and dense matmuls
+
+
 class Selection(str, Enum):
     """Model-selection rule: which epoch's test metric a seed reports."""
 
@@ -318,6 +326,7 @@ class GdepthConfig:
     name: str | None = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
     device: Device = Device.auto
     engine: Engine = Engine.auto  # seeds batched (gdepth/engine) or looped; not identity
+    adjacency: Adjacency = Adjacency.auto  # batched engine's adjacency storage; not identity
     out_dir: str = "outputs"
     threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal

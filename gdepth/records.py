@@ -46,7 +46,8 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # masks), so a re-run with another engine is the same cell. A cell split into seed jobs
 # (``seeds_per_job``, each job's ``seed_range``: gdepth.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
-                "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing")
+                "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
+                "adjacency")
 
 log = logging.getLogger(__name__)
 

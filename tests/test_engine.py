@@ -177,7 +177,7 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
                 torch.testing.assert_close(out[:, s], model(gs[s].x, adj), atol=TOL, rtol=TOL)
 
 
-def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch):
+def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse"):
     masks = SeedMasks(SEEDS)
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
     expected = []
@@ -185,7 +185,7 @@ def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch):
         masks.current = s
         expected.append(train.fit(model, gs[s], adj, cfg, s))
     stacked.mask_fn = SeedMasks(SEEDS).stacked  # the same draws as the loop's
-    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)))
+    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency)
     for a, b in zip(expected, got, strict=True):
         assert (a.status, a.selected_epoch, a.epochs_run, a.split) == (
             b.status, b.selected_epoch, b.epochs_run, b.split)
@@ -479,3 +479,32 @@ def test_gcn_res_without_norm_trains_seed_major(graphs, monkeypatch):
     normed = engine.stack(_loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 4))
     normed(StackedInput(gs[0].x), Propagation(adj))
     assert not calls
+
+
+@pytest.mark.parametrize(("name", "norm"), [("gcn_res", {"name": "none"}),
+                                            ("gcn_res", {"name": "nodenorm"}),
+                                            ("appnp", {"name": "none"})])
+def test_fit_batched_with_a_dense_adjacency_reports_what_fit_reports(graphs, monkeypatch,
+                                                                     name, norm):
+    """adjacency=dense (seed-major: one batched matmul per layer; node-major; APPNP's steps)."""
+    gs, adj = graphs["sparse"], graphs["adj"]
+    loop = _loop_models(gs[0], name, norm, 4)
+    stacked = engine.stack(copy.deepcopy(loop))
+    _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch, adjacency="dense")
+
+
+def test_adjacency_storage_auto_is_sparse_on_cpu_and_names_the_choices():
+    from gdepth.engine.layers import DensePropagation, adjacency_storage, propagation
+
+    adj = _directed_adjacency(5, torch.sparse_csr)
+    assert adjacency_storage("auto", adj) == "sparse"
+    assert adjacency_storage("dense", adj) == "dense"
+    assert isinstance(propagation(adj, "dense"), DensePropagation)
+    with pytest.raises(ValueError, match="unknown adjacency 'csr'; valid: auto, sparse, dense"):
+        adjacency_storage("csr", adj)
+    dense = propagation(adj, "dense")
+    z = torch.randn(10, 3)  # two seed-major copies of 5 nodes
+    torch.testing.assert_close(dense.block_diagonal(2).product(z),
+                               Propagation(adj).block_diagonal(2).product(z))
+    torch.testing.assert_close(dense.block_diagonal(2).transposed.product(z),
+                               Propagation(adj).block_diagonal(2).transposed.product(z))

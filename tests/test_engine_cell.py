@@ -37,7 +37,8 @@ def test_default_engine_is_auto_and_a_bad_name_fails_at_compose_time():
 def test_auto_batches_gcn_res_and_reports_every_seed(tmp_path):
     record = run(tmp_path, "depth=2", "seeds=3", "train.epochs=20")
     assert record["status"] == "ok", record["error"]
-    assert record["engine"] == {"requested": "auto", "used": "batched", "reason": None}
+    assert record["engine"] == {"requested": "auto", "used": "batched", "reason": None,
+                                "adjacency": "sparse"}  # auto on CPU
     assert [s["seed"] for s in record["seeds"]] == [0, 1, 2]
     assert all(s["status"] == "ok" and s["test_acc"] > CHANCE + 0.1 for s in record["seeds"])
     assert record["summary"]["test_acc"]["n"] == 3
@@ -47,6 +48,20 @@ def test_auto_batches_gcn_res_and_reports_every_seed(tmp_path):
     assert on_disk["engine"] == record["engine"]
     frame = records.to_frame(records.load(tmp_path))
     assert len(frame) == 3 and frame["test_acc"].notna().all()
+
+
+def test_dense_adjacency_trains_the_same_seeds_and_is_recorded(tmp_path):
+    """adjacency=dense: the batched engine propagates with a dense matrix, the record says
+    so, the cell key is the sparse run's, and the seeds' results agree (same masks: the
+    generator is seeded the same; only the summation order differs)."""
+    sparse = run(tmp_path / "s", "depth=4", "seeds=2", "train.epochs=15")
+    dense = run(tmp_path / "d", "depth=4", "seeds=2", "train.epochs=15", "adjacency=dense")
+    assert dense["status"] == "ok", dense["error"]
+    assert dense["engine"]["adjacency"] == "dense" and dense["key"] == sparse["key"]
+    for a, b in zip(sparse["seeds"], dense["seeds"], strict=True):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a, b)
+    with pytest.raises(Exception, match="adjacency"):
+        composed("adjacency=csr")
 
 
 def test_loop_engine_runs_the_seed_loop(tmp_path):

@@ -99,6 +99,7 @@ def run_seeds(
     on_model: Callable[[nn.Module], None] | None = None,
     max_seeds: int | None = None,
     seeds: Sequence[int] | None = None,
+    adjacency: str = "sparse",
 ) -> list[SeedResult] | None:
     """Train the seeds of the cell ``cfg`` batched, or return ``None``.
 
@@ -112,6 +113,7 @@ def run_seeds(
         on_model: called with seed 0's loop model (e.g. to count its parameters).
         max_seeds: at most this many seeds per batch (memory); ``None``: all at once.
         seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
+        adjacency: ``sparse`` or ``dense`` storage of ``adj`` (``adjacency_storage``).
 
     Each seed's initial weights are those its loop run would have: the loop model is built
     after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
@@ -139,7 +141,7 @@ def run_seeds(
         for lo in range(0, len(seeds), step):
             stacked = stack(loop_models[lo:lo + step]).to(device)
             results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
-                                   seeds[lo:lo + step], on_epoch)
+                                   seeds[lo:lo + step], on_epoch, adjacency)
     except NotBatchable:
         return None
     return results

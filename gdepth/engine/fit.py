@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gdepth.engine.batched import StackedGCN
-from gdepth.engine.layers import NotBatchable, Propagation, StackedInput
+from gdepth.engine.layers import NotBatchable, StackedInput, propagation
 from gdepth.options import option, unknown
 from gdepth.train import SeedResult, _name, _Selector, _should_stop, accuracy
 
@@ -106,6 +106,7 @@ def fit_batched(
     train_cfg: Any,
     seeds: Sequence[int],
     on_epoch: Callable[[int], None] | None = None,
+    adjacency: str = "sparse",
 ) -> list[SeedResult]:
     """Train the S seeds of ``model`` together; one :class:`SeedResult` per seed.
 
@@ -113,13 +114,14 @@ def fit_batched(
     model's device, ``adj`` the shared normalized adjacency. ``on_epoch(epoch)`` is called once
     per running seed and epoch (a progress bar of seeds × epochs). ``wall_s`` of a seed is its
     share of the batch's wall time (proportional to its epochs), ``epoch_s`` the batch's time
-    per seed-epoch.
+    per seed-epoch. ``adjacency``: ``sparse`` or ``dense`` storage of ``adj`` for the
+    propagations (:func:`gdepth.engine.layers.adjacency_storage` resolves ``auto``).
     """
     num = len(graphs)
     if model.num_seeds != num or len(seeds) != num:
         raise ValueError(f"{model.num_seeds} stacked seeds, {len(graphs)} graphs, "
                          f"{len(seeds)} seeds")
-    x_in, y, prop = StackedInput(graphs[0].x), graphs[0].y, Propagation(adj)
+    x_in, y, prop = StackedInput(graphs[0].x), graphs[0].y, propagation(adj, adjacency)
     n = y.shape[0]
     masks = {k: torch.stack([getattr(g, f"{k}_mask") for g in graphs], dim=1)
              for k in ("train", "val", "test")}  # [N, S] bool
