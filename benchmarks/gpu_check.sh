@@ -3,7 +3,8 @@
 #   1. environment: nvidia-smi, torch / CUDA versions, the device torch sees;
 #   2. the engine's equivalence tests on CPU (fast; they are the correctness gate);
 #   3. benchmarks/sweep_speed.py on CUDA: the quick run, then Cora (gcn_res, depth 2..64) and
-#      Coauthor CS (gcn, depth 2..32), 10 seeds, 200 epochs each, PyG loop vs batched engine;
+#      Coauthor CS (gcn, depth 2..32), 10 seeds, 200 epochs each, PyG loop vs batched engine
+#      (adjacency=auto: dense for Cora), then the batched engine on Cora with sparse CSR;
 #   4. a table of wall times, speedups, floors and accuracy verdicts.
 # Needs the dataset mirror (PyG raw layout with Planetoid/Cora and Coauthor/CS):
 # GDEPTH_DATA_MIRROR, else ./shared/datasets, else ../shared/datasets.
@@ -50,13 +51,15 @@ run() {  # name, then sweep_speed.py arguments
 run quick --quick
 run cora --workload cora
 run coauthor_cs --workload coauthor_cs
+# adjacency=auto is dense on CUDA for Cora: the batched engine again with CSR, to check that rule
+run cora_sparse --workload cora --engines batched --adjacency sparse
 
 echo "== table"
 "$PY" - "$OUTDIR" <<'EOF'
 import json, sys
 from pathlib import Path
 print(f"{'workload':12} {'pyg s':>8} {'batched s':>10} {'speedup':>8} {'floor s':>8}  accuracy")
-for name in ("quick", "cora", "coauthor_cs"):
+for name in ("quick", "cora", "coauthor_cs", "cora_sparse"):
     path = Path(sys.argv[1]) / f"{name}.json"
     if not path.exists():
         print(f"{name:12} (not run or not finished)")

@@ -7,7 +7,8 @@ alternates, so drifting load on a shared machine hits both):
 
 * ``pyg``: as PyG's examples write it (``examples/gcn.py``): a ``GCNConv(cached=True)`` stack
   with its own normalization on ``edge_index``, dense features, one seed after another;
-* ``batched``: ``gdepth.engine.run_seeds``: all seeds at once, sparse features, cached adjacency;
+* ``batched``: ``gdepth.engine.run_seeds``: all seeds at once, sparse features, cached adjacency
+  (``--adjacency``, as the ``adjacency=`` option: auto is dense on CUDA for Cora, else sparse);
 * ``loop`` (optional, ``--engines pyg,batched,loop``): gdepth's own per-seed loop (``train.fit``).
 
 Accuracy agreement: per depth, Welch's t-test of the seeds' test accuracies of ``pyg`` vs
@@ -46,6 +47,7 @@ from torch_geometric.nn import GCNConv
 
 from gdepth import data, engine, models, train
 from gdepth.cell import prepare
+from gdepth.engine.layers import adjacency_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # model, dataset, depths, seeds, epochs
@@ -171,7 +173,8 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device) -> d
     raw = [data.load(OmegaConf.create(dataset_cfg), data_cfg, s) for s in range(seeds)]
     pyg_graphs = [_to(g, device) for g in raw]
     print(f"\n== {name}: {model} on {dataset}, depths {depths}, {seeds} seeds, {epochs} epochs, "
-          f"device {device}, threads {torch.get_num_threads()}, engines {engines}", flush=True)
+          f"device {device}, threads {torch.get_num_threads()}, engines {engines}, "
+          f"adjacency {args.adjacency}", flush=True)
     rate = matmul_flops(device)
     print(f"plain {2048}^3 fp32 matmul: {rate / 1e9:.1f} GFLOP/s", flush=True)
     print(f"{'depth':>5} " + " ".join(f"{e + ' s':>10}" for e in engines)
@@ -194,7 +197,9 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device) -> d
                 adj = prepared[0][1]
                 graphs = [p[0] for p in prepared]
                 if eng == "batched":
-                    results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device)
+                    storage = adjacency_storage(args.adjacency, adj)
+                    results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device,
+                                               adjacency=storage)
                     accs[eng][depth] = [r.test_acc for r in results]
                 else:
                     accs[eng][depth] = run_loop(cfg, graphs, adj)
@@ -249,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--engines", default="pyg,batched", help="pyg,batched[,loop]")
+    parser.add_argument("--adjacency", default="auto", choices=["auto", "sparse", "dense"],
+                        help="the batched engine's adjacency storage (as adjacency=)")
     parser.add_argument("--depths", type=lambda s: [int(v) for v in s.split(",")])
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--epochs", type=int)
