@@ -184,3 +184,25 @@ def test_wheel_ships_the_tables_and_experiments(tmp_path):
         assert f"gdepth/reproduce/tables/{table}.csv" in names
     for name in experiment.names():
         assert f"gdepth/configs/experiment/{name}.yaml" in names
+
+
+def test_estimates_follow_the_engine_and_the_tree_protocol():
+    """--list's CPU estimate: tree_match cells cost what train_trees measured per pass (r = 4:
+    2.1 s, r = 6: 27 s, for (patience + 1) · passes_per_epoch passes), and a seed-batched cell
+    costs the batched engine's measured rate, a loop cell (engine=loop) the loop's."""
+    from gdepth.reproduce import cells
+
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6"])
+    by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
+    assert sorted(by_r) == [4, 6]
+    assert 0.8 * 2.1 * 2100 < by_r[4] < 1.2 * 2.1 * 2100
+    assert 0.8 * 27 * 2100 < by_r[6] < 1.2 * 27 * 2100
+
+    (cell,) = cells.plan(experiment.load("nodenorm2021", ["dataset=cora", "depth=8",
+                                                          "norm=none"]))
+    assert cell.config["seeds"] > 1 and cell.config["model"]["name"] == "gcn_res"
+    units = (cell.config["seeds"] * cell.config["train"]["epochs"] * 8
+             * cell.config["model"]["hidden"] * cells.NODES["cora"])
+    assert math.isclose(cells.estimate_seconds(cell), cells.BATCHED_SECONDS_PER_UNIT * units)
+    looped = cells.Cell(cell.key, cell.labels, cell.overrides, {**cell.config, "engine": "loop"})
+    assert math.isclose(cells.estimate_seconds(looped), cells.SECONDS_PER_UNIT * units)

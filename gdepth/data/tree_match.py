@@ -87,6 +87,15 @@ def fully_adjacent_edge_index(batch: Tensor, ptr: Tensor) -> Tensor:
     return torch.stack([torch.arange(batch.numel(), device=batch.device), ptr[:-1][batch]])
 
 
+def example_count(depth_r: int) -> int:
+    """Examples (trees) the authors generate for depth ``r`` (see the module docstring)."""
+    _check_depth(depth_r)
+    leaves = 2**depth_r
+    if depth_r > 3:
+        return min(NUM_PERMUTATIONS, math.factorial(leaves), MAX_EXAMPLES // leaves) * leaves
+    return min(NUM_PERMUTATIONS, math.factorial(leaves)) * leaves
+
+
 def draw_examples(depth_r: int, seed: int = 11) -> tuple[Tensor, Tensor, np.random.RandomState]:
     """``(keys [T], values [T, L], rng)`` of every example in the authors' order (see the module
     docstring): ``values[t]`` is the permutation, ``keys[t]`` the root's key, and ``rng`` the NumPy

@@ -16,6 +16,13 @@ from gdepth.reproduce.experiment import NOT_PROTOCOL, Experiment
 # Rough CPU cost: seconds per node · hidden unit · convolution · epoch, measured with
 # threads=1 on a shared 2-core machine (Cora, GCN, hidden 128: about 35 ms per conv-epoch).
 SECONDS_PER_UNIT = 1.0e-7
+# The same for a seed-batched cell, per seed (benchmarks/sweep_speed.py, Cora gcn_res depth
+# 2..64, 10 seeds, threads=1 on the shared machine: 1,821 s for 4.37e10 units).
+BATCHED_SECONDS_PER_UNIT = 4.2e-8
+# The same for Tree-NeighborsMatch, per node of the training trees and pass (train_trees.py,
+# model=bottleneck gcn, threads=1: 2.1 s per pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and
+# 3.7e-8 per unit; the per-tree-batch overhead is included).
+TREE_SECONDS_PER_UNIT = 3.5e-8
 # Nodes per dataset for the estimate (PyG's statistics; the others count as 3000).
 NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
          "coauthor_physics": 34493, "amazon_computers": 13752, "amazon_photo": 7650,
@@ -93,12 +100,43 @@ def convolutions(model: str, depth: int) -> int:
 
 
 def estimate_seconds(cell: Cell) -> float:
-    """A rough single-thread CPU time of the cell (all seeds, every epoch run)."""
+    """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
+    where early stopping or ``train.stop_at`` ends it sooner).
+
+    Seed-batched cells (``engine`` not ``loop``, more than one seed, a model and options
+    :func:`gdepth.engine.unsupported` accepts) cost :data:`BATCHED_SECONDS_PER_UNIT` per unit;
+    ``tree_match`` cells cost per training-tree node and pass, for ``(patience + 1) ·
+    passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does not
+    reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
+    would be a useless bound of thousands of hours).
+    """
+    from omegaconf import OmegaConf
+
+    from gdepth import engine
+
     c = cell.config
-    nodes = NODES.get(c["dataset"]["name"], 3000)
+    seeds, hidden = int(c["seeds"]), int(c["model"]["hidden"])
     convs = convolutions(c["model"]["name"], int(c["depth"]))
-    work = int(c["seeds"]) * int(c["train"]["epochs"]) * convs * int(c["model"]["hidden"])
-    return SECONDS_PER_UNIT * nodes * work
+    if c["dataset"]["name"] == "tree_match":
+        from gdepth import train_trees
+        from gdepth.data import tree_match
+
+        r = int(c["dataset"]["depth_r"])
+        trees = tree_match.example_count(r) * float(c["dataset"]["train_fraction"])
+        b = train_trees.batching(c["train"], c["model"].get("conv"), r)
+        rounds = int(c["train"]["epochs"])
+        if c["train"].get("patience") is not None:
+            rounds = min(rounds, int(c["train"]["patience"]) + 1)
+        passes = rounds * b.passes_per_epoch
+        if c["train"].get("max_passes") is not None:
+            passes = min(passes, int(c["train"]["max_passes"]))
+        nodes = trees * (2 ** (r + 1) - 1)
+        return TREE_SECONDS_PER_UNIT * seeds * passes * nodes * convs * hidden
+    nodes = NODES.get(c["dataset"]["name"], 3000)
+    work = seeds * int(c["train"]["epochs"]) * convs * hidden
+    batched = (seeds > 1 and str(c.get("engine", "auto")) != "loop"
+               and engine.unsupported(OmegaConf.create(c)) is None)
+    return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
 
 
 def duration(seconds: float) -> str:

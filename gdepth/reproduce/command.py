@@ -51,7 +51,8 @@ def _list() -> int:
         planned = cells_mod.plan(exp)
         seconds = sum(cells_mod.estimate_seconds(c) for c in planned)
         print(f"{name:<22} {len(planned):>5} {cells_mod.duration(seconds):>9}  {exp.title}")
-    print("(est. CPU: threads=1 on a shared 2-core machine, every epoch run; rough)")
+    print("(est. CPU: threads=1 on a shared 2-core machine, every epoch run, seed-batched where "
+          "the engine can; tree_match: patience + 1 rounds; rough)")
     return 0
 
 
