@@ -146,7 +146,8 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
         on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
-        seeds=range(lo, hi), adjacency=storage)
+        seeds=range(lo, hi), adjacency=storage,
+        on_split=lambda k: record["engine"].__setitem__("seeds_per_batch", k))
 
 
 def _cannot_batch(reason: str) -> ValueError:
@@ -175,6 +176,7 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                 record["seeds"] += [r.as_dict() for r in results]
                 return
             record["engine"].pop("adjacency", None)
+            record["engine"].pop("seeds_per_batch", None)
             reason = record["engine"]["reason"] = DECLINED
             if requested == "batched":
                 raise _cannot_batch(reason)

@@ -279,6 +279,8 @@ class TrainConfig:
     grad_clip_norm: float = 1.0  # adaptive clipping: the p of the p-norm (NodeNorm: 1)
     dropedge: float = 0.0  # share of edges dropped, re-drawn each epoch (Rong et al. 2020)
     dropnode: float = 0.0  # share of nodes whose edges are dropped each epoch (Bag of Tricks)
+    shared_graph_dropout: bool = False  # batched engine: one DropEdge/DropNode draw per epoch
+    # shared by the seeds trained together (opt-in; without it such cells loop over seeds)
     # Mini-batches of trees (gdepth/train_trees.py; dataset=tree_match only, Alon & Yahav 2021)
     batch_size: int | None = None  # trees per mini-batch (None: all training trees at once)
     accum_grad: int = 1  # mini-batches whose gradients add up before one optimizer step
@@ -327,6 +329,8 @@ class GdepthConfig:
     device: Device = Device.auto
     engine: Engine = Engine.auto  # seeds batched (gdepth/engine) or looped; not identity
     adjacency: Adjacency = Adjacency.auto  # batched engine's adjacency storage; not identity
+    seeds_per_batch: int | None = None  # batched engine: seeds trained together (None: as
+    # many as fit in memory, gdepth/engine/memory.py); not identity
     out_dir: str = "outputs"
     threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal

@@ -47,7 +47,7 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # (``seeds_per_job``, each job's ``seed_range``: gdepth.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
                 "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
-                "adjacency")
+                "adjacency", "seeds_per_batch")
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ NEUTRAL: dict[str, Any] = {
     "train.weight_decay_first_only": False, "train.stopping": "patience",
     "train.label_smoothing": 0.0, "train.l1_weight": 0.0, "train.grad_clip": "none",
     "train.grad_clip_window": 50, "train.grad_clip_norm": 1.0, "train.dropedge": 0.0,
-    "train.dropnode": 0.0, "train.dataset_overrides": {}, "train.model_overrides": {},
+    "train.dropnode": 0.0, "train.shared_graph_dropout": False,
+    "train.dataset_overrides": {}, "train.model_overrides": {},
     "train.batch_size": None, "train.accum_grad": 1, "train.passes_per_epoch": 1,
     "train.max_passes": None, "train.min_delta": 0.0, "train.stop_at": None,
     "train.lr_schedule": "none", "train.lr_factor": 0.5, "train.lr_patience": 10,

@@ -177,15 +177,20 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
                 torch.testing.assert_close(out[:, s], model(gs[s].x, adj), atol=TOL, rtol=TOL)
 
 
-def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse"):
+def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
+                  train_adj=None):
+    """``train_adj``: a factory of per-epoch adjacency samplers, one per seed and one for
+    the batch (each must replay the same graphs)."""
     masks = SeedMasks(SEEDS)
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
     expected = []
     for s, model in enumerate(loop):
         masks.current = s
-        expected.append(train.fit(model, gs[s], adj, cfg, s))
+        expected.append(train.fit(model, gs[s], adj, cfg, s,
+                                  train_adj=train_adj() if train_adj else None))
     stacked.mask_fn = SeedMasks(SEEDS).stacked  # the same draws as the loop's
-    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency)
+    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency,
+                      train_adj=train_adj() if train_adj else None)
     for a, b in zip(expected, got, strict=True):
         assert (a.status, a.selected_epoch, a.epochs_run, a.split) == (
             b.status, b.selected_epoch, b.epochs_run, b.split)
@@ -210,6 +215,34 @@ def test_fit_batched_reports_what_fit_reports(graphs, monkeypatch, train_kw):
     expected, _ = _compare_fits(gs, adj, loop, stacked, _train_cfg(**train_kw), monkeypatch)
     if "patience" in train_kw:  # the case exercises early stopping
         assert any(r.epochs_run < train_kw["epochs"] for r in expected)
+
+
+@pytest.mark.parametrize("name", ["gcn_res", "resgcn"])
+def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graphs, monkeypatch,
+                                                                           name):
+    """train.shared_graph_dropout: the batch trains each epoch on one DropEdge draw; fed the
+    same sequence of draws, every loop seed gives the same numbers (evaluation on the full
+    graph in both)."""
+    from gdepth import graph_dropout
+
+    gs, adj = graphs["sparse"], graphs["adj"]
+    cfg = _train_cfg()
+    torch.manual_seed(0)
+    draw = graph_dropout.sampler(gs[0].edge_index, gs[0].num_nodes, dropedge=0.3)
+    sequence = [draw() for _ in range(cfg.epochs)]
+    assert not torch.equal(sequence[0].to_dense(), sequence[1].to_dense())
+
+    def replay():
+        draws = iter(sequence)
+        return lambda: next(draws)
+
+    loop = _loop_models(gs[0], name, {"name": "none"}, 4)
+    stacked = engine.stack(copy.deepcopy(loop))
+    expected, _ = _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, train_adj=replay)
+    # the same weights and masks on the full graph: the draws changed the training
+    loop = _loop_models(gs[0], name, {"name": "none"}, 4)
+    full, _ = _compare_fits(gs, adj, loop, engine.stack(copy.deepcopy(loop)), cfg, monkeypatch)
+    assert all(abs(a.train_loss - b.train_loss) > 1e-4 for a, b in zip(expected, full, strict=True))
 
 
 def test_fit_batched_appnp_reports_what_fit_reports(graphs, monkeypatch):
@@ -327,6 +360,19 @@ def test_run_seeds_trains_every_seed_like_the_loop(graphs):
     mean = [sum(r.test_acc for r in rs) / SEEDS for rs in (results, loop)]
     assert abs(mean[0] - mean[1]) < 0.1  # other dropout draws only
     assert params and params[0] > 0
+
+
+def test_a_shared_graph_dropout_lets_dropedge_cells_batch(graphs):
+    """train.shared_graph_dropout=true: a DropEdge cell is batchable, trains every seed, and
+    its seeds differ (their own weights and masks; one graph per epoch)."""
+    gs, adj = graphs["dense"], graphs["adj"]
+    cfg = _cell_cfg(train={"dropedge": 0.3, "shared_graph_dropout": True})
+    assert engine.unsupported(cfg) is None
+    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"))
+    assert [r.seed for r in results] == list(range(SEEDS))
+    assert all(r.status == "ok" for r in results)
+    assert len({r.train_loss for r in results}) == SEEDS
+    assert "shared_graph_dropout" in engine.unsupported(_cell_cfg(train={"dropedge": 0.3}))
 
 
 @pytest.mark.parametrize("override", [

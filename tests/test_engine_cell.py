@@ -38,7 +38,8 @@ def test_auto_batches_gcn_res_and_reports_every_seed(tmp_path):
     record = run(tmp_path, "depth=2", "seeds=3", "train.epochs=20")
     assert record["status"] == "ok", record["error"]
     assert record["engine"] == {"requested": "auto", "used": "batched", "reason": None,
-                                "adjacency": "sparse"}  # auto on CPU
+                                "adjacency": "sparse",  # auto on CPU
+                                "seeds_per_batch": 3}  # they fit in memory
     assert [s["seed"] for s in record["seeds"]] == [0, 1, 2]
     assert all(s["status"] == "ok" and s["test_acc"] > CHANCE + 0.1 for s in record["seeds"])
     assert record["summary"]["test_acc"]["n"] == 3
@@ -138,6 +139,42 @@ def test_a_cell_the_engine_declines_falls_back_to_the_loop_under_auto(tmp_path, 
     assert len(record["seeds"]) == 2
     record = run(tmp_path / "batched", "engine=batched", "seeds=2", "train.epochs=3")
     assert record["status"] == "failed" and cell.DECLINED in record["error"]
+
+
+def test_seeds_per_batch_trains_the_seeds_in_batches_with_the_same_numbers(tmp_path):
+    """seeds_per_batch=2 trains 3 seeds as batches of 2 and 1; without dropout each seed's
+    training does not depend on its batch, so every seed's numbers are those of one batch of 3.
+    A bad value fails the cell with a one-line error naming it."""
+    common = ("depth=3", "seeds=3", "train.epochs=12", "model.dropout=0")
+    whole = run(tmp_path / "whole", *common)
+    split = run(tmp_path / "split", *common, "seeds_per_batch=2")
+    assert split["status"] == "ok", split["error"]
+    assert whole["engine"]["seeds_per_batch"] == 3 and split["engine"]["seeds_per_batch"] == 2
+    assert split["key"] == whole["key"]  # not part of the identity
+    for a, b in zip(whole["seeds"], split["seeds"], strict=True):
+        assert a["seed"] == b["seed"] and a["test_acc"] == b["test_acc"]
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-5, (a, b)
+    bad = run(tmp_path / "bad", *common, "seeds_per_batch=0")
+    assert bad["status"] == "failed" and "seeds_per_batch=0" in bad["error"]
+
+
+def test_dropedge_cells_batch_only_with_a_shared_graph(tmp_path):
+    """train.dropedge: the seeds loop (each draws its own graphs) unless
+    train.shared_graph_dropout=true opts in to one draw per epoch for the batch; the option is
+    part of the cell's identity (the seeds' draws are correlated), recorded in its config."""
+    common = ("depth=2", "seeds=3", "train.epochs=15", "train.dropedge=0.3")
+    looped = run(tmp_path / "loop", *common)
+    assert looped["engine"]["used"] == "loop"
+    assert "train.shared_graph_dropout=true" in looped["engine"]["reason"]
+    shared = run(tmp_path / "shared", *common, "train.shared_graph_dropout=true")
+    assert shared["status"] == "ok", shared["error"]
+    assert shared["engine"]["used"] == "batched" and shared["key"] != looped["key"]
+    assert shared["config"]["train"]["shared_graph_dropout"] is True
+    assert all(s["test_acc"] > CHANCE + 0.1 for s in shared["seeds"])
+    plain = run(tmp_path / "plain", "depth=2", "seeds=3", "train.epochs=15")
+    off = run(tmp_path / "off", "depth=2", "seeds=3", "train.epochs=15",
+              "train.shared_graph_dropout=false")
+    assert off["key"] == plain["key"]  # the default leaves earlier records' keys alone
 
 
 def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):

@@ -83,11 +83,30 @@ def unsupported(cfg: Any) -> str | None:
         return "jknet mode lstm is not seed-batched (batched: cat, max)"
     if str(option(norm, "name", "none")) not in NORMS:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
-    if float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)):
-        return "DropEdge / DropNode draw a different graph per seed"
+    if ((float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)))
+            and not option(train, "shared_graph_dropout", False)):
+        return ("DropEdge / DropNode draw a different graph per seed "
+                "(train.shared_graph_dropout=true: one draw per epoch for all batched seeds)")
     if option(train, "weight_decay_graph") is not None and name != "gcnii":
         return f"weight_decay_graph: model {name} has no separate graph layers to batch"
     return None
+
+
+def shared_graph_dropout(cfg: Any, graph: Any) -> Callable[[], Tensor] | None:
+    """With ``train.shared_graph_dropout`` and a DropEdge / DropNode rate: the sampler of one
+    dropped, normalized adjacency per epoch for all the batch's seeds (the loop's
+    :func:`gdepth.graph_dropout.sampler` on the same graph); else ``None``."""
+    if not option(cfg.train, "shared_graph_dropout", False):
+        return None
+    from gdepth import graph_dropout
+
+    dataset = option(cfg, "dataset")
+    return graph_dropout.sampler(
+        graph.edge_index, graph.num_nodes,
+        dropedge=float(option(cfg.train, "dropedge", 0.0)),
+        dropnode=float(option(cfg.train, "dropnode", 0.0)),
+        self_loops=bool(option(dataset, "self_loops", True)),
+        normalization=str(option(dataset, "adjacency", "sym")))
 
 
 def run_seeds(
@@ -100,6 +119,7 @@ def run_seeds(
     max_seeds: int | None = None,
     seeds: Sequence[int] | None = None,
     adjacency: str = "sparse",
+    on_split: Callable[[int], None] | None = None,
 ) -> list[SeedResult] | None:
     """Train the seeds of the cell ``cfg`` batched, or return ``None``.
 
@@ -111,9 +131,11 @@ def run_seeds(
         device: where the models live.
         on_epoch: called once per seed-epoch (progress bar).
         on_model: called with seed 0's loop model (e.g. to count its parameters).
-        max_seeds: at most this many seeds per batch (memory); ``None``: all at once.
+        max_seeds: at most this many seeds per batch; ``None``: ``cfg.seeds_per_batch``, else
+            as many as fit in the memory at hand (:func:`gdepth.engine.memory.seeds_per_batch`).
         seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
         adjacency: ``sparse`` or ``dense`` storage of ``adj`` (``adjacency_storage``).
+        on_split: called with the seeds per batch chosen (to record it).
 
     Each seed's initial weights are those its loop run would have: the loop model is built
     after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
@@ -135,13 +157,22 @@ def run_seeds(
                                         graphs[0].num_features, graphs[0].num_classes))
     if on_model is not None:
         on_model(loop_models[0])
-    step = max_seeds or len(seeds)
+    from gdepth.engine import memory
+
+    step = max_seeds or memory.seeds_per_batch(
+        cfg, len(seeds), graphs[0].num_nodes, models.count_parameters(loop_models[0]), device)
+    if on_split is not None:
+        on_split(step)
     results: list[SeedResult] = []
     try:
         for lo in range(0, len(seeds), step):
             stacked = stack(loop_models[lo:lo + step]).to(device)
+            train_adj = shared_graph_dropout(cfg, graphs[0])
+            if train_adj is not None:
+                torch.manual_seed(seeds[lo])  # the batch's draws, as a loop seed's
             results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
-                                   seeds[lo:lo + step], on_epoch, adjacency)
+                                   seeds[lo:lo + step], on_epoch, adjacency,
+                                   train_adj=train_adj)
     except NotBatchable:
         return None
     return results

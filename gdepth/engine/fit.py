@@ -107,6 +107,7 @@ def fit_batched(
     seeds: Sequence[int],
     on_epoch: Callable[[int], None] | None = None,
     adjacency: str = "sparse",
+    train_adj: Callable[[], Tensor] | None = None,
 ) -> list[SeedResult]:
     """Train the S seeds of ``model`` together; one :class:`SeedResult` per seed.
 
@@ -116,6 +117,8 @@ def fit_batched(
     share of the batch's wall time (proportional to its epochs), ``epoch_s`` the batch's time
     per seed-epoch. ``adjacency``: ``sparse`` or ``dense`` storage of ``adj`` for the
     propagations (:func:`gdepth.engine.layers.adjacency_storage` resolves ``auto``).
+    ``train_adj``, if given, returns each training step's adjacency, one for all seeds
+    (``train.shared_graph_dropout``: DropEdge / DropNode); evaluation uses ``adj``.
     """
     num = len(graphs)
     if model.num_seeds != num or len(seeds) != num:
@@ -147,7 +150,7 @@ def fit_batched(
     for epoch in range(1, int(train_cfg.epochs) + 1):
         model.train()
         optimizer.zero_grad()
-        logits = model(x_in, prop)
+        logits = model(x_in, prop if train_adj is None else propagation(train_adj(), adjacency))
         c = logits.shape[-1]
         nll = F.cross_entropy(logits.reshape(n * num, c), y_flat, reduction="none",
                               label_smoothing=smoothing).view(n, num)
