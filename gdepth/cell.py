@@ -143,6 +143,8 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     lo, hi = parts.bounds(cfg)  # the whole cell, or its part (seeds_per_job)
     storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
     record["engine"]["adjacency"] = storage
+    if engine.graph_dropout_mode(cfg) is not None:
+        record["engine"]["graph_dropout"] = engine.graph_dropout_mode(cfg)
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
         on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
@@ -176,7 +178,8 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                 record["seeds"] += [r.as_dict() for r in results]
                 return
             record["engine"].pop("adjacency", None)
-            record["engine"].pop("seeds_per_batch", None)
+            for key in ("seeds_per_batch", "graph_dropout"):
+                record["engine"].pop(key, None)
             reason = record["engine"]["reason"] = DECLINED
             if requested == "batched":
                 raise _cannot_batch(reason)

@@ -362,21 +362,25 @@ def test_run_seeds_trains_every_seed_like_the_loop(graphs):
     assert params and params[0] > 0
 
 
-def test_a_shared_graph_dropout_lets_dropedge_cells_batch(graphs):
-    """train.shared_graph_dropout=true: a DropEdge cell is batchable, trains every seed, and
-    its seeds differ (their own weights and masks; one graph per epoch)."""
+@pytest.mark.parametrize(("shared", "per_batch"), [(True, SEEDS), (False, 1)])
+def test_dropedge_cells_batch_with_shared_or_per_seed_graphs(graphs, shared, per_batch):
+    """DropEdge cells run batched: train.shared_graph_dropout=true draws one graph per epoch
+    for all seeds of a batch; without it each seed trains alone with its own draws, as the
+    loop. Every seed trains, and the seeds differ (their own weights and masks)."""
     gs, adj = graphs["dense"], graphs["adj"]
-    cfg = _cell_cfg(train={"dropedge": 0.3, "shared_graph_dropout": True})
+    cfg = _cell_cfg(train={"dropedge": 0.3, "shared_graph_dropout": shared})
     assert engine.unsupported(cfg) is None
-    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"))
+    assert engine.graph_dropout_mode(cfg) == ("shared" if shared else "per seed")
+    split = []
+    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
+                               on_split=split.append)
+    assert split == [per_batch]
     assert [r.seed for r in results] == list(range(SEEDS))
     assert all(r.status == "ok" for r in results)
     assert len({r.train_loss for r in results}) == SEEDS
-    assert "shared_graph_dropout" in engine.unsupported(_cell_cfg(train={"dropedge": 0.3}))
 
 
 @pytest.mark.parametrize("override", [
-    {"train": {"dropedge": 0.3}},
     {"model": {"name": "gat"}},
     {"norm": {"name": "groupnorm"}},
     {"model": {"name": "gcn", "skip": "residual"}},

@@ -158,23 +158,32 @@ def test_seeds_per_batch_trains_the_seeds_in_batches_with_the_same_numbers(tmp_p
     assert bad["status"] == "failed" and "seeds_per_batch=0" in bad["error"]
 
 
-def test_dropedge_cells_batch_only_with_a_shared_graph(tmp_path):
-    """train.dropedge: the seeds loop (each draws its own graphs) unless
-    train.shared_graph_dropout=true opts in to one draw per epoch for the batch; the option is
-    part of the cell's identity (the seeds' draws are correlated), recorded in its config."""
+def test_dropedge_cells_batch_per_seed_or_with_a_shared_graph(tmp_path):
+    """train.dropedge: the batched engine trains each seed alone with its own draws (as the
+    loop), unless train.shared_graph_dropout=true opts in to one draw per epoch for the batch;
+    the option is part of the cell's identity (the seeds' draws are correlated)."""
     common = ("depth=2", "seeds=3", "train.epochs=15", "train.dropedge=0.3")
-    looped = run(tmp_path / "loop", *common)
-    assert looped["engine"]["used"] == "loop"
-    assert "train.shared_graph_dropout=true" in looped["engine"]["reason"]
+    alone = run(tmp_path / "alone", *common)
+    assert alone["status"] == "ok", alone["error"]
+    assert alone["engine"]["used"] == "batched"
+    assert alone["engine"]["graph_dropout"] == "per seed"
+    assert alone["engine"]["seeds_per_batch"] == 1
     shared = run(tmp_path / "shared", *common, "train.shared_graph_dropout=true")
     assert shared["status"] == "ok", shared["error"]
-    assert shared["engine"]["used"] == "batched" and shared["key"] != looped["key"]
+    assert shared["engine"]["graph_dropout"] == "shared"
+    assert shared["engine"]["seeds_per_batch"] == 3 and shared["key"] != alone["key"]
     assert shared["config"]["train"]["shared_graph_dropout"] is True
-    assert all(s["test_acc"] > CHANCE + 0.1 for s in shared["seeds"])
+    for record in (alone, shared):
+        assert all(s["test_acc"] > CHANCE + 0.1 for s in record["seeds"])
+    looped = run(tmp_path / "loop", *common, "engine=loop")
+    assert looped["key"] == alone["key"]
+    mean = [r["summary"]["test_acc"]["mean"] for r in (alone, looped)]
+    assert abs(mean[0] - mean[1]) < 0.1  # other draws only
     plain = run(tmp_path / "plain", "depth=2", "seeds=3", "train.epochs=15")
     off = run(tmp_path / "off", "depth=2", "seeds=3", "train.epochs=15",
               "train.shared_graph_dropout=false")
     assert off["key"] == plain["key"]  # the default leaves earlier records' keys alone
+    assert "graph_dropout" not in plain["engine"]
 
 
 def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):

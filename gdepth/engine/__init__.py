@@ -83,20 +83,25 @@ def unsupported(cfg: Any) -> str | None:
         return "jknet mode lstm is not seed-batched (batched: cat, max)"
     if str(option(norm, "name", "none")) not in NORMS:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
-    if ((float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0)))
-            and not option(train, "shared_graph_dropout", False)):
-        return ("DropEdge / DropNode draw a different graph per seed "
-                "(train.shared_graph_dropout=true: one draw per epoch for all batched seeds)")
     if option(train, "weight_decay_graph") is not None and name != "gcnii":
         return f"weight_decay_graph: model {name} has no separate graph layers to batch"
     return None
 
 
-def shared_graph_dropout(cfg: Any, graph: Any) -> Callable[[], Tensor] | None:
-    """With ``train.shared_graph_dropout`` and a DropEdge / DropNode rate: the sampler of one
-    dropped, normalized adjacency per epoch for all the batch's seeds (the loop's
-    :func:`gdepth.graph_dropout.sampler` on the same graph); else ``None``."""
-    if not option(cfg.train, "shared_graph_dropout", False):
+def graph_dropout_mode(cfg: Any) -> str | None:
+    """``None`` without DropEdge / DropNode; else ``"shared"`` (``train.shared_graph_dropout``:
+    one draw per epoch for all the seeds of a batch) or ``"per seed"`` (each seed its own
+    draws, as the loop: the seeds train in batches of one)."""
+    train = option(cfg, "train")
+    if not (float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0))):
+        return None
+    return "shared" if option(train, "shared_graph_dropout", False) else "per seed"
+
+
+def graph_dropout_sampler(cfg: Any, graph: Any) -> Callable[[], Tensor] | None:
+    """With a DropEdge / DropNode rate: the sampler of one dropped, normalized adjacency per
+    epoch (the loop's :func:`gdepth.graph_dropout.sampler` on the same graph); else ``None``."""
+    if graph_dropout_mode(cfg) is None:
         return None
     from gdepth import graph_dropout
 
@@ -161,15 +166,17 @@ def run_seeds(
 
     step = max_seeds or memory.seeds_per_batch(
         cfg, len(seeds), graphs[0].num_nodes, models.count_parameters(loop_models[0]), device)
+    if graph_dropout_mode(cfg) == "per seed":
+        step = 1  # each seed its own DropEdge / DropNode graphs
     if on_split is not None:
         on_split(step)
     results: list[SeedResult] = []
     try:
         for lo in range(0, len(seeds), step):
             stacked = stack(loop_models[lo:lo + step]).to(device)
-            train_adj = shared_graph_dropout(cfg, graphs[0])
+            train_adj = graph_dropout_sampler(cfg, graphs[0])
             if train_adj is not None:
-                torch.manual_seed(seeds[lo])  # the batch's draws, as a loop seed's
+                torch.manual_seed(seeds[lo])  # the batch's draws, as its first seed's loop run
             results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
                                    seeds[lo:lo + step], on_epoch, adjacency,
                                    train_adj=train_adj)
