@@ -1,0 +1,96 @@
+r"""Seed-batched engine against gdepth's per-seed loop, per model, on one dataset, in one process.
+
+For each model (and its depth) the same cell — ``seeds`` seeds, ``epochs`` epochs with evaluation
+after every epoch — is trained by ``gdepth.engine.run_seeds`` (batched) and by one
+``train.fit`` per seed (loop), alternating which goes first, and the wall time of each, their
+ratio and the mean test accuracy of each are printed (the two draw different dropout masks, so
+the accuracies agree in distribution, not run by run). Models: the batched ones that
+``benchmarks/sweep_speed.py`` does not time (sgc, sign, appnp, jknet, gcnii, DropEdge's
+backbones), with their configs' defaults (``configs/model/*.yaml``).
+
+    python benchmarks/models_speed.py                                  # Cora, 10 seeds
+    python benchmarks/models_speed.py --models incepgcn:16 --seeds 1   # DropEdge's one seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from gdepth import data, engine, models, train
+from gdepth.cell import prepare
+from gdepth.cli import config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = "sgc:8,sign:8,appnp:10,jknet:8,gcnii:16,resgcn:16,incepgcn:8"
+
+
+def cell_cfg(model: str, depth: int, seeds: int, epochs: int, dataset: str):
+    """The cell's config as plain values (enums as names), as a sweep job hands it on."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            f"model={model}", f"depth={depth}", f"seeds={seeds}", f"dataset={dataset}",
+            f"train.epochs={epochs}", "train.patience=null", "progress=false"])
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=DEFAULT, help="name:depth,...")
+    parser.add_argument("--dataset", default="cora")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--mirror", default=os.environ.get(
+        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    print(f"{args.dataset}, {args.seeds} seeds, {args.epochs} epochs, threads "
+          f"{torch.get_num_threads()}")
+    print(f"{'model':>10} {'depth':>5} {'loop s':>8} {'batched s':>9} {'ratio':>6}   "
+          "test acc loop | batched")
+    for i, item in enumerate(args.models.split(",")):
+        name, depth = item.split(":")
+        cfg = cell_cfg(name, int(depth), args.seeds, args.epochs, args.dataset)
+        cfg.data.mirror = args.mirror
+        ds = OmegaConf.to_container(cfg.dataset)
+        prepared = [prepare(data.load(cfg.dataset, cfg.data, s), ds, device)
+                    for s in range(args.seeds)]
+        adj, graphs = prepared[0][1], [p[0] for p in prepared]
+        wall, accs = {}, {}
+        for eng in (("loop", "batched") if i % 2 == 0 else ("batched", "loop")):
+            t0 = time.perf_counter()
+            if eng == "batched":
+                results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device)
+                if results is None:
+                    raise SystemExit(f"{name}: not batched ({engine.unsupported(cfg)})")
+                accs[eng] = [r.test_acc for r in results]
+            else:
+                accs[eng] = []
+                for s, g in enumerate(graphs):
+                    torch.manual_seed(s)
+                    model = models.build(cfg.model, cfg.norm, int(cfg.depth), g.num_features,
+                                         g.num_classes)
+                    accs[eng].append(train.fit(model, g, adj, cfg.train, s).test_acc)
+            wall[eng] = time.perf_counter() - t0
+        mean = {e: 100 * statistics.mean(a) for e, a in accs.items()}
+        print(f"{name:>10} {depth:>5} {wall['loop']:8.1f} {wall['batched']:9.1f} "
+              f"{wall['loop'] / wall['batched']:5.2f}x   {mean['loop']:.1f} | "
+              f"{mean['batched']:.1f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
