@@ -132,24 +132,32 @@ def loop_reason(cfg: DictConfig) -> str | None:
 
 
 def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
-             record: dict[str, Any], advance: Any) -> list[train.SeedResult] | None:
-    """The cell's seeds trained together by :func:`gdepth.engine.run_seeds` (None: declined)."""
+             record: dict[str, Any], advance: Any, seeds: list[int],
+             ckpts: checkpoint.CellCheckpoints | None) -> list[train.SeedResult] | None:
+    """The cell's ``seeds`` trained together by :func:`gdepth.engine.run_seeds` (None:
+    declined); each finished batch is kept in ``ckpts`` (a killed cell keeps its finished
+    batches, as the loop keeps its finished seeds)."""
     def graph_for_seed(seed: int) -> data.Graph:
         graph, _, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
                                                config["dataset"], device)
         return graph
 
     _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
-    lo, hi = parts.bounds(cfg)  # the whole cell, or its part (seeds_per_job)
     storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
     record["engine"]["adjacency"] = storage
     if engine.graph_dropout_mode(cfg) is not None:
         record["engine"]["graph_dropout"] = engine.graph_dropout_mode(cfg)
+
+    def keep(batch: list[train.SeedResult]) -> None:
+        for result in batch if ckpts is not None else []:
+            ckpts.finish(result.seed, {"values": result.as_dict(), "params": record["params"],
+                                       "features": record["features"], "diagnostics": None})
+
     return engine.run_seeds(
         cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
         on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
-        seeds=range(lo, hi), adjacency=storage,
-        on_split=lambda k: record["engine"].__setitem__("seeds_per_batch", k))
+        seeds=seeds, adjacency=storage,
+        on_split=lambda k: record["engine"].__setitem__("seeds_per_batch", k), on_batch=keep)
 
 
 def _cannot_batch(reason: str) -> ValueError:
@@ -172,10 +180,20 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     with progress.epoch_bar(describe(config), seeds * int(cfg.train.epochs),
                             bool(cfg.progress)) as advance:
         if reason is None:
-            results = _batched(cfg, config, device, record, advance)
+            kept = {s: d for s in range(lo, hi)
+                    if (d := ckpts.finished(s) if ckpts is not None else None) is not None}
+            pending = [s for s in range(lo, hi) if s not in kept]
+            results = (_batched(cfg, config, device, record, advance, pending, ckpts)
+                       if pending else [])
             if results is not None:
                 record["engine"]["used"] = "batched"
-                record["seeds"] += [r.as_dict() for r in results]
+                values = {r.seed: r.as_dict() for r in results}
+                for seed, done in kept.items():  # finished before this cell was killed
+                    values[seed] = done["values"]
+                    for k in ("params", "features"):
+                        record[k] = record.get(k) or done.get(k)
+                    log.info("seed %d: kept its result from before the restart", seed)
+                record["seeds"] += [values[s] for s in range(lo, hi)]
                 return
             record["engine"].pop("adjacency", None)
             for key in ("seeds_per_batch", "graph_dropout"):

@@ -186,6 +186,37 @@ def test_dropedge_cells_batch_per_seed_or_with_a_shared_graph(tmp_path):
     assert "graph_dropout" not in plain["engine"]
 
 
+def test_a_batched_cell_killed_between_batches_keeps_its_finished_batches(tmp_path,
+                                                                           monkeypatch):
+    """Batches of one seed (DropEdge): the second batch dies; the first seed's result is kept
+    in the cell's checkpoint folder, and the re-run trains only seeds 1 and 2, reporting seed
+    0's kept numbers exactly."""
+    from gdepth import engine
+
+    common = ("depth=2", "seeds=3", "train.epochs=10", "train.dropedge=0.3")
+    real, calls = engine.fit_batched, []
+
+    def dying(*args, **kw):
+        calls.append(list(args[4]))
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engine, "fit_batched", dying)
+    first = run(tmp_path, *common)
+    assert first["status"] == "failed" and "killed" in first["error"]
+    monkeypatch.setattr(engine, "fit_batched", lambda *a, **kw: calls.append(list(a[4]))
+                        or real(*a, **kw))
+    second = run(tmp_path, *common)
+    assert second["status"] == "ok", second["error"]
+    assert calls == [[0], [1], [1], [2]]  # seed 0 is not trained again
+    assert [s["seed"] for s in second["seeds"]] == [0, 1, 2]
+    kept = second["seeds"][0]
+    assert kept["status"] == "ok" and kept["test_acc"] > CHANCE + 0.1
+    assert second["engine"]["used"] == "batched" and second["params"] > 0
+    assert not (tmp_path / "checkpoints").exists()  # cleared once the record is written
+
+
 def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):
     """seeds_per_job: the part seeds 2-3 trains seeds 2 and 3 (initial weights and splits of
     those seeds) in one batch; seed 2's split is the whole cell's seed 2 split."""

@@ -125,6 +125,7 @@ def run_seeds(
     seeds: Sequence[int] | None = None,
     adjacency: str = "sparse",
     on_split: Callable[[int], None] | None = None,
+    on_batch: Callable[[list[SeedResult]], None] | None = None,
 ) -> list[SeedResult] | None:
     """Train the seeds of the cell ``cfg`` batched, or return ``None``.
 
@@ -141,6 +142,8 @@ def run_seeds(
         seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
         adjacency: ``sparse`` or ``dense`` storage of ``adj`` (``adjacency_storage``).
         on_split: called with the seeds per batch chosen (to record it).
+        on_batch: called with each batch's results as soon as it is trained (to keep them
+            when a later batch is killed).
 
     Each seed's initial weights are those its loop run would have: the loop model is built
     after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
@@ -177,9 +180,11 @@ def run_seeds(
             train_adj = graph_dropout_sampler(cfg, graphs[0])
             if train_adj is not None:
                 torch.manual_seed(seeds[lo])  # the batch's draws, as its first seed's loop run
-            results += fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
-                                   seeds[lo:lo + step], on_epoch, adjacency,
-                                   train_adj=train_adj)
+            batch = fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
+                                seeds[lo:lo + step], on_epoch, adjacency, train_adj=train_adj)
+            if on_batch is not None:
+                on_batch(batch)
+            results += batch
     except NotBatchable:
         return None
     return results
