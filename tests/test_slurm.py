@@ -27,7 +27,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-ci.sh"
 env = test_launchers.env  # the fixture
 # A cell that trains for a while (tens of seconds) so a test can signal its job mid-training.
 # The per-seed loop (engine=loop) checkpoints its training state every 50 epochs.
-LONG = ["seeds=1", "train.epochs=1500", "dataset.num_nodes=300", "progress=false",
+LONG = ["seeds=1", "train.epochs=6000", "dataset.num_nodes=300", "progress=false",
         "engine=loop", "checkpoint_every=50"]
 
 
@@ -85,8 +85,11 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     folder = tmp_path / "outputs/sweeps/f"
     running = wait_for(lambda: (m := live_markers(folder)) and len(m) >= 2 and m, timeout=180)
-    cancel, preempt = sorted(running, key=lambda m: m["slurm_job_id"])[:2]
+    preempt = min(running, key=lambda m: m["slurm_job_id"])
     wait_for(lambda: list(folder.glob(f"checkpoints/{preempt['key']}/seed-0.pt")), timeout=120)
+    # cancel a job that is still training now (a fast machine may have finished the first one)
+    cancel = wait_for(lambda: next((m for m in live_markers(folder)
+                                    if m["key"] != preempt["key"]), None), timeout=120)
     subprocess.run(["scancel", cancel["slurm_job_id"]], check=True)
     subprocess.run(["scancel", "--signal=USR2", preempt["slurm_job_id"]], check=True)
     signalled = time.time()
