@@ -28,7 +28,6 @@ from gdepth import (
     checkpoint,
     data,
     engine,
-    graph_dropout,
     models,
     parts,
     plan,
@@ -145,8 +144,9 @@ def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
     storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
     record["engine"]["adjacency"] = storage
-    if engine.graph_dropout_mode(cfg) is not None:
-        record["engine"]["graph_dropout"] = engine.graph_dropout_mode(cfg)
+    mode = engine.graph_dropout_mode(cfg)
+    if mode is not None:
+        record["engine"]["graph_dropout"] = mode
 
     def keep(batch: list[train.SeedResult]) -> None:
         for result in batch if ckpts is not None else []:
@@ -195,8 +195,7 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                     log.info("seed %d: kept its result from before the restart", seed)
                 record["seeds"] += [values[s] for s in range(lo, hi)]
                 return
-            record["engine"].pop("adjacency", None)
-            for key in ("seeds_per_batch", "graph_dropout"):
+            for key in ("adjacency", "seeds_per_batch", "graph_dropout"):
                 record["engine"].pop(key, None)
             reason = record["engine"]["reason"] = DECLINED
             if requested == "batched":
@@ -218,12 +217,7 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
             record["params"] = models.count_parameters(model)
             if cfg.get("activation_checkpointing"):
                 models.checkpoint_layers(model)
-            train_adj = graph_dropout.sampler(
-                graph.edge_index, graph.num_nodes,
-                dropedge=float(cfg.train.get("dropedge", 0.0)),
-                dropnode=float(cfg.train.get("dropnode", 0.0)),
-                self_loops=bool(cfg.dataset.get("self_loops", True)),
-                normalization=str(cfg.dataset.get("adjacency", "sym")))
+            train_adj = engine.graph_dropout_sampler(cfg, graph)  # the batched engine's too
             kind = diagnostics.check(cfg.get("diagnostics"))
             init = (diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
                     if kind == "smoothing" else None)

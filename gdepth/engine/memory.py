@@ -44,10 +44,12 @@ FLOAT = 4
 
 def products(cfg: Any) -> int:
     """Hidden products of ``N × d`` a forward pass of the cell's model keeps for backward."""
+    from gdepth.models import convolutions
+
     name = str(option(cfg.model, "name"))
     depth = int(cfg.depth)
     if name == "incepgcn":
-        return (depth - 2) * (depth - 1) // 2 + 2
+        return convolutions(name, depth)
     if name in ("sign", "sgc"):
         return depth + 2  # the hops' products, the head
     return depth + 1  # the layers, the input layer's output

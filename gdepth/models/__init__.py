@@ -148,6 +148,16 @@ def convention(name: str) -> str:
     return _spec(name).convention
 
 
+def convolutions(model: str, depth: int) -> int:
+    """Graph convolutions one forward pass of ``model`` at ``depth`` computes (IncepGCN's
+    branches: (L-2)(L-1)/2 + 2; SGC: one propagated input)."""
+    if model == "incepgcn":
+        return (depth - 2) * (depth - 1) // 2 + 2
+    if model == "sgc":
+        return 1
+    return depth
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable scalars (``requires_grad`` parameters; buffers such as BatchNorm's
     running statistics are not counted)."""

@@ -90,15 +90,6 @@ def plan(exp: Experiment) -> list[Cell]:
     return out
 
 
-def convolutions(model: str, depth: int) -> int:
-    """Graph convolutions one forward pass computes (IncepGCN: (L-2)(L-1)/2 + 2)."""
-    if model == "incepgcn":
-        return (depth - 2) * (depth - 1) // 2 + 2
-    if model == "sgc":
-        return 1
-    return depth
-
-
 def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
@@ -112,11 +103,11 @@ def estimate_seconds(cell: Cell) -> float:
     """
     from omegaconf import OmegaConf
 
-    from gdepth import engine
+    from gdepth import engine, models
 
     c = cell.config
     seeds, hidden = int(c["seeds"]), int(c["model"]["hidden"])
-    convs = convolutions(c["model"]["name"], int(c["depth"]))
+    convs = models.convolutions(c["model"]["name"], int(c["depth"]))
     if c["dataset"]["name"] == "tree_match":
         from gdepth import train_trees
         from gdepth.data import tree_match
