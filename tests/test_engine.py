@@ -126,6 +126,7 @@ CASES = [
     ("resgcn", {"name": "batchnorm"}, 4, "all", "dense"),
     ("densegcn", {"name": "none"}, 4, "all", "dense"),
     ("incepgcn", {"name": "pairnorm", "mode": "PN"}, 5, "all", "sparse"),
+    ("incepgcn", {"name": "none"}, 5, "all", "dense"),  # ReLU + dropout fused (relu_dropout)
 ]
 OPTIMIZER = {"batchnorm": "sgd"}
 

@@ -22,6 +22,8 @@ from gdepth.engine.layers import (
     NotBatchable,
     Propagation,
     StackedInput,
+    StackedNorm,
+    relu_dropout,
     stack_norms,
     stacked_conv,
     stacked_dropout,
@@ -39,6 +41,7 @@ class StackedUnit(nn.Module):
         self.bias = nn.Parameter(torch.stack([u.conv.bias.detach() for u in units]).clone())
         self.norm = stack_norms([u.norm for u in units])
         self.act, self.dropout = units[0].act, units[0].dropout
+        self.fused = type(self.norm) is StackedNorm and isinstance(self.act, nn.ReLU)
 
     def forward(self, h: Tensor | StackedInput, adj: Propagation,
                 mask_fn: MaskFn | None) -> Tensor:
@@ -49,6 +52,8 @@ class StackedUnit(nn.Module):
         else:
             out = stacked_conv(h, self.weight, self.bias, adj)
         p = self.dropout if self.training else 0.0
+        if self.fused:  # ReLU + dropout in place, only the output saved
+            return relu_dropout(out, p, True, mask_fn)
         return stacked_dropout(self.act(self.norm(out)), p, True, mask_fn)
 
 
