@@ -412,6 +412,50 @@ def test_keep_mask_has_dropouts_distribution(p: float) -> None:
     assert abs(both - p * p) < 5 * math.sqrt(p * p * (1 - p * p) / n)
 
 
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5])
+def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> None:
+    """``relu_dropout`` (in place, only the output saved) against autograd's ReLU then mask,
+    fed the same mask: equal outputs and input gradients, exactly."""
+    from gdepth.engine.layers import relu_dropout
+
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(50, 3, 7, generator=gen)
+    grad = torch.randn(50, 3, 7, generator=gen)
+    masks = SeedMasks(3)
+    drawn = masks.stacked((50, 7), p) if p > 0 else None
+    ref_in = z.clone().requires_grad_()
+    ref = torch.relu(ref_in)
+    if drawn is not None:
+        ref = ref * drawn.movedim(0, 1)
+    ref.backward(grad)
+    leaf = z.clone().requires_grad_()
+    fused_in = leaf * 1.0  # relu_dropout works in place on a non-leaf (a conv's output)
+    out = relu_dropout(fused_in, p, True, lambda shape, q: drawn)
+    assert out.data_ptr() == fused_in.data_ptr()
+    out.backward(grad)
+    assert torch.equal(out.detach(), ref.detach())
+    assert torch.equal(leaf.grad, ref_in.grad)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6])
+def test_relu_dropout_own_masks_drop_p_and_rescale(p: float) -> None:
+    """Without injected masks: each positive entry is dropped with probability p (within 5
+    binomial standard errors) or kept times 1/(1-p); the gradient flows where it is kept."""
+    from gdepth.engine.layers import relu_dropout
+
+    torch.manual_seed(0)
+    leaf = torch.rand(400, 2, 64).add_(0.1).requires_grad_()  # all positive: only dropout zeroes
+    out = relu_dropout(leaf * 1.0, p, True, None)
+    dropped = (out == 0).double()
+    n = dropped.numel()
+    assert abs(dropped.mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], leaf.detach()[kept] / (1 - p))
+    out.sum().backward()
+    assert torch.equal(leaf.grad == 0, ~kept)
+    torch.testing.assert_close(leaf.grad[kept], torch.full_like(leaf.grad[kept], 1 / (1 - p)))
+
+
 def _directed_adjacency(n: int, layout: torch.layout) -> torch.Tensor:
     """A random non-symmetric weighted adjacency with self-loops (so Â ≠ Âᵀ)."""
     gen = torch.Generator().manual_seed(7)
