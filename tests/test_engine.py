@@ -437,7 +437,7 @@ def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> Non
     assert torch.equal(leaf.grad, ref_in.grad)
 
 
-@pytest.mark.parametrize("p", [0.3, 0.6])
+@pytest.mark.parametrize("p", [0.3, 0.6, 0.5])  # 0.5: keep_mask's table path
 def test_relu_dropout_own_masks_drop_p_and_rescale(p: float) -> None:
     """Without injected masks: each positive entry is dropped with probability p (within 5
     binomial standard errors) or kept times 1/(1-p); the gradient flows where it is kept."""

@@ -101,8 +101,9 @@ def relu_dropout(z: Tensor, p: float, training: bool, mask_fn: MaskFn | None) ->
     mask = None
     if scale != 1.0 and mask_fn is not None:
         mask = mask_fn((z.shape[0], z.shape[2]), p).to(z.dtype).movedim(0, 1)
-    elif scale != 1.0:
-        mask = _drop_scratch(z, p)
+    elif scale != 1.0:  # keep_mask's table path where it applies: 1.5 vs 10.3 ms at p = 0.5
+        # ([2708, 10, 128], one thread); other p: a boolean mask drawn into a reused buffer
+        mask = keep_mask(z, p) if _dyadic_bits(p) is not None else _drop_scratch(z, p)
     return _ReluDropout.apply(z, mask, scale)
 
 
@@ -134,7 +135,7 @@ class _ReluDropout(torch.autograd.Function):
         z.clamp_(min=0)
         if mask is not None and mask.dtype == torch.bool:  # drop where True, then rescale
             z.masked_fill_(mask, 0.0).mul_(scale)
-        elif mask is not None:  # an injected float mask, already scaled
+        elif mask is not None:  # a float mask (keep_mask's or injected), already scaled
             z.mul_(mask)
         ctx.mark_dirty(z)
         ctx.save_for_backward(z)
