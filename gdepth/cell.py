@@ -267,9 +267,10 @@ def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Gr
 def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None = None
              ) -> dict[str, Any]:
     """Run (or resume) the cell ``cfg`` and write its record below ``base_dir``."""
-    key, _ = plan.cell_identity(cfg)  # the key the sweeper planned, by the same function
+    key, _ = plan.cell_identity(cfg, overrides)  # the key the sweeper planned, the same way
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    config, applied = protocol.apply(config)  # the train preset's dataset protocol
+    explicit = protocol.explicit_keys(overrides or [])  # command-line values beat the preset
+    config, applied = protocol.apply(config, explicit)  # the train preset's dataset protocol
     if applied:
         log.info("train=%s sets %s", config["train"]["name"], applied)
     cfg = OmegaConf.create(config)  # plain values from here on (enums as their names)

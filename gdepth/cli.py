@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
 import os
 import secrets
 import sys
@@ -71,10 +70,11 @@ def hydra_task(cfg: DictConfig) -> dict:
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
     from gdepth import parts, plan, status
 
-    key, _ = plan.cell_identity(cfg)
+    overrides = list(hc.overrides.task)
+    key, _ = plan.cell_identity(cfg, overrides)
     unit = parts.unit(key, parts.seed_range(cfg))  # a part of a split cell: <key>.seeds-<lo>-<hi>
     with status.running(base, unit):  # a marker with a heartbeat: `gdepth status` sees the cell
-        return run_cell(cfg, base, overrides=list(hc.overrides.task))
+        return run_cell(cfg, base, overrides=overrides)
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -82,21 +82,9 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _count_cells(overrides: list[str]) -> int:
-    """Number of jobs a multirun over ``overrides`` launches (0 if it cannot be told)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        sizes = [len(list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()]
-    except Exception:  # Hydra reports the bad override itself when it parses it
-        return 0
-    return math.prod(sizes)
-
-
-def _rewrite(command: str, args: list[str]) -> list[str]:
-    """Expand depth ranges, check single-cell ``run``, and add a unique sweep name."""
-    out, named = [], False
+def _expand_depths(command: str, args: list[str]) -> list[str]:
+    """Expand depth ranges and check the launcher's name and single-cell ``run``."""
+    out = []
     for arg in args:
         key, sep, value = arg.partition("=")
         if sep and key.lstrip("+") == "launcher":
@@ -106,36 +94,131 @@ def _rewrite(command: str, args: list[str]) -> list[str]:
             if command == "run" and len(depths) > 1:
                 raise DepthError(value, "gdepth run takes one depth (use gdepth sweep for several)")
             arg = f"{key}={','.join(map(str, depths))}"
-        named = named or (sep and key == "name")
         out.append(arg)
-    if not named:  # a unique folder per sweep: two started in the same second do not collide
-        stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        # next to the other overrides: Hydra's argparse wants them in one run of positionals
-        last = max((i for i, a in enumerate(out) if "=" in a and not a.startswith("-")),
-                   default=len(out) - 1)
-        out.insert(last + 1, f"name={stamp}_{secrets.token_hex(2)}")
     return out
 
 
-def _launch(command: str, args: list[str]) -> int:
+def _named(overrides: list[str]) -> list[str]:
+    """``overrides`` with a unique sweep name added unless one is given: two sweeps started
+    in the same second do not collide."""
+    if any(o.partition("=")[0] == "name" for o in overrides):
+        return overrides
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return [*overrides, f"name={stamp}_{secrets.token_hex(2)}"]
+
+
+def _folder(command: str, overrides: list[str]) -> Path:
+    """The run or sweep folder of a command line (its parent if no ``name=`` is given)."""
+    values = dict(o.split("=", 1) for o in overrides if "=" in o)
+    return Path(values.get("out_dir", "outputs"), "sweeps" if command == "sweep" else "runs",
+                values.get("name", ""))
+
+
+def _hydra_flags(args: list[str]) -> tuple[argparse.Namespace, list[str], bool]:
+    """Hydra's own options (parsed with Hydra's parser, anywhere on the line), the overrides,
+    and gdepth's ``--dry-run``."""
+    from hydra._internal.utils import get_args_parser
+
+    dry = "--dry-run" in args
+    ns = get_args_parser().parse_intermixed_args([a for a in args if a != "--dry-run"])
+    return ns, list(ns.overrides), dry
+
+
+def _hydra_shows(ns: argparse.Namespace, overrides: list[str]) -> int:
+    """Hydra's ``--help``, ``--hydra-help``, ``--info``: one cell's config, nothing written."""
+    from gdepth import compose
+
+    flags = ["--help"] if ns.help else ["--hydra-help"] if ns.hydra_help else \
+        ["--info", ns.info]
+    sys.argv = ["gdepth", *flags, *compose.first_values(overrides)]
     try:
-        overrides = _rewrite(command, args)
-    except (DepthError, launchers.ChoiceError) as err:
+        hydra_task()
+    except SystemExit as done:
+        return int(done.code or 0)
+    return 0
+
+
+def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
+    """``--cfg job|hydra|all [-p PACKAGE]``: what each cell will run (the preset applied, the
+    command line winning), one YAML document per cell."""
+    from omegaconf import OmegaConf
+
+    from gdepth import compose
+
+    hydra_node = compose.hydra_node(overrides, config_dir()) if ns.cfg != "job" else None
+    for i, cell in enumerate(cells):
+        shown: dict = {} if ns.cfg == "hydra" else dict(cell.config)
+        if hydra_node is not None:
+            shown["hydra"] = hydra_node
+        node = OmegaConf.create(shown)
+        if ns.package:
+            node = OmegaConf.select(node, ns.package)
+            if node is None:
+                return _fail(f"--package {ns.package}: no such key; valid: {', '.join(shown)}")
+        if len(cells) > 1:
+            print(f"# cell {i + 1}/{len(cells)}: {cell.label}  key {cell.key}")
+        text = OmegaConf.to_yaml(node) if OmegaConf.is_config(node) else f"{node}\n"
+        print(text, end="" if i + 1 == len(cells) else "---\n")
+        if ns.cfg == "hydra":
+            break  # the hydra node is the same for every cell
+    return 0
+
+
+def _dry_run(cells: list, folder: Path) -> int:
+    """``--dry-run``: each cell's key, label, whether its record is done, and the dataset /
+    model / train settings it will run with (the preset applied), launching nothing."""
+    from gdepth import status
+
+    done = 0
+    for cell in cells:
+        state = status.cell_status(folder, cell.key) if folder.is_dir() else "missing"
+        state = "done" if state in ("ok", "diverged") else "to run" if state == "missing" \
+            else state
+        done += state == "done"
+        print(f"{cell.key}  {cell.label:<28} {state}")
+        for section in ("dataset", "model", "norm", "train"):
+            values = {k: v for k, v in cell.config[section].items()
+                      if k not in ("dataset_overrides", "model_overrides", "tree_batches")}
+            print(f"    {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+        for section, values in cell.applied.items():
+            print(f"    train={cell.config['train']['name']} sets {section}: "
+                  + ", ".join(f"{k}={v}" for k, v in values.items()))
+    where = f"folder {folder}" if folder.name not in ("sweeps", "runs") else "a new folder"
+    print(f"{len(cells)} cells: {done} done, {len(cells) - done} to run; {where}; "
+          "nothing launched (--dry-run)", file=sys.stderr)
+    return 0
+
+
+def _launch(command: str, args: list[str]) -> int:
+    from gdepth import compose
+
+    try:
+        ns, overrides, dry = _hydra_flags(args)
+    except SystemExit as bad:  # argparse printed its one-line usage error
+        return int(bad.code or 0)
+    try:
+        overrides = _expand_depths(command, overrides)
+        if ns.help or ns.hydra_help or ns.info:
+            return _hydra_shows(ns, overrides)
+        cells = compose.cells(overrides, config_dir())
+    except (DepthError, launchers.ChoiceError, compose.ComposeError) as err:
         return _fail(str(err))
-    plain = [a for a in overrides if not a.startswith("-")]
-    os.environ[progress.TOTAL_ENV] = str(_count_cells(plain) if command == "sweep" else 1)
+    if ns.cfg:
+        return _show_cfg(ns, cells, overrides)
+    if dry:
+        return _dry_run(cells, _folder(command, overrides))
+    overrides = _named(overrides)
+    folder = _folder(command, overrides)
+    os.environ[progress.TOTAL_ENV] = str(len(cells) if command == "sweep" else 1)
     os.environ[progress.START_ENV] = str(time.time())
     os.environ[progress.SKIPPED_ENV] = "0"  # the sweeper sets it once it has planned
-    values = dict(a.split("=", 1) for a in plain if "=" in a)
-    folder = Path(values.get("out_dir", "outputs"), "sweeps" if command == "sweep" else "runs",
-                  values.get("name", ""))
     os.environ[progress.DONE_ENV] = str(progress.count_records(folder))  # resumed: no ETA
     problem = launchers.unwritable(folder)
     if problem:
         return _fail(f"{problem}; choose another out_dir=... or name=...", 1)
-    if command == "sweep":  # gdepth's sweeper: plan.json, skip done cells, record dead jobs
-        overrides = ["--multirun", "hydra/sweeper=gdepth", *overrides]
-    sys.argv = [f"gdepth {command}", *overrides]
+    hydra_args = [*(["--multirun", "hydra/sweeper=gdepth"] if command == "sweep" else []),
+                  *overrides]  # gdepth's sweeper: plan.json, skip done cells, record dead jobs
+    sys.argv = [f"gdepth {command}", *hydra_args]
     from gdepth import callbacks, sweeper
 
     callbacks.LAST.clear()

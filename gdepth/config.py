@@ -371,3 +371,23 @@ def register() -> None:
         ("diagnostics", "diagnostics", DiagnosticsConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+# Top-level counts a cell cannot run without (null where the schema allows it). Hydra's typed
+# schema checks types, not ranges, hence this check on the composed config.
+POSITIVE = ("seeds", "depth", "seeds_per_job", "seeds_per_batch", "threads", "checkpoint_every")
+
+
+def check(config: Any) -> None:
+    """Raise ValueError (one line, the key and value named) if a count is not positive.
+
+    ``config``: a composed config, as a dict or DictConfig. ``threads`` that a running job
+    resolves later (the pool's interpolation) is left to it.
+    """
+    for key in POSITIVE:
+        value = config.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}={value}: must be a whole number >= 1"
+                             + (" (or null)" if key != "seeds" and key != "depth" else ""))

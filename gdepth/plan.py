@@ -36,13 +36,16 @@ PLAN = "plan.json"
 log = logging.getLogger("gdepth")
 
 
-def cell_identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+def cell_identity(cfg: DictConfig, overrides: list[str] | None = None
+                  ) -> tuple[str, dict[str, Any]]:
     """The record key and identity config of a composed job config (its ``hydra`` node ignored).
 
     ``cell.run_cell`` keys its record with it too (resolve, merge the train preset's
-    protocol, hash the identity): the keys that are not part of the identity (``threads``,
-    ``name``, …) are dropped before resolving, so an interpolation that needs the running job
-    (the pool's ``threads``) is never evaluated here.
+    protocol, hash the identity). ``overrides``: the job's command-line overrides, whose
+    ``model.x`` / ``dataset.x`` values win over the preset's (:func:`protocol.apply`). The
+    keys that are not part of the identity (``threads``, ``name``, …) are dropped before
+    resolving, so an interpolation that needs the running job (the pool's ``threads``) is
+    never evaluated here.
     """
     raw = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
     assert isinstance(raw, dict)
@@ -54,7 +57,7 @@ def cell_identity(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     try:  # run_cell hashes the config after the train preset's protocol is merged in
         from gdepth import protocol
 
-        ident, _ = protocol.apply(ident)
+        ident, _ = protocol.apply(ident, protocol.explicit_keys(overrides or []))
     except (ImportError, ValueError, KeyError, TypeError):
         pass  # a bad preset fails the cell itself, with the reason
     return records.cell_key(ident), records.identity(ident)

@@ -92,7 +92,7 @@ class ResumeSweeper(BasicSweeper):
         cells = {}
         for job in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
-            key, config = plan.cell_identity(cfg)
+            key, config = plan.cell_identity(cfg, list(job))
             cells[tuple(job)] = (key, config, parts.ranges(int(cfg.seeds),
                                                            cfg.get("seeds_per_job")))
         return cells

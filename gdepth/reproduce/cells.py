@@ -82,7 +82,7 @@ def plan(exp: Experiment) -> list[Cell]:
                 cfg = compose("config", overrides=overrides)
                 for depth in sub.depths:
                     cfg.depth = depth
-                    key, ident = sweep_plan.cell_identity(cfg)
+                    key, ident = sweep_plan.cell_identity(cfg, overrides)
                     labels = dict(sub.labels)
                     for column, path in exp.columns.items():
                         labels[column] = str(_get(ident, path))
