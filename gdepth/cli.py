@@ -56,7 +56,10 @@ launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "L
                               rerun a paper's depth table, print ours next to it (README)
 
 depth ranges: {forms}
-Hydra options work after run/sweep: --cfg job, --info defaults, hydra.verbose=true, ...
+After run/sweep: --cfg job|hydra|all [-p KEY] prints the config each cell will run (the train
+preset applied; command-line values win over it), --dry-run lists the cells, their record keys
+and whether each is done; --help, --hydra-help, --info [defaults|...]: Hydra's. None of them
+launches or writes anything.
 Every option and the output layout are described in README.md."""
 
 
