@@ -146,6 +146,9 @@ def test_showing_or_refusing_writes_nothing(args, cli_env, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no timestamped sweep
     if refused:
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    elif "--help" in args or "-h" in args:
+        assert "gdepth run|sweep [overrides]" in out.stdout and "--dry-run" in out.stdout
+        assert "model: appnp, bottleneck" in out.stdout  # the config groups, from Hydra
     elif "--cfg" in args and "hydra" not in args:
         assert "name: gcn" in out.stdout or "hidden:" in out.stdout
 
