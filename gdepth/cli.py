@@ -45,6 +45,10 @@ commands:
                               (e.g. gdepth sweep model=gcn,gcn_res depth=2..64 seeds=5)
   table DIR [--metric M] [--format md|csv|tex]
                               re-aggregate the records below DIR into the report files
+  compare DIR A B [--metric M] [--delta 2]
+                              two table rows per depth: paired differences over the same
+                              seeds, Holm-corrected p-values, bootstrap 95 % intervals,
+                              and each row's collapse depth
   status DIR [--all]          cells done / running / failed / missing, from the folder alone
 launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "Launchers")
   list  [models|norms|datasets|train|experiments]
@@ -316,12 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         from gdepth.diagnostics import plot
 
         return plot.main(rest)
+    if command == "compare":
+        from gdepth import stats
+
+        return stats.main(rest)
     if command == "reproduce":
         from gdepth import reproduce
 
         return reproduce.main(rest)
-    return _fail(f"unknown command '{command}'; valid: run, sweep, table, list, status, inspect, "
-                 "plot, reproduce")
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, compare, list, status, "
+                 "inspect, plot, reproduce")
 
 
 if __name__ == "__main__":

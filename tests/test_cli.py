@@ -99,7 +99,7 @@ def test_table_command_reaggregates_in_every_format(sweep):
         (["run", "model=transformer"], 2, "Could not find 'model/transformer'; valid: appnp"),
         (["run", "norm=foo"], 2, "Could not find 'norm/foo'; valid: batchnorm"),
         (["run", "train.lr=fast"], 2, "Value 'fast' of type 'str' could not be converted"),
-        (["frobnicate"], 2, "unknown command 'frobnicate'; valid: run, sweep, table, list"),
+        (["frobnicate"], 2, "unknown command 'frobnicate'; valid: run, sweep, table, compare"),
     ],
 )
 def test_bad_input_gives_the_promised_message_and_exit_code(args, code, message, cli_env,
@@ -183,3 +183,24 @@ def test_train_presets_hold_the_published_settings(preset, expected):
     train = OmegaConf.to_container(cfg.train, enum_to_str=True)
     assert {k: train[k] for k in expected} == expected
     assert train["name"] == preset
+
+
+def test_compare_pairs_the_rows_seed_by_seed(sweep):
+    _, _, folder, _, env, cwd = sweep
+    out = gdepth(["compare", str(folder), "gcn·none", "gcn_res·none", "--resamples", "500"],
+                 env, cwd)
+    assert out.returncode == 0, out.stderr
+    found = {(r["config"]["model"]["name"], r["config"]["depth"]):
+             {s["seed"]: 100 * s["test_acc"] for s in r["seeds"]} for r in records.load(folder)}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("|") and "---" not in ln]
+    assert len(lines) == 1 + 3  # header + depths 2, 4, 8
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        depth, diff = int(cells[0]), float(cells[4])
+        a, b = found[("gcn", depth)], found[("gcn_res", depth)]
+        expected = np.mean([a[s] - b[s] for s in a])
+        assert diff == pytest.approx(expected, abs=0.006)  # shown with two decimals
+    assert "gcn·none: " in out.stdout and "collapse depth" in out.stdout
+    bad = gdepth(["compare", str(folder), "gcn·none", "gat·none"], env, cwd)
+    assert bad.returncode == 2 and "no row 'gat·none'" in bad.stderr
+    assert "valid: gcn·none, gcn_res·none" in bad.stderr
