@@ -34,17 +34,32 @@ def finish(directory: Path) -> None:
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     start = os.environ.get(progress.START_ENV)
     if start:  # cells finished before this sweep started were skipped (resume)
-        since = dt.datetime.fromtimestamp(float(start), dt.timezone.utc).isoformat()
-        finished = [r for r in found if r.get("finished_at")]  # not placeholders
-        new = [r for r in finished if r["finished_at"] >= since]
-        launched = sweeper.LAST.get("launched")  # the cell keys this sweep submitted
-        elsewhere = 0 if launched is None else sum(r["key"] not in launched for r in new)
-        by = f" ({elsewhere} by a job of an earlier launch)" if elsewhere else ""
-        summary += (f"; {len(new)} run now{by}, {len(finished) - len(new)} skipped as already "
-                    "done")
+        summary += "; " + _run_now(found, float(start))
     print(f"\n{text}\n", flush=True)
     print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
           "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
+
+
+def _run_now(found: list[dict[str, Any]], start: float) -> str:
+    """``N run now (k by …), M skipped as already done`` for the sweep started at ``start``.
+
+    Counts this sweep's cells only (another sweep may share the folder). Of those finished
+    since it started, the ones its own jobs did not run were run by a job started before it
+    (an earlier launch, e.g. a killed sweep's Slurm job) or after it (another sweep running
+    alongside, that it found running the cell).
+    """
+    since = dt.datetime.fromtimestamp(start, dt.timezone.utc).isoformat()
+    keys = sweeper.LAST.get("keys")  # this sweep's cells
+    finished = [r for r in found if r.get("finished_at")  # not placeholders
+                and (keys is None or r["key"] in keys)]
+    new = [r for r in finished if r["finished_at"] >= since]
+    launched = sweeper.LAST.get("launched")  # the cell keys this sweep's jobs ran
+    others = [] if launched is None else [r for r in new if r["key"] not in launched]
+    alongside = sum((r.get("started_at") or "") >= since for r in others)
+    by = [f"{n} by {who}" for n, who in ((len(others) - alongside, "a job of an earlier launch"),
+                                         (alongside, "another sweep running alongside")) if n]
+    return (f"{len(new)} run now" + (f" ({', '.join(by)})" if by else "")
+            + f", {len(finished) - len(new)} skipped as already done")
 
 
 class ReportCallback(Callback):

@@ -5,13 +5,20 @@ planned, and ``gdepth status`` / ``gdepth table`` can name the ones still runnin
 after the launching process is gone. A second sweep into the same folder merges its cells in
 (under an exclusive lock, then an atomic rename), so two sweeps never lose each other's plan.
 
+Each launch (one ``gdepth sweep`` process) adds an entry to ``sweeps``: its id, the job units it
+launches with the modification time (ns) their record had then (``gdepth.progress`` counts
+those written since), and the job folders it reserved, ``jobs/<lo>`` … ``jobs/<hi - 1>``
+(:func:`reserve_jobs`: numbered after every folder and reservation already there, under the
+lock, so two sweeps started together never share a job folder).
+
 ``plan.json``::
 
     {"version": 1,
      "cells": {"<key>": {"label": "csbm gcn·none L=4", "overrides": ["model=gcn", "depth=4"],
                          "config": {<the cell's identity config>},
                          "parts": [[0, 2], [2, 4]]}, ...},   # only if split (seeds_per_job)
-     "sweeps": [{"started_at": "...", "host": "...", "command": "...", "cells": 12}, ...]}
+     "sweeps": [{"started_at": "...", "host": "...", "command": "...", "cells": 12,
+                 "launch": "<id>", "units": {"<key>": null, ...}, "jobs": [[0, 12]]}, ...]}
 """
 
 from __future__ import annotations
@@ -89,8 +96,9 @@ def read(sweep_dir: str | Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked(sweep_dir: Path) -> Iterator[None]:
-    with open(sweep_dir / ".plan.lock", "a") as fh:
+def locked(folder: Path, name: str = ".plan.lock") -> Iterator[None]:
+    """An exclusive lock on ``folder/name`` (``fcntl.flock``) while the block runs."""
+    with open(folder / name, "a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -98,19 +106,50 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def add(sweep_dir: str | Path, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Merge ``cells`` (key → label, overrides, config) into the folder's plan; return it."""
+def add(sweep_dir: str | Path, cells: dict[str, dict[str, Any]],
+        launch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge ``cells`` (key → label, overrides, config) into the folder's plan; return it.
+
+    ``launch`` (``launch``: its id, ``units``) goes into this sweep's entry of ``sweeps``.
+    """
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(sweep_dir):
+    with locked(sweep_dir):
         plan = read(sweep_dir)
         plan["cells"].update(cells)
         plan["sweeps"].append({
             "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "host": platform.node(), "pid": os.getpid(),
-            "command": " ".join(sys.argv), "cells": len(cells)})
+            "command": " ".join(sys.argv), "cells": len(cells), **(launch or {})})
         records.write(sweep_dir / PLAN, plan)
     return plan
+
+
+def launch_entry(plan: dict[str, Any], launch: str) -> dict[str, Any] | None:
+    """The ``sweeps`` entry of the launch ``launch`` (None if the plan has none)."""
+    return next((s for s in reversed(plan["sweeps"]) if s.get("launch") == launch), None)
+
+
+def reserve_jobs(sweep_dir: str | Path, count: int, launch: str) -> int:
+    """Reserve ``count`` job folders for the launch ``launch``; return the first number.
+
+    Numbered after every ``jobs/<n>`` folder and every reservation in the plan, under the
+    plan's lock: a resumed sweep never reuses an earlier job's folder, and two sweeps started
+    together never share one.
+    """
+    sweep_dir = Path(sweep_dir)
+    with locked(sweep_dir):
+        plan = read(sweep_dir)
+        taken = [int(p.name) for p in (sweep_dir / "jobs").glob("*") if p.name.isdigit()]
+        taken += [int(hi) - 1 for s in plan["sweeps"] for _, hi in s.get("jobs") or []]
+        first = max(taken, default=-1) + 1
+        entry = launch_entry(plan, launch)
+        if entry is None:  # not planned through ``add`` (e.g. a test): an entry of its own
+            entry = {"launch": launch}
+            plan["sweeps"].append(entry)
+        entry.setdefault("jobs", []).append([first, first + count])
+        records.write(sweep_dir / PLAN, plan)
+    return first
 
 
 def planned(directory: str | Path) -> dict[Path, dict[str, Any]]:

@@ -1,8 +1,11 @@
 """Progress display: cells done / total with an ETA for the sweep, epochs for the current cell.
 
 The sweep's total and start time travel from the CLI to every job through environment
-variables (they reach joblib workers and Slurm jobs alike); "done" is counted from the records
-in the sweep folder, so the count is right whichever launcher runs the cells.
+variables (they reach joblib workers and Slurm jobs alike), and so does the launch id the
+sweeper gives each ``gdepth sweep``; "done" is counted from the records in the sweep folder
+(the units this launch runs, listed in ``plan.json``, whose record was written since it
+started), so the count is right whichever launcher runs the cells, when a rerun rewrites a
+failed or corrupt record, and when another sweep writes into the same folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ TOTAL_ENV = "GDEPTH_SWEEP_TOTAL"
 START_ENV = "GDEPTH_SWEEP_START"
 DONE_ENV = "GDEPTH_SWEEP_DONE_AT_START"
 SKIPPED_ENV = "GDEPTH_SWEEP_SKIPPED"  # the cells (seed jobs) the sweep found done
+LAUNCH_ENV = "GDEPTH_SWEEP_LAUNCH"  # this launch's entry in plan.json (gdepth.plan)
 
 
 def _duration(seconds: float) -> str:
@@ -34,17 +38,43 @@ def count_records(base_dir: str | Path) -> int:
     return len(list((Path(base_dir) / "records").glob("*.json")))
 
 
+def record_mtime(base_dir: str | Path, unit: str) -> int | None:
+    """The modification time (ns) of the unit's record file, None if it has none."""
+    try:
+        return (Path(base_dir) / "records" / f"{unit}.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _written(base_dir: str | Path) -> int | None:
+    """How many of this launch's units have had their record written since it planned them
+    (None: no launch of this process in the folder's plan, e.g. ``gdepth run``)."""
+    launch = os.environ.get(LAUNCH_ENV)
+    if not launch:
+        return None
+    from gdepth import plan  # it imports omegaconf and pandas: not at the CLI's start
+
+    entry = plan.launch_entry(plan.read(base_dir), launch)
+    if entry is None or not isinstance(entry.get("units"), dict):
+        return None
+    return sum(record_mtime(base_dir, unit) not in (None, before)
+               for unit, before in entry["units"].items())
+
+
 def sweep_line(base_dir: str | Path) -> str:
     """``[done/total] ETA …`` for the sweep writing into ``base_dir`` (or ``[done]``).
 
-    done = the cells this sweep skipped as already done + the records written since it
-    started, so a sweep into a folder holding other cells' records counts only its own.
+    done = the cells this sweep skipped as already done + those of its units whose record was
+    written since it started (a record rewritten by a rerun counts; another sweep's cells in the
+    same folder do not). Without a launch in the plan (``gdepth run``): the records added since
+    the start.
     """
-    count = count_records(base_dir)
     total = int(os.environ.get(TOTAL_ENV, "0") or 0)
     if total <= 0:
-        return f"[{count}]"
-    done_now = count - int(os.environ.get(DONE_ENV, "0") or 0)
+        return f"[{count_records(base_dir)}]"
+    done_now = _written(base_dir)
+    if done_now is None:
+        done_now = count_records(base_dir) - int(os.environ.get(DONE_ENV, "0") or 0)
     done = min(int(os.environ.get(SKIPPED_ENV, "0") or 0) + done_now, total)
     line = f"[{done}/{total}]"
     start = float(os.environ.get(START_ENV, "0") or 0)

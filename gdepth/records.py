@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -76,8 +76,10 @@ NEUTRAL: dict[str, Any] = {
     "train.max_passes": None, "train.min_delta": 0.0, "train.stop_at": None,
     "train.lr_schedule": "none", "train.lr_factor": 0.5, "train.lr_patience": 10,
     "train.tree_batches": {},
+    "train.weight_decay_groups": {}, "train.per_model": {}, "model.shared_dropout": False,
     "diagnostics": {"name": "none", "max_nodes": 1024, "measures": None, "hops": 8,
                     "samples": 50},
+    "search": {"name": "none"},  # no per-cell search (gdepth/search/): trials and finals too
 }
 
 
@@ -117,17 +119,33 @@ class RecordWriteError(OSError):
     """A record (or marker, or plan) could not be written: one line with the path and why."""
 
 
+def _create_temp(folder: Path, stem: str) -> tuple[int, str]:
+    """A new, empty temp file in ``folder``: its descriptor and path.
+
+    Created with mode 0666 less the umask, as any other file (``tempfile.mkstemp`` makes 0600
+    files, which the group cannot read on a shared cluster).
+    """
+    for _ in range(100):
+        tmp = str(folder / f".{stem}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name in {folder}")
+
+
 def write(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically: a temp file in the same folder, then rename.
 
-    Readers see the old file or the new one, never a part. On failure (full disk, unwritable
-    folder) the temp file is removed and ``RecordWriteError`` names the file and the reason.
+    Readers see the old file or the new one, never a part. The file's mode honours the umask.
+    On failure (full disk, unwritable folder) the temp file is removed and ``RecordWriteError``
+    names the file and the reason.
     """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _create_temp(path.parent, path.stem)
         with os.fdopen(fd, "w") as fh:
             json.dump(record, fh, indent=1, default=str, allow_nan=True)
             fh.flush()

@@ -19,6 +19,12 @@ is alive (same host) or its heartbeat is recent (other hosts: younger than 3 bea
 queued Slurm job, if ``squeue`` still lists the job; a dead one means the cell's process died
 without a result (``kill -9``, the OOM killer, a lost node): the cell counts as missing and runs
 again on resume.
+
+A job does not start a cell whose live marker belongs to another process (two sweeps into one
+folder that both planned it): it raises :class:`RunningElsewhere`, which the sweeper logs as a
+skip. A job whose record could not be written (full disk, unwritable ``records/``) leaves its
+marker with ``state: write_failed`` and the error: the cell reads as ``failed`` with that error
+(not as ``missing``) and runs again on resume.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import platform
 import shutil
@@ -42,9 +49,15 @@ from gdepth import parts, plan, records
 
 MARKERS = "running"
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
-# What `gdepth status` sums up as done / running / failed / missing.
+WRITE_FAILED = "write_failed"  # the state of a marker whose job could not write its record
+# What `gdepth status` sums up as done / running / failed / corrupt / missing.
 GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
-          "failed": "failed", "corrupt": "failed", "missing": "missing"}
+          "failed": "failed", "corrupt": "corrupt", "missing": "missing"}
+log = logging.getLogger("gdepth")
+
+
+class RunningElsewhere(RuntimeError):
+    """The cell's marker is live and belongs to another process: this job does not start it."""
 
 
 @dataclasses.dataclass
@@ -86,9 +99,53 @@ def requeued() -> None:
             records.write(CURRENT["path"], marker)
 
 
+def _ours(marker: dict[str, Any]) -> bool:
+    """Whether a marker was written for this process: by it, or as the ``queued`` marker of the
+    Slurm job it is (submitted, or requeued)."""
+    job = records.slurm_job_id()
+    if job and str(marker.get("slurm_job_id")) == job:
+        return True
+    return marker.get("host") == platform.node() and marker.get("pid") == os.getpid()
+
+
+def _claim(path: Path, marker: dict[str, Any]) -> None:
+    """Write the running ``marker`` at ``path``, unless a live marker of another process is
+    there (``RunningElsewhere``). Under a lock, so two jobs starting one cell at once cannot
+    both claim it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plan.locked(path.parent, ".claim.lock"):
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("state") in ("running", "queued") and \
+                not _ours(old):
+            alive, detail = marker_state(old)
+            if alive:
+                raise RunningElsewhere(f"running elsewhere ({detail}), not started again")
+        records.write(path, marker)
+
+
+def _write_failed(path: Path, marker: dict[str, Any], err: OSError) -> None:
+    """Leave the marker of a cell whose record could not be written, with the error, and log it."""
+    error = err.strerror or str(err)
+    log.error("%s: the cell ended but its record could not be written: %s; `gdepth status` "
+              "shows it, the same command runs it again", marker["key"], error)
+    marker.update(state=WRITE_FAILED, error=error, heartbeat=time.time())
+    try:
+        records.write(path, marker)
+    except OSError as again:
+        log.error("%s: no marker either: %s", marker["key"], again.strerror or again)
+
+
 @contextlib.contextmanager
 def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
-    """Mark the cell ``key`` as running (refreshed by a heartbeat thread) while the block runs."""
+    """Mark the cell ``key`` as running (refreshed by a heartbeat thread) while the block runs.
+
+    Raises ``RunningElsewhere`` (the block does not run) if another process's live marker is
+    there. If the block fails to write the record (``records.RecordWriteError``), the marker
+    stays, as ``write_failed`` with the error, and the error goes on.
+    """
     path, beat = marker_path(sweep_dir, key), heartbeat_s()
     marker = {"key": key, "state": "running", "slurm_job_id": records.slurm_job_id(),
               "host": platform.node(), "pid": os.getpid(), "started": time.time(),
@@ -102,20 +159,26 @@ def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
                 records.write(path, marker)
 
     try:
-        records.write(path, marker)
+        _claim(path, marker)
     except OSError:  # an unwritable folder fails the record write, with the reason, later
         yield
         return
     thread = threading.Thread(target=beat_loop, name="gdepth-heartbeat", daemon=True)
     thread.start()
     CURRENT.update(path=path, marker=marker)
+    unwritten: OSError | None = None
     try:
         yield
+    except records.RecordWriteError as err:
+        unwritten = err
+        raise
     finally:
         stop.set()
         thread.join()
         CURRENT.clear()
-        if not marker.get("requeued"):  # a requeued job's cell is queued again, not gone
+        if unwritten is not None:
+            _write_failed(path, marker, unwritten)
+        elif not marker.get("requeued"):  # a requeued job's cell is queued again, not gone
             path.unlink(missing_ok=True)
 
 
@@ -169,6 +232,10 @@ def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> Cel
         marker = json.loads(marker_path(sweep_dir, key).read_text())
     except (OSError, ValueError):
         marker = None
+    if isinstance(marker, dict) and marker.get("state") == WRITE_FAILED:
+        return CellState(key, plan.label(config or {}), "failed",
+                         f"the cell ended but its record could not be written: "
+                         f"{marker.get('error')}", config)
     if problem and not marker:
         return CellState(key, plan.label(config or {}), "corrupt", problem, config)
     if marker:
@@ -250,14 +317,22 @@ def cell_states(directory: str | Path) -> list[CellState]:
 
 
 def summary(states: list[CellState]) -> dict[str, int]:
-    counts = {"done": 0, "running": 0, "failed": 0, "missing": 0}
+    """How many cells are done, running, failed (``failed``/``oom``), corrupt and missing."""
+    counts = {"done": 0, "running": 0, "failed": 0, "corrupt": 0, "missing": 0}
     for state in states:
         counts[GROUPS.get(state.status, "failed")] += 1
     return counts
 
 
+def is_sweep(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a sweep or run: a ``plan.json`` or a record below it."""
+    found = Path(directory).rglob
+    return any(True for _ in found(plan.PLAN)) or any(True for _ in found("records/*.json"))
+
+
 def main(args: list[str]) -> int:
-    """``gdepth status DIR [--all]``: exit 0 when every cell is done, 1 otherwise."""
+    """``gdepth status DIR [--all]``: exit 0 when every cell is done, 1 otherwise, 2 when DIR is
+    not a sweep folder."""
     parser = argparse.ArgumentParser(prog="gdepth status")
     parser.add_argument("dir")
     parser.add_argument("--all", action="store_true", help="list done cells too")
@@ -265,11 +340,16 @@ def main(args: list[str]) -> int:
     if not Path(ns.dir).is_dir():
         print(f"gdepth: error: no such folder '{ns.dir}'", file=sys.stderr, flush=True)
         return 2
+    if not is_sweep(ns.dir):
+        print(f"gdepth: error: '{ns.dir}' is not a sweep folder (no {plan.PLAN} and no "
+              "records/ below it)", file=sys.stderr, flush=True)
+        return 2
     states = sorted(cell_states(ns.dir), key=lambda s: (s.status, s.label))
     counts = summary(states)
     for state in states:
         if ns.all or state.status not in records.DONE:
             detail = f"  ({state.detail.splitlines()[0]})" if state.detail else ""
             print(f"{state.status:<9} {state.label:<28} {state.key}{detail}")
-    print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in counts.items()))
+    shown = {g: n for g, n in counts.items() if n or g != "corrupt"}  # corrupt: only if any
+    print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in shown.items()))
     return 0 if counts["done"] == len(states) else 1

@@ -4,14 +4,18 @@ Hydra's basic sweeper launches every combination; a re-run of a 64-cell Slurm sw
 submit 64 jobs that each find their record and exit. This one (``hydra/sweeper=gdepth``, set by
 the CLI) composes every job's config first, as the basic sweeper does to validate them, and:
 
-1. writes the cells into ``plan.json`` (``gdepth.plan``), so the folder knows the whole sweep;
+1. writes the cells into ``plan.json`` (``gdepth.plan``), so the folder knows the whole sweep,
+   with this launch's entry (an id, the units it launches: ``gdepth.progress`` counts them);
 2. skips a cell whose record is ``ok``/``diverged`` or that runs elsewhere (a live marker, e.g.
-   a Slurm job of an earlier, killed launch), logging one ``skip`` line each;
-3. launches the rest with whatever launcher was chosen, numbering the new job folders after
-   the existing ones (``jobs/<n>``), so a resumed sweep never overwrites an earlier job's logs;
-   A cell with ``seeds_per_job: k`` is launched as ceil(seeds/k) jobs, one per part
-   (``gdepth.parts``), each with its ``seed_range``; a part is skipped when done or running,
-   so a re-run launches only the missing or failed parts;
+   a Slurm job of an earlier, killed launch, or a job of another sweep into the same folder),
+   logging one ``skip`` line each; a job that finds its cell started elsewhere meanwhile does
+   not start it (``status.RunningElsewhere``) and is logged as a skip too;
+3. launches the rest with whatever launcher was chosen, in job folders ``jobs/<n>`` numbered
+   after every existing and reserved one (``plan.reserve_jobs``, under the plan's lock), so a
+   resumed sweep never overwrites an earlier job's logs and two sweeps started together never
+   share a folder. A cell with ``seeds_per_job: k`` is launched as ceil(seeds/k) jobs, one per
+   part (``gdepth.parts``), each with its ``seed_range``; a part is skipped when done or
+   running, so a re-run launches only the missing or failed parts;
 4. if the launcher itself breaks (a pool worker killed with ``kill -9`` takes the pool down),
    launches the cells still without a record once more; a cell whose process died twice, or
    whose Slurm job ended without a result (the launcher reports the reason), gets a ``failed``
@@ -24,6 +28,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +70,20 @@ class Unit:
         return failed_record(self.key, self.config, error, self.part)
 
 
-def _next_job_number(sweep_dir: Path) -> int:
-    numbers = [int(p.name) for p in (sweep_dir / "jobs").glob("*") if p.name.isdigit()]
-    return max(numbers, default=-1) + 1
+def _record_failed(sweep_dir: Path, unit: Unit, reason: str) -> None:
+    """Write the ``failed`` record of a unit whose job died; log it if even that fails."""
+    try:
+        records.write(records.record_path(sweep_dir, unit.name), unit.record(reason))
+    except records.RecordWriteError as err:
+        log.error("%s: %s (%s)", unit.name, reason, err.strerror or err)
+        return
+    status.marker_path(sweep_dir, unit.name).unlink(missing_ok=True)
+
+
+def _refused(value: Any) -> bool:
+    """Whether a job's result says its cell runs elsewhere (``status.RunningElsewhere``)."""
+    return isinstance(value, status.RunningElsewhere) or \
+        type(value).__name__ == status.RunningElsewhere.__name__  # a second copy of the module
 
 
 class ResumeSweeper(BasicSweeper):
@@ -84,6 +100,8 @@ class ResumeSweeper(BasicSweeper):
         self.hydra_context = None
         self.config = None
         self.launcher = None
+        self.launch_id = ""  # this launch's entry in plan.json (set by ``sweep``)
+        self.refused: set[str] = set()  # units whose job found them running elsewhere
 
     def _plan(self, jobs: list[list[str]]
               ) -> dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]]:
@@ -108,7 +126,7 @@ class ResumeSweeper(BasicSweeper):
             return []
         running = whole if whole.status == "running" else state
         if running.status == "running" and (split is None or running is whole):
-            log.info("skip %s: %s (%s)", label, running.detail, key)  # runs elsewhere
+            log.info("skip %s: running elsewhere (%s) (%s)", label, running.detail, key)
             return []
         if split is None:
             return [Unit(list(job), key, key, config)]
@@ -118,7 +136,7 @@ class ResumeSweeper(BasicSweeper):
             name = parts.unit(key, part)
             if found.status in records.DONE or found.status == "running":
                 why = (f"record is {found.status}" if found.status in records.DONE
-                       else found.detail)
+                       else f"running elsewhere ({found.detail})")
                 log.info("skip %s %s: %s (%s)", label, parts.label(part), why, name)
             else:
                 todo.append(Unit([*job, f"seed_range=[{part[0]},{part[1]}]"], name, key,
@@ -128,25 +146,33 @@ class ResumeSweeper(BasicSweeper):
     def _launch(self, batch: list[Unit], sweep_dir: Path) -> Exception | None:
         assert self.launcher is not None
         self.launcher.gdepth_keys = {tuple(u.job): u.name for u in batch}  # type: ignore[attr-defined]
+        first = plan.reserve_jobs(sweep_dir, len(batch), self.launch_id)
         try:
-            results = self.launcher.launch([u.job for u in batch],
-                                           initial_job_idx=_next_job_number(sweep_dir))
+            results = self.launcher.launch([u.job for u in batch], initial_job_idx=first)
         except SubmissionError:
             raise
         except Exception as err:  # the launcher broke (e.g. a pool worker was killed)
             log.error("the launcher stopped: %s: %s", type(err).__name__, one_line(err))
             return err
         failures = getattr(self.launcher, "gdepth_failures", {})
+        units = {tuple(u.job): u for u in batch}
         for ret in results:  # a task that raised outside the cell (e.g. the disk is full)
-            if ret.status.name == "FAILED" and ret.overrides is not None:
-                log.error("job %s failed: %s: %s", " ".join(ret.overrides),
-                          type(ret._return_value).__name__, one_line(ret._return_value))
+            if ret.status.name != "FAILED" or ret.overrides is None:
+                continue
+            unit = units.get(tuple(ret.overrides))
+            if _refused(ret._return_value) and unit is not None:
+                self.refused.add(unit.name)  # the job found a live marker of another process
+                where = f" {parts.label(unit.part)}" if unit.part else ""
+                log.info("skip %s%s: %s (%s)", plan.label(unit.config), where,
+                         one_line(ret._return_value), unit.name)
+                continue
+            log.error("job %s failed: %s: %s", " ".join(ret.overrides),
+                      type(ret._return_value).__name__, one_line(ret._return_value))
         for name, reason in failures.items():
             unit = next((u for u in batch if u.name == name), None)
             path = records.record_path(sweep_dir, name)
             if unit is not None and records.read(path) is None:
-                records.write(path, unit.record(reason))
-                status.marker_path(sweep_dir, name).unlink(missing_ok=True)
+                _record_failed(sweep_dir, unit, reason)
         return None
 
     def sweep(self, arguments: list[str]) -> Any:
@@ -165,21 +191,27 @@ class ResumeSweeper(BasicSweeper):
         except ValueError as err:  # e.g. seeds_per_job=0: the CLI prints it as one line
             LAST["launch_error"] = str(err)
             return []
-        plan.add(sweep_dir, {key: {"label": plan.label(config), "overrides": list(job),
-                                   "config": config,
-                                   **({"parts": [list(p) for p in split]} if split else {})}
-                             for job, (key, config, split) in cells.items()})
-        LAST.update(dir=sweep_dir, keys=[key for key, _, _ in cells.values()])
         todo: list[Unit] = []
         for job in jobs:
             for unit in self._units(sweep_dir, job, *cells[tuple(job)]):
                 if all(u.name != unit.name for u in todo):
                     todo.append(unit)
-        LAST["launched"] = {u.key for u in todo}  # the report tells these from others' cells
+        # this launch in plan.json: its id, and its units with their record's mtime now, from
+        # which the jobs count their progress (gdepth.progress) and reserve their job folders
+        self.launch_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        self.refused = set()
+        units = {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo}
+        plan.add(sweep_dir, {key: {"label": plan.label(config), "overrides": list(job),
+                                   "config": config,
+                                   **({"parts": [list(p) for p in split]} if split else {})}
+                             for job, (key, config, split) in cells.items()},
+                 launch={"launch": self.launch_id, "units": units})
+        LAST.update(dir=sweep_dir, keys=[key for key, _, _ in cells.values()])
         n_units = sum(len(split or [None]) for _, _, split in cells.values())
         os.environ[progress.TOTAL_ENV] = str(n_units)  # progress counts jobs: one record each
         os.environ[progress.SKIPPED_ENV] = str(n_units - len(todo))
         os.environ[progress.DONE_ENV] = str(progress.count_records(sweep_dir))
+        os.environ[progress.LAUNCH_ENV] = self.launch_id
         if n_units == len(jobs):
             log.info("%d cells planned: %d to run, %d skipped", len(jobs), len(todo),
                      len(jobs) - len(todo))
@@ -196,13 +228,17 @@ class ResumeSweeper(BasicSweeper):
             except SubmissionError as err:  # the CLI prints it as its one-line error
                 LAST["launch_error"] = str(err)
                 return []
+        # the cells this launch's jobs ran (the report tells them from others'): not those
+        # whose every job found the cell running elsewhere
+        LAST["launched"] = {u.key for u in todo if u.name not in self.refused}
         return []
 
     def _retry(self, batch: list[Unit], sweep_dir: Path, crash: Exception) -> None:
         """Launch the batch's jobs still without a record once more; record those that die."""
         def unfinished() -> list[Unit]:
-            return [u for u in batch if records.read(records.record_path(sweep_dir, u.name))
-                    is None and status._unit_state(sweep_dir, u.name, None).status != "running"]
+            return [u for u in batch if u.name not in self.refused
+                    and records.read(records.record_path(sweep_dir, u.name)) is None
+                    and status._unit_state(sweep_dir, u.name, None).status != "running"]
 
         again = unfinished()
         if again:
@@ -211,5 +247,4 @@ class ResumeSweeper(BasicSweeper):
         for unit in unfinished():
             reason = (f"the cell's process died without a result twice (killed, e.g. by kill -9 "
                       f"or the OOM killer); launcher: {type(crash).__name__}: {one_line(crash)}")
-            records.write(records.record_path(sweep_dir, unit.name), unit.record(reason))
-            status.marker_path(sweep_dir, unit.name).unlink(missing_ok=True)
+            _record_failed(sweep_dir, unit, reason)

@@ -161,7 +161,8 @@ def test_two_sweeps_and_four_workers_into_one_folder_lose_and_duplicate_nothing(
         [(m, d) for m in ("gcn", "gcn_res") for d in (2, 4, 8, 16)] + [("gcn", 32)])
     assert {r["status"] for r in found} == {"ok"}
     assert status.summary(status.cell_states(folder)) == {"done": 9, "running": 0,
-                                                          "failed": 0, "missing": 0}
+                                                          "failed": 0, "corrupt": 0,
+                                                          "missing": 0}
     assert not list((folder / "records").glob(".*.tmp"))
 
 
@@ -204,8 +205,45 @@ def test_full_disk_on_record_write_is_one_line_and_exit_1(env, tmp_path):
     lines = re.findall(r"job depth=\d .* failed: RecordWriteError: \[Errno 28\] cannot write "
                        r"\S+/records/\w+\.json: No space left on device", out.stderr)
     assert len(lines) == 2  # each cell says so; the sweep goes on to the next
-    assert "gdepth: not every cell is done (2 missing)" in out.stderr
-    assert "| missing" in out.stdout  # the table marks the planned cells
+    assert "gdepth: not every cell is done (2 failed)" in out.stderr  # not "missing": it ran
+    assert "| failed" in out.stdout  # the table marks the planned cells
+
+
+@pytest.mark.slow  # three CLI runs: ~20 s on 2 cores
+def test_records_folder_unwritable_mid_sweep_status_says_the_write_failed(env, tmp_path):
+    """The first record is written, then ``records/`` refuses writes (as after a chmod; made to
+    fail here, since the tests may run as root, whom a chmod does not stop). ``gdepth status``
+    says the record could not be written and why, not ``missing (not started)``; the same
+    command then reruns that cell."""
+    patch = ("import errno\n"
+             "from pathlib import Path\n"
+             "write = records.write\n"
+             "def denied(path, record):\n"
+             "    folder = Path(path).parent\n"
+             "    if folder.name == 'records' and any(folder.glob('*.json')):\n"
+             "        raise records.RecordWriteError(errno.EACCES, f'cannot write {path}: '\n"
+             "                                       'Permission denied')\n"
+             "    write(path, record)\n"
+             "records.write = denied")
+    args = ["sweep", "depth=2,4", "name=w", *TINY]
+    out = patched(patch, args, env, tmp_path)
+    assert out.returncode == 1
+    assert re.search(r"\w+: the cell ended but its record could not be written: cannot write "
+                     r"\S+/records/\w+\.json: Permission denied", out.stderr), out.stderr[-2000:]
+    assert "gdepth: not every cell is done (1 failed)" in out.stderr
+    folder = tmp_path / "outputs/sweeps/w"
+    st = gdepth(["status", str(folder)], env, tmp_path)
+    assert st.returncode == 1
+    assert re.search(r"^failed +csbm gcn·none L=4 +\w+  \(the cell ended but its record could "
+                     r"not be written: cannot write \S+/records/\w+\.json: Permission denied\)$",
+                     st.stdout, re.M), st.stdout
+    assert st.stdout.splitlines()[-1] == "2 cells: 1 done, 0 running, 1 failed, 0 missing"
+    again = gdepth(args, env, tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 cells planned: 1 to run, 1 skipped" in again.stderr
+    assert status.summary(status.cell_states(folder)) == {"done": 2, "running": 0, "failed": 0,
+                                                          "corrupt": 0, "missing": 0}
+    assert not list((folder / status.MARKERS).glob("*.json"))
 
 
 def test_unwritable_output_folder_is_one_line_and_exit_1(env, tmp_path):

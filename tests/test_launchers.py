@@ -133,3 +133,21 @@ def test_progress_counts_only_this_sweeps_cells_in_a_shared_folder(env, tmp_path
     again = gdepth(["sweep", "depth=2,4,8", "name=p", *TINY], env, tmp_path)
     assert again.returncode == 0 and "3 cells planned: 1 to run, 2 skipped" in again.stderr
     assert re.search(r"\[3/3\] csbm gcn·none L=\d: ok", again.stderr), again.stderr[-2000:]
+
+
+def test_progress_of_a_resumed_sweep_counts_rewritten_corrupt_and_failed_records(env, tmp_path):
+    """A rerun rewrites a corrupt and a failed record: the count goes [2/3], [3/3], not [1/3]
+    for every line (the number of record files does not change)."""
+    args = ["sweep", "depth=2,4,8", "name=c", *TINY]
+    first = gdepth(args, env, tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    folder = tmp_path / "outputs/sweeps/c"
+    found = {r["config"]["depth"]: r for r in records.load(folder)}
+    records.record_path(folder, found[4]["key"]).write_text("{")  # corrupt
+    records.write(records.record_path(folder, found[8]["key"]),
+                  {**found[8], "status": "failed", "error": "boom"})
+    again = gdepth(args, env, tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "3 cells planned: 2 to run, 1 skipped" in again.stderr
+    lines = re.findall(r"\[\d+/\d+\].*csbm gcn·none L=\d+: ok", again.stderr)
+    assert [line.split()[0] for line in lines] == ["[2/3]", "[3/3]"], again.stderr[-2000:]

@@ -129,3 +129,23 @@ def test_options_at_their_neutral_value_keep_the_old_cell_key():
     new["train"]["dropedge"] = 0.0
     new["diagnostics"]["name"] = "smoothing"
     assert records.cell_key(new) != records.cell_key(old)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002], ids=["umask022", "umask002"])
+def test_records_honour_the_umask_as_any_other_file(tmp_path, umask):
+    """On a shared cluster the group reads (0o022) or also writes (0o002) the records."""
+    old = os.umask(umask)
+    try:
+        path = records.record_path(tmp_path, "abc")
+        records.write(path, make_record(2))
+        records.write(path, make_record(4))  # a rewrite too (it replaces the file)
+        plan.add(tmp_path, {"abc": {"label": "x", "overrides": [], "config": {}}})
+        (tmp_path / "other.txt").write_text("")  # what any other file gets
+    finally:
+        os.umask(old)
+    expected = (tmp_path / "other.txt").stat().st_mode & 0o777
+    assert expected == 0o666 & ~umask
+    assert path.stat().st_mode & 0o777 == expected
+    assert (tmp_path / plan.PLAN).stat().st_mode & 0o777 == expected
+    assert records.read(path)["config"]["depth"] == 4
+    assert sorted(p.name for p in path.parent.iterdir()) == ["abc.json"]  # no temp file

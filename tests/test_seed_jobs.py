@@ -184,8 +184,7 @@ def test_merge_covers_seeds_across_parts_and_a_done_whole_record_wins():
 def test_a_bad_seeds_per_job_is_one_line_and_launches_nothing(tmp_path):
     out = gdepth(["sweep", "seeds_per_job=0", "name=bad", "progress=false"], env_for(tmp_path),
                  tmp_path)
-    assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == (
-        "gdepth: error: seeds_per_job=0: must be a number of seeds >= 1, or null to run every "
-        "seed of a cell in one job")
-    assert not (tmp_path / "outputs/sweeps/bad/records").exists()
+    assert out.returncode == 2  # refused when the command line is composed
+    assert out.stderr.strip().splitlines() == [
+        "gdepth: error: seeds_per_job=0: must be a whole number >= 1 (or null)"]
+    assert not (tmp_path / "outputs").exists()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 
+import pytest
 from test_records import make_record
 
 from gdepth import plan, records, status
@@ -57,11 +59,12 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
         assert "died without a result" in states["csbm gcn·none L=8"].detail
         assert "last heartbeat 600 s ago" in states["csbm gcn·none L=16"].detail
         assert states["csbm gcn·none L=32"].detail == "not started"
-        assert status.summary(list(states.values())) == {"done": 1, "running": 1, "failed": 1,
-                                                         "missing": 3}
+        assert status.summary(list(states.values())) == {"done": 1, "running": 1, "failed": 0,
+                                                         "corrupt": 1, "missing": 3}
         out = subprocess.run([*GDEPTH, "status", str(tmp_path)], capture_output=True, text=True)
         assert out.returncode == 1
-        assert out.stdout.splitlines()[-1] == "6 cells: 1 done, 1 running, 1 failed, 3 missing"
+        assert out.stdout.splitlines()[-1] == ("6 cells: 1 done, 1 running, 0 failed, 1 corrupt, "
+                                               "3 missing")
         assert re.search(rf"^running +csbm gcn·none L=4 +{live['key']}  \(on .* pid "
                          rf"{sleeper.pid}, heartbeat \d+ s ago\)$", out.stdout, re.M)
     finally:
@@ -77,3 +80,72 @@ def test_status_of_a_missing_folder_is_a_usage_error(tmp_path):
     out = subprocess.run([*GDEPTH, "status", str(tmp_path / "nope")], capture_output=True,
                          text=True)
     assert out.returncode == 2 and "no such folder" in out.stderr
+
+
+def test_status_of_a_folder_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not a sweep")
+    out = subprocess.run([*GDEPTH, "status", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (f"gdepth: error: '{tmp_path}' is not a sweep folder (no plan.json and "
+                          "no records/ below it)\n")
+
+
+def test_a_job_does_not_start_a_cell_whose_live_marker_is_another_process(tmp_path):
+    path = status.marker_path(tmp_path, "k1")
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        records.write(path, {"key": "k1", "state": "running", "host": status.platform.node(),
+                             "pid": sleeper.pid, "heartbeat": time.time(), "beat_s": 30})
+        with pytest.raises(status.RunningElsewhere,
+                           match=rf"^running elsewhere \(on .* pid {sleeper.pid}, heartbeat \d+ s "
+                                 r"ago\), not started again$"):
+            with status.running(tmp_path, "k1"):
+                raise AssertionError("the cell started a second time")
+        assert json.loads(path.read_text())["pid"] == sleeper.pid  # its marker is untouched
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with status.running(tmp_path, "k1"):  # its process died: the cell is free to run again
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert not path.exists()
+
+
+def test_a_job_starts_its_own_queued_slurm_marker(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setattr(status, "_in_squeue", lambda job: True)  # Slurm lists the job
+    status.mark_queued(tmp_path, "mine", "77_3")
+    records.write(status.marker_path(tmp_path, "other"), {
+        "key": "other", "state": "queued", "slurm_job_id": "78_0", "host": "login",
+        "pid": 1, "heartbeat": time.time(), "beat_s": 30})
+    with status.running(tmp_path, "mine"):
+        assert json.loads(status.marker_path(tmp_path, "mine").read_text())["state"] == \
+            "running"
+    with pytest.raises(status.RunningElsewhere, match="queued as Slurm job 78_0"):
+        with status.running(tmp_path, "other"):
+            pass
+
+
+def test_a_record_that_cannot_be_written_reads_as_failed_with_the_error(tmp_path):
+    done, lost = make_record(2), make_record(4)
+    _plan(tmp_path, done, lost)
+    records.write(records.record_path(tmp_path, done["key"]), done)
+    error = f"cannot write {records.record_path(tmp_path, lost['key'])}: Permission denied"
+    with pytest.raises(records.RecordWriteError):
+        with status.running(tmp_path, lost["key"]):
+            raise records.RecordWriteError(13, error)
+    marker = json.loads(status.marker_path(tmp_path, lost["key"]).read_text())
+    assert marker["state"] == "write_failed" and marker["error"] == error
+    state = status._state(tmp_path, lost["key"], lost["config"])
+    assert (state.status, state.detail) == (
+        "failed", f"the cell ended but its record could not be written: {error}")
+    out = subprocess.run([*GDEPTH, "status", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert re.search(rf"^failed +csbm gcn·none L=4 +{lost['key']}  \(the cell ended but its "
+                     rf"record could not be written: cannot write \S+: Permission denied\)$",
+                     out.stdout, re.M), out.stdout
+    assert out.stdout.splitlines()[-1] == "2 cells: 1 done, 0 running, 1 failed, 0 missing"
+    with status.running(tmp_path, lost["key"]):  # the rerun takes the cell over
+        pass
+    assert not status.marker_path(tmp_path, lost["key"]).exists()
