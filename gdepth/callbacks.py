@@ -22,9 +22,13 @@ LAST: dict[str, Any] = {}
 
 def finish(directory: Path) -> None:
     """Write the report for ``directory``, print its table and remember the cell statuses."""
+    from gdepth.search import report as search_report
+    from gdepth.search import study
+
     LAST.clear()
     LAST["dir"] = directory
-    found = records.load(directory)
+    trials = study.trial_only_keys(directory)  # a search's trials: shown by tune-report
+    found = [r for r in records.load(directory) if r["key"] not in trials]
     LAST["statuses"] = [r["status"] for r in found]
     if not found:
         log.warning("no records in %s: nothing to tabulate", directory)
@@ -38,6 +42,10 @@ def finish(directory: Path) -> None:
     print(f"\n{text}\n", flush=True)
     print(f"{len(found)} cells ({summary}); report in {directory}/ (table.md, table.csv, "
           "table.tex, results.csv, accuracy_vs_depth.png)", file=sys.stderr, flush=True)
+    if trials:
+        search_report.write(directory)
+        print(f"{len(trials)} search trials beside them: `gdepth tune-report {directory}` "
+              "(hyperparameters.csv, tuned.md)", file=sys.stderr, flush=True)
 
 
 def _run_now(found: list[dict[str, Any]], start: float) -> str:

@@ -49,6 +49,8 @@ commands:
                               two table rows per depth: paired differences over the same
                               seeds, Holm-corrected p-values, bootstrap 95 % intervals,
                               and each row's collapse depth
+  tune-report DIR [--trials]  what each cell's search=... chose (hyperparameters.csv) and the
+                              tuned rows beside the fixed ones (tuned.md)
   status DIR [--all]          cells done / running / failed / missing, from the folder alone
 launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "Launchers")
   list  [models|norms|datasets|train|experiments]
@@ -182,6 +184,10 @@ def _dry_run(cells: list, folder: Path) -> int:
         state = "done" if state in ("ok", "diverged") else "to run" if state == "missing" \
             else state
         done += state == "done"
+        search = cell.config.get("search") or {}
+        if search.get("name", "none") != "none":
+            state = (f"search={search['name']}: {search['trials']} trials × {search['seeds']} "
+                     f"seeds, then the best with {cell.config['seeds']} seeds")
         print(f"{cell.key}  {cell.label:<28} {state}")
         for section in ("dataset", "model", "norm", "train"):
             values = {k: v for k, v in cell.config[section].items()
@@ -320,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
         from gdepth.diagnostics import plot
 
         return plot.main(rest)
+    if command == "tune-report":
+        from gdepth.search import report as search_report
+
+        return search_report.main(rest)
     if command == "compare":
         from gdepth import stats
 
@@ -328,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         from gdepth import reproduce
 
         return reproduce.main(rest)
-    return _fail(f"unknown command '{command}'; valid: run, sweep, table, compare, list, status, "
-                 "inspect, plot, reproduce")
+    return _fail(f"unknown command '{command}'; valid: run, sweep, table, compare, tune-report, "
+                 "list, status, inspect, plot, reproduce")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,13 @@ def cells(overrides: Sequence[str], config_dir: str) -> list[Cell]:
                 config, applied = effective(cfg, job)
                 try:
                     schema.check(config)
+                    if (config.get("search") or {}).get("name", "none") != "none":
+                        from gdepth.search import space
+
+                        space.check(config["search"], config)
+                        if config.get("seeds_per_job") is not None:
+                            raise ValueError("search=... trains each trial as one job: "
+                                             "drop seeds_per_job")
                 except ValueError as err:
                     raise ComposeError(str(err)) from None
                 key, _ = plan.cell_identity(cfg, job)

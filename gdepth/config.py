@@ -206,6 +206,7 @@ class GCNIIConfig(ModelConfig):
 @dataclass
 class JKNetConfig(ModelConfig):
     mode: str = "cat"  # jumping-knowledge aggregation: cat | max | lstm
+    shared_dropout: bool = False  # one mask per layer output for the next layer and JK (BoT's)
 
 
 @dataclass
@@ -230,6 +231,11 @@ class BottleneckConfig(ModelConfig):
     residual: bool = True  # x = x + act(conv(x)) (False: their --no_residual)
     layer_norm: bool = True  # LayerNorm after each layer (False: their --no_layer_norm)
     fully_adjacent_last: bool = False  # last layer: every node -> its tree's root (paper §4)
+
+
+@dataclass
+class SGCConfig(ModelConfig):
+    bias: bool = True  # the linear layer's bias b (false: logits = A^K X W, as BoT's SGC)
 
 
 @dataclass
@@ -267,6 +273,9 @@ class TrainConfig:
     lr: float = 0.01
     weight_decay: float = 5e-4
     weight_decay_graph: float | None = None  # graph layers' own decay (GCNII's wd1), if set
+    # decay per parameter group the model declares (models.common.optimizer_groups), e.g.
+    # {input: 5e-3, output: 0}; groups not named: weight_decay. weight_decay_graph = {graph: x}
+    weight_decay_groups: dict[str, float] = field(default_factory=dict)
     weight_decay_first_only: bool = False  # decay only the first layer (Kipf & Welling code)
     epochs: int = 200
     patience: int | None = None  # stop after this many epochs without improvement
@@ -296,6 +305,9 @@ class TrainConfig:
     # Protocol data the preset imposes (gdepth/protocol.py): {name or "*": {key: value}}
     dataset_overrides: dict[str, Any] = field(default_factory=dict)
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # A preset's per-model (and per-dataset) values, read by its own keys' interpolations:
+    # {rows: {model or all: {dataset or all: {key: value}}}, cell: the row this cell uses}
+    per_model: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -305,6 +317,20 @@ class DiagnosticsConfig:
     measures: list[str] | None = None  # smoothing: None = all
     hops: int = 8  # influence: k
     samples: int = 50  # influence: sampled nodes
+
+
+@dataclass
+class SearchConfig:
+    """Per-cell hyperparameter search (gdepth/search/, configs/search/)."""
+
+    name: str = MISSING  # none | default | a search/ option of your own
+    trials: int = 30  # Optuna trials per cell: the equal budget
+    seeds: int = 3  # seeds (splits) per trial; objective: their mean validation accuracy
+    sampler_seed: int = 0  # TPE's seed
+    startup_trials: int = 10  # random trials before TPE
+    parallel: int = 1  # trials launched together
+    space: dict[str, Any] = field(default_factory=dict)  # key: {low, high, log} | {choices}
+    models: dict[str, Any] = field(default_factory=dict)  # model name: its own extra space
 
 
 @dataclass
@@ -320,6 +346,7 @@ class GdepthConfig:
     norm: Any = MISSING
     train: TrainConfig = MISSING
     diagnostics: DiagnosticsConfig = MISSING
+    search: Any = MISSING  # {name: none} or a SearchConfig (configs/search/)
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
@@ -356,6 +383,7 @@ def register() -> None:
         ("model", "gcnii", GCNIIConfig),
         ("model", "resgcn", ResGCNConfig),
         ("model", "jknet", JKNetConfig),
+        ("model", "sgc", SGCConfig),
         ("model", "sign", SIGNConfig),
         ("model", "gat", GATConfig),
         ("model", "gin", GINConfig),
@@ -369,6 +397,7 @@ def register() -> None:
         ("norm", "combnorm", CombNormConfig),
         ("train", "train", TrainConfig),
         ("diagnostics", "diagnostics", DiagnosticsConfig),
+        ("search", "search", SearchConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
 
@@ -391,3 +420,4 @@ def check(config: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key}={value}: must be a whole number >= 1"
                              + (" (or null)" if key != "seeds" and key != "depth" else ""))
+

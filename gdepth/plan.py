@@ -125,6 +125,19 @@ def add(sweep_dir: str | Path, cells: dict[str, dict[str, Any]],
     return plan
 
 
+def extend(sweep_dir: str | Path, cells: dict[str, dict[str, Any]], launch: str,
+           units: dict[str, Any]) -> None:
+    """Merge ``cells`` planned during the launch ``launch`` (a search's trials) into the plan,
+    and their ``units`` into that launch's entry (progress counts them)."""
+    with locked(Path(sweep_dir)):
+        plan = read(sweep_dir)
+        plan["cells"].update(cells)
+        entry = launch_entry(plan, launch)
+        if entry is not None:
+            entry.setdefault("units", {}).update(units)
+        records.write(Path(sweep_dir) / PLAN, plan)
+
+
 def launch_entry(plan: dict[str, Any], launch: str) -> dict[str, Any] | None:
     """The ``sweeps`` entry of the launch ``launch`` (None if the plan has none)."""
     return next((s for s in reversed(plan["sweeps"]) if s.get("launch") == launch), None)

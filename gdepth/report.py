@@ -30,12 +30,18 @@ NOT_ROW = ("depth", "seed")
 
 
 def row_keys(frame: pd.DataFrame) -> list[str]:
-    """model.name, norm.name, then every other config key whose value varies between cells."""
+    """model.name, norm.name, then every other config key whose value varies between cells.
+
+    Keys a per-cell search chose (``frame.attrs["searched"]``, set by :func:`write_report`)
+    vary by design and make no rows: ``hyperparameters.csv`` lists them per cell.
+    """
     config_cols = [c for c in frame.columns if "." in c or c == "seeds"]
+    searched = set(frame.attrs.get("searched", ()))
     varying = [
         c
         for c in config_cols
-        if c not in ROW_KEYS and c not in NOT_ROW and frame[c].astype(str).nunique() > 1
+        if c not in ROW_KEYS and c not in NOT_ROW and c not in searched
+        and frame[c].astype(str).nunique() > 1
     ]
     return [*ROW_KEYS, *sorted(varying)]
 
@@ -166,7 +172,8 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
         line = ax.plot(stats.index, stats["mean"], marker="o", label=label)[0]
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                         color=line.get_color(), alpha=0.2)
-    ax.set_xscale("log", base=2)
+    if ax.lines:  # a log axis with nothing on it cannot be drawn (e.g. no test nodes)
+        ax.set_xscale("log", base=2)
     depths = sorted(frame["depth"].dropna().astype(int).unique())
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_xlabel("depth (layers)")
@@ -185,10 +192,15 @@ def write_report(directory: str | Path, metric: str = "test_acc") -> tuple[pd.Da
     Returns the table and its Markdown text; raises FileNotFoundError when there is no record.
     """
     directory = Path(directory)
-    found = records.load(directory)
+    from gdepth.search import study
+
+    trials = study.trial_only_keys(directory)  # a search's trials: its final cell stands
+    found = [r for r in records.load(directory) if r["key"] not in trials]  # for them
     if not found:
         raise FileNotFoundError(f"no gdepth records below '{directory}'")
     frame = records.to_frame(found)
+    frame.attrs["searched"] = sorted({k for s in study.load_summaries(directory)
+                                      for k in s["space"]})
     frame.to_csv(directory / "results.csv", index=False)
     table = build_table(frame, metric)
     stem = "table" if metric == "test_acc" else f"table_{metric}"

@@ -38,6 +38,7 @@ from omegaconf import OmegaConf
 
 from gdepth import parts, plan, progress, records, status
 from gdepth.launchers import SubmissionError, one_line
+from gdepth.search import study as search_study
 
 log = logging.getLogger("gdepth")
 # Read by the CLI after the sweep: a one-line launch error, if the launcher refused the jobs.
@@ -54,6 +55,19 @@ def failed_record(key: str, config: dict[str, Any], error: str,
     if part is not None:
         record["seed_range"] = list(part)
     return record
+
+
+def _searched(config: dict[str, Any]) -> bool:
+    """Whether a cell is tuned by a search (``search=<name>``, not ``none``)."""
+    return (config.get("search") or {}).get("name", "none") != "none"
+
+
+def _entries(cells: dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]]
+             ) -> dict[str, dict[str, Any]]:
+    """``plan.json`` entries of planned cells."""
+    return {key: {"label": plan.label(config), "overrides": list(job), "config": config,
+                  **({"parts": [list(p) for p in split]} if split else {})}
+            for job, (key, config, split) in cells.items()}
 
 
 @dataclasses.dataclass
@@ -191,27 +205,27 @@ class ResumeSweeper(BasicSweeper):
         except ValueError as err:  # e.g. seeds_per_job=0: the CLI prints it as one line
             LAST["launch_error"] = str(err)
             return []
-        todo: list[Unit] = []
-        for job in jobs:
-            for unit in self._units(sweep_dir, job, *cells[tuple(job)]):
-                if all(u.name != unit.name for u in todo):
-                    todo.append(unit)
+        # a cell with search=<name> is not run itself: its study runs trials, then its best
+        searched = {job: cell for job, cell in cells.items() if _searched(cell[1])}
+        cells = {job: cell for job, cell in cells.items() if job not in searched}
+        jobs = [job for job in jobs if tuple(job) in cells]
+        todo = self._todo(sweep_dir, jobs, cells)
         # this launch in plan.json: its id, and its units with their record's mtime now, from
         # which the jobs count their progress (gdepth.progress) and reserve their job folders
         self.launch_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.refused = set()
         units = {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo}
-        plan.add(sweep_dir, {key: {"label": plan.label(config), "overrides": list(job),
-                                   "config": config,
-                                   **({"parts": [list(p) for p in split]} if split else {})}
-                             for job, (key, config, split) in cells.items()},
-                 launch={"launch": self.launch_id, "units": units})
+        plan.add(sweep_dir, _entries(cells), launch={"launch": self.launch_id, "units": units})
         LAST.update(dir=sweep_dir, keys=[key for key, _, _ in cells.values()])
         n_units = sum(len(split or [None]) for _, _, split in cells.values())
-        os.environ[progress.TOTAL_ENV] = str(n_units)  # progress counts jobs: one record each
+        n_trials = sum(int(c["search"]["trials"]) + 1 for _, c, _ in searched.values())
+        os.environ[progress.TOTAL_ENV] = str(n_units + n_trials)  # jobs: one record each
         os.environ[progress.SKIPPED_ENV] = str(n_units - len(todo))
         os.environ[progress.DONE_ENV] = str(progress.count_records(sweep_dir))
         os.environ[progress.LAUNCH_ENV] = self.launch_id
+        if searched:
+            log.info("%d cells searched (search=%s): up to %d trial and final cells", len(searched),
+                     next(iter(searched.values()))[1]["search"]["name"], n_trials)
         if n_units == len(jobs):
             log.info("%d cells planned: %d to run, %d skipped", len(jobs), len(todo),
                      len(jobs) - len(todo))
@@ -231,7 +245,42 @@ class ResumeSweeper(BasicSweeper):
         # the cells this launch's jobs ran (the report tells them from others'): not those
         # whose every job found the cell running elsewhere
         LAST["launched"] = {u.key for u in todo if u.name not in self.refused}
+        for job, (key, config, _) in searched.items():
+            try:
+                summary = search_study.run(sweep_dir, key, plan.label(config), list(job),
+                                           config["search"], config,
+                                           lambda trial_jobs: self._trials(sweep_dir, trial_jobs))
+            except SubmissionError as err:
+                LAST["launch_error"] = str(err)
+                return []
+            final = (summary.get("final") or {}).get("key")
+            LAST["keys"].append(final or key)  # no final: the cell is reported as not done
         return []
+
+    def _todo(self, sweep_dir: Path, jobs: list[list[str]],
+              cells: dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]]
+              ) -> list[Unit]:
+        """The units of ``jobs`` still to run, each once."""
+        todo: list[Unit] = []
+        for job in jobs:
+            for unit in self._units(sweep_dir, job, *cells[tuple(job)]):
+                if all(u.name != unit.name for u in todo):
+                    todo.append(unit)
+        return todo
+
+    def _trials(self, sweep_dir: Path, jobs: list[list[str]]) -> list[dict[str, Any] | None]:
+        """A search's trial (or final) cells: planned, launched unless done, their records."""
+        cells = self._plan(jobs)
+        todo = self._todo(sweep_dir, jobs, cells)
+        plan.extend(sweep_dir, _entries(cells), self.launch_id,
+                    {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo})
+        if todo:
+            crash = self._launch(todo, sweep_dir)
+            if crash is not None:
+                self._retry(todo, sweep_dir, crash)
+            LAST["launched"] |= {u.key for u in todo if u.name not in self.refused}
+        return [records.read(records.record_path(sweep_dir, cells[tuple(job)][0]))
+                for job in jobs]
 
     def _retry(self, batch: list[Unit], sweep_dir: Path, crash: Exception) -> None:
         """Launch the batch's jobs still without a record once more; record those that die."""

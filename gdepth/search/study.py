@@ -1,0 +1,176 @@
+"""One cell's hyperparameter search: Optuna's ask/tell over ordinary cells.
+
+For a planned cell with ``search=<name>`` (not ``none``), :func:`run` asks Optuna's seeded TPE
+sampler for ``parallel`` trials at a time; each trial is an ordinary cell (the cell's
+overrides, ``search=none``, ``seeds=<search.seeds>`` and the trial's values) launched by the
+sweeper's launcher like any other job, so it is resumable, runs on every launcher and shows in
+``gdepth status``. Its record's mean **validation** accuracy is told back (:func:`objective`
+reads nothing else; a failed or diverged trial is told as failed). After ``trials`` trials,
+the best one's values are run once more with the cell's full ``seeds``: that record is the
+cell's tuned result.
+
+The study lives in ``<sweep dir>/search/<study key>.journal`` (Optuna's journal file storage,
+safe for several processes and network file systems), so a killed sweep resumes: finished
+trials stay told, a trial that was running is launched again with the same values (its record,
+if written meanwhile, is found and not retrained). ``<study key>.json`` summarises the study
+for ``gdepth tune-report`` and the tables: budget, space, every trial (values, record key,
+validation accuracy) and the final cell.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from gdepth import records
+from gdepth.search import space as space_mod
+
+log = logging.getLogger("gdepth")
+FOLDER = "search"
+# launch(list of override lists) -> their records (None where a job wrote none)
+Launch = Callable[[list[list[str]]], list[dict[str, Any] | None]]
+
+
+def objective(record: dict[str, Any] | None) -> float | None:
+    """A trial's value: the mean validation accuracy of its seeds, or None (failed).
+
+    The test accuracy of a trial is never read: model selection sees validation only.
+    """
+    if record is None or record.get("status") != "ok":
+        return None
+    values = [s["val_acc"] for s in record.get("seeds", [])
+              if s.get("status", "ok") == "ok" and s.get("val_acc") is not None]
+    values = [float(v) for v in values if not math.isnan(float(v))]
+    return sum(values) / len(values) if values else None
+
+
+def trial_job(base: list[str], params: dict[str, Any], seeds: int) -> list[str]:
+    """The overrides of a cell with ``params``: the base cell's, less what the search sets."""
+    drop = {*params, "seeds", "search"}
+    kept = [o for o in base if o.partition("=")[0].lstrip("+") not in drop
+            and not o.partition("=")[0].lstrip("+").startswith("search.")]
+    return [*kept, "search=none", f"seeds={seeds}", *space_mod.overrides(params)]
+
+
+def summary_path(sweep_dir: Path, study_key: str) -> Path:
+    return Path(sweep_dir) / FOLDER / f"{study_key}.json"
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A study summary (written atomically by :func:`gdepth.records.write`), or None."""
+    try:
+        found = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and "study" in found else None
+
+
+def load_summaries(directory: str | Path) -> list[dict[str, Any]]:
+    """Every study summary below ``directory``."""
+    out = []
+    for path in sorted(Path(directory).rglob(f"{FOLDER}/*.json")):
+        found = read_summary(path)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def trial_only_keys(directory: str | Path) -> set[str]:
+    """Record keys that only a search's trials produced (a table shows the finals)."""
+    trials, finals = set(), set()
+    for summary in load_summaries(directory):
+        trials.update(t["key"] for t in summary["trials"] if t.get("key"))
+        if (summary.get("final") or {}).get("key"):
+            finals.add(summary["final"]["key"])
+    return trials - finals
+
+
+def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: dict[str, Any],
+        config: dict[str, Any], launch: Launch) -> dict[str, Any]:
+    """Run (or resume) the study of one cell; return its summary (also written to disk).
+
+    ``base``: the cell's overrides; ``config``: its effective config (the space is checked
+    against it); ``launch``: runs override lists as ordinary cells, returns their records.
+    """
+    distributions = space_mod.check(search, config)
+    folder = Path(sweep_dir) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(folder / f"{study_key}.journal")))
+    study = optuna.create_study(storage=storage, study_name=study_key, direction="maximize",
+                                sampler=space_mod.sampler(search), load_if_exists=True)
+    budget, per_trial = int(search["trials"]), int(search["seeds"])
+    path = summary_path(sweep_dir, study_key)
+    old = read_summary(path) or {}
+    keys: dict[int, str | None] = {t["number"]: t.get("key") for t in old.get("trials", [])}
+
+    def save(final: dict[str, Any] | None = None) -> dict[str, Any]:
+        summary = _summary(study, study_key, label, base, search, config, keys, final)
+        records.write(path, summary)  # after every batch: a killed sweep keeps the keys
+        return summary
+
+    def finished() -> int:
+        return sum(t.state in (TrialState.COMPLETE, TrialState.FAIL)
+                   for t in study.get_trials(deepcopy=False))
+
+    pending = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+    if pending:
+        log.info("search %s: %d trials of a killed launch run again", label, len(pending))
+    while pending or finished() < budget:
+        batch = pending or [study.ask(distributions)
+                            for _ in range(min(int(search["parallel"]), budget - finished()))]
+        pending = []
+        found = launch([trial_job(base, t.params, per_trial) for t in batch])
+        for trial, record in zip(batch, found, strict=True):
+            value = objective(record)
+            keys[trial.number] = record.get("key") if record else None
+            if value is None:
+                study.tell(trial.number, state=TrialState.FAIL)
+            else:
+                study.tell(trial.number, value)
+        save()
+        log.info("search %s: %d/%d trials, best val %s", label, finished(), budget,
+                 _best_text(study))
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        log.error("search %s: every trial failed; no tuned cell", label)
+        return save()
+    final_job = trial_job(base, study.best_trial.params, int(config["seeds"]))
+    (record,) = launch([final_job])
+    return save({"overrides": final_job, "key": record.get("key") if record else None,
+                 "status": record.get("status") if record else "missing"})
+
+
+def _best_text(study: optuna.Study) -> str:
+    try:
+        return f"{100 * study.best_value:.1f}"
+    except ValueError:  # no completed trial yet
+        return "–"
+
+
+def _summary(study: optuna.Study, study_key: str, label: str, base: list[str],
+             search: dict[str, Any], config: dict[str, Any], keys: dict[int, str | None],
+             final: dict[str, Any] | None) -> dict[str, Any]:
+    trials = [{"number": t.number, "state": t.state.name, "params": t.params,
+               "val_acc": t.value, "key": keys.get(t.number)}
+              for t in study.get_trials(deepcopy=False)]
+    best = None
+    if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        b = study.best_trial
+        best = {"number": b.number, "params": b.params, "val_acc": b.value}
+    return {"study": study_key, "label": label, "base_overrides": base,
+            "config": records.identity(config),
+            "search": {k: search.get(k) for k in ("name", "trials", "seeds", "sampler_seed",
+                                                  "startup_trials", "parallel")},
+            "space": space_mod.space_of(search, config["model"]["name"]),
+            "trials": trials, "best": best, "final": final,
+            "written_at": dt.datetime.now(dt.timezone.utc).isoformat()}

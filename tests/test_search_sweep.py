@@ -1,0 +1,105 @@
+"""``gdepth sweep ... search=default`` end to end: real Hydra multirun, trials as ordinary
+cells, the tuned table, ``gdepth tune-report``, and a second run that trains nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gdepth import records
+from gdepth.search import study
+
+GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
+ARGS = ["sweep", "search=default", "search.trials=3", "search.startup_trials=2",
+        "search.seeds=1", "depth=2,4", "seeds=2", "dataset.num_nodes=300",
+        "dataset.num_classes=3", "train.epochs=5", "progress=false", "name=tune"]
+
+
+def gdepth(args, env, cwd, timeout=600):
+    return subprocess.run([*GDEPTH, *args], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, mirror, data_cache):
+    import os
+
+    cwd = tmp_path_factory.mktemp("tune")
+    env = dict(os.environ, GDEPTH_DATA=str(data_cache), GDEPTH_DATA_MIRROR=str(mirror),
+               OMP_NUM_THREADS="1", GDEPTH_OFFLINE="1")
+    first = gdepth(ARGS, env, cwd)
+    folder = cwd / "outputs" / "sweeps" / "tune"
+    before = {p.name: p.read_text() for p in (folder / "records").glob("*.json")}
+    second = gdepth(ARGS, env, cwd)
+    return first, second, folder, before, env, cwd
+
+
+def test_each_cell_spends_the_budget_then_reruns_its_best(tuned):
+    first, _, folder, before, _, _ = tuned
+    assert first.returncode == 0, first.stderr[-3000:]
+    summaries = study.load_summaries(folder)
+    assert len(summaries) == 2 and len(before) == 2 * (3 + 1)  # trials + final per cell
+    by_key = {r["key"]: r for r in records.load(folder, planned=False)}
+    for summary in summaries:
+        trials = summary["trials"]
+        assert [t["state"] for t in trials] == ["COMPLETE"] * 3
+        for t in trials:  # each trial is an ordinary cell with the trial's values, 1 seed
+            record = by_key[t["key"]]
+            assert len(record["seeds"]) == 1 and record["config"]["search"] == {"name": "none"}
+            assert record["config"]["train"]["lr"] == pytest.approx(t["params"]["train.lr"])
+            assert t["val_acc"] == pytest.approx(record["seeds"][0]["val_acc"])
+        best = max(trials, key=lambda t: t["val_acc"])
+        final = by_key[summary["final"]["key"]]
+        assert len(final["seeds"]) == 2  # the cell's full seeds
+        assert final["config"]["model"]["hidden"] == best["params"]["model.hidden"]
+
+
+def test_the_table_has_one_row_of_finals_and_tune_report_lists_the_choices(tuned):
+    first, _, folder, _, env, cwd = tuned
+    table = (folder / "table.md").read_text().splitlines()
+    assert len(table) == 3 and table[2].startswith("| gcn·none ")  # no row per lr / hidden
+    assert "6 search trials beside them" in first.stderr
+    out = gdepth(["tune-report", str(folder)], env, cwd)
+    assert out.returncode == 0, out.stderr
+    hyper = pd.read_csv(folder / "hyperparameters.csv")
+    assert list(hyper["depth"]) == [2, 4] and (hyper["completed"] == 3).all()
+    summaries = {s["config"]["depth"]: s for s in study.load_summaries(folder)}
+    for _, row in hyper.iterrows():
+        best = summaries[row["depth"]]["best"]
+        assert row["best.train.lr"] == pytest.approx(best["params"]["train.lr"])
+        assert row["best_val_acc"] == pytest.approx(100 * best["val_acc"])
+    assert "csbm gcn·none tuned" in (folder / "tuned.md").read_text()
+    assert "3 trials per cell, 1 seeds per trial" in out.stdout
+
+
+def test_a_second_run_trains_nothing(tuned):
+    _, second, folder, before, _, _ = tuned
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = {p.name: p.read_text() for p in (folder / "records").glob("*.json")}
+    assert after == before
+    assert "Launching" not in second.stderr
+    # the studies hold every trial told: only the finals are looked up, and found done
+    assert len(re.findall(r"skip .*record is ok", second.stderr)) == 2
+    assert "2 cells (2 ok; 0 run now, 2 skipped as already done)" in second.stderr
+    plan = json.loads((folder / "plan.json").read_text())
+    assert len(plan["cells"]) == 8  # trials and finals are planned cells: gdepth status sees them
+
+
+def test_a_bad_search_is_refused_before_anything_runs(tuned):
+    _, _, _, _, env, cwd = tuned
+    for args, message in [
+        (["search.trials=0"], "search.trials=0: must be a whole number >= 1"),
+        (["search=nope"], "Could not find 'search/nope'; valid: default, none"),
+        (["+search.space.depth={low: 2, high: 8}"], "'depth' cannot be searched"),
+        (["+search.models.gcn={model.hiden: {low: 2, high: 8}}"],
+         "the cell's config has no key 'model.hiden'; valid: model.name, model.hidden"),
+    ]:
+        out = gdepth(["sweep", "search=default", *args, "name=bad"], env, cwd)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+        assert not (cwd / "outputs" / "sweeps" / "bad").exists()
