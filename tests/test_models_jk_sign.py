@@ -108,6 +108,70 @@ def test_jknet_dropout_layers():
     assert model.dropout_at == set(range(6))
 
 
+class Masks:
+    """Dropout as ``common.dropout`` draws it, from a seeded generator; records each shape."""
+
+    def __init__(self, seed: int = 7) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def mask(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
+        self.shapes.append(tuple(shape))
+        return (torch.rand(shape, generator=self.gen) >= p).float() / (1 - p)
+
+    def dropout(self, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+        return x * self.mask(tuple(x.shape), p) if training and p > 0 else x
+
+
+@pytest.mark.parametrize("mode", ["cat", "max"])
+def test_jknet_shared_dropout_is_bag_of_tricks_jknet(monkeypatch, mode):
+    """shared_dropout + dropout_layers=hidden = Bag of Tricks' models/JKNet.py, written out:
+    x = dropout(relu(conv(x))) appended to the list and fed to the next layer; no dropout on
+    the input features nor after the aggregation (one mask per layer, shared)."""
+    from gdepth.models import common
+
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    depth, p = 3, 0.5
+    model = models.build(model_cfg("jknet", mode=mode, dropout=p, dropout_layers="hidden",
+                                   shared_dropout=True), None, depth, IN, OUT).train()
+    masks = Masks()
+    monkeypatch.setattr(common, "dropout", masks.dropout)
+    got = model(x, adj)
+    assert masks.shapes == [(N, D)] * depth  # one mask per layer output, none on x or after JK
+    hand = Masks()  # the same draws, in the same order
+    a, h, xs = adj.to_dense(), x, []
+    for conv in model.convs:
+        h = torch.relu(a @ (h @ conv.lin.weight.T) + conv.bias) * hand.mask((N, D), p)
+        xs.append(h)
+    expected = manual_jk(model.jk, mode, xs) @ model.lin_out.weight.T + model.lin_out.bias
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_jknet_without_shared_dropout_draws_its_own_masks(monkeypatch):
+    """The default (shared_dropout off, dropout_layers=all): a mask before every GCN layer,
+    the input features included, and another on the aggregation before lin_out."""
+    from gdepth.models import common
+
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    depth, p = 3, 0.5
+    model = models.build(model_cfg("jknet", dropout=p), None, depth, IN, OUT).train()
+    assert model.shared_dropout is False
+    masks = Masks()
+    monkeypatch.setattr(common, "dropout", masks.dropout)
+    got = model(x, adj)
+    assert masks.shapes == [(N, IN)] + [(N, D)] * (depth - 1) + [(N, D * depth)]
+    hand = Masks()
+    a, h, xs = adj.to_dense(), x, []
+    for conv in model.convs:
+        h = torch.relu(a @ ((h * hand.mask(tuple(h.shape), p)) @ conv.lin.weight.T) + conv.bias)
+        xs.append(h)
+    jk = torch.cat(xs, dim=1) * hand.mask((N, D * depth), p)
+    torch.testing.assert_close(got, jk @ model.lin_out.weight.T + model.lin_out.bias,
+                               atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 5])
 def test_sign_sym_hops_equal_pyg_transform_and_dense_powers(steps):
     """PyG's T.SIGN normalizes the (weighted) adjacency itself, so it gets A + I unnormalized."""
@@ -244,5 +308,6 @@ def test_yaml_composes_and_builds(composed_models, name):
     assert "depth" in models.convention(name)
     if name == "jknet":
         assert model.jk.mode == "cat" and model.lin_out.in_features == 2 * cfg.hidden
+        assert cfg.shared_dropout is False and model.shared_dropout is False
     if name == "sign":
         assert (model.operator, model.ppr_alpha) == ("sym", 0.15)

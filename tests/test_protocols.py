@@ -157,3 +157,75 @@ def test_the_record_holds_the_dataset_the_preset_imposed(cli_env, tmp_path):
     assert record["config"]["dataset"]["val_size"] == 500
     assert record["config"]["model"]["dropout"] == 0.8
     assert record["seeds"][0]["split"] == "random_per_class(20/c, 500, 1000, split=0)"
+
+
+# train=bot2021 per model and dataset, as read from github.com/VITA-Group/Deep_GCN_Benchmarking
+# (commit 7aaf7564): options/configs/<model>.yml for the baselines, options/base_options.py and
+# tricks/tricks_comb.py for the GCN backbone and every other model.
+BOT = {
+    ("gcnii", "cora"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": 0.01},
+                        {"hidden": 64, "dropout": 0.6, "alpha": 0.1, "lamda": 0.5}),
+    ("gcnii", "citeseer"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": 0.01},
+                            {"hidden": 256, "dropout": 0.7, "alpha": 0.1, "lamda": 0.6}),
+    ("gcnii", "pubmed"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": 5e-4},
+                          {"hidden": 256, "dropout": 0.6, "alpha": 0.1, "lamda": 0.4}),
+    ("appnp", "cora"): ({"lr": 0.01, "weight_decay_graph": None,
+                         "weight_decay_groups": {"input": 5e-3, "output": 0.0}},
+                        {"hidden": 64, "dropout": 0.5, "alpha": 0.1}),
+    ("appnp", "pubmed"): ({"lr": 0.01, "weight_decay_graph": None,
+                           "weight_decay_groups": {"input": 5e-3, "output": 0.0}},
+                          {"hidden": 64, "dropout": 0.5, "alpha": 0.1}),
+    ("jknet", "citeseer"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": None,
+                             "weight_decay_groups": {}},
+                            {"hidden": 16, "dropout": 0.5, "dropout_layers": "hidden",
+                             "shared_dropout": True, "mode": "cat"}),
+    ("sgc", "cora"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": None},
+                      {"dropout": 0.6, "bias": False}),
+    ("sgc", "citeseer"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": None},
+                          {"dropout": 0.7}),
+    ("gcn", "cora"): ({"lr": 0.005, "weight_decay": 5e-4, "weight_decay_graph": 0.01},
+                      {"hidden": 64, "dropout": 0.6, "lamda": 0.5, "embedding_dropout": 0.6}),
+    ("gcn", "citeseer"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": 0.01},
+                          {"hidden": 256, "dropout": 0.7, "lamda": 0.6}),
+    ("gcn", "pubmed"): ({"lr": 0.01, "weight_decay_graph": 0.01},
+                        {"hidden": 256, "dropout": 0.5, "lamda": 0.5}),
+    ("gcn_res", "citeseer"): ({"lr": 0.01, "weight_decay": 5e-4, "weight_decay_graph": None},
+                              {"hidden": 256, "dropout": 0.7}),
+}
+
+
+@pytest.mark.parametrize(("model", "dataset"), sorted(BOT), ids=[f"{m}-{d}" for m, d in
+                                                                  sorted(BOT)])
+def test_bot2021_chooses_each_models_official_settings(model, dataset):
+    config = composed("train=bot2021", f"dataset={dataset}", f"model={model}", "depth=32")
+    train, model_keys = BOT[(model, dataset)]
+    assert {k: config["train"][k] for k in train} == train
+    assert {k: config["model"][k] for k in model_keys} == model_keys
+    assert (config["train"]["epochs"], config["train"]["patience"],
+            config["train"]["selection"]) == (1000, 100, "min_val_loss")
+
+
+@pytest.mark.parametrize("model", ["gcnii", "appnp", "jknet", "sgc"])
+def test_bot2021_builds_every_baselines_optimizer(model):
+    """Each baseline gets an optimizer under train=bot2021 (APPNP, JKNet and SGC used to fail
+    every cell: weight_decay_graph=0.01 and no graph layers)."""
+    from omegaconf import OmegaConf
+
+    from gdepth import models
+    from gdepth import train as training
+
+    config = composed("train=bot2021", "dataset=cora", f"model={model}", "depth=4")
+    net = models.build(OmegaConf.create(config["model"]), None, 4, 20, 3)
+    optimizer = training.make_optimizer(net, OmegaConf.create(config["train"]))
+    assert optimizer.defaults["lr"] == 0.01
+
+
+def test_a_command_line_value_beats_the_bot2021_row():
+    from gdepth import compose
+
+    (cell,) = compose.cells(["train=bot2021", "dataset=pubmed", "model=gcnii", "depth=32",
+                             "train.lr=0.02", "model.hidden=8",
+                             "train.per_model.rows.gcnii.pubmed.lamda=0.3"], config_dir())
+    assert (cell.config["train"]["lr"], cell.config["model"]["hidden"]) == (0.02, 8)
+    assert cell.config["model"]["lamda"] == 0.3  # the row itself, edited
+    assert cell.config["train"]["weight_decay_graph"] == 5e-4  # the rest of the row

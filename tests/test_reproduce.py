@@ -21,6 +21,23 @@ REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" 
 COPIES = {"dropedge2020_semi": "dropedge2020_semi.csv",
           "dropedge2020_full": "dropedge2020_full.csv",
           "alon2021_treematch": "alon2021_treematch_train.csv"}
+# shipped table -> every number in it, transcribed here from the official repository's README
+# (no reference copy exists): chennnM/GCNII README.md "Results" (commit ca91f568), semi rows;
+# VITA-Group/Deep_GCN_Benchmarking README.md "Main Results and Leaderboard" (commit 7aaf7564)
+FROM_REPOSITORIES = {
+    "gcnii2020": {("cora", "GCNII", "64"): 85.5, ("citeseer", "GCNII", "32"): 73.4,
+                  ("pubmed", "GCNII", "16"): 80.3},
+    "bot2021": {(d, m, "32"): v for d, ranking in {
+        "cora": {"Ours": 85.48, "GCNII": 85.29, "APPNP": 83.68, "DAGNN": 83.39,
+                 "GPRGNN": 83.13, "JKNet": 73.23, "SGC": 68.45},
+        "citeseer": {"Ours": 73.35, "GCNII": 73.24, "DAGNN": 72.59, "APPNP": 72.13,
+                     "GPRGNN": 71.01, "SGC": 61.92, "JKNet": 50.68},
+        "pubmed": {"Ours": 80.76, "DAGNN": 80.58, "APPNP": 80.24, "GCNII": 79.91,
+                   "GPRGNN": 78.46, "SGC": 66.61, "JKNet": 63.77},
+        "ogbn_arxiv": {"Ours": 72.70, "GCNII": 72.60, "DAGNN": 71.46, "GPRGNN": 70.18,
+                       "APPNP": 66.94, "JKNet": 66.31, "SGC": 34.22}}.items()
+                for m, v in ranking.items()},
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +57,20 @@ def test_shipped_tables_equal_the_reference_exactly(name, reference):
     assert shipped == (reference / COPIES[name]).read_bytes()
 
 
+@pytest.mark.parametrize("name", sorted(FROM_REPOSITORIES))
+def test_tables_read_from_the_repositories_hold_their_numbers(name):
+    table = published.load(name)
+    assert list(table.rows.columns) == ["dataset", "model", "depth", "test_acc", "note"]
+    got = {(r["dataset"], r["model"], r["depth"]): published.number(r["test_acc"])
+           for r in table.rows.to_dict("records")}
+    assert got == FROM_REPOSITORIES[name]
+    commit = {"gcnii2020": "github.com/chennnM/GCNII README.md",
+              "bot2021": "github.com/VITA-Group/Deep_GCN_Benchmarking README.md"}[name]
+    assert commit in table.source
+
+
 def test_every_shipped_table_is_used_by_an_experiment():
-    assert sorted(COPIES) == published.names()
+    assert sorted({*COPIES, *FROM_REPOSITORIES}) == published.names()
     tables = {experiment.load(n).published.get("table") for n in experiment.names()}
     assert set(published.names()) <= tables
 
@@ -57,7 +86,8 @@ def test_tables_parse_with_source_numbers_and_missing_values():
     assert published.number(row.test_acc.item()) == 49.5
     oom = semi.rows[semi.rows.note == "OOM"]
     assert len(oom) == 4 and all(published.number(v) is None for v in oom.test_acc)
-    with pytest.raises(ValueError, match="valid: alon2021_treematch, dropedge2020_full"):
+    with pytest.raises(ValueError,
+                       match="valid: alon2021_treematch, bot2021, dropedge2020_full"):
         published.load("nosuch")
 
 
@@ -173,6 +203,79 @@ def test_reproduce_lists_and_dry_runs(cli_env, tmp_path):
     assert bad.returncode == 2 and "valid: alon2021_treematch" in bad.stderr
 
 
+def test_gcnii_and_bot2021_plan_their_cells_with_each_models_settings():
+    """gcnii2020: semi.sh's three lines x (GCNII, GCNII*); bot2021: the four baselines at 32
+    layers, each with its options/configs/<model>.yml settings (train=bot2021's rows)."""
+    from gdepth.reproduce import cells
+
+    gcnii = {(c.labels["dataset"], c.labels["model"], c.labels["depth"]): c.config
+             for c in cells.plan(experiment.load("gcnii2020"))}
+    assert sorted(gcnii) == sorted((d, m, str(L)) for d, L in
+                                   [("cora", 64), ("citeseer", 32), ("pubmed", 16)]
+                                   for m in ("GCNII", "GCNII*"))
+    for (dataset, _, _), c in gcnii.items():
+        setting = {"cora": (64, 0.5, 0.6, 0.01), "citeseer": (256, 0.6, 0.7, 0.01),
+                   "pubmed": (256, 0.4, 0.5, 5e-4)}[dataset]
+        assert (c["model"]["hidden"], c["model"]["lamda"], c["model"]["dropout"],
+                c["train"]["weight_decay_graph"]) == setting
+        assert (c["train"]["lr"], c["train"]["weight_decay"], c["model"]["alpha"],
+                c["train"]["epochs"], c["train"]["patience"], c["seeds"]) == (
+            0.01, 5e-4, 0.1, 1500, 100, 1)
+    bot = {(c.labels["dataset"], c.labels["model"]): c.config
+           for c in cells.plan(experiment.load("bot2021"))}
+    assert sorted(bot) == sorted((d, m) for d in ("cora", "citeseer", "pubmed")
+                                 for m in ("GCNII", "APPNP", "JKNet", "SGC"))
+    assert {c["depth"] for c in bot.values()} == {32} and {c["seeds"] for c in bot.values()} \
+        == {100}
+    assert bot[("pubmed", "GCNII")]["train"]["weight_decay_graph"] == 5e-4
+    assert bot[("citeseer", "GCNII")]["model"]["hidden"] == 256
+    assert bot[("cora", "APPNP")]["train"]["weight_decay_groups"] == {"input": 5e-3,
+                                                                      "output": 0.0}
+    assert bot[("cora", "JKNet")]["model"]["shared_dropout"] is True
+    assert bot[("citeseer", "SGC")]["model"]["dropout"] == 0.7
+
+
+def test_published_numbers_no_entry_covers_are_no_entry_not_failures(tmp_path):
+    """bot2021's DAGNN / GPRGNN / Ours / ogbn-arxiv rows: no gdepth entry runs them; their
+    verdict is `no entry` (a finished reproduction exits 0), the planned cells `not run`."""
+    from gdepth.reproduce import cells
+
+    exp = experiment.load("bot2021", ["dataset=cora"])
+    frame = compare.build(exp, cells.plan(exp), tmp_path)
+    verdicts = dict(zip(frame.model, frame.verdict, strict=True))
+    assert verdicts == {"GCNII": "not run", "APPNP": "not run", "JKNet": "not run",
+                        "SGC": "not run", "Ours": "no entry", "DAGNN": "no entry",
+                        "GPRGNN": "no entry"}
+    assert frame.set_index("model").published["APPNP"] == 83.68
+
+
+def test_reproduce_lists_and_dry_runs_gcnii_and_bot2021(cli_env, tmp_path):
+    listed = subprocess.run([*GDEPTH, "reproduce", "--list"], env=cli_env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    names = {line.split()[0]: line.split()[1] for line in listed.stdout.splitlines()[1:-1]}
+    assert names["gcnii2020"] == "6" and names["bot2021"] == "12"
+    dry = subprocess.run([*GDEPTH, "reproduce", "bot2021", "dataset=cora", "--dry-run"],
+                         env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "model=APPNP dataset=cora depth=32" in dry.stdout
+    assert ("model: hidden=64 dropout=0.5 dropout_layers=all activation=relu alpha=0.1 | "
+            "train: lr=0.01 weight_decay=0.0 weight_decay_groups={input: 0.005, output: 0.0} "
+            "epochs=1000 patience=100 selection=min_val_loss") in dry.stdout
+    assert "hidden=16 dropout=0.5 dropout_layers=hidden activation=relu mode=cat " \
+           "shared_dropout=True | train: lr=0.01 weight_decay=0.0005 epochs=1000" in dry.stdout
+    assert "lamda=0.5 | train: lr=0.01 weight_decay=0.0005 weight_decay_graph=0.01" in dry.stdout
+    assert "4 cells" in dry.stderr and not (tmp_path / "outputs").exists()
+    dry = subprocess.run([*GDEPTH, "reproduce", "gcnii2020", "dataset=citeseer", "--dry-run"],
+                         env=cli_env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert dry.stdout.count("model: hidden=256 dropout=0.7 dropout_layers=all activation=relu "
+                            "alpha=0.1 lamda=0.6 | train: lr=0.01 weight_decay=0.0005 "
+                            "weight_decay_graph=0.01 epochs=1500 patience=100") == 2
+
+
 def test_wheel_ships_the_tables_and_experiments(tmp_path):
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -180,7 +283,7 @@ def test_wheel_ships_the_tables_and_experiments(tmp_path):
     import zipfile
 
     names = set(zipfile.ZipFile(next(tmp_path.glob("gdepth-*.whl"))).namelist())
-    for table in COPIES:
+    for table in published.names():
         assert f"gdepth/reproduce/tables/{table}.csv" in names
     for name in experiment.names():
         assert f"gdepth/configs/experiment/{name}.yaml" in names

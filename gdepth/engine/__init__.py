@@ -9,12 +9,13 @@ with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
 
 Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
 then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``),
-``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two decays), ``sgc``, ``sign``
-and DropEdge's ``resgcn`` / ``densegcn`` / ``incepgcn``, with norms ``none``, ``nodenorm``,
-``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW / SGD, every selection and
-stopping rule, label smoothing, L1 and adaptive clipping. Not: DropEdge / DropNode (a
-different graph per seed), other models and norms.
+(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``,
+shared dropout mask or not), ``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two
+decays), ``sgc``, ``sign`` and DropEdge's ``resgcn`` / ``densegcn`` / ``incepgcn``, with
+norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW /
+SGD, every selection and stopping rule, label smoothing, L1 and adaptive clipping, per-group
+weight decay for the models in :data:`GROUPED`. Not: DropEdge / DropNode (a different graph
+per seed), other models and norms.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ ENGINES = ("auto", "batched", "loop")
 MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii", "sgc", "sign", "resgcn", "densegcn",
           "incepgcn")
 NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
+# Models whose stacked form declares parameter groups (train.weight_decay_groups): APPNP input /
+# output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
+GROUPED = ("appnp", "jknet", "gcnii")
 
 __all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone", "StackedGCN",
            "StackedGCNII", "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched",
@@ -83,8 +87,19 @@ def unsupported(cfg: Any) -> str | None:
         return "jknet mode lstm is not seed-batched (batched: cat, max)"
     if str(option(norm, "name", "none")) not in NORMS:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
-    if option(train, "weight_decay_graph") is not None and name != "gcnii":
-        return f"weight_decay_graph: model {name} has no separate graph layers to batch"
+    asked = [*(option(train, "weight_decay_groups") or {})]
+    if option(train, "weight_decay_graph") is not None:
+        asked.append("graph")
+    if asked and name not in GROUPED:
+        return (f"per-group weight decay (train.weight_decay_groups / weight_decay_graph): "
+                f"the batched {name} declares no parameter groups (batched with groups: "
+                f"{', '.join(GROUPED)})")
+    from gdepth import models
+
+    missing = [g for g in asked if g not in models.groups(name)]
+    if missing:  # the loop then fails the cell, naming the fix
+        return (f"per-group weight decay: model {name} has no parameter group "
+                f"'{missing[0]}' (its groups: {', '.join(models.groups(name))})")
     return None
 
 

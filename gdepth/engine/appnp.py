@@ -10,6 +10,7 @@ steps (Gasteiger et al., ICLR 2019)
 
 computed for all seeds at once on the ``[N, S·C]`` view: K sparse products instead of S·K. The
 propagation has no weights, so this is where batching pays most (K = 10..64 steps per seed).
+Parameter groups (``train.weight_decay_groups``): the loop model's ``input`` / ``output``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class StackedAPPNP(nn.Module):
 
     def first_layer_parameters(self) -> list[nn.Parameter]:
         return [self.weights[0], self.biases[0]]
+
+    def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The loop model's groups (:meth:`APPNP.named_parameter_groups`), stacked."""
+        return {"input": [self.weights[0], self.biases[0], *self.norm.parameters()],
+                "output": [self.weights[1], self.biases[1]]}
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """The parameters the loop model names ``*weight*`` (``lin1``, ``lin2``, a norm's)."""

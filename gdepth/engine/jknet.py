@@ -6,7 +6,9 @@ ICML 2018): L GCN layers :math:`H^{(l)}_s = \sigma(\mathrm{norm}(\hat{A}\,
 :math:`H^{(1)}_s, \dots, H^{(L)}_s` (concatenation, or the element-wise maximum), then the
 output linear layer. Each GCN layer is :class:`gdepth.engine.batched.StackedGCN`'s: one
 ``bmm`` for the seeds' transforms and one sparse product for all seeds' propagation. The LSTM
-attention mode is not batched (:class:`NotBatchable`).
+attention mode is not batched (:class:`NotBatchable`). ``shared_dropout`` (Bag of Tricks' JKNet:
+one mask per layer output, for the next layer and the aggregation) as the loop model; parameter
+groups (``train.weight_decay_groups``): the loop model's ``graph`` / ``output``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class StackedJKNet(nn.Module):
             [m.lin_out.bias.detach() for m in loop_models]).clone())
         self.act, self.mode = first.act, first.jk.mode
         self.dropout, self.dropout_at = first.dropout, first.dropout_at
+        self.shared_dropout = first.shared_dropout
         self.num_seeds = len(loop_models)
         self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
 
@@ -64,6 +67,12 @@ class StackedJKNet(nn.Module):
 
     def first_layer_parameters(self) -> list[nn.Parameter]:
         return [self.weights[0], self.biases[0]]
+
+    def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The loop model's groups (:meth:`JKNet.named_parameter_groups`), stacked."""
+        norms = [p for n in self.norms for p in n.parameters()]
+        return {"graph": [*self.weights, *self.biases, *norms],
+                "output": [self.out_weight, self.out_bias]}
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """The parameters the loop model names ``*weight*`` (convs, norms, ``lin_out``)."""
@@ -82,12 +91,16 @@ class StackedJKNet(nn.Module):
                 n, s, d = z.shape
                 out = adj(z.reshape(n, s * d)).view(n, s, d) + bias
             else:
-                out = stacked_conv(stacked_dropout(h, self._p(i), True, self.mask_fn),
-                                   weight, bias, adj)
+                dropped = h if self.shared_dropout else stacked_dropout(
+                    h, self._p(i), True, self.mask_fn)
+                out = stacked_conv(dropped, weight, bias, adj)
             h = self.act(self.norms[i](out))
+            if self.shared_dropout:  # one mask for the next layer (or lin_out) and the JK
+                h = stacked_dropout(h, self._p(i + 1), True, self.mask_fn)
             outs.append(h)
         # as PyG's JumpingKnowledge: concatenation, or max over the layers (ties: one argmax)
         jk = (torch.cat(outs, dim=-1) if self.mode == "cat"
               else torch.stack(outs, dim=-1).max(dim=-1)[0])
-        jk = stacked_dropout(jk, self._p(len(self.weights)), True, self.mask_fn)
+        if not self.shared_dropout:
+            jk = stacked_dropout(jk, self._p(len(self.weights)), True, self.mask_fn)
         return torch.bmm(jk.transpose(0, 1), self.out_weight).transpose(0, 1) + self.out_bias

@@ -16,6 +16,7 @@ from torch import nn
 from gdepth.models import (
     appnp,
     bottleneck,
+    common,
     dropedge_backbones,
     gat,
     gcn,
@@ -34,12 +35,16 @@ class ModelSpec(NamedTuple):
     """A registry entry.
 
     ``builder(model_cfg, norm_cfg, depth, in_dim, out_dim) -> nn.Module``; ``convention``: how
-    ``depth`` counts layers; ``description``: one line for ``gdepth list models``.
+    ``depth`` counts layers; ``description``: one line for ``gdepth list models``; ``groups``:
+    the parameter groups the model declares for ``train.weight_decay_groups`` (its
+    ``named_parameter_groups()``, or ``graph`` / ``dense`` for the two-group
+    ``parameter_groups``; see :func:`gdepth.models.common.optimizer_groups`).
     """
 
     builder: Callable[[Any, Any, int, int, int], nn.Module]
     convention: str
     description: str
+    groups: tuple[str, ...] = ()
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -55,6 +60,7 @@ MODELS: dict[str, ModelSpec] = {
         appnp.build_appnp,
         appnp.APPNP_CONVENTION,
         "APPNP (Gasteiger et al., ICLR 2019): 2-layer MLP then K personalized-PageRank steps",
+        ("input", "output"),
     ),
     "sgc": ModelSpec(
         sgc.build_sgc, sgc.SGC_CONVENTION, "SGC (Wu et al., ICML 2019): linear on cached A^K X"
@@ -63,16 +69,19 @@ MODELS: dict[str, ModelSpec] = {
         gcnii.build_gcnii,
         gcnii.GCNII_CONVENTION,
         "GCNII (Chen et al., ICML 2020, official code): initial residual + identity mapping",
+        common.LEGACY_GROUPS,
     ),
     "gcnii_star": ModelSpec(
         gcnii.build_gcnii_star,
         gcnii.GCNII_STAR_CONVENTION,
         "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
+        common.LEGACY_GROUPS,
     ),
     "jknet": ModelSpec(
         jknet.build_jknet,
         jknet.JKNET_CONVENTION,
         "JKNet (Xu et al., ICML 2018): GCN layers, jumping knowledge (cat|max|lstm), linear out",
+        ("graph", "output"),
     ),
     "mlp": ModelSpec(
         mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
@@ -148,6 +157,12 @@ def convention(name: str) -> str:
     return _spec(name).convention
 
 
+def groups(name: str) -> tuple[str, ...]:
+    """The parameter groups model ``name`` declares (``()``: none; ``gcn`` declares ``graph`` /
+    ``dense`` only with ``model.skip`` or identity mapping, which the registry cannot say)."""
+    return _spec(name).groups
+
+
 def convolutions(model: str, depth: int) -> int:
     """Graph convolutions one forward pass of ``model`` at ``depth`` computes (IncepGCN's
     branches: (L-2)(L-1)/2 + 2; SGC: one propagated input)."""
@@ -189,5 +204,5 @@ def checkpoint_layers(model: nn.Module) -> None:
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "checkpoint_layers", "convention",
-           "count_parameters"]
+           "count_parameters", "groups"]
 

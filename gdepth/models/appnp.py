@@ -20,6 +20,11 @@ also drops adjacency entries during propagation; that is not done here.
 
 Norm: ``norm`` (if not ``none``) is applied once, to the MLP's hidden layer before the activation;
 the propagation itself has no place for one.
+
+Parameter groups (:meth:`APPNP.named_parameter_groups`, for ``train.weight_decay_groups``):
+``input`` = the first linear layer and the norm, ``output`` = the second linear layer. Bag of
+Tricks' APPNP (``models/APPNP.py``) decays ``input`` with ``weight_decay1`` = 5e-3 and ``output``
+with ``weight_decay2`` = 0 (``options/configs/APPNP.yml``); the propagation has no weights.
 """
 
 from __future__ import annotations
@@ -101,6 +106,11 @@ class APPNP(nn.Module):
         """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
         h = common.tap(self, self.mlp(common.tap(self, x)))
         return appnp_propagate(h, adj, self.steps, self.alpha, self)
+
+    def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``input``: the first linear layer and the norm; ``output``: the second linear layer."""
+        return {"input": [*self.lin1.parameters(), *self.norm.parameters()],
+                "output": list(self.lin2.parameters())}
 
     def extra_repr(self) -> str:
         return f"K={self.steps}, alpha={self.alpha}, dropout={self.dropout}"

@@ -115,3 +115,76 @@ def model_options(model_cfg: Any, norm_cfg: Any, *, without: tuple[str, ...] = (
         "dropout_layers": option(model_cfg, "dropout_layers", "all"),
     }
     return {k: v for k, v in options.items() if k not in without}
+
+
+# Per-group weight decay (``train.weight_decay_groups``; ``train.weight_decay_graph`` is its
+# shorthand for the group ``graph``). A model declares its groups with
+# ``named_parameter_groups() -> {name: [parameters]}`` (every parameter in exactly one group);
+# models written before that declare two, ``graph`` and ``dense``, through
+# ``parameter_groups(graph_decay, dense_decay)`` (GCNII, the Bag-of-Tricks GCN).
+LEGACY_GROUPS = ("graph", "dense")
+
+
+def requested_decays(train_cfg: Any) -> dict[str, float]:
+    """``train.weight_decay_groups`` with ``train.weight_decay_graph`` as its ``graph`` entry.
+
+    Raises ValueError when both name the graph group with different values, or when
+    ``weight_decay_first_only`` is set too.
+    """
+    asked = option(train_cfg, "weight_decay_groups") or {}
+    groups = {str(k): float(v) for k, v in asked.items()}
+    graph = option(train_cfg, "weight_decay_graph")
+    if graph is not None:
+        if "graph" in groups and groups["graph"] != float(graph):
+            raise ValueError(f"train.weight_decay_graph={graph} and train.weight_decay_groups."
+                             f"graph={groups['graph']} disagree; set one of them")
+        groups["graph"] = float(graph)
+    if groups and option(train_cfg, "weight_decay_first_only", False):
+        raise ValueError("train.weight_decay_first_only=true and per-group decays "
+                         "(train.weight_decay_groups / weight_decay_graph) exclude each other; "
+                         "set one of them")
+    return groups
+
+
+def declared_groups(model: nn.Module) -> tuple[str, ...]:
+    """The names of ``model``'s parameter groups (``()``: it declares none)."""
+    if hasattr(model, "named_parameter_groups"):
+        return tuple(model.named_parameter_groups())
+    return LEGACY_GROUPS if hasattr(model, "parameter_groups") else ()
+
+
+def _fix(train_cfg: Any, missing: list[str], declared: tuple[str, ...]) -> str:
+    """What to set instead: no per-group decay at all, or the model's own groups."""
+    from_graph = option(train_cfg, "weight_decay_graph") is not None and "graph" in missing
+    fixes = ["train.weight_decay_graph=null" if from_graph else "++train.weight_decay_groups={}"]
+    fixes[0] += " (one decay, train.weight_decay, on every parameter)"
+    if declared:  # ++: a dict of new keys replaces the typed (struct) one on the command line
+        fixes.append("its own groups: ++train.weight_decay_groups={"
+                     + ", ".join(f"{g}: ..." for g in declared) + "}")
+    return "; or ".join(fixes)
+
+
+def optimizer_groups(model: nn.Module, train_cfg: Any) -> list[dict[str, Any]]:
+    """The torch optimizer's parameter groups for ``train.weight_decay_groups`` /
+    ``weight_decay_graph``: each of the model's groups with its decay, the groups not named
+    with ``train.weight_decay``.
+
+    Raises ValueError (one line, naming the fix) when the model lacks a group it is asked for.
+    """
+    groups = requested_decays(train_cfg)
+    default = float(train_cfg.weight_decay)
+    declared = declared_groups(model)
+    missing = [g for g in groups if g not in declared]
+    if missing:
+        graph = option(train_cfg, "weight_decay_graph")
+        asked = (f"train.weight_decay_graph={graph}" if missing == ["graph"] and graph is not None
+                 else f"train.weight_decay_groups.{missing[0]}={groups[missing[0]]:g}")
+        what = ("separate graph layers" if missing == ["graph"]
+                else f"parameter group '{missing[0]}'")
+        has = f"its groups: {', '.join(declared)}" if declared else "it has no parameter groups"
+        raise ValueError(f"{asked} is set but model {type(model).__name__} has no {what} "
+                         f"({has}); fix: {_fix(train_cfg, missing, declared)}")
+    if hasattr(model, "named_parameter_groups"):
+        return [{"params": params, "weight_decay": groups.get(g, default)}
+                for g, params in model.named_parameter_groups().items() if params]
+    return model.parameter_groups(groups.get("graph", default), groups.get("dense", default))

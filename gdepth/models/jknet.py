@@ -28,6 +28,20 @@ Depth convention: depth :math:`L` = number of GCN layers (in → hidden, then hi
 followed by norm → activation; the JK aggregation and the output linear layer (JK width → out)
 do not count. Dropout with probability ``dropout`` precedes every GCN layer and the output layer
 (``dropout_layers=all``) or only the first GCN layer and the output layer (``io``).
+
+Shared dropout mask (``shared_dropout=true``; default off): the dropout before layer
+:math:`l + 1` is applied to :math:`H^{(l)}` once, and that dropped tensor is both the next
+layer's input and the aggregation's input :math:`H^{(l)}`; the last layer's output gets the
+output layer's dropout before the aggregation, and nothing is dropped after it. With
+``dropout_layers=hidden`` (no dropout on the input features) this is exactly Bag of Tricks'
+JKNet (Chen et al., TPAMI 2022, ``models/JKNet.py`` of
+github.com/VITA-Group/Deep_GCN_Benchmarking: ``x = dropout(relu(conv(x)))``, appended to the
+concatenated list and fed to the next layer). Off, each layer's input and the aggregation draw
+their own masks.
+
+Parameter groups (:meth:`JKNet.named_parameter_groups`, for ``train.weight_decay_groups``):
+``graph`` = the GCN layers and their norms, ``output`` = the aggregation (``lstm``'s weights)
+and the output linear layer.
 """
 
 from __future__ import annotations
@@ -63,6 +77,8 @@ class JKNet(common.LayerDropout, nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
         dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        shared_dropout: one mask per layer output, shared by the next layer and the
+            aggregation (module docstring). (default: ``False``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
@@ -78,6 +94,7 @@ class JKNet(common.LayerDropout, nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         dropout_layers: str = "all",
+        shared_dropout: bool = False,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -92,12 +109,17 @@ class JKNet(common.LayerDropout, nn.Module):
         self.jk = JumpingKnowledge(mode, channels=hidden, num_layers=depth)
         self.lin_out = nn.Linear(hidden * depth if mode == "cat" else hidden, out_dim)
         self.set_dropout(dropout, dropout_layers, depth + 1)  # depth: lin_out
+        self.shared_dropout = bool(shared_dropout)
 
     def layers(self, x: Tensor, adj: Tensor) -> list[Tensor]:
-        """The outputs :math:`H^{(1)}, \\dots, H^{(L)}` of the GCN layers, each ``[N, hidden]``."""
+        """The outputs :math:`H^{(1)}, \\dots, H^{(L)}` of the GCN layers, each ``[N, hidden]``
+        (with ``shared_dropout``, after the dropout the next layer reads them with)."""
         outs = []
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
-            x = self.act(norm(conv(self._drop(x, i), adj)))
+            h = x if self.shared_dropout and i > 0 else self._drop(x, i)  # shared: dropped
+            x = self.act(norm(conv(h, adj)))
+            if self.shared_dropout:
+                x = self._drop(x, i + 1)  # the mask of layer i + 1 (or of lin_out) and JK
             outs.append(x)
         return outs
 
@@ -107,16 +129,27 @@ class JKNet(common.LayerDropout, nn.Module):
         for out in outs:
             common.tap(self, out)
         h = self.jk(outs)
-        return common.tap(self, self.lin_out(self._drop(h, len(self.convs))))
+        if not self.shared_dropout:
+            h = self._drop(h, len(self.convs))
+        return common.tap(self, self.lin_out(h))
+
+    def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``graph``: the GCN layers and norms; ``output``: the aggregation and ``lin_out``."""
+        return {"graph": [*self.convs.parameters(), *self.norms.parameters()],
+                "output": [*self.jk.parameters(), *self.lin_out.parameters()]}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, shared_dropout={self.shared_dropout}"
 
 
 def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> JKNet:
     """``jknet`` from a ``model`` config: keys hidden (64), mode ("cat"), dropout (0.5),
-    dropout_layers ("all"), activation ("relu")."""
+    dropout_layers ("all"), activation ("relu"), shared_dropout (false)."""
     return JKNet(
         in_dim,
         out_dim=out_dim,
         depth=depth,
         mode=option(model_cfg, "mode", "cat"),
+        shared_dropout=bool(option(model_cfg, "shared_dropout", False)),
         **common.model_options(model_cfg, norm_cfg),
     )

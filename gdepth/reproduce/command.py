@@ -74,13 +74,38 @@ def _header(exp: experiment.Experiment, n_cells: int) -> str:
     return "\n".join(lines)
 
 
+# The train keys a dry run shows for every cell, and those it shows only where they are set.
+SHOWN_TRAIN = ("lr", "weight_decay", "weight_decay_graph", "weight_decay_groups",
+               "weight_decay_first_only", "epochs", "patience", "selection", "dropedge",
+               "dropnode")
+UNSET = {"weight_decay_graph": None, "weight_decay_groups": {}, "weight_decay_first_only": False,
+         "dropedge": 0.0, "dropnode": 0.0}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def settings(config: dict) -> str:
+    """The effective model and training settings of a cell's config (the train preset's
+    per-model values and overrides applied, the command line winning), on one line."""
+    model = " ".join(f"{k}={_text(v)}" for k, v in config["model"].items() if k != "name")
+    train = config["train"]
+    shown = [f"{k}={_text(train[k])}" for k in SHOWN_TRAIN
+             if k in train and (k not in UNSET or train[k] != UNSET[k])]
+    return f"model: {model} | train: {' '.join(shown)}"
+
+
 def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
              missing: dict[str, str]) -> int:
     for cell in planned:
         labels = " ".join(f"{k}={v}" for k, v in cell.labels.items())
         state = " (dataset not available)" if cell.config["dataset"]["name"] in missing else ""
         est = cells_mod.duration(cells_mod.estimate_seconds(cell))
-        print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}")
+        print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}\n"
+              f"    {settings(cell.config)}")
     total = sum(cells_mod.estimate_seconds(c) for c in planned)
     print(f"{len(planned)} cells, ~{cells_mod.duration(total)} CPU; sweep folder "
           f"{experiment.folder(exp)}", file=sys.stderr)
