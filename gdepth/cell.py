@@ -35,6 +35,7 @@ from gdepth import (
     protocol,
     records,
     train,
+    train_progress,
     train_trees,
 )
 from gdepth.diagnostics import run as diagnostics
@@ -284,6 +285,8 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         return old
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    if "progress_log_s" in cfg:  # progress lines in the job log off a terminal
+        train_progress.configure(cfg.progress_log_s)
     record: dict[str, Any] = {
         "schema": records.SCHEMA_VERSION, "key": key, "status": "failed", "error": None,
         "config": config, "overrides": list(overrides or []),

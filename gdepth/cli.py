@@ -191,7 +191,8 @@ def _dry_run(cells: list, folder: Path) -> int:
         print(f"{cell.key}  {cell.label:<28} {state}")
         for section in ("dataset", "model", "norm", "train"):
             values = {k: v for k, v in cell.config[section].items()
-                      if k not in ("dataset_overrides", "model_overrides", "tree_batches")}
+                      if k not in ("dataset_overrides", "model_overrides", "tree_batches",
+                                   "per_model")}
             print(f"    {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         for section, values in cell.applied.items():
             print(f"    train={cell.config['train']['name']} sets {section}: "

@@ -361,6 +361,8 @@ class GdepthConfig:
     out_dir: str = "outputs"
     threads: int | None = None  # torch CPU threads (results depend on it; recorded)
     progress: bool = True  # per-epoch progress bar on a terminal
+    progress_log_s: float | None = 60.0  # seconds between progress lines in the job log when
+    # stderr is not a terminal (0: every epoch; None: none); not identity
     checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
     activation_checkpointing: bool = False  # recompute layers in backward; not identity
 

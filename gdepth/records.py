@@ -47,14 +47,23 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # (``seeds_per_job``, each job's ``seed_range``: gdepth.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
                 "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
-                "adjacency", "seeds_per_batch")
+                "adjacency", "seeds_per_batch", "progress_log_s")
 
 log = logging.getLogger(__name__)
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that determines a cell's results."""
-    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    """The part of a resolved config that determines a cell's results.
+
+    A preset's ``train.per_model`` table (every model's and dataset's row, ``configs/train/
+    bot2021.yaml``) is left out: the values of the row a cell uses are in its own keys
+    (``train.lr``, ``model.hidden``, …), so editing another model's row re-keys no cell.
+    """
+    out = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    train = out.get("train")
+    if isinstance(train, dict) and "per_model" in train:
+        out["train"] = {k: v for k, v in train.items() if k != "per_model"}
+    return out
 
 
 # Options added after records were first written, at the value that computes exactly what the
@@ -80,6 +89,7 @@ NEUTRAL: dict[str, Any] = {
     "diagnostics": {"name": "none", "max_nodes": 1024, "measures": None, "hops": 8,
                     "samples": 50},
     "search": {"name": "none"},  # no per-cell search (gdepth/search/): trials and finals too
+    "model.bias": True,  # sgc's bias (configs/model/sgc.yaml), on before the option existed
 }
 
 

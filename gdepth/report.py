@@ -13,10 +13,16 @@ For a metric other than ``test_acc`` the table files are named ``table_<metric>.
 per-seed value of the records is a metric: the accuracies (shown in percent, best marked) and,
 e.g., ``dirichlet_last`` from ``diagnostics=smoothing`` or ``selected_epoch`` (shown as is, with
 three significant digits and no "best").
+
+Timings: a seed trained alone has its own ``wall_s`` / ``epoch_s``; a seed-batched one has nan
+there and its batch's measured timings (:mod:`gdepth.engine.fit`), which the frame shows as
+``batch_wall_s``, ``batch_epoch_s`` (seconds per epoch of all its seeds together),
+``batch_epochs`` and ``batch_seeds`` (:func:`batch_columns`): ``--metric batch_epoch_s``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -59,6 +65,23 @@ def _label(keys: list[str], values: tuple) -> str:
     rest = [str(v) if k == "dataset.name" else f"{_short(k)}={v}"
             for k, v in zip(keys[2:], values[2:], strict=True)]
     return " ".join([head, *rest])
+
+
+BATCH_KEYS = ("wall_s", "epoch_s", "epochs")
+
+
+def batch_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed ``batch`` entries (seed-batched cells) as columns ``batch_<key>`` for
+    ``wall_s``, ``epoch_s`` and ``epochs`` (nan for a seed trained alone) and ``batch_seeds``
+    (a JSON list), in place of the ``batch`` column of dicts."""
+    if "batch" not in frame:
+        return frame
+    entries = [b if isinstance(b, dict) else {} for b in frame["batch"]]
+    columns = {f"batch_{k}": [float(b.get(k, math.nan)) for b in entries] for k in BATCH_KEYS}
+    columns["batch_seeds"] = [json.dumps(b["seeds"]) if "seeds" in b else None for b in entries]
+    out = frame.drop(columns="batch").assign(**columns)
+    out.attrs.update(frame.attrs)
+    return out
 
 
 def is_accuracy(metric: str) -> bool:
@@ -169,6 +192,9 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
         scale = 100 if is_accuracy(metric) else 1
         stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=0)]) * scale
         stats.columns = ["mean", "std"]
+        stats = stats.dropna(subset=["mean"])  # e.g. epoch_s of seed-batched cells: nan
+        if stats.empty:
+            continue
         line = ax.plot(stats.index, stats["mean"], marker="o", label=label)[0]
         ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                         color=line.get_color(), alpha=0.2)
@@ -198,7 +224,7 @@ def write_report(directory: str | Path, metric: str = "test_acc") -> tuple[pd.Da
     found = [r for r in records.load(directory) if r["key"] not in trials]  # for them
     if not found:
         raise FileNotFoundError(f"no gdepth records below '{directory}'")
-    frame = records.to_frame(found)
+    frame = batch_columns(records.to_frame(found))
     frame.attrs["searched"] = sorted({k for s in study.load_summaries(directory)
                                       for k in s["space"]})
     frame.to_csv(directory / "results.csv", index=False)

@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gdepth import parts, plan, records
+from gdepth import parts, plan, records, train_progress
 
 MARKERS = "running"
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
@@ -155,6 +155,7 @@ def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
     def beat_loop() -> None:
         while not stop.wait(beat):
             marker["heartbeat"] = time.time()
+            marker["progress"] = train_progress.current()  # epoch / total, best val
             with contextlib.suppress(OSError):
                 records.write(path, marker)
 
@@ -217,7 +218,9 @@ def marker_state(marker: dict[str, Any]) -> tuple[bool, str]:
     else:
         alive = age < 3 * float(marker.get("beat_s", heartbeat_s()))
     if alive:
-        return True, f"on {where}, heartbeat {age:.0f} s ago"
+        progress = train_progress.describe(marker.get("progress"))  # "" before an epoch ends
+        return True, f"on {where}, heartbeat {age:.0f} s ago" + (f"; {progress}" if progress
+                                                                 else "")
     return False, f"its process died without a result ({where}, last heartbeat {age:.0f} s ago)"
 
 

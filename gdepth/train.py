@@ -15,6 +15,10 @@ Kipf & Welling's code (``gcn/train.py``), stop once ``epoch > patience`` and the
 loss exceeds the mean of the previous ``patience`` ones (used with ``selection=last``).
 A non-finite training loss ends the seed as ``diverged``.
 
+Progress: after every epoch the seed's epoch and selected metric go to a
+:class:`gdepth.train_progress.Tracker` (a job-log line every ``GDEPTH_PROGRESS_S`` seconds when
+stderr is not a terminal; the epoch ``gdepth status`` shows).
+
 Training tricks, all off by default:
 
 - ``label_smoothing`` ε: cross-entropy against ``(1-ε)·onehot + ε/C`` (torch's
@@ -41,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gdepth import train_progress
 from gdepth.checkpoint import SeedCheckpoint, rng_state, set_rng_state
 from gdepth.options import option, unknown
 
@@ -63,9 +68,15 @@ class SeedResult:
     wall_s: float
     epoch_s: float
     split: str
+    # seed-batched (gdepth.engine.fit): the batch's measured timings, shared by its seeds; the
+    # seed's own wall_s / epoch_s are then nan (not measured per seed)
+    batch: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["batch"] is None:  # a seed trained alone: its own timings, no batch entry
+            del out["batch"]
+        return out
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evaluator=None) -> float:
@@ -79,17 +90,20 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, evaluato
 def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
     """The optimizer named by ``train.optimizer`` with ``lr`` and ``weight_decay``.
 
-    Where ``train.weight_decay_graph`` is set and the model splits its parameters
-    (``model.parameter_groups(graph_decay, dense_decay)``, e.g. GCNII's wd1 / wd2), the graph
-    layers get that decay and the dense layers ``weight_decay``. With
+    Where ``train.weight_decay_groups`` (or its shorthand ``weight_decay_graph``, the group
+    ``graph``) is set, each parameter group the model declares gets its decay and the others
+    ``weight_decay`` (:func:`gdepth.models.common.optimizer_groups`; e.g. GCNII's wd1 / wd2,
+    APPNP's input / output). With
     ``train.weight_decay_first_only`` only the first layer (``model.first_layer()``) is decayed,
     as in Kipf & Welling's code (L2 loss on the first layer's weights).
     """
+    from gdepth.models import common  # parameter groups
+
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     name = str(train_cfg.optimizer)
     if name not in kinds:
         raise unknown("optimizer", name, kinds)
-    graph_decay = option(train_cfg, "weight_decay_graph")
+    group_decays = common.requested_decays(train_cfg)
     params: Any = model.parameters()
     if option(train_cfg, "weight_decay_first_only", False):
         if not hasattr(model, "first_layer"):
@@ -101,11 +115,8 @@ def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimi
             {"params": [p for p in model.parameters() if id(p) not in first],
              "weight_decay": 0.0},
         ]
-    elif graph_decay is not None:
-        if not hasattr(model, "parameter_groups"):
-            raise ValueError(f"train.weight_decay_graph={graph_decay} is set but model "
-                             f"{type(model).__name__} has no separate graph layers")
-        params = model.parameter_groups(float(graph_decay), float(train_cfg.weight_decay))
+    elif group_decays:  # parameter groups: the model's named groups, each with its decay
+        params = common.optimizer_groups(model, train_cfg)
     return kinds[name](params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
@@ -166,6 +177,11 @@ def _name(cfg: Any, key: str, default: str) -> str:
 
 def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for n, p in model.named_parameters() if "weight" in n)
+
+
+def progress_metric(rule: str) -> tuple[str, str]:
+    """The selection metric a progress line shows under ``rule``: (label, metrics key)."""
+    return ("val loss", "val_loss") if rule == "min_val_loss" else ("val acc", "val_acc")
 
 
 def _should_stop(rule: str, stopping: str, patience: int | None, selector: _Selector,
@@ -229,6 +245,8 @@ def fit(
         set_rng_state(saved["rng"])
         log.info("seed %d resumes from its checkpoint at epoch %d", seed, saved["epoch"])
     start = time.perf_counter() - before
+    shown, shown_key = progress_metric(rule)
+    tracker = train_progress.Tracker([seed], int(train_cfg.epochs), shown, first)
     for epoch in range(first, int(train_cfg.epochs) + 1):
         model.train()
         optimizer.zero_grad()
@@ -257,6 +275,7 @@ def fit(
         selector.update(epoch, metrics)
         if keep_state is not None and selector.epoch == epoch:
             keep_state["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        tracker.epoch(epoch, [selector.metrics.get(shown_key, math.nan)], [selector.epoch])
         if on_epoch is not None:
             on_epoch(epoch)
         if _should_stop(rule, stopping, patience, selector, epoch, val_losses):
@@ -269,6 +288,7 @@ def fit(
                 "clip_history": clipper.history, "rng": rng_state(),
                 "kept": keep_state.get("state") if keep_state is not None else None})
     wall = time.perf_counter() - start
+    tracker.close()
     epochs_run = epoch if status == "ok" else epoch - 1
     nan = math.nan
     chosen = selector.metrics

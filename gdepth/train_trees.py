@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gdepth import train_progress
 from gdepth.options import option, unknown
 from gdepth.train import SeedResult, make_optimizer
 
@@ -169,7 +170,9 @@ def fit_trees(
     its sparse CSR normalized adjacency; ``batches`` defaults to :func:`batching` without a
     table entry. ``keep_state`` receives the selected epoch's ``state_dict`` under ``"state"``.
     ``train.selection`` must be ``best_val_acc``: on tree_match val = train, and the train
-    accuracy is the authors' running one. The batch order is drawn from ``seed``.
+    accuracy is the authors' running one. The batch order is drawn from ``seed``. Every epoch
+    is logged (``gdepth`` logger) and is this process's current progress
+    (:mod:`gdepth.train_progress`, the epoch ``gdepth status`` shows).
     """
     rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
     if rule != "best_val_acc":
@@ -201,6 +204,7 @@ def fit_trees(
     gen = torch.Generator().manual_seed(seed)
     best, chosen, selected, since, status, epoch = -math.inf, {}, 0, 0, "ok", 0
     start, cpu = time.perf_counter(), time.process_time()
+    tracker = train_progress.Tracker([seed], epochs, "train acc", logs=False)  # logs below
     for epoch in range(1, epochs + 1):
         model.train()
         instances = len(train_trees) * b.passes_per_epoch
@@ -240,12 +244,14 @@ def fit_trees(
                  epoch, epoch * b.passes_per_epoch, train_acc,
                  " (best)" if selected == epoch else "", optimizer.param_groups[0]["lr"],
                  time.perf_counter() - start, time.process_time() - cpu)
+        tracker.epoch(epoch, [best], [selected])
         if on_epoch is not None:
             on_epoch(epoch)
         if (stop_at is not None and selected == epoch and train_acc >= float(stop_at)) or (
                 patience is not None and since >= int(patience)):
             break
     wall = time.perf_counter() - start
+    tracker.close()
     epochs_run = epoch if status == "ok" else epoch - 1
     nan = math.nan
     return SeedResult(

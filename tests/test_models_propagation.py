@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch_geometric.nn import APPNP, GCN2Conv, SGConv
 
@@ -88,6 +89,22 @@ def test_sgc_propagates_once_per_input_and_reuses_it_in_eval(monkeypatch):
         "lin.weight",
         "lin.bias",
     }
+
+
+def test_sgc_without_bias_equals_pyg_sgconv_without_bias(composed_models):
+    """model.bias (issue 22): true by default (configs/model/sgc.yaml, today's SGC); false is
+    logits = Â^K X W, PyG's SGConv(bias=False) and Bag of Tricks' SGC."""
+    assert composed_models["sgc"].bias is True
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["model=sgc", "model.bias=false", "name=x"])
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(cfg.model, cfg.norm, 3, IN, OUT).eval()
+    reference = SGConv(IN, OUT, K=3, bias=False)
+    assert model.lin.bias is None and set(model.state_dict()) == {"lin.weight"}
+    model.lin.load_state_dict(reference.lin.state_dict())
+    torch.testing.assert_close(model(x, adj), reference(x, edge_index), atol=1e-5, rtol=0)
+    assert models.build(composed_models["sgc"], None, 3, IN, OUT).lin.bias is not None
 
 
 @pytest.mark.parametrize("layer", [1, 2, 7])

@@ -149,3 +149,19 @@ def test_records_honour_the_umask_as_any_other_file(tmp_path, umask):
     assert (tmp_path / plan.PLAN).stat().st_mode & 0o777 == expected
     assert records.read(path)["config"]["depth"] == 4
     assert sorted(p.name for p in path.parent.iterdir()) == ["abc.json"]  # no temp file
+
+
+def test_a_presets_per_model_table_is_not_part_of_a_cells_identity():
+    base = {"dataset": {"name": "cora"}, "model": {"name": "appnp", "hidden": 64},
+            "norm": {"name": "none"}, "depth": 4,
+            "train": {"name": "bot2021", "lr": 0.01,
+                      "per_model": {"rows": {"appnp": {"all": {"lr": 0.01}},
+                                             "gcnii": {"all": {"lr": 0.01}}},
+                                    "cell": {"lr": 0.01}}}}
+    edited = json.loads(json.dumps(base))
+    edited["train"]["per_model"]["rows"]["gcnii"]["all"]["lr"] = 0.5  # another model's row
+    assert records.cell_key(edited) == records.cell_key(base)
+    changed = json.loads(json.dumps(base))
+    changed["train"]["lr"] = 0.02  # this cell's own value
+    assert records.cell_key(changed) != records.cell_key(base)
+    assert "per_model" not in records.identity(base)["train"]
