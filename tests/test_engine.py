@@ -4,7 +4,18 @@ Each case builds S loop models (``torch.manual_seed(s)`` then ``models.build``),
 their parameters into one :class:`StackedGCN`, and feeds both paths the same dropout masks: one
 generator per seed, drawn in the same order (the loop models' ``common.dropout`` is patched to
 draw from it, the stacked model gets the same draws through its ``mask_fn``). Then losses and
-logits agree to 1e-5 epoch by epoch, and ``fit_batched`` reports what ``train.fit`` reports.
+logits agree epoch by epoch, and ``fit_batched`` reports what ``train.fit`` reports.
+
+Tolerances. The claim is that both paths compute the same function; they sum in other orders
+(one SpMM for all seeds vs one per seed, ``bmm`` vs ``linear``, dense vs sparse Â), so in float32
+they differ by rounding that depends on the CPU's kernels (a fixed ``atol=1e-5`` held on one CPU
+and failed on another: 12 of 600 IncepGCN logits off by 1.9e-5). The comparisons of whole
+trainings therefore run in float64 (:func:`float64`), where the same reorderings cost about
+eps64 = 2.2e-16 per operation: :data:`TOL64` bounds that with a counted margin and sits 1000x
+below one float32 rounding (eps32 = 1.2e-7), so an engine that is wrong anywhere, even by a
+float32-sized error, fails (checked: every product scaled by 1 + 1.2e-7 fails 46 of the 54
+step cases; the 8 left are SGC / SIGN, which precompute their hops without it, and JKNet with
+PairNorm, which normalizes a scale away).
 """
 
 from __future__ import annotations
@@ -21,13 +32,21 @@ from omegaconf import OmegaConf
 
 from gdepth import data, engine, models, train
 from gdepth.engine import StackedGCN, fit_batched
-from gdepth.engine.layers import Propagation, StackedInput
+from gdepth.engine.layers import Propagation, StackedInput, propagation
 from gdepth.models import common
 from gdepth.models.adjacency import normalized_adjacency
 
 torch.set_num_threads(1)
 SEEDS = 3
-TOL = 1e-5
+# float64 comparisons of whole trainings: |batched - loop| <= TOL64 * max(1, |values|). A sum of
+# n rounded terms is off by at most n · eps64 times its scale; a value here goes through at most
+# 8 convolutions (IncepGCN depth 5) of inner products over <= 48 terms (40 features, or ~7
+# neighbours plus self) and their backward, 5 times (5 steps): K = 2 · 8 · 48 · 5 ≈ 4·10³, so
+# K · eps64 ≈ 1e-12 of the values' scale (logits and losses are O(1) here). Adam (lr 0.1) and
+# the norms' divisions feed that back; a factor 100 for it gives TOL64 = 1e-10. Measured worst
+# case over the 54 step cases (1 and 2 threads, sparse and dense Â): 6.7e-15 (GCNII), and over
+# the fits 9e-16.
+TOL64 = 1e-10
 
 
 class SeedMasks:
@@ -69,6 +88,37 @@ def graphs():
     sparse = [replace(g, x=sparse_x) for g in loaded]
     return {"dense": dense, "sparse": sparse,
             "adj": normalized_adjacency(loaded[0].edge_index, loaded[0].num_nodes)}
+
+
+@pytest.fixture()
+def float64():
+    """Build and train in float64 (``torch.set_default_dtype``; restored after the test)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.fixture(scope="module")
+def graphs64(graphs):
+    """``graphs`` in float64: the same features (one tensor shared by the seeds, as the cell
+    shares it) and adjacency, converted."""
+    out = {"adj": graphs["adj"].to(torch.float64)}
+    for kind in ("dense", "sparse"):
+        x = graphs[kind][0].x.to(torch.float64)
+        out[kind] = [replace(g, x=x) for g in graphs[kind]]
+    return out
+
+
+def _assert_close64(got, want, what=""):
+    """``got`` equals ``want`` to :data:`TOL64` relative to the values' scale (at least 1)."""
+    assert got.dtype == want.dtype == torch.float64
+    scale = max(1.0, float(want.abs().max()))
+    err = float((got - want).abs().max())
+    assert err <= TOL64 * scale, f"{what}: max |diff| {err:.3g} > {TOL64 * scale:.3g}"
+    return err / scale
 
 
 def _loop_models(graph, name, norm, depth, dropout_layers="all"):
@@ -131,11 +181,16 @@ CASES = [
 OPTIMIZER = {"batchnorm": "sgd"}
 
 
+@pytest.mark.parametrize("adjacency", ["sparse", "dense"])
 @pytest.mark.parametrize(("name", "norm", "depth", "dropout_layers", "kind"), CASES)
-def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, depth,
-                                              dropout_layers, kind):
-    gs, adj = graphs[kind], graphs["adj"]
+def test_step_by_step_losses_and_logits_match(graphs64, float64, monkeypatch, name, norm, depth,
+                                              dropout_layers, kind, adjacency):
+    """Five training steps of S loop models and of their stack, in float64: the losses of each
+    step and the eval-mode logits after it agree to :data:`TOL64`, with the adjacency stored
+    sparse (CSR SpMM) or dense (one matmul) in the stacked model (issue 16)."""
+    gs, adj = graphs64[kind], graphs64["adj"]
     loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
+    assert all(p.dtype == torch.float64 for m in loop for p in m.parameters())
     stacked = engine.stack(copy.deepcopy(loop))
     assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet",
                                       "gcnii": "StackedGCNII", "sgc": "StackedSGC",
@@ -149,9 +204,9 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
     cfg = _train_cfg(optimizer=OPTIMIZER.get(norm["name"], "adam"), lr=0.1)
     loop_opts = [train.make_optimizer(m, cfg) for m in loop]
     stacked_opt = engine.fit.make_optimizer(stacked, cfg)
-    x_in, prop = StackedInput(gs[0].x), Propagation(adj)
+    x_in, prop = StackedInput(gs[0].x), propagation(adj, adjacency)
     y = gs[0].y
-    for _ in range(5):
+    for step in range(5):
         losses = []
         for s, (model, opt) in enumerate(zip(loop, loop_opts, strict=True)):
             masks.current = s
@@ -169,19 +224,27 @@ def test_step_by_step_losses_and_logits_match(graphs, monkeypatch, name, norm, d
                                for s in range(SEEDS)])
         batched.sum().backward()
         stacked_opt.step()
-        torch.testing.assert_close(batched.detach(), torch.stack(losses), atol=TOL, rtol=TOL)
+        _assert_close64(batched.detach(), torch.stack(losses), f"step {step} losses")
         stacked.eval()
         with torch.no_grad():
             out = stacked(x_in, prop)
             for s, model in enumerate(loop):
                 model.eval()
-                torch.testing.assert_close(out[:, s], model(gs[s].x, adj), atol=TOL, rtol=TOL)
+                _assert_close64(out[:, s], model(gs[s].x, adj), f"step {step} seed {s} logits")
 
 
 def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
-                  train_adj=None):
-    """``train_adj``: a factory of per-epoch adjacency samplers, one per seed and one for
-    the batch (each must replay the same graphs)."""
+                  train_adj=None, statuses=("ok",) * SEEDS):
+    """Train the loop models with ``train.fit`` and their stack with ``fit_batched`` on the same
+    dropout masks, in float64 (the caller uses the ``float64`` fixture and ``graphs64``), and
+    check that every seed reports the same: the status (``statuses``, ``ok`` for every seed
+    unless the test is about divergence), selected epoch, epochs run and split; for an ``ok``
+    seed, finite metrics, the same number of correctly classified nodes in each mask (exact)
+    and losses within :data:`TOL64` times max(1, |loss|); a diverged seed reports nan in both.
+
+    ``train_adj``: a factory of per-epoch adjacency samplers, one per seed and one for the
+    batch (each must replay the same graphs)."""
+    assert all(p.dtype == torch.float64 for m in loop for p in m.parameters())
     masks = SeedMasks(SEEDS)
     monkeypatch.setattr(common, "dropout", masks.loop_dropout)
     expected = []
@@ -192,12 +255,24 @@ def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
     stacked.mask_fn = SeedMasks(SEEDS).stacked  # the same draws as the loop's
     got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency,
                       train_adj=train_adj() if train_adj else None)
-    for a, b in zip(expected, got, strict=True):
-        assert (a.status, a.selected_epoch, a.epochs_run, a.split) == (
-            b.status, b.selected_epoch, b.epochs_run, b.split)
-        for key in ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss"):
+    keys = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss")
+    for g, want, a, b in zip(gs, statuses, expected, got, strict=True):
+        assert a.status == b.status == want, (a, b)
+        assert (a.selected_epoch, a.epochs_run, a.split) == (
+            b.selected_epoch, b.epochs_run, b.split), (a, b)
+        if want != "ok":
+            assert all(math.isnan(getattr(r, k)) for r in (a, b) for k in keys), (a, b)
+            continue
+        assert all(math.isfinite(getattr(r, k)) for r in (a, b) for k in keys), (a, b)
+        for split in ("train", "val", "test"):  # accuracies: the same count of correct nodes
+            size = int(getattr(g, f"{split}_mask").sum())
+            counts = [getattr(r, f"{split}_acc") * size for r in (a, b)]
+            # float32 accuracies: count · (1 ± eps32), off an integer by < size · eps32 < 1e-4
+            assert all(abs(c - round(c)) < 1e-3 for c in counts), (split, counts)
+            assert round(counts[0]) == round(counts[1]), (split, counts)
+        for key in ("train_loss", "val_loss"):
             va, vb = getattr(a, key), getattr(b, key)
-            assert (math.isnan(va) and math.isnan(vb)) or abs(va - vb) < TOL, (key, va, vb)
+            assert abs(va - vb) <= TOL64 * max(1.0, abs(va)), (key, va, vb)
     return expected, got
 
 
@@ -209,8 +284,8 @@ def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
      "grad_clip_window": 3, "label_smoothing": 0.1, "optimizer": "adamw"},
     {"selection": "last", "weight_decay_first_only": True},
 ])
-def test_fit_batched_reports_what_fit_reports(graphs, monkeypatch, train_kw):
-    gs, adj = graphs["sparse"], graphs["adj"]
+def test_fit_batched_reports_what_fit_reports(graphs64, float64, monkeypatch, train_kw):
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = _loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 3)
     stacked = StackedGCN.from_models(copy.deepcopy(loop))
     expected, _ = _compare_fits(gs, adj, loop, stacked, _train_cfg(**train_kw), monkeypatch)
@@ -219,18 +294,18 @@ def test_fit_batched_reports_what_fit_reports(graphs, monkeypatch, train_kw):
 
 
 @pytest.mark.parametrize("name", ["gcn_res", "resgcn"])
-def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graphs, monkeypatch,
-                                                                           name):
+def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graphs64, float64,
+                                                                           monkeypatch, name):
     """train.shared_graph_dropout: the batch trains each epoch on one DropEdge draw; fed the
     same sequence of draws, every loop seed gives the same numbers (evaluation on the full
     graph in both)."""
     from gdepth import graph_dropout
 
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     cfg = _train_cfg()
     torch.manual_seed(0)
     draw = graph_dropout.sampler(gs[0].edge_index, gs[0].num_nodes, dropedge=0.3)
-    sequence = [draw() for _ in range(cfg.epochs)]
+    sequence = [draw().to(torch.float64) for _ in range(cfg.epochs)]
     assert not torch.equal(sequence[0].to_dense(), sequence[1].to_dense())
 
     def replay():
@@ -246,15 +321,15 @@ def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graph
     assert all(abs(a.train_loss - b.train_loss) > 1e-4 for a, b in zip(expected, full, strict=True))
 
 
-def test_fit_batched_appnp_reports_what_fit_reports(graphs, monkeypatch):
-    gs, adj = graphs["sparse"], graphs["adj"]
+def test_fit_batched_appnp_reports_what_fit_reports(graphs64, float64, monkeypatch):
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = _loop_models(gs[0], "appnp", {"name": "none"}, 8)
     stacked = engine.stack(copy.deepcopy(loop))
     _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
 
 
-def test_fit_batched_jknet_max_reports_what_fit_reports(graphs, monkeypatch):
-    gs, adj = graphs["dense"], graphs["adj"]
+def test_fit_batched_jknet_max_reports_what_fit_reports(graphs64, float64, monkeypatch):
+    gs, adj = graphs64["dense"], graphs64["adj"]
     loop = []
     for s in range(SEEDS):
         torch.manual_seed(s)
@@ -265,9 +340,10 @@ def test_fit_batched_jknet_max_reports_what_fit_reports(graphs, monkeypatch):
     _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
 
 
-def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs, monkeypatch):
+def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs64, float64,
+                                                                         monkeypatch):
     """GCNII* (variant) with the official wd1 / wd2 parameter groups."""
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = []
     for s in range(SEEDS):
         torch.manual_seed(s)
@@ -280,9 +356,9 @@ def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs,
     _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
 
 
-def test_fit_batched_sgc_reports_what_fit_reports(graphs, monkeypatch):
+def test_fit_batched_sgc_reports_what_fit_reports(graphs64, float64, monkeypatch):
     """SGC with dropout on Â^K X (the propagation computed once, shared by the seeds)."""
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = _loop_models(gs[0], "sgc", {"name": "none"}, 3)
     assert loop[0].dropout == 0.5
     stacked = engine.stack(copy.deepcopy(loop))
@@ -290,9 +366,9 @@ def test_fit_batched_sgc_reports_what_fit_reports(graphs, monkeypatch):
     assert stacked._cache is not None and stacked._cache[0] is gs[0].x
 
 
-def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs, monkeypatch):
+def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs64, float64, monkeypatch):
     """SIGN with the PPR operator and NodeNorm per hop, early stopping on the loss."""
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = []
     for s in range(SEEDS):
         torch.manual_seed(s)
@@ -307,10 +383,10 @@ def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs, monkeypatch):
 
 @pytest.mark.parametrize(("name", "extra"), [("resgcn", {"nbaseblocklayer": 2}),
                                              ("incepgcn", {})])
-def test_fit_batched_dropedge_backbones_report_what_fit_reports(graphs, monkeypatch, name,
-                                                                extra):
+def test_fit_batched_dropedge_backbones_report_what_fit_reports(graphs64, float64, monkeypatch,
+                                                                name, extra):
     """ResGCN with two-unit residual blocks, IncepGCN's branches, L1 and early stopping."""
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = []
     for s in range(SEEDS):
         torch.manual_seed(s)
@@ -332,13 +408,14 @@ def test_sgc_first_layer_decay_falls_back_to_the_loops_error(graphs):
         engine.fit.make_optimizer(stacked, _train_cfg(weight_decay_first_only=True))
 
 
-def test_a_diverged_seed_does_not_touch_the_others(graphs, monkeypatch):
-    gs, adj = graphs["dense"], graphs["adj"]
+def test_a_diverged_seed_does_not_touch_the_others(graphs64, float64, monkeypatch):
+    gs, adj = graphs64["dense"], graphs64["adj"]
     loop = _loop_models(gs[0], "gcn", {"name": "none"}, 3)
     with torch.no_grad():
         loop[1].convs[0].lin.weight[0, 0] = math.inf
     stacked = StackedGCN.from_models(copy.deepcopy(loop))
-    _, got = _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
+    _, got = _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch,
+                           statuses=["ok", "diverged", "ok"])
     assert [r.status for r in got] == ["ok", "diverged", "ok"]
 
 
@@ -459,34 +536,36 @@ def test_relu_dropout_own_masks_drop_p_and_rescale(p: float) -> None:
 def _directed_adjacency(n: int, layout: torch.layout) -> torch.Tensor:
     """A random non-symmetric weighted adjacency with self-loops (so Â ≠ Âᵀ)."""
     gen = torch.Generator().manual_seed(7)
-    dense = (torch.rand(n, n, generator=gen) < 0.3).float() * torch.rand(n, n, generator=gen)
+    dense = ((torch.rand(n, n, generator=gen) < 0.3).to(torch.get_default_dtype())
+             * torch.rand(n, n, generator=gen))
     dense += torch.eye(n)
     assert not torch.equal(dense, dense.t())
     return dense.to_sparse_csr() if layout == torch.sparse_csr else dense.to_sparse_coo()
 
 
 @pytest.mark.parametrize("layout", [torch.sparse_csr, torch.sparse_coo])
-def test_propagation_backward_is_the_transposed_product(layout: torch.layout) -> None:
+def test_propagation_backward_is_the_transposed_product(float64, layout: torch.layout) -> None:
     """Propagation's hand-written backward (Âᵀ G, both kernels: embedding_bag for CSR,
-    sparse.mm otherwise) equals autograd through the dense product, on a directed graph."""
+    sparse.mm otherwise) equals autograd through the dense product, on a directed graph
+    (float64, to :data:`TOL64`)."""
     adj = _directed_adjacency(9, layout)
     prop = Propagation(adj)
     assert prop.bags == (layout == torch.sparse_csr)
-    z = torch.randn(9, 5, dtype=torch.float32, requires_grad=True)
+    z = torch.randn(9, 5, requires_grad=True)
     z_ref = z.detach().clone().requires_grad_()
     upstream = torch.randn(9, 5)
     (prop(z) * upstream).sum().backward()
     out_ref = adj.to_dense() @ z_ref
     (out_ref * upstream).sum().backward()
-    torch.testing.assert_close(prop(z.detach()), out_ref.detach(), rtol=TOL, atol=TOL)
-    torch.testing.assert_close(z.grad, z_ref.grad, rtol=TOL, atol=TOL)
+    _assert_close64(prop(z.detach()), out_ref.detach(), "product")
+    _assert_close64(z.grad, z_ref.grad, "gradient")
     assert prop.transposed.transposed is prop
 
 
-def test_stacked_conv_matches_autograd_of_its_parts() -> None:
+def test_stacked_conv_matches_autograd_of_its_parts(float64) -> None:
     """stacked_conv (hand-written forward and backward over node-major buffers) gives the
     outputs and the gradients of h, weight and bias that autograd gives for per-seed
-    ``Â (H_s W_s) + b_s``, on a directed graph and a non-contiguous input."""
+    ``Â (H_s W_s) + b_s``, on a directed graph and a non-contiguous input (float64)."""
     from gdepth.engine.layers import stacked_conv
 
     n, s, d_in, d_out = 9, 3, 4, 6
@@ -506,9 +585,9 @@ def test_stacked_conv_matches_autograd_of_its_parts() -> None:
                            for k in range(s)], dim=1)
     (out_ref * upstream).sum().backward()
     assert out.shape == (n, s, d_out)
-    torch.testing.assert_close(out.detach(), out_ref.detach(), rtol=TOL, atol=TOL)
-    for got, want in zip(leaves, refs, strict=True):
-        torch.testing.assert_close(got.grad, want.grad, rtol=TOL, atol=TOL)
+    _assert_close64(out.detach(), out_ref.detach(), "output")
+    for name, got, want in zip(("h", "weight", "bias"), leaves, refs, strict=True):
+        _assert_close64(got.grad, want.grad, f"gradient of {name}")
 
 
 def test_block_diagonal_propagation_is_one_graph_copy_per_seed() -> None:
@@ -523,9 +602,11 @@ def test_block_diagonal_propagation_is_one_graph_copy_per_seed() -> None:
 
 
 @pytest.mark.parametrize(("residual", "masked"), [(True, True), (False, True), (True, False)])
-def test_seed_major_layer_matches_autograd_of_its_parts(residual: bool, masked: bool) -> None:
+def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual: bool,
+                                                        masked: bool) -> None:
     """seed_major_layer's hand-written backward (ReLU gate from a boolean mask, the residual
-    gradient fused into the dropout's) = autograd of ReLU(Â(H⊙M)W + b) (+ H), directed Â."""
+    gradient fused into the dropout's) = autograd of ReLU(Â(H⊙M)W + b) (+ H), directed Â
+    (float64)."""
     from gdepth.engine.batched import seed_major_layer
 
     s, n, d = 3, 6, 5
@@ -534,7 +615,7 @@ def test_seed_major_layer_matches_autograd_of_its_parts(residual: bool, masked: 
     gen = torch.Generator().manual_seed(5)
     h, weight = torch.randn(s, n, d, generator=gen), torch.randn(s, d, d, generator=gen)
     bias = torch.randn(s, d, generator=gen)
-    mask = (torch.rand(s, n, d, generator=gen) > 0.5).float() * 2 if masked else None
+    mask = (torch.rand(s, n, d, generator=gen) > 0.5).to(h.dtype) * 2 if masked else None
     upstream = torch.randn(s, n, d, generator=gen)
     leaves = [t.clone().requires_grad_() for t in (h, weight, bias)]
     refs = [t.clone().requires_grad_() for t in (h, weight, bias)]
@@ -546,16 +627,15 @@ def test_seed_major_layer_matches_autograd_of_its_parts(residual: bool, masked: 
     if residual:
         ref = ref + refs[0]
     (ref * upstream).sum().backward()
-    torch.testing.assert_close(out.detach(), ref.detach(), rtol=TOL, atol=TOL)
-    for got, want in zip(leaves, refs, strict=True):
-        torch.testing.assert_close(got.grad, want.grad, rtol=TOL, atol=TOL)
+    _assert_close64(out.detach(), ref.detach(), "output")
+    for name, got, want in zip(("h", "weight", "bias"), leaves, refs, strict=True):
+        _assert_close64(got.grad, want.grad, f"gradient of {name}")
     with torch.no_grad():  # evaluation: the same numbers, nothing kept for a backward
-        torch.testing.assert_close(
-            seed_major_layer(h, mask, weight, bias, blocks, residual), ref.detach(),
-            rtol=TOL, atol=TOL)
+        _assert_close64(seed_major_layer(h, mask, weight, bias, blocks, residual),
+                        ref.detach(), "evaluation output")
 
 
-def test_gcn_res_without_norm_trains_seed_major(graphs, monkeypatch):
+def test_gcn_res_without_norm_trains_seed_major(graphs64, float64, monkeypatch):
     """gcn_res with norm none and ReLU takes the seed-major path (and fit reports as the loop);
     with a norm it does not."""
     from gdepth.engine import batched
@@ -564,7 +644,7 @@ def test_gcn_res_without_norm_trains_seed_major(graphs, monkeypatch):
     real = batched.seed_major_layer
     monkeypatch.setattr(batched, "seed_major_layer",
                         lambda *a: calls.append(1) or real(*a))
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = _loop_models(gs[0], "gcn_res", {"name": "none"}, 4)
     stacked = engine.stack(copy.deepcopy(loop))
     _compare_fits(gs, adj, loop, stacked, _train_cfg(selection="min_val_loss", patience=3,
@@ -579,10 +659,10 @@ def test_gcn_res_without_norm_trains_seed_major(graphs, monkeypatch):
 @pytest.mark.parametrize(("name", "norm"), [("gcn_res", {"name": "none"}),
                                             ("gcn_res", {"name": "nodenorm"}),
                                             ("appnp", {"name": "none"})])
-def test_fit_batched_with_a_dense_adjacency_reports_what_fit_reports(graphs, monkeypatch,
+def test_fit_batched_with_a_dense_adjacency_reports_what_fit_reports(graphs64, float64, monkeypatch,
                                                                      name, norm):
     """adjacency=dense (seed-major: one batched matmul per layer; node-major; APPNP's steps)."""
-    gs, adj = graphs["sparse"], graphs["adj"]
+    gs, adj = graphs64["sparse"], graphs64["adj"]
     loop = _loop_models(gs[0], name, norm, 4)
     stacked = engine.stack(copy.deepcopy(loop))
     _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch, adjacency="dense")

@@ -59,8 +59,14 @@ def test_dense_adjacency_trains_the_same_seeds_and_is_recorded(tmp_path):
     dense = run(tmp_path / "d", "depth=4", "seeds=2", "train.epochs=15", "adjacency=dense")
     assert dense["status"] == "ok", dense["error"]
     assert dense["engine"]["adjacency"] == "dense" and dense["key"] == sparse["key"]
+    # The same algorithm is checked to 1e-10 in float64 by tests/test_engine.py (step by step
+    # and whole fits, adjacency=dense); here the cell's plumbing, in float32 over 15 epochs,
+    # where only the summation order of Â Z differs: a relative 1e-4 (~800 eps32) tolerates
+    # that drift on any CPU (measured: 0 on the 2-core dev CPU), and another graph, seed or
+    # split would move the loss by far more (> 1e-2).
     for a, b in zip(sparse["seeds"], dense["seeds"], strict=True):
-        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4, (a, b)
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-4 * max(1.0, a["train_loss"]), (
+            a, b)
     with pytest.raises(Exception, match="adjacency"):
         composed("adjacency=csr")
 
@@ -151,9 +157,13 @@ def test_seeds_per_batch_trains_the_seeds_in_batches_with_the_same_numbers(tmp_p
     assert split["status"] == "ok", split["error"]
     assert whole["engine"]["seeds_per_batch"] == 3 and split["engine"]["seeds_per_batch"] == 2
     assert split["key"] == whole["key"]  # not part of the identity
+    # each seed's products are its own columns / batch entries: only the kernels' blocking
+    # can change with the batch width, a few eps32 per epoch (measured: at most 1 ulp, 1.2e-7,
+    # over 12 epochs); 1e-5 relative is ~80 eps32.
     for a, b in zip(whole["seeds"], split["seeds"], strict=True):
         assert a["seed"] == b["seed"] and a["test_acc"] == b["test_acc"]
-        assert abs(a["train_loss"] - b["train_loss"]) < 1e-5, (a, b)
+        assert abs(a["train_loss"] - b["train_loss"]) <= 1e-5 * max(1.0, a["train_loss"]), (
+            a, b)
     bad = run(tmp_path / "bad", *common, "seeds_per_batch=0")
     assert bad["status"] == "failed" and "seeds_per_batch=0" in bad["error"]
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch.profiler import ProfilerActivity, profile
 
-from gdepth.engine import memory
+from gdepth import data, engine, models
+from gdepth.engine import fit_batched, memory
+from gdepth.models.adjacency import normalized_adjacency
 
 
 def cfg(model: str = "gcn_res", depth: int = 64, hidden: int = 64, **top):
@@ -42,8 +48,124 @@ def test_an_explicit_seeds_per_batch_wins_and_a_bad_one_names_itself():
         memory.seeds_per_batch(cfg(seeds_per_batch=-1), 3, 2708, 1000, torch.device("cpu"))
 
 
+def _mem_available() -> int | None:
+    """MemAvailable in bytes, parsed here (the kernel reports kB), or None."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) * 1024 for line in lines
+                 if line.startswith("MemAvailable:")), None)
+
+
+def _cgroup_room() -> int | None:
+    """cgroup v2 ``memory.max - memory.current`` in bytes (None: no limit or no files)."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+    except OSError:
+        return None
+    return max(int(limit) - int(used), 0) if limit.isdigit() and used.isdigit() else None
+
+
+# Free memory moves while it is read (other processes, the page cache). Between two readings
+# microseconds apart on the idle-ish test machine it moves by a few MiB; 64 MiB of slack on top of
+# the change seen across the reading keeps the check robust on a busy shared machine while still
+# far below the gaps a wrong reading makes (kB taken for bytes: a factor 1024; MemTotal or MemFree
+# taken for MemAvailable: hundreds of MiB to GiB; a cgroup limit ignored: the whole host).
+SLACK = 64 * 2**20
+
+
 def test_the_cpu_memory_at_hand_is_read_on_linux():
+    """available_bytes(cpu) is MemAvailable (capped by a cgroup v2 limit), read independently
+    here before and after, and at most the physical memory sysinfo(2) reports."""
+    if _mem_available() is None:
+        pytest.skip("no /proc/meminfo here")
+    before, room_before = _mem_available(), _cgroup_room()
     free = memory.available_bytes(torch.device("cpu"))
-    if free is None:
-        pytest.skip("no /proc/meminfo or cgroup memory files here")
-    assert 0 < free < 2**50
+    after, room_after = _mem_available(), _cgroup_room()
+    assert free is not None
+    low, high = sorted([before, after])
+    if room_before is not None and room_after is not None:
+        low, high = min(low, room_before, room_after), min(high, max(room_before, room_after))
+    assert low - SLACK <= free <= high + SLACK, (free, low, high)
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # not from /proc
+    assert 0 < free <= total
+
+
+def _peak_bytes(fn) -> int:
+    """The peak of the bytes held by tensors allocated while ``fn()`` runs, from
+    ``torch.profiler``'s allocation records (``profile_memory``: each op's own allocations minus
+    frees, frees between ops as ``[memory]`` records), summed in start order."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    held = peak = 0
+    for event in sorted((e for e in prof.events() if e.self_cpu_memory_usage),
+                        key=lambda e: e.time_range.start):
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak
+
+
+def test_peak_bytes_counts_what_is_held_at_once():
+    """The measuring tool on a known sequence: 3 tensors of 4 MB, one freed, one of 8 MB."""
+    def run():
+        a, b = torch.ones(1_000_000), torch.ones(1_000_000)
+        c = a + b
+        del a
+        d = torch.ones(2_000_000)
+        del b, c, d
+
+    assert _peak_bytes(run) == 16_000_000
+
+
+@pytest.fixture(scope="module")
+def csbm():
+    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 1500,
+                            "num_classes": 4, "avg_degree": 8.0, "homophily": 0.8, "snr": 1.0,
+                            "num_features": 32, "graph_seed": 0})
+    g = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    return g, normalized_adjacency(g.edge_index, g.num_nodes)
+
+
+# the measured peak per seed must not exceed the estimate (a batch that does not fit is an OOM),
+# and the estimate may exceed it by at most this factor (else batches are needlessly small).
+# memory.py set its constants at about 1.8x the measured RSS per seed; against tensor bytes (no
+# allocator slack) at depth 6, width 64, 1,500 nodes this test measured the estimate at 2.0x
+# (gcn_res + nodenorm, 10.4 MiB per seed), 2.5x (jknet), 4.5x (sign), 5.3x (incepgcn) and 6.9x
+# (gcnii), the same with 1 and 2 threads.
+ESTIMATE_FACTOR = 8.0
+
+
+@pytest.mark.parametrize(("name", "norm"), [("gcn_res", "nodenorm"), ("jknet", "none"),
+                                            ("gcnii", "none"), ("incepgcn", "none"),
+                                            ("sign", "none")])
+def test_seed_bytes_bounds_the_measured_peak_of_a_batch(csbm, name, norm):
+    """seed_bytes against the measured peak that one more seed adds to fit_batched (2 epochs:
+    forward, backward, Adam's first steps with its moments, evaluation): (peak(4 seeds) -
+    peak(1 seed)) / 3 plus the seed's parameters (allocated before fit). The shared parts
+    (graph, features, adjacency) cancel in the difference."""
+    g, adj = csbm
+    depth, hidden = 6, 64
+    train = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
+                              "epochs": 2, "patience": None, "selection": "best_val_acc"})
+
+    def batch_peak(seeds: int) -> tuple[int, int]:
+        loop = []
+        for s in range(seeds):
+            torch.manual_seed(s)
+            loop.append(models.build(OmegaConf.create({"name": name, "hidden": hidden}),
+                                     OmegaConf.create({"name": norm}), depth, g.num_features,
+                                     g.num_classes))
+        stacked = engine.stack(loop)
+        peak = _peak_bytes(lambda: fit_batched(stacked, [g] * seeds, adj, train,
+                                               list(range(seeds))))
+        return peak, models.count_parameters(loop[0])
+
+    (one, params), (four, _) = batch_peak(1), batch_peak(4)
+    measured = (four - one) / 3 + params * memory.FLOAT
+    estimate = memory.seed_bytes(cfg(name, depth=depth, hidden=hidden), g.num_nodes, params)
+    assert measured > 0
+    assert measured <= estimate <= ESTIMATE_FACTOR * measured, (
+        f"estimate {estimate / 2**20:.2f} MiB, measured {measured / 2**20:.2f} MiB per seed "
+        f"({estimate / measured:.2f}x)")
