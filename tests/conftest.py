@@ -48,3 +48,16 @@ def composed_models() -> dict:
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return {name: compose("config", overrides=[f"model={name}", "name=x"]).model
                 for name in models.MODELS}
+
+
+@pytest.fixture()
+def float64():
+    """Build and train in float64 (``torch.set_default_dtype``; restored after the test)."""
+    import torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)

@@ -90,17 +90,6 @@ def graphs():
             "adj": normalized_adjacency(loaded[0].edge_index, loaded[0].num_nodes)}
 
 
-@pytest.fixture()
-def float64():
-    """Build and train in float64 (``torch.set_default_dtype``; restored after the test)."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 @pytest.fixture(scope="module")
 def graphs64(graphs):
     """``graphs`` in float64: the same features (one tensor shared by the seeds, as the cell

@@ -39,16 +39,6 @@ def graphs():
     return gs, normalized_adjacency(loaded[0].edge_index, 200).double()
 
 
-@pytest.fixture()
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(before)
-
-
 def _train_cfg(**kw):
     return OmegaConf.create({"optimizer": "adam", "lr": 0.05, "weight_decay": 5e-4,
                              "epochs": 30, "patience": None, "selection": "best_val_acc", **kw})

@@ -16,7 +16,6 @@ from test_engine import (  # noqa: F401 (fixtures)
     _compare_fits,
     _loop_models,
     _train_cfg,
-    float64,
     graphs,
     graphs64,
 )
