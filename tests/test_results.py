@@ -1,0 +1,156 @@
+"""The committed studies under ``results/`` regenerate from their own records.
+
+A study is a sweep folder committed under ``results/`` (``gdepth sweep ... out_dir=results
+name=NAME`` writes ``results/sweeps/NAME/``; ``gdepth reproduce NAME out_dir=results`` writes
+``results/sweeps/reproduce_NAME/``). ``.gitignore`` keeps only its small JSON (``plan.json``,
+``records/*.json``, ``search/*.json``), the outputs gdepth generates from them and a README.
+
+Each test copies only those kept JSON files into a fresh folder (what a clone has), runs gdepth's
+own report code there and asserts that the committed table files equal the regenerated text
+exactly, so no committed number was edited by hand or left stale. A folder with a
+``comparison.md`` is regenerated with ``gdepth reproduce NAME ... --no-run``, the arguments read
+from the ``gdepth reproduce`` line of the study's README.
+
+``python tests/test_results.py`` rewrites every study's generated files the same way (from the
+kept JSON only, so a cell that was running when its sweep was stopped reads ``missing``), which is
+how they are produced before a commit.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+KEPT = ("plan.json", "records/*.json", "search/*.json")  # what .gitignore keeps as data
+TABLES = ("md", "csv", "tex")
+REPRODUCE = re.compile(r"^\s*(?:\S*/)?gdepth reproduce (\S+)(.*)$", re.MULTILINE)
+
+
+def studies() -> list[Path]:
+    """Every study folder under results/: a folder with a plan.json or records/."""
+    if not RESULTS.is_dir():
+        return []
+    found = {p.parent for p in RESULTS.rglob("plan.json")}
+    found |= {p.parent for p in RESULTS.rglob("records") if p.is_dir()}
+    return sorted(f for f in found if not {"jobs", "checkpoints", "running"} & set(f.parts))
+
+
+def clean_copy(study: Path, dest: Path) -> Path:
+    """The study's kept JSON files (and nothing else) copied to ``dest``."""
+    for pattern in KEPT:
+        for path in study.glob(pattern):
+            target = dest / path.relative_to(study)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return dest
+
+
+def metrics(study: Path) -> list[str]:
+    """test_acc, plus every metric a committed ``table_<metric>.md`` was made for."""
+    return ["test_acc", *sorted(p.stem.removeprefix("table_")
+                                for p in study.glob("table_*.md"))]
+
+
+def reproduce_args(study: Path) -> list[str] | None:
+    """``[NAME, args...]`` of the ``gdepth reproduce`` line in the study's README, without
+    ``out_dir=`` and the run flags; None when the study has no comparison."""
+    if not (study / "comparison.md").exists():
+        return None
+    readme = study / "README.md"
+    match = REPRODUCE.search(readme.read_text()) if readme.exists() else None
+    assert match, f"{study} has comparison.md but its README has no `gdepth reproduce` line"
+    args = [a for a in match.group(2).split()
+            if not a.startswith("out_dir=") and a not in ("--no-run", "--dry-run")]
+    return [match.group(1), *args]
+
+
+def regenerate(study: Path, work: Path) -> Path:
+    """Regenerate the study's outputs in ``work`` from its kept files; return the folder."""
+    from gdepth import report
+
+    rel = study.relative_to(RESULTS)
+    folder = clean_copy(study, work / rel)
+    for metric in metrics(study):
+        report.write_report(folder, metric)
+    args = reproduce_args(study)
+    if args:
+        # reproduce finds its folder as <out_dir>/sweeps/<name>: the study's own place in work
+        assert rel.parts[0] == "sweeps", f"{study}: a reproduce study lives in results/sweeps/"
+        name = [] if any(a.startswith("name=") for a in args) else [f"name={rel.parts[1]}"]
+        subprocess.run([sys.executable, "-m", "gdepth.cli", "reproduce", *args, *name,
+                        f"out_dir={work}", "--no-run"], check=True, cwd=ROOT,
+                       capture_output=True, text=True)
+    return folder
+
+
+def generated(study: Path) -> list[str]:
+    """The committed generated text files of a study, relative to it."""
+    names = [f"{'table' if m == 'test_acc' else 'table_' + m}.{fmt}"
+             for m in metrics(study) for fmt in TABLES]
+    names.append("results.csv")
+    if (study / "comparison.md").exists():
+        names += ["comparison.md", "comparison.csv"]
+    return names
+
+
+def test_results_hold_a_study():
+    assert studies(), "results/ holds no study (results/sweeps/<name>/ with records)"
+
+
+@pytest.mark.parametrize("study", studies(), ids=lambda p: str(p.relative_to(RESULTS)))
+def test_study_regenerates_exactly(study: Path, tmp_path: Path):
+    assert (study / "README.md").exists(), f"{study} has no README.md (command, machine, time)"
+    assert list(study.glob("records/*.json")), f"{study} has no records"
+    fresh = regenerate(study, tmp_path)
+    for name in generated(study):
+        committed = study / name
+        assert committed.exists(), f"{committed} is not committed; regenerate it"
+        assert committed.read_text() == (fresh / name).read_text(), (
+            f"{committed} differs from what gdepth generates from the committed records: "
+            "run `python tests/test_results.py` and commit the result")
+
+
+def test_results_index_names_every_study():
+    index = (RESULTS / "README.md").read_text()
+    for study in studies():
+        assert str(study.relative_to(RESULTS)) in index, f"results/README.md omits {study}"
+
+
+def test_readme_links_only_committed_results():
+    """README.md's "What gdepth found" links results/ files that exist (no copied numbers)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## What gdepth found", 1)[1].split("\n## ", 1)[0]
+    links = re.findall(r"\]\((results/[^)#]+)", section)
+    assert links, "the section links no results/ file"
+    for link in links:
+        assert (ROOT / link).exists(), f"README.md links {link}, which does not exist"
+    assert not re.search(r"\d+\.\d ± \d+\.\d", section), "numbers copied into README.md"
+
+
+def main() -> int:
+    """Rewrite every study's generated files from its kept JSON (see the module docstring)."""
+    import tempfile
+
+    for study in studies():
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = regenerate(study, Path(tmp))
+            names = [*generated(study), "accuracy_vs_depth.png"]
+            names += [f"{m}_vs_depth.png" for m in metrics(study)[1:]]
+            if (study / "comparison.md").exists():
+                names.append("comparison.png")
+            for name in names:
+                if (fresh / name).exists():
+                    shutil.copy2(fresh / name, study / name)
+        print(f"regenerated {study.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
