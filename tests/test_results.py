@@ -71,11 +71,15 @@ def reproduce_args(study: Path) -> list[str] | None:
     return [match.group(1), *args]
 
 
-def regenerate(study: Path, work: Path) -> Path:
-    """Regenerate the study's outputs in ``work`` from its kept files; return the folder."""
+def regenerate(study: Path, work: Path, env: dict[str, str] | None = None,
+               results: Path | None = None) -> Path:
+    """Regenerate the study's outputs in ``work`` from its kept files; return the folder.
+
+    ``env``: the environment of the ``gdepth reproduce`` subprocess (its dataset mirror);
+    ``results``: the folder the study lies under (``results/``)."""
     from gdepth import report
 
-    rel = study.relative_to(RESULTS)
+    rel = study.relative_to(results or RESULTS)
     folder = clean_copy(study, work / rel)
     for metric in metrics(study):
         report.write_report(folder, metric)
@@ -86,7 +90,7 @@ def regenerate(study: Path, work: Path) -> Path:
         name = [] if any(a.startswith("name=") for a in args) else [f"name={rel.parts[1]}"]
         subprocess.run([sys.executable, "-m", "gdepth.cli", "reproduce", *args, *name,
                         f"out_dir={work}", "--no-run"], check=True, cwd=ROOT,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     return folder
 
 
@@ -105,16 +109,37 @@ def test_results_hold_a_study():
 
 
 @pytest.mark.parametrize("study", studies(), ids=lambda p: str(p.relative_to(RESULTS)))
-def test_study_regenerates_exactly(study: Path, tmp_path: Path):
+def test_study_regenerates_exactly(study: Path, tmp_path: Path, request):
     assert (study / "README.md").exists(), f"{study} has no README.md (command, machine, time)"
     assert list(study.glob("records/*.json")), f"{study} has no records"
-    fresh = regenerate(study, tmp_path)
+    # reproduce checks its datasets: it needs the mirror (a plain sweep's tables do not)
+    env = request.getfixturevalue("cli_env") if reproduce_args(study) else None
+    fresh = regenerate(study, tmp_path, env)
     for name in generated(study):
         committed = study / name
         assert committed.exists(), f"{committed} is not committed; regenerate it"
         assert committed.read_text() == (fresh / name).read_text(), (
             f"{committed} differs from what gdepth generates from the committed records: "
             "run `python tests/test_results.py` and commit the result")
+
+
+def test_reproduce_study_regenerates_from_its_readme(tmp_path: Path, cli_env):
+    """The comparison branch, on a copy of a committed sweep study given a reproduce README:
+    ``seed_table_cora``'s GCN-res cells are keyed as ``nodenorm2021``'s (seeds=5) cells."""
+    source = RESULTS / "sweeps" / "seed_table_cora"
+    if not source.is_dir():
+        pytest.skip("results/sweeps/seed_table_cora is not there")
+    study = clean_copy(source, tmp_path / "results" / "sweeps" / "seed_table_cora")
+    (study / "comparison.md").write_text("")
+    (study / "README.md").write_text("```bash\ngdepth reproduce nodenorm2021 dataset=cora "
+                                     "depth=2 seeds=5 name=seed_table_cora out_dir=results\n```\n")
+    assert reproduce_args(study) == ["nodenorm2021", "dataset=cora", "depth=2", "seeds=5",
+                                     "name=seed_table_cora"]
+    fresh = regenerate(study, tmp_path / "work", cli_env, tmp_path / "results")
+    text = (fresh / "comparison.md").read_text()
+    assert "- restricted to: dataset=['cora'], depth=[2]" in text
+    rows = [line for line in text.splitlines() if line.startswith("| cora")]
+    assert len(rows) == 3 and all("(5)" in row and "not run" not in row for row in rows), text
 
 
 def test_results_index_names_every_study():
