@@ -43,8 +43,9 @@ commands:
   run   [overrides]           run one cell (e.g. gdepth run dataset=cora model=gcn depth=2)
   sweep [overrides]           run every cell of the comma lists and depth ranges given
                               (e.g. gdepth sweep model=gcn,gcn_res depth=2..64 seeds=5)
-  table DIR [--metric M] [--format md|csv|tex]
+  table DIR [--metric M] [--format md|csv|tex] [--ddof 0|1] [--delta 2]
                               re-aggregate the records below DIR into the report files
+                              (mean ± std with the ddof stated; each row's collapse depth)
   compare DIR A B [--metric M] [--delta 2]
                               two table rows per depth: paired differences over the same
                               seeds, Holm-corrected p-values, bootstrap 95 % intervals,
@@ -265,11 +266,18 @@ def _table(args: list[str]) -> int:
                         help="test_acc, val_acc, train_acc or any per-seed number of the records "
                              "(e.g. dirichlet_last with diagnostics=smoothing)")
     parser.add_argument("--format", default="md", choices=("md", "csv", "tex"))
+    parser.add_argument("--ddof", type=int, default=0, choices=(0, 1),
+                        help="the std's delta degrees of freedom: 0 population (default), "
+                             "1 sample; stated in the table's header and the plot")
+    parser.add_argument("--delta", type=float, default=2.0,
+                        help="collapse column: points below the row's best mean (default 2)")
     ns = parser.parse_args(args)
     if not Path(ns.dir).is_dir():
         return _fail(f"no such folder '{ns.dir}'")
+    if ns.delta < 0:
+        return _fail(f"--delta {ns.delta}: must be >= 0")
     try:
-        table, _ = report.write_report(ns.dir, ns.metric)
+        table, _ = report.write_report(ns.dir, ns.metric, ns.ddof, ns.delta)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     print(report.render(table, ns.format))

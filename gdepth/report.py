@@ -7,6 +7,11 @@
   varies between cells, columns = depth, cells ``mean ± std (n)`` in percent, the best mean
   of each column marked; a failed or diverged cell is shown as such, never dropped; a split
   cell with seed jobs not all done shows the seeds done, e.g. ``71.2 ± 1.3 (2/4, running)``;
+  the std's ``ddof`` (0: population, the default; 1: sample) is stated in the index header,
+  e.g. ``model·norm [mean ± std (ddof=0) (n)]``; for an accuracy, a column ``collapse δ=2``
+  after the row label gives each row's collapse depth with its bootstrap 95 % interval
+  (:func:`gdepth.stats.collapse`: the first depth more than δ points below the row's best mean,
+  or at the best mean of the ``mlp·none`` row of the same folder), e.g. ``L=16 [8, 32]``;
 - ``accuracy_vs_depth.png``: one line per row over log₂ depth with a ±std band.
 
 For a metric other than ``test_acc`` the table files are named ``table_<metric>.*``. Any numeric
@@ -99,7 +104,7 @@ def check_metric(frame: pd.DataFrame, metric: str) -> None:
         raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(valid)}")
 
 
-def _cell_text(group: pd.DataFrame, metric: str) -> tuple[str, float]:
+def _cell_text(group: pd.DataFrame, metric: str, ddof: int = 0) -> tuple[str, float]:
     status = group["status"].iloc[0]
     if status == "failed":
         return "failed", math.nan
@@ -109,38 +114,75 @@ def _cell_text(group: pd.DataFrame, metric: str) -> tuple[str, float]:
     values = values * 100 if is_accuracy(metric) else values
     if values.empty:
         return status, math.nan
-    mean, std = values.mean(), values.std(ddof=0)
+    mean, std = values.mean(), values.std(ddof=ddof)  # nan for one value with ddof=1
     n = str(len(values))
     if status not in records.DONE:  # a split cell whose seed jobs are not all done
         seeds = group["seeds"].iloc[0] if "seeds" in group else math.nan
         n = f"{n}/{int(seeds)}, {status}" if pd.notna(seeds) else f"{n}, {status}"
     if is_accuracy(metric):
-        text = f"{mean:.1f} ± {std:.1f} ({n})"
+        text = f"{mean:.1f} ± {_num(std, '.1f')} ({n})"
     else:
-        text = f"{mean:.3g} ± {std:.2g} ({n})"
+        text = f"{mean:.3g} ± {_num(std, '.2g')} ({n})"
     if status not in records.DONE:
         return text, math.nan  # shown, marked, never the column's best
     return (text + " †" if status == "diverged" else text), mean
 
 
-def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+def _num(value: float, spec: str) -> str:
+    return "–" if math.isnan(value) else format(value, spec)
+
+
+def std_header(ddof: int) -> str:
+    """What a table cell holds, as its index header states it."""
+    return f"mean ± std (ddof={ddof}) (n)"
+
+
+def collapse_column(delta: float) -> str:
+    return f"collapse δ={delta:g}"
+
+
+def _collapses(frame: pd.DataFrame, metric: str, delta: float, seed: int = 0
+               ) -> dict[str, str]:
+    """Each row's collapse depth and bootstrap interval (:mod:`gdepth.stats`), as text."""
+    from gdepth import stats  # stats imports this module
+
+    rows = stats.curves(frame, metric)
+    out = {}
+    for label, curve in rows.items():
+        curve = curve.dropna(how="all")
+        if curve.empty:
+            continue
+        result = stats.collapse(curve, delta, stats.baseline_of(label, rows), seed=seed)
+        out[label] = stats.collapse_text(result, int(max(curve.index)))
+    return out
+
+
+def build_table(frame: pd.DataFrame, metric: str = "test_acc", ddof: int = 0,
+                delta: float = 2.0) -> pd.DataFrame:
     """Wide table of ``mean ± std (n)`` strings; the best mean per depth gets a ``best`` flag.
 
-    Returns a frame indexed by row label with one column per depth, and a second level of
-    columns is avoided on purpose so Markdown/CSV/LaTeX render it directly.
+    Returns a frame indexed by row label with one column per depth; a second level of columns
+    is avoided on purpose so Markdown/CSV/LaTeX render it directly. For an accuracy, each row's
+    collapse text is in ``attrs["collapse"]`` ({column name: {label: text}}), which
+    :func:`render` (and so every table file) shows as the first column (:func:`with_collapse`).
+    ``ddof``: the std's delta degrees of freedom.
     """
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof {ddof}; valid: 0 (population std), 1 (sample std)")
     check_metric(frame, metric)
     keys = row_keys(frame)
+    attrs = dict(frame.attrs)
     for key in keys:
         if key not in frame:
             frame = frame.assign(**{key: "?"})
+    frame.attrs.update(attrs)
     depths = sorted(frame["depth"].dropna().astype(int).unique())
     texts: dict[str, dict[int, str]] = {}
     means: dict[str, dict[int, float]] = {}
     for values, group in frame.groupby(keys, sort=True, dropna=False):
         label = _label(keys, values if isinstance(values, tuple) else (values,))
         for depth, cell in group.groupby("depth"):
-            text, mean = _cell_text(cell, metric)
+            text, mean = _cell_text(cell, metric, ddof)
             texts.setdefault(label, {})[int(depth)] = text
             means.setdefault(label, {})[int(depth)] = mean
     table = pd.DataFrame(texts).T.reindex(columns=depths).fillna("–")
@@ -151,13 +193,27 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
                            if best[d].notna().sum() > 1  # a column with one number has no best
                            and is_accuracy(metric)}
     table.attrs["means"] = best
-    table.index.name = " · ".join(["model·norm", *[k.removesuffix(".name") for k in keys[2:]]])
+    keys_text = " · ".join(["model·norm", *[k.removesuffix(".name") for k in keys[2:]]])
+    table.index.name = f"{keys_text} [{std_header(ddof)}]"
     table.columns = [f"L={d}" for d in depths]
+    table.attrs["ddof"] = ddof
+    if is_accuracy(metric):
+        found = _collapses(frame, metric, delta)
+        table.attrs["collapse"] = {collapse_column(delta): {
+            label: found.get(label, "–") for label in table.index}}
     return table
 
 
-def _marked(table: pd.DataFrame, mark: str) -> pd.DataFrame:
+def with_collapse(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its collapse column (``attrs["collapse"]``) first, as rendered."""
     out = table.copy()
+    for name, texts in table.attrs.get("collapse", {}).items():
+        out.insert(0, name, [texts.get(label, "–") for label in table.index])
+    return out
+
+
+def _marked(table: pd.DataFrame, mark: str) -> pd.DataFrame:
+    out = with_collapse(table)
     for depth, labels in table.attrs.get("best", {}).items():
         for label in labels:
             out.loc[label, f"L={depth}"] = mark.format(out.loc[label, f"L={depth}"])
@@ -172,13 +228,20 @@ def render(table: pd.DataFrame, fmt: str = "md") -> str:
         return _marked(table, "{} *").to_csv()
     if fmt == "tex":
         latex = _marked(table, "\\textbf{{{}}}").map(lambda s: s.replace("±", "$\\pm$"))
-        latex.index = [i.replace("_", "\\_") for i in latex.index]
+        latex.index = pd.Index([i.replace("_", "\\_") for i in latex.index],
+                               name=_tex(table.index.name or ""))
+        latex.columns = [_tex(c) for c in latex.columns]
         return latex.to_latex(escape=False)
     raise ValueError(f"unknown format '{fmt}'; valid: csv, md, tex")
 
 
-def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> None:
-    """Mean ± std of ``metric`` over log₂ depth, one line per table row."""
+def _tex(text: str) -> str:
+    return (text.replace("_", "\\_").replace("±", "$\\pm$").replace("δ", "$\\delta$"))
+
+
+def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path, ddof: int = 0
+         ) -> None:
+    """Mean ± std (``ddof``) of ``metric`` over log₂ depth, one line per table row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,7 +253,7 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     for values, group in ok.groupby(keys, sort=True, dropna=False):
         label = _label(keys, values if isinstance(values, tuple) else (values,))
         scale = 100 if is_accuracy(metric) else 1
-        stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=0)]) * scale
+        stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=ddof)]) * scale
         stats.columns = ["mean", "std"]
         stats = stats.dropna(subset=["mean"])  # e.g. epoch_s of seed-batched cells: nan
         if stats.empty:
@@ -203,7 +266,8 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     depths = sorted(frame["depth"].dropna().astype(int).unique())
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_xlabel("depth (layers)")
-    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if is_accuracy(metric) else ""))
+    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if is_accuracy(metric) else "")
+                  + f", mean ± std (ddof={ddof})")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
@@ -212,8 +276,10 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path) -> N
     plt.close(fig)
 
 
-def write_report(directory: str | Path, metric: str = "test_acc") -> tuple[pd.DataFrame, str]:
-    """Aggregate every record below ``directory`` and write the report files into it.
+def write_report(directory: str | Path, metric: str = "test_acc", ddof: int = 0,
+                 delta: float = 2.0) -> tuple[pd.DataFrame, str]:
+    """Aggregate every record below ``directory`` and write the report files into it
+    (``ddof``: the std's; ``delta``: the collapse column's δ in points).
 
     Returns the table and its Markdown text; raises FileNotFoundError when there is no record.
     """
@@ -228,10 +294,10 @@ def write_report(directory: str | Path, metric: str = "test_acc") -> tuple[pd.Da
     frame.attrs["searched"] = sorted({k for s in study.load_summaries(directory)
                                       for k in s["space"]})
     frame.to_csv(directory / "results.csv", index=False)
-    table = build_table(frame, metric)
+    table = build_table(frame, metric, ddof, delta)
     stem = "table" if metric == "test_acc" else f"table_{metric}"
     for fmt in ("md", "csv", "tex"):
         (directory / f"{stem}.{fmt}").write_text(render(table, fmt) + "\n")
     png = "accuracy_vs_depth.png" if metric == "test_acc" else f"{metric}_vs_depth.png"
-    plot(table, frame, metric, directory / png)
+    plot(table, frame, metric, directory / png, ddof)
     return table, render(table, "md")

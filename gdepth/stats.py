@@ -11,9 +11,10 @@ so two rows' seed-i values share a split and are *paired*). For two rows A and B
 - a percentile bootstrap 95 % interval of the mean difference (Efron & Tibshirani, 1993),
   resampling seeds with replacement (``scipy.stats.bootstrap``), seeded.
 
-The **collapse depth** of a row is the first depth (in increasing order) whose mean falls more
-than ``delta`` points below the row's best mean, or to the graph-free baseline (the ``mlp``
-row's best mean on the same data), if one is given. Its interval resamples the seeds jointly
+The **collapse depth** of a row is the first depth, from the depth of its best mean on,
+whose mean falls more than ``delta`` points below that best, or to the graph-free baseline (the
+``mlp`` row's best mean on the same data), if one is given; depths before the best are rising,
+not collapsing. Its interval resamples the seeds jointly
 across depths (seed i of every depth shares split i) and takes the 2.5 / 97.5 % quantiles of
 the collapse depth over the resamples; a resample that never collapses counts as "beyond the
 deepest depth".
@@ -108,16 +109,36 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, resamples: int = 10_000, seed: int
 
 def collapse_depth(curve: pd.DataFrame, delta: float = 2.0, baseline: float | None = None
                    ) -> float:
-    """The first depth whose mean is more than ``delta`` below the best mean, or at or below
-    ``baseline``; :data:`BEYOND` if none is."""
+    """The first depth from the best one on whose mean is more than ``delta`` below the best
+    mean, or at or below ``baseline``; :data:`BEYOND` if none is. Depths shallower than the
+    best are not a collapse (a curve that rises first has not yet peaked)."""
     means = curve.mean(axis=1, skipna=True).dropna()
     if means.empty:
         return math.nan
     floor = means.max() - delta
-    for depth, mean in means.items():
+    for depth, mean in means.loc[means.idxmax():].items():
         if mean < floor or (baseline is not None and mean <= baseline):
             return float(depth)
     return BEYOND
+
+
+def _collapse_depths(curve: pd.DataFrame, picks: np.ndarray, delta: float,
+                     baseline: float | None) -> np.ndarray:
+    """:func:`collapse_depth` of each resample at once (``picks``: resamples × seed columns),
+    in numpy: a table of many rows computes thousands of them."""
+    values = curve.to_numpy(dtype=float)[:, picks]  # depth × resample × seed
+    counts = (~np.isnan(values)).sum(axis=2)
+    means = np.where(counts > 0, np.nansum(values, axis=2) / np.maximum(counts, 1), np.nan)
+    has = counts > 0
+    scored = np.where(has, means, -np.inf)
+    best = scored.max(axis=0)  # per resample
+    beyond = np.arange(len(means))[:, None] >= scored.argmax(axis=0)[None, :]  # from the best
+    low = (means < best - delta) & has & beyond
+    if baseline is not None:
+        low |= (means <= baseline) & has & beyond
+    depths = curve.index.to_numpy(dtype=float)
+    first = np.where(low.any(axis=0), depths[low.argmax(axis=0)], BEYOND)
+    return np.where(has.any(axis=0), first, math.nan)
 
 
 @dataclass
@@ -135,10 +156,9 @@ def collapse(curve: pd.DataFrame, delta: float = 2.0, baseline: float | None = N
     if len(seeds) < 2:
         return Collapse(point, point, point)
     rng = np.random.default_rng(seed)
-    draws = [collapse_depth(curve[list(rng.choice(seeds, size=len(seeds)))], delta, baseline)
-             for _ in range(resamples)]
-    finite = np.array(draws, dtype=float)
-    low, high = np.quantile(finite, [0.025, 0.975], method="inverted_cdf")
+    picks = np.array([rng.choice(len(seeds), size=len(seeds)) for _ in range(resamples)])
+    draws = _collapse_depths(curve, picks, delta, baseline)
+    low, high = np.quantile(draws, [0.025, 0.975], method="inverted_cdf")
     return Collapse(point, float(low), float(high))
 
 

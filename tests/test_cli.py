@@ -58,16 +58,39 @@ def test_sweep_writes_one_ok_record_per_cell_and_the_table(sweep):
 def test_table_cells_equal_the_records(sweep):
     _, _, folder, _, _, _ = sweep
     lines = (folder / "table.md").read_text().splitlines()
-    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["model·norm", "L=2", "L=4",
-                                                                   "L=8"]
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == [
+        "model·norm [mean ± std (ddof=0) (n)]", "collapse δ=2", "L=2", "L=4", "L=8"]
+    by_model: dict[str, dict[int, list[float]]] = {}
     for record in records.load(folder):
         accs = [100 * s["test_acc"] for s in record["seeds"]]
+        by_model.setdefault(record["config"]["model"]["name"], {})[record["config"]["depth"]] = accs
         text = f"{np.mean(accs):.1f} ± {np.std(accs):.1f} (2)"
         row = next(line for line in lines
                    if line.startswith(f"| {record['config']['model']['name']}·none "))
         assert text in row
+    for model, by_depth in by_model.items():  # the collapse column, by hand
+        row = next(line for line in lines if line.startswith(f"| {model}·none "))
+        shown = row.strip("|").split("|")[1].strip()
+        assert shown == _collapse_by_hand(by_depth, 2.0), (row, by_depth)
     csv = (folder / "results.csv").read_text().splitlines()
     assert len(csv) == 1 + 12
+
+
+def _collapse_by_hand(by_depth: dict[int, list[float]], delta: float) -> str:
+    """Two seeds: the bootstrap draws {0, 0}, {1, 1} or {0, 1}, each often enough out of 2000
+    that the 2.5 / 97.5 % quantiles are the least and greatest of their collapse depths."""
+    def first(pick: list[int]) -> float:
+        means = {d: np.mean([v[i] for i in pick]) for d, v in sorted(by_depth.items())}
+        peak = max(means, key=means.get)  # the first depth of the best mean
+        return next((d for d, m in means.items() if d >= peak and m < means[peak] - delta),
+                    np.inf)
+
+    def word(d: float) -> str:
+        return "none" if d == np.inf else str(int(d))
+
+    point, draws = first([0, 1]), [first([0, 0]), first([1, 1]), first([0, 1])]
+    head = f"L={int(point)}" if point != np.inf else f"none (holds to L={max(by_depth)})"
+    return f"{head} [{word(min(draws))}, {word(max(draws))}]"
 
 
 def test_second_identical_sweep_trains_nothing(sweep):
@@ -83,8 +106,23 @@ def test_table_command_reaggregates_in_every_format(sweep):
     _, _, folder, _, env, cwd = sweep
     out = gdepth(["table", str(folder), "--format", "csv", "--metric", "val_acc"], env, cwd)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0] == "model·norm,L=2,L=4,L=8"
+    assert out.stdout.splitlines()[0] == ("model·norm [mean ± std (ddof=0) (n)],collapse δ=2,"
+                                          "L=2,L=4,L=8")
     assert (folder / "table_val_acc.md").exists()
+    out = gdepth(["table", str(folder), "--ddof", "1", "--delta", "100"], env, cwd)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "model·norm [mean ± std (ddof=1) (n)]" in lines[0] and "collapse δ=100" in lines[0]
+    for record in records.load(folder):
+        accs = [100 * s["test_acc"] for s in record["seeds"]]
+        row = next(line for line in lines
+                   if line.startswith(f"| {record['config']['model']['name']}·none "))
+        assert f"{np.mean(accs):.1f} ± {np.std(accs, ddof=1):.1f} (2)" in row
+        assert row.strip("|").split("|")[1].strip() == "none (holds to L=8) [none, none]"
+    assert "ddof=1" in (folder / "table.md").read_text().splitlines()[0]
+    gdepth(["table", str(folder)], env, cwd)  # back to the defaults for the other tests
+    bad_ddof = gdepth(["table", str(folder), "--ddof", "2"], env, cwd)
+    assert bad_ddof.returncode == 2 and "invalid choice: 2" in bad_ddof.stderr
     bad = gdepth(["table", str(folder / "nope")], env, cwd)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 
@@ -162,7 +200,7 @@ def test_diverging_cell_is_recorded_and_the_sweep_goes_on(cli_env, tmp_path):
     assert found[1e30]["status"] == "diverged"
     assert all(s["status"] == "diverged" for s in found[1e30]["seeds"])
     assert found[0.01]["status"] == "ok"
-    assert re.search(r"\| gcn·none lr=1e\+30 +\| diverged +\|", out.stdout)
+    assert re.search(r"\| gcn·none lr=1e\+30 +\| – +\| diverged +\|", out.stdout)  # no collapse
 
 
 @pytest.mark.parametrize(

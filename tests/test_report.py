@@ -58,6 +58,8 @@ def test_table_numbers_rows_columns_and_best_mark(tmp_path):
     _write(tmp_path, [_record(m, "none", d, a) for (m, d), a in accs.items()])
     table, md = report.write_report(tmp_path)
     assert list(table.columns) == ["L=2", "L=8"]
+    assert list(report.with_collapse(table).columns) == ["collapse δ=2", "L=2", "L=8"]
+    assert table.index.name == "model·norm [mean ± std (ddof=0) (n)]"
     assert list(table.index) == ["gcn·none", "gcn_res·none"]
     for (model, depth), values in accs.items():
         mean, std = 100 * np.mean(values), 100 * np.std(values)
@@ -78,7 +80,7 @@ def test_varying_keys_become_row_keys_and_failed_cells_are_shown(tmp_path):
         _record("gcn", "pairnorm", 4, [], status="failed", lr=0.1),
     ])
     table, _ = report.write_report(tmp_path)
-    assert table.index.name == "model·norm · train.lr"
+    assert table.index.name == "model·norm · train.lr [mean ± std (ddof=0) (n)]"
     assert list(table.index) == ["gcn·pairnorm lr=0.01", "gcn·pairnorm lr=0.1"]
     assert table.loc["gcn·pairnorm lr=0.1", "L=4"] == "failed"
     assert table.loc["gcn·pairnorm lr=0.01", "L=4"] == "–"  # not run: shown, not dropped
@@ -108,13 +110,87 @@ def test_a_single_row_marks_no_best(tmp_path):
     assert "**" not in md and "55.0 ± 5.0 (2)" in md
 
 
+def _first_below(means: dict[int, float], delta: float, base: float | None) -> str:
+    """The collapse depth by hand: the first depth under best − δ, or at the baseline."""
+    best = max(means.values())
+    for depth in sorted(means):
+        if means[depth] < best - delta or (base is not None and means[depth] <= base):
+            return f"L={depth}"
+    return f"none (holds to L={max(means)})"
+
+
+def test_collapse_column_equals_the_hand_computed_depth_and_interval(tmp_path):
+    accs = {  # seeds agree: each interval is a point
+        "gcn": {2: [0.83, 0.84, 0.82], 4: [0.82, 0.83, 0.81], 8: [0.50, 0.52, 0.48]},
+        # within 2 points of its own best everywhere, but at 4 it falls to the mlp's best
+        "gcn_res": {2: [0.82, 0.82, 0.82], 4: [0.80, 0.80, 0.80], 8: [0.81, 0.81, 0.81]},
+        "mlp": {2: [0.805, 0.805, 0.805], 4: [0.80, 0.80, 0.80], 8: [0.795, 0.795, 0.795]},
+        # seed 2 alone collapses at 4: resamples with it collapse at 4 (70 %), others never
+        "gcnii": {2: [0.85, 0.85, 0.85], 4: [0.85, 0.85, 0.75], 8: [0.85, 0.85, 0.75]},
+    }
+    _write(tmp_path, [_record(m, "none", d, a) for m, by in accs.items() for d, a in by.items()])
+    table, md = report.write_report(tmp_path)
+    means = {m: {d: 100 * np.mean(a) for d, a in by.items()} for m, by in accs.items()}
+    base = max(means["mlp"].values())  # 80.5
+    expected = {
+        "gcn·none": _first_below(means["gcn"], 2, base) + " [8, 8]",
+        "gcn_res·none": _first_below(means["gcn_res"], 2, base) + " [4, 4]",
+        "mlp·none": _first_below(means["mlp"], 2, None) + " [none, none]",
+        "gcnii·none": _first_below(means["gcnii"], 2, base) + " [4, none]",
+    }
+    assert expected["gcn_res·none"].startswith("L=4")  # the mlp baseline decides it
+    assert _first_below(means["gcn_res"], 2, None).startswith("none")
+    assert expected["gcn·none"].startswith("L=8") and expected["gcnii·none"].startswith("L=4")
+    assert report.with_collapse(table)["collapse δ=2"].to_dict() == expected
+    header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
+    assert header == ["model·norm [mean ± std (ddof=0) (n)]", "collapse δ=2", "L=2", "L=4",
+                      "L=8"]
+    for line in md.splitlines()[2:]:  # the Markdown file shows the same texts
+        label, shown = [c.strip() for c in line.strip("|").split("|")][:2]
+        assert shown == expected[label]
+    assert "L=4 [4, none]" in (tmp_path / "table.csv").read_text()
+    tex = (tmp_path / "table.tex").read_text()
+    assert "collapse $\\delta$=2" in tex and "L=8 [8, 8]" in tex
+    # a δ of 40: gcn's 50 at L=8 is within 40 of its best 83, but under the mlp's 80.5
+    table, _ = report.write_report(tmp_path, delta=40)
+    assert _first_below(means["gcn"], 40, None).startswith("none")
+    shown = report.with_collapse(table)
+    assert shown.loc["gcn·none", "collapse δ=40"] == _first_below(means["gcn"], 40, base) + \
+        " [8, 8]" == "L=8 [8, 8]"
+    assert shown.loc["mlp·none", "collapse δ=40"] == "none (holds to L=8) [none, none]"
+
+
+def test_ddof_is_selectable_and_stated_in_every_output(tmp_path):
+    accs = {2: [0.80, 0.82, 0.78], 4: [0.40, 0.50, 0.45], 8: [0.6]}
+    recs = [_record("gcn", "none", d, a) for d, a in accs.items()]
+    recs[2]["config"]["seeds"] = 3  # a cell with one seed of three ok (same row)
+    recs[2]["key"] = records.cell_key(recs[2]["config"])
+    _write(tmp_path, recs)
+    for ddof in (0, 1):
+        table, md = report.write_report(tmp_path, ddof=ddof)
+        for depth in (2, 4):
+            mean, std = 100 * np.mean(accs[depth]), 100 * np.std(accs[depth], ddof=ddof)
+            assert table.loc["gcn·none", f"L={depth}"] == f"{mean:.1f} ± {std:.1f} (3)"
+        # one seed: no sample std
+        assert table.loc["gcn·none", "L=8"] == ("60.0 ± 0.0 (1)" if ddof == 0 else
+                                                "60.0 ± – (1)")
+        stated = f"mean ± std (ddof={ddof}) (n)"
+        assert stated in md.splitlines()[0]
+        assert (tmp_path / "table.csv").read_text().startswith(
+            f"model·norm [{stated}],collapse δ=2,L=2")
+        assert f"(ddof={ddof})" in (tmp_path / "table.tex").read_text()
+    assert "82.0 ± 2.0 (3)" not in md and "80.0 ± 2.0 (3)" in md  # ddof=1: std of 78/80/82
+    with pytest.raises(ValueError, match="ddof 2; valid: 0"):
+        report.write_report(tmp_path, ddof=2)
+
+
 def test_a_varying_dataset_labels_rows_by_its_name():
     frame = pd.DataFrame([
         {"model.name": "gcn", "norm.name": "none", "dataset.name": ds, "depth": d, "seed": 0,
          "test_acc": 0.5, "status": "ok", "seed_status": "ok"}
         for ds in ("grid2d", "ring") for d in (2, 4)])
     table = report.build_table(frame)
-    assert table.index.name == "model·norm · dataset"
+    assert table.index.name == "model·norm · dataset [mean ± std (ddof=0) (n)]"
     assert list(table.index) == ["gcn·none grid2d", "gcn·none ring"]
 
 

@@ -309,3 +309,159 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
     assert math.isclose(cells.estimate_seconds(cell), cells.BATCHED_SECONDS_PER_UNIT * units)
     looped = cells.Cell(cell.key, cell.labels, cell.overrides, {**cell.config, "engine": "loop"})
     assert math.isclose(cells.estimate_seconds(looped), cells.SECONDS_PER_UNIT * units)
+
+
+def _seeds_record(cell_config: dict, key: str, accs: list[float], status: str = "ok") -> dict:
+    seeds = [{"seed": i, "status": "ok", "train_acc": 1.0, "val_acc": a, "test_acc": a,
+              "selected_epoch": 3, "epoch_s": 0.1}
+             for i, a in enumerate(accs)]
+    return {"schema": records.SCHEMA_VERSION, "key": key, "status": status,
+            "config": cell_config, "seeds": seeds, "summary": records.summarize(seeds),
+            "error": "boom" if status == "failed" else None,
+            "finished_at": "2026-01-01T00:00:00+00:00"}
+
+
+def _study_summary(cell, final_key: str | None, trials: int, seeds: int) -> dict:
+    """A study summary as gdepth/search/study.py writes it (the keys compare reads and more)."""
+    best = None if final_key is None else {"number": 0, "params": {"train.lr": 0.01},
+                                           "val_acc": 0.7}
+    return {"study": cell.key, "label": "cora gcn·none", "base_overrides": cell.overrides,
+            "config": cell.config,
+            "search": {"name": "default", "trials": trials, "seeds": seeds, "sampler_seed": 0,
+                       "startup_trials": 10, "parallel": 1},
+            "space": {"train.lr": {"low": 0.001, "high": 0.05, "log": True}},
+            "trials": [{"number": i, "state": "COMPLETE" if best else "FAIL",
+                        "params": {"train.lr": 0.01}, "val_acc": 0.7 if best else None,
+                        "key": f"trial{i}{cell.key}"} for i in range(trials)],
+            "best": best,
+            "final": None if final_key is None else {"overrides": [], "key": final_key,
+                                                     "status": "ok"},
+            "written_at": "2026-01-01T00:00:00+00:00"}
+
+
+def test_search_shows_the_tuned_finals_verdict_beside_the_fixed_one(tmp_path):
+    from gdepth.reproduce import cells
+    from gdepth.search import study
+
+    exp = experiment.load("dropedge2020_semi", ["dataset=cora", "model=gcn", "depth=2,8",
+                                                "search=default", "search.trials=4",
+                                                "search.seeds=2"])
+    fixed, tuned = cells.plan(exp), cells.plan(exp, searched=True)
+    assert [c.labels for c in fixed] == [c.labels for c in tuned]
+    assert not {c.key for c in fixed} & {c.key for c in tuned}  # a searched cell is another
+    by = {(c.labels["depth"], c.labels["variant"]): (f, c) for f, c in zip(fixed, tuned,
+                                                                          strict=True)}
+    # published (DropEdge README, Cora GCN): 2 original 81.1, 8 original 69.5,
+    # 2 dropedge 82.8, 8 dropedge 75.8
+    f, t = by[("8", "original")]  # fixed far off; tuned within 1.5 points: match after tuning
+    recs = [_seeds_record(f.config, f.key, [0.344]),
+            _seeds_record(t.config, "final8o", [0.70, 0.69])]
+    summaries = [_study_summary(t, "final8o", 4, 2)]
+    f, t = by[("2", "dropedge")]  # no fixed record; a tuned final a deep gap away
+    recs.append(_seeds_record(t.config, "final2d", [0.60, 0.62]))
+    summaries.append(_study_summary(t, "final2d", 4, 2))
+    f, t = by[("8", "dropedge")]  # fixed failed; every trial failed: no final
+    recs.append(_seeds_record(f.config, f.key, [], status="failed"))
+    summaries.append(_study_summary(t, None, 4, 2))
+    f, _ = by[("2", "original")]  # fixed matches; the search has not run
+    recs.append(_seeds_record(f.config, f.key, [0.808]))
+    for rec in recs:
+        records.write(records.record_path(tmp_path, rec["key"]), rec)
+    for summary in summaries:
+        records.write(study.summary_path(tmp_path, summary["study"]), summary)
+
+    frame = compare.build(exp, fixed, tmp_path, tuned=tuned)
+    rows = frame.set_index(["depth", "variant"])
+    budget = "4 trials × 2 seeds"
+    assert rows.loc[("8", "original"), "verdict"] == "off"  # 34.4 vs 69.5
+    assert rows.loc[("8", "original"), "tuned_verdict"] == f"match after tuning ({budget})"
+    assert math.isclose(rows.loc[("8", "original"), "tuned_mean"], 69.5)  # (70 + 69) / 2
+    assert math.isclose(rows.loc[("8", "original"), "tuned_std"], 0.5)  # population std
+    assert rows.loc[("8", "original"), "tuned_n"] == 2
+    assert rows.loc[("8", "original"), "tuned_key"] == "final8o"
+    assert rows.loc[("2", "dropedge"), "verdict"] == "not run"
+    assert rows.loc[("2", "dropedge"), "tuned_verdict"] == f"off after tuning ({budget})"
+    assert math.isclose(rows.loc[("2", "dropedge"), "tuned_mean"], 61.0)  # 21.8 below 82.8
+    assert rows.loc[("8", "dropedge"), "verdict"] == "failed"
+    assert rows.loc[("8", "dropedge"), "tuned_verdict"] == "search failed"
+    assert rows.loc[("2", "original"), "verdict"] == "match"
+    assert rows.loc[("2", "original"), "tuned_verdict"] == "not tuned yet"
+    assert rows.loc[("2", "original"), "budget"] == budget
+    running = _study_summary(by[("8", "dropedge")][1], None, 4, 2)  # 2 of 4 trials failed so far
+    running["trials"] = running["trials"][:2]
+    records.write(study.summary_path(tmp_path, running["study"]), running)
+    again = compare.build(exp, fixed, tmp_path, tuned=tuned).set_index(["depth", "variant"])
+    assert again.loc[("8", "dropedge"), "tuned_verdict"] == "not tuned yet"
+    records.write(study.summary_path(tmp_path, running["study"]), summaries[2])
+
+    text = compare.write(exp, frame, tmp_path, "# header")
+    line = next(x for x in text.splitlines() if "| 8 " in x and "original" in x)
+    cells_of = [c.strip() for c in line.strip("|").split("|")]
+    assert cells_of[-6:] == ["34.4 ± 0.0 (1)", "-35.1", "off", "69.5 ± 0.5 (2)", "+0.0",
+                             f"match after tuning ({budget})"]
+    saved = pd.read_csv(tmp_path / "comparison.csv", dtype={"depth": str})
+    assert list(saved.columns[:4]) == ["dataset", "backbone", "depth", "variant"]
+    assert set(saved["tuned_verdict"]) == {f"match after tuning ({budget})",
+                                           f"off after tuning ({budget})", "search failed",
+                                           "not tuned yet"}
+    without = compare.build(exp, fixed, tmp_path)  # no search= given: the fixed columns only
+    assert "tuned_verdict" not in without and "tuned verdict" not in compare.render(
+        without, ["dataset", "backbone", "depth", "variant"])
+
+
+def test_search_overrides_pass_to_every_subsweep_and_are_no_deviation():
+    exp = experiment.load("dropedge2020_semi", ["dataset=cora", "model=gcn", "depth=2",
+                                                "search=default", "search.trials=4"])
+    assert exp.search == ["search=default", "search.trials=4"] and not exp.deviations
+    for sub in exp.subsweeps:
+        args = experiment.sweep_args(exp, sub)
+        assert args[-3:] == ["search=default", "search.trials=4",
+                             "name=reproduce_dropedge2020_semi"]
+    assert experiment.load("dropedge2020_semi", ["dataset=cora", "search=none"]).search == []
+    with pytest.raises(ValueError, match="search.trials=4 needs search=NAME"):
+        experiment.load("dropedge2020_semi", ["search.trials=4"])
+
+
+def test_reproduce_dry_run_lists_the_searched_cells_with_their_budget(cli_env, tmp_path):
+    from gdepth.reproduce import cells
+
+    args = ["dataset=cora", "model=gcn", "depth=2", "search=default", "search.trials=4",
+            "search.seeds=2"]
+    run = subprocess.run([*GDEPTH, "reproduce", "dropedge2020_semi", *args, "--dry-run"],
+                         env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    tuned = cells.plan(experiment.load("dropedge2020_semi", args), searched=True)
+    assert len(tuned) == 2
+    for cell in tuned:  # listed by the searched cell's key (its study's), with the budget
+        at = run.stdout.index(cell.key)
+        block = run.stdout[at:at + 2000].split("\n")[:4]
+        assert "search=default search.trials=4 search.seeds=2" in block[1]
+        assert block[3].strip() == ("searched (search=default search.trials=4 search.seeds=2): "
+                                    "4 trials × 2 seeds per trial, then the best trial with "
+                                    "the cell's 1")
+    assert "2 searched cells" in run.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_reproduce_with_search_compares_the_real_tuned_finals(tiny, cli_env):
+    """After the fixed run (``tiny``), the same cells searched into the same folder: every
+    searched cell's final is found through its study summary and gets a tuned verdict."""
+    result, folder = tiny
+    assert result.returncode == 0, result.stderr[-3000:]
+    args = ["reproduce", "dropedge2020_semi", "dataset=cora", "model=gcn", "depth=2", "seeds=1",
+            "train.epochs=3", "progress=false", "threads=1", "search=default",
+            "search.trials=2", "search.seeds=1", "search.startup_trials=2"]
+    run = subprocess.run([*GDEPTH, *args], env=cli_env, cwd=folder.parents[2],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    frame = pd.read_csv(folder / "comparison.csv", dtype={"depth": str})
+    found = {r["key"]: r for r in records.load(folder)}
+    assert len(frame) == 2
+    for row in frame.itertuples():
+        assert row.key in found  # the fixed record of the tiny run, beside the tuned one
+        final = found[row.tuned_key]
+        assert final["config"]["search"]["name"] == "none" and final["key"] != row.key
+        stats = final["summary"]["test_acc"]
+        assert math.isclose(row.tuned_mean, 100 * stats["mean"])
+        word = compare.verdict(row.published, 100 * stats["mean"], 100 * stats["std"])
+        assert row.tuned_verdict == f"{word} after tuning (2 trials × 1 seed)"
+    assert "tuned verdict" in run.stdout and "per-cell search: search=default" in run.stdout

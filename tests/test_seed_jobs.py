@@ -132,8 +132,9 @@ def test_a_failed_part_fails_its_cell_with_the_reason_and_only_it_reruns(swept, 
                      r"0–1 failed \(RuntimeError: node lost\)\)$", status.stdout, re.M)
     assert status.stdout.splitlines()[-1] == "2 cells: 1 done, 0 running, 1 failed, 0 missing"
     table = gdepth(["table", str(folder)], env_for(tmp_path), tmp_path).stdout
-    assert re.search(r"^\| gcn_res·none +\| failed +\|$", table, re.M), table
-    assert re.search(r"^\| gcn·none +\| [\d.]+ ± [\d.]+ \(4\) +\|$", table, re.M), table
+    assert re.search(r"^\| gcn_res·none +\| – +\| failed +\|$", table, re.M), table
+    assert re.search(r"^\| gcn·none +\| none \(holds to L=2\) \[none, none\] +\| [\d.]+ ± [\d.]+ "
+                     r"\(4\) +\|$", table, re.M), table
 
     out = gdepth(["sweep", *SPLIT, "name=split"], env_for(tmp_path), tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]

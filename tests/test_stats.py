@@ -56,7 +56,8 @@ def test_only_seeds_both_rows_have_are_paired():
         ({2: 80, 4: 81, 8: 79.5, 16: 78.9, 32: 60}, 2.0, None, 16),  # 78.9 < 81 - 2
         ({2: 80, 4: 81, 8: 79.5, 16: 78.9, 32: 60}, 2.0, 79.6, 8),  # at the mlp baseline
         ({2: 80, 4: 81, 8: 79.5, 16: 78.9, 32: 60}, 25.0, None, math.inf),  # holds
-        ({2: 50, 4: 70, 8: 71}, 2.0, None, 2),  # a shallow start below the best counts too
+        ({2: 50, 4: 70, 8: 71}, 2.0, None, math.inf),  # rising to its best: no collapse
+        ({2: 50, 4: 75, 8: 72, 16: 60}, 2.0, None, 8),  # from the best on only
     ],
 )
 def test_collapse_depth_on_constructed_curves(means, delta, baseline, expected):
@@ -73,3 +74,18 @@ def test_collapse_interval_is_a_point_when_every_seed_agrees_and_wide_when_not()
     found = stats.collapse(mixed, resamples=2000, seed=3)
     assert found.depth == 4 and found.low == 4 and found.high == math.inf
     assert stats.collapse_text(found, 8) == "L=4 [4, none]"
+
+
+def test_vectorized_resamples_equal_collapse_depth_one_by_one():
+    """collapse()'s numpy path gives, per resample, what collapse_depth gives on that resample
+    (missing seeds and an all-missing depth included)."""
+    rng = np.random.default_rng(7)
+    values = rng.normal(75, 4, size=(5, 4))
+    values[rng.random(values.shape) < 0.25] = np.nan
+    values[2] = np.nan
+    c = pd.DataFrame(values, index=pd.Index([2, 4, 8, 16, 32], name="depth"), columns=[3, 5, 6, 9])
+    picks = rng.integers(0, 4, size=(300, 4))
+    for baseline in (None, 72.0):
+        fast = stats._collapse_depths(c, picks, 2.0, baseline)
+        slow = [stats.collapse_depth(c.iloc[:, list(p)], 2.0, baseline) for p in picks]
+        np.testing.assert_array_equal(fast, np.array(slow, dtype=float))

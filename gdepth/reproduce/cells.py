@@ -61,8 +61,9 @@ def _get(config: dict[str, Any], path: str) -> Any:
     return value
 
 
-def plan(exp: Experiment) -> list[Cell]:
-    """Every cell of ``exp`` (after the user's restrictions), in sub-sweep order.
+def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
+    """Every cell of ``exp`` (after the user's restrictions), in sub-sweep order; with
+    ``searched``, the cells as ``search=…`` plans them (keyed as their studies are).
 
     One Hydra compose per combination of the comma lists; the depths of a sub-sweep reuse it
     (``depth`` is a plain top-level key), which keeps ``--list`` and ``--dry-run`` quick.
@@ -78,6 +79,7 @@ def plan(exp: Experiment) -> list[Cell]:
             base = [o for o in sub.overrides if not NOT_PROTOCOL.match(o)
                     and o.partition("=")[0].lstrip("+~") != "depth"]
             extra = [o for o in exp.extra if not NOT_PROTOCOL.match(o)]
+            extra += exp.search if searched else []
             for overrides in expand([*base, f"seeds={exp.seeds}", *extra]):
                 cfg = compose("config", overrides=overrides)
                 for depth in sub.depths:
@@ -130,6 +132,23 @@ def estimate_seconds(cell: Cell) -> float:
     batched = (str(c.get("engine", "auto")) != "loop"
                and engine.unsupported(OmegaConf.create(c)) is None)
     return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
+
+
+def budget(cell: Cell) -> tuple[int, int] | None:
+    """A searched cell's (trials, seeds per trial); None for a fixed cell."""
+    search = cell.config.get("search") or {}
+    if search.get("name", "none") == "none":
+        return None
+    return int(search["trials"]), int(search["seeds"])
+
+
+def estimate_searched(cell: Cell) -> float:
+    """:func:`estimate_seconds` of a searched cell: its trials (``search.seeds`` each) and the
+    final run with the cell's seeds, at the fixed cell's cost per seed."""
+    per_seed = estimate_seconds(cell) / max(int(cell.config["seeds"]), 1)
+    found = budget(cell)
+    trials, seeds = found if found else (0, 0)
+    return per_seed * (trials * seeds + int(cell.config["seeds"]))
 
 
 def duration(seconds: float) -> str:

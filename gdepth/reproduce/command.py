@@ -16,8 +16,8 @@ from pathlib import Path
 from gdepth.reproduce import cells as cells_mod
 from gdepth.reproduce import compare, experiment
 
-USAGE = "gdepth reproduce NAME [dataset=A,B] [depth=RANGE] [seeds=N] [overrides] " \
-        "[--dry-run|--no-run] | gdepth reproduce --list"
+USAGE = "gdepth reproduce NAME [dataset=A,B] [depth=RANGE] [seeds=N] [search=NAME " \
+        "[search.KEY=V]] [overrides] [--dry-run|--no-run] | gdepth reproduce --list"
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -67,6 +67,9 @@ def _header(exp: experiment.Experiment, n_cells: int) -> str:
         more = "".join(f", {k}={','.join(v)}" for k, v in exp.filters.items())
         lines.append(f"- restricted to: dataset={exp.datasets or 'all'}, "
                      f"depth={exp.depths or 'all'}{more}")
+    if exp.search:
+        lines.append(f"- per-cell search: {experiment.search_label(exp)}; each cell's tuned "
+                     "final (trials × seeds per trial) is compared beside the fixed protocol's")
     lines.append("- deviations from the paper's protocol: "
                  + ("; ".join(exp.deviations) if exp.deviations else "none requested"))
     for note in spec.get("differences") or []:
@@ -100,14 +103,21 @@ def settings(config: dict) -> str:
 
 def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
              missing: dict[str, str]) -> int:
+    """Each cell: key, labels, estimate, overrides, settings; a searched cell its budget."""
+    cost = cells_mod.estimate_searched if exp.search else cells_mod.estimate_seconds
     for cell in planned:
         labels = " ".join(f"{k}={v}" for k, v in cell.labels.items())
         state = " (dataset not available)" if cell.config["dataset"]["name"] in missing else ""
-        est = cells_mod.duration(cells_mod.estimate_seconds(cell))
+        est = cells_mod.duration(cost(cell))
+        budget = cells_mod.budget(cell)
+        searched = "" if budget is None else (
+            f"\n    searched ({experiment.search_label(exp)}): {budget[0]} trials × {budget[1]} "
+            f"seeds per trial, then the best trial with the cell's {cell.config['seeds']}")
         print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}\n"
-              f"    {settings(cell.config)}")
-    total = sum(cells_mod.estimate_seconds(c) for c in planned)
-    print(f"{len(planned)} cells, ~{cells_mod.duration(total)} CPU; sweep folder "
+              f"    {settings(cell.config)}{searched}")
+    total = sum(cost(c) for c in planned)
+    what = "searched cells" if exp.search else "cells"
+    print(f"{len(planned)} {what}, ~{cells_mod.duration(total)} CPU; sweep folder "
           f"{experiment.folder(exp)}", file=sys.stderr)
     return 0
 
@@ -128,6 +138,7 @@ def main(argv: list[str]) -> int:
     try:
         exp = experiment.load(ns.name, ns.overrides)
         planned = cells_mod.plan(exp)
+        tuned = cells_mod.plan(exp, searched=True) if exp.search else None
     except ValueError as err:
         return _fail(str(err))
     missing = unavailable(planned, exp.extra)
@@ -135,7 +146,7 @@ def main(argv: list[str]) -> int:
         print(f"gdepth reproduce: {name}: dataset not available, its cells are skipped ({why})",
               file=sys.stderr)
     if ns.dry_run:
-        return _dry_run(exp, planned, missing)
+        return _dry_run(exp, tuned or planned, missing)
     for deviation in exp.deviations:
         print(f"gdepth reproduce: deviates from the paper's protocol: {deviation}",
               file=sys.stderr)
@@ -151,7 +162,7 @@ def main(argv: list[str]) -> int:
                   f"gdepth sweep {' '.join(args[4:])}", file=sys.stderr, flush=True)
             subprocess.run(args, stdout=subprocess.DEVNULL, check=False)
     wall = time.perf_counter() - start
-    frame = compare.build(exp, planned, Path(folder), set(missing))
+    frame = compare.build(exp, planned, Path(folder), set(missing), tuned)
     header = _header(exp, len(planned))
     if not ns.no_run:
         header += f"\n- wall time of this call: {cells_mod.duration(wall)}"
@@ -161,5 +172,6 @@ def main(argv: list[str]) -> int:
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     print(f"{len(frame)} rows ({summary}); comparison in {folder}/ (comparison.md, "
           f"comparison.csv, comparison.png)", file=sys.stderr)
-    bad = frame["verdict"].isin(["failed", "oom", "not run"]).any()
+    column = "tuned_verdict" if tuned else "verdict"  # with search=, only searched cells run
+    bad = frame[column].isin(["failed", "oom", "not run", "not tuned yet", "search failed"]).any()
     return 1 if bad and not ns.no_run else 0

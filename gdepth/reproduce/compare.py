@@ -12,6 +12,14 @@ published value, our ``mean ± std (n)`` over seeds from the cell's record (popu
   ``dataset not available`` (not in the cache or mirror, offline), ``no published number``;
 - ``no entry``: a published number no entry of the experiment covers (a model gdepth does not
   have: DropEdge's GraphSage, Bag of Tricks' DAGNN); it does not make ``reproduce`` fail.
+
+With ``search=…`` (:func:`build`'s ``tuned``), each row also gets the tuned final of the same
+(dataset, model, norm, depth, variant) cell: the study summary ``search/<key>.json`` of the
+searched cell names its final record (``final.key``), and the tuned verdict is ``match after
+tuning (T trials × S seeds)`` / ``off after tuning (…)`` by the same rule, or ``not tuned yet``
+(no summary or final record yet), ``search failed`` (every trial of the budget failed),
+``failed`` / ``oom`` (the final's status). A published deep number that no budget reaches
+stays ``off after tuning``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from gdepth.reproduce import published
 from gdepth.reproduce.cells import Cell
 from gdepth.reproduce.experiment import Experiment
 
+TUNED = ("tuned_mean", "tuned_std", "tuned_n", "budget", "tuned_verdict", "tuned_key")
 TOLERANCE_POINTS = 1.5
 TOLERANCE_STDS = 2.0
 
@@ -70,9 +79,47 @@ def _in_scope(row: dict[str, str], exp: Experiment) -> bool:
                 and int(float(row.get(depth_column, 0))) not in exp.depths)
 
 
+def _tuned(row: dict[str, Any], cell: Cell, folder: Path, found: dict[str, dict],
+           metric: str, scale: float) -> dict[str, Any]:
+    """The tuned-final columns of a row: the searched ``cell``'s study summary, its final."""
+    from gdepth.search import study
+
+    trials, seeds = int(cell.config["search"]["trials"]), int(cell.config["search"]["seeds"])
+    summary = study.read_summary(study.summary_path(folder, cell.key)) or {}
+    if summary.get("search"):
+        trials, seeds = int(summary["search"]["trials"]), int(summary["search"]["seeds"])
+    budget = f"{trials} trial{'s' * (trials != 1)} × {seeds} seed{'s' * (seeds != 1)}"
+    out: dict[str, Any] = {"tuned_mean": math.nan, "tuned_std": math.nan, "tuned_n": 0,
+                           "budget": budget, "tuned_key": "", "tuned_verdict": "not tuned yet"}
+    final = summary.get("final") or {}
+    done = [t for t in summary.get("trials", []) if t.get("state") in ("COMPLETE", "FAIL")]
+    if summary and not summary.get("best") and len(done) >= trials:
+        out["tuned_verdict"] = "search failed"  # every trial of the budget failed
+        return out
+    record = found.get(final.get("key") or "")
+    if record is None:
+        return out
+    out["tuned_key"] = record["key"]
+    if record["status"] in ("failed", "oom"):
+        out["tuned_verdict"] = record["status"]
+        return out
+    stats = record["summary"][metric]
+    out.update(tuned_mean=scale * stats["mean"], tuned_std=scale * stats["std"],
+               tuned_n=stats["n"])
+    word = verdict(row["published"], out["tuned_mean"], out["tuned_std"])
+    out["tuned_verdict"] = word if word == "no published number" else \
+        f"{word} after tuning ({budget})"
+    return out
+
+
 def build(exp: Experiment, cells: list[Cell], folder: Path,
-          unavailable: set[str] = frozenset()) -> pd.DataFrame:
-    """The comparison frame of ``cells`` against the records below ``folder``."""
+          unavailable: set[str] = frozenset(), tuned: list[Cell] | None = None
+          ) -> pd.DataFrame:
+    """The comparison frame of ``cells`` against the records below ``folder``.
+
+    ``tuned``: the same cells planned with ``search=…`` (:func:`gdepth.reproduce.cells.plan`);
+    each row then gets its tuned final's columns (:data:`TUNED`) beside the fixed verdict.
+    """
     spec = exp.published
     scale, metric = float(spec.get("scale", 100)), spec.get("metric", "test_acc")
     table_scale = float(spec.get("table_scale", 1))  # the table's unit -> points
@@ -80,6 +127,7 @@ def build(exp: Experiment, cells: list[Cell], folder: Path,
     keys, index = _published_index(exp)
     label_keys = keys or list(dict.fromkeys(k for c in cells for k in c.labels))
     rows, seen = [], set()
+    searched = {tuple(c.labels.get(k, "") for k in label_keys): c for c in tuned or []}
     for cell in cells:
         ident = tuple(cell.labels.get(k, "") for k in label_keys)
         seen.add(ident)
@@ -101,6 +149,8 @@ def build(exp: Experiment, cells: list[Cell], folder: Path,
             row["verdict"] = verdict(pub, row["mean"], row["std"])
             if record["status"] == "diverged":
                 row["verdict"] += " (diverged seeds)"
+        if ident in searched:
+            row.update(_tuned(row, searched[ident], folder, found, metric, scale))
         rows.append(row)
     for ident, pub_row in index.items():  # published numbers no cell covers
         if ident not in seen and _in_scope(pub_row, exp):
@@ -132,6 +182,15 @@ def render(frame: pd.DataFrame, label_keys: list[str]) -> str:
     shown["ours mean ± std (n)"] = frame.apply(_ours, axis=1)
     shown["Δ"] = ["" if pd.isna(d) else f"{d:+.1f}" for d in frame["delta"]]
     shown["verdict"] = frame["verdict"]
+    if "tuned_verdict" in frame:
+        tuned = pd.DataFrame({"mean": frame["tuned_mean"], "std": frame["tuned_std"],
+                              "n": frame["tuned_n"].fillna(0)})
+        shown["tuned mean ± std (n)"] = [
+            _ours(r) if isinstance(v, str) else "" for (_, r), v in
+            zip(tuned.iterrows(), frame["tuned_verdict"], strict=True)]
+        shown["tuned Δ"] = ["" if pd.isna(m) or pd.isna(p) else f"{m - p:+.1f}" for m, p in
+                            zip(frame["tuned_mean"], frame["published"], strict=True)]
+        shown["tuned verdict"] = frame["tuned_verdict"].fillna("")
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
@@ -173,7 +232,7 @@ def write(exp: Experiment, frame: pd.DataFrame, folder: Path, header: str) -> st
     """Write ``comparison.{csv,md,png}`` into ``folder``; return the Markdown text."""
     folder.mkdir(parents=True, exist_ok=True)
     label_keys = [c for c in frame.columns if c not in
-                  ("published", "mean", "std", "n", "key", "note", "verdict", "delta")]
+                  ("published", "mean", "std", "n", "key", "note", "verdict", "delta", *TUNED)]
     frame.to_csv(folder / "comparison.csv", index=False)
     text = f"{header}\n\n{render(frame, label_keys)}\n"
     (folder / "comparison.md").write_text(text)

@@ -17,6 +17,11 @@ comma lists and a depth range allowed) run into the experiment's one sweep folde
 
 Every (entry, variant) pair is a :class:`SubSweep`. A cell's published row is found from its
 composed config (``columns``) plus the entry's ``row`` and variant (``gdepth.reproduce.compare``).
+
+``search=<name>`` (and ``search.*`` overrides) makes every cell a searched one: each sub-sweep
+runs with them (``gdepth.search``: trials, then the best trial with the cell's seeds), into the
+same folder as the fixed-protocol cells, and the comparison shows the tuned final's verdict
+beside the fixed cell's (``Experiment.search``; not a deviation: the fixed verdict stays).
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Experiment:
     # the user's restrictions on other keys the entries set (model.conv=gcn, dataset.depth_r=2)
     filters: dict[str, list[str]] = field(default_factory=dict)
     depths: list[int] | None = None  # the user's depth= restriction (None: all)
+    search: list[str] = field(default_factory=list)  # search=NAME and search.* (empty: none)
 
     @property
     def published(self) -> dict[str, Any]:
@@ -140,16 +146,36 @@ def load(name: str, user: list[str] | None = None) -> Experiment:
             exp.extra.append(item)
         elif key in _entry_keys(spec):
             exp.filters[key] = value.split(",")
+        elif key == "search" or key.startswith("search."):
+            exp.search.append(f"{key}={value}")
         else:
             exp.extra.append(item)
             if not NOT_PROTOCOL.match(item):
                 exp.deviations.append(f"{item} (the protocol fixes this key otherwise)")
+    _check_search(exp)
     protocol_seeds = int(spec.get("seeds", 1))
     if exp.seeds != protocol_seeds:
         exp.deviations.append(f"seeds={exp.seeds} (protocol: {protocol_seeds})")
     exp.datasets, exp.depths = datasets, depths
     _expand(exp, datasets, depths)
     return exp
+
+
+def _check_search(exp: Experiment) -> None:
+    """``search=none`` is no search; ``search.*`` needs ``search=NAME``; one value each."""
+    name = _value(exp.search, "search")
+    if name == "none":
+        exp.search = []
+    elif exp.search and name is None:
+        raise ValueError(f"{' '.join(exp.search)} needs search=NAME (e.g. search=default)")
+    for item in exp.search:
+        if "," in item.partition("=")[2] and "[" not in item:
+            raise ValueError(f"'{item}': one search setting per reproduce call")
+
+
+def search_label(exp: Experiment) -> str:
+    """``search=default search.trials=5``, or '' without a search."""
+    return " ".join(exp.search)
 
 
 def _expand(exp: Experiment, datasets: list[str] | None, depths: list[int] | None) -> None:
@@ -197,7 +223,8 @@ def _expand(exp: Experiment, datasets: list[str] | None, depths: list[int] | Non
 
 def sweep_args(exp: Experiment, sub: SubSweep) -> list[str]:
     """The ``gdepth sweep`` arguments of one sub-sweep, into the experiment's sweep folder."""
-    return [*sub.overrides, f"seeds={exp.seeds}", *exp.extra, f"name={exp.folder}"]
+    return [*sub.overrides, f"seeds={exp.seeds}", *exp.extra, *exp.search,
+            f"name={exp.folder}"]
 
 
 def folder(exp: Experiment) -> Path:
