@@ -7,10 +7,10 @@ comparison finds a cell's record by key, never by guessing from file names or ov
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from gdepth.compose import expand
 from gdepth.reproduce.experiment import NOT_PROTOCOL, Experiment
 
 # Rough CPU cost: seconds per node · hidden unit · convolution · epoch, measured with
@@ -37,21 +37,6 @@ class Cell:
     labels: dict[str, str]
     overrides: list[str]
     config: dict[str, Any]
-
-
-def expand(overrides: list[str]) -> list[list[str]]:
-    """The Cartesian product of Hydra's comma lists (``model=gcn,gat``), as plain overrides."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = []
-    for text, override in zip(overrides, parsed, strict=True):
-        key = text.partition("=")[0]
-        if override.is_sweep_override():
-            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
-        else:
-            choices.append([text])
-    return [list(combo) for combo in itertools.product(*choices)]
 
 
 def _get(config: dict[str, Any], path: str) -> Any:
