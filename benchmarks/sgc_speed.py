@@ -42,8 +42,8 @@ from gdepth import data, engine, models  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
 from gdepth.engine import StackedSGC, fit_batched  # noqa: E402
 from gdepth.engine import sgc as engine_sgc  # noqa: E402
-from gdepth.engine.layers import StackedInput, propagation  # noqa: E402
 from gdepth.models import sgc as model_sgc  # noqa: E402
+from gdepth.nn.kernels import StackedInput, propagation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -47,7 +47,7 @@ from torch_geometric.nn import GCNConv
 
 from gdepth import data, engine, models, train
 from gdepth.cell import prepare
-from gdepth.engine.layers import adjacency_storage
+from gdepth.nn.kernels import adjacency_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # model, dataset, depths, seeds, epochs

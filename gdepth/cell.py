@@ -39,8 +39,8 @@ from gdepth import (
     train_trees,
 )
 from gdepth.diagnostics import run as diagnostics
-from gdepth.engine.layers import adjacency_storage
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.nn.kernels import adjacency_storage
 from gdepth.options import unknown
 
 log = logging.getLogger("gdepth")

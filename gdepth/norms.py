@@ -323,4 +323,20 @@ def build_norm(norm_cfg: Any, dim: int) -> nn.Module:
     return NORMS[name].builder(norm_cfg, dim)
 
 
-__all__ = ["NORMS", "NodeNorm", "NormSpec", "PairNormSCS", "build_norm", "option", "unknown"]
+def build_seeded_norm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """The norm of :func:`build_norm` for ``num_seeds`` seeds at once: ``[N, S, dim]`` to
+    ``[N, S, dim]``, tensors seed-major (:mod:`gdepth.nn.seeds`).
+
+    Transitional (issue 17): the stacked kernels of :func:`gdepth.nn.kernels.stack_norms`
+    where they exist, else :class:`gdepth.nn.seeds.SeedNorm` (the one-seed norm per seed).
+    """
+    from gdepth.nn import kernels, seeds  # kernels reads this module's NodeNorm
+
+    try:
+        return kernels.stack_norms([build_norm(norm_cfg, dim) for _ in range(num_seeds)])
+    except kernels.NotBatchable:
+        return seeds.SeedNorm(lambda: build_norm(norm_cfg, dim), num_seeds)
+
+
+__all__ = ["NORMS", "NodeNorm", "NormSpec", "PairNormSCS", "build_norm", "build_seeded_norm",
+           "option", "unknown"]

@@ -32,9 +32,9 @@ from omegaconf import OmegaConf
 
 from gdepth import data, engine, models, train
 from gdepth.engine import StackedGCN, fit_batched
-from gdepth.engine.layers import Propagation, StackedInput, propagation
 from gdepth.models import common
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.nn.kernels import Propagation, StackedInput, propagation
 
 torch.set_num_threads(1)
 SEEDS = 3
@@ -390,7 +390,7 @@ def test_fit_batched_dropedge_backbones_report_what_fit_reports(graphs64, float6
 def test_sgc_first_layer_decay_falls_back_to_the_loops_error(graphs):
     """SGC has no first layer in either engine: the batched engine declines (the loop then
     raises its one-line error)."""
-    from gdepth.engine.layers import NotBatchable
+    from gdepth.nn.kernels import NotBatchable
 
     stacked = engine.stack(_loop_models(graphs["dense"][0], "sgc", {"name": "none"}, 2))
     with pytest.raises(NotBatchable, match="first_layer"):
@@ -464,7 +464,7 @@ def test_keep_mask_has_dropouts_distribution(p: float) -> None:
     """The batched engine's dropout mask: values exactly {0, 1/(1-p)}, P(0) = p within 5
     binomial standard errors, no correlation between neighbouring elements (the table path
     packs several elements into one random byte)."""
-    from gdepth.engine.layers import keep_mask
+    from gdepth.nn.kernels import keep_mask
 
     torch.manual_seed(0)
     mask = keep_mask(torch.empty(257, 3, 129), p)  # odd sizes: the byte packing's tail
@@ -482,7 +482,7 @@ def test_keep_mask_has_dropouts_distribution(p: float) -> None:
 def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> None:
     """``relu_dropout`` (in place, only the output saved) against autograd's ReLU then mask,
     fed the same mask: equal outputs and input gradients, exactly."""
-    from gdepth.engine.layers import relu_dropout
+    from gdepth.nn.kernels import relu_dropout
 
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(50, 3, 7, generator=gen)
@@ -507,7 +507,7 @@ def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> Non
 def test_relu_dropout_own_masks_drop_p_and_rescale(p: float) -> None:
     """Without injected masks: each positive entry is dropped with probability p (within 5
     binomial standard errors) or kept times 1/(1-p); the gradient flows where it is kept."""
-    from gdepth.engine.layers import relu_dropout
+    from gdepth.nn.kernels import relu_dropout
 
     torch.manual_seed(0)
     leaf = torch.rand(400, 2, 64).add_(0.1).requires_grad_()  # all positive: only dropout zeroes
@@ -555,7 +555,7 @@ def test_stacked_conv_matches_autograd_of_its_parts(float64) -> None:
     """stacked_conv (hand-written forward and backward over node-major buffers) gives the
     outputs and the gradients of h, weight and bias that autograd gives for per-seed
     ``Â (H_s W_s) + b_s``, on a directed graph and a non-contiguous input (float64)."""
-    from gdepth.engine.layers import stacked_conv
+    from gdepth.nn.kernels import stacked_conv
 
     n, s, d_in, d_out = 9, 3, 4, 6
     adj = _directed_adjacency(n, torch.sparse_csr)
@@ -658,7 +658,7 @@ def test_fit_batched_with_a_dense_adjacency_reports_what_fit_reports(graphs64, f
 
 
 def test_adjacency_storage_auto_is_sparse_on_cpu_and_names_the_choices():
-    from gdepth.engine.layers import DensePropagation, adjacency_storage, propagation
+    from gdepth.nn.kernels import DensePropagation, adjacency_storage, propagation
 
     adj = _directed_adjacency(5, torch.sparse_csr)
     assert adjacency_storage("auto", adj) == "sparse"

@@ -16,9 +16,9 @@ from gdepth import cell, data, engine, models, records, report, train
 from gdepth.cli import config_dir
 from gdepth.engine import StackedSGC, fit_batched
 from gdepth.engine import fit as engine_fit
-from gdepth.engine.layers import NotBatchable
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.nn.kernels import NotBatchable
 
 torch.set_num_threads(1)
 SEEDS = 3

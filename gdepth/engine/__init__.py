@@ -32,9 +32,9 @@ from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.gcnii import StackedGCNII
 from gdepth.engine.jknet import StackedJKNet
-from gdepth.engine.layers import NotBatchable
 from gdepth.engine.sgc import StackedSGC
 from gdepth.engine.sign import StackedSIGN
+from gdepth.nn.kernels import NotBatchable
 from gdepth.options import option
 from gdepth.train import SeedResult
 

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.appnp import APPNP
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -28,7 +29,6 @@ from gdepth.engine.layers import (
     stack_norms,
     stacked_dropout,
 )
-from gdepth.models.appnp import APPNP
 
 
 class StackedAPPNP(nn.Module):

@@ -13,9 +13,9 @@ into ``weight [S, d_in, d_out]`` and ``bias [S, d_out]``. With ``H`` of shape ``
 
 in the order ``GCNConv`` computes it (transform, then propagate, then bias), so each seed's
 numbers equal its loop model's up to float rounding. The sparse product is
-:class:`gdepth.engine.layers.Propagation` (``embedding_bag`` on CPU, ``torch.sparse.mm`` on
+:class:`gdepth.nn.kernels.Propagation` (``embedding_bag`` on CPU, ``torch.sparse.mm`` on
 GPU); the first layer multiplies the shared input features X (sparse CSR where sparse) by
-:class:`gdepth.engine.layers.StackedInput`.
+:class:`gdepth.nn.kernels.StackedInput`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.gcn import GCN, GCNRes
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -36,7 +37,6 @@ from gdepth.engine.layers import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.models.gcn import GCN, GCNRes
 
 
 class StackedGCN(nn.Module):

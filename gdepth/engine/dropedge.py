@@ -5,7 +5,7 @@ from one unit, :math:`u(H) = \mathrm{drop}(\sigma(\mathrm{norm}(\hat{A} H W + b)
 as an input unit, hidden blocks (residual chains, a dense chain, or inception branches) and an
 output convolution :math:`\hat{A} Z W_{out} + b_{out}`. Here every unit holds its S seeds'
 weights stacked (``[S, d_in, d_out]``) and computes them with one
-:func:`gdepth.engine.layers.stacked_conv` (one sparse product for all seeds); the blocks are
+:func:`gdepth.nn.kernels.stacked_conv` (one sparse product for all seeds); the blocks are
 wired exactly as the loop model's, so seed ``s`` computes what its loop model computes.
 (Cells with ``train.dropedge`` draw a graph per seed and keep the seed loop.)
 """
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.dropedge_backbones import DenseGCN, GCNUnit, IncepGCN, ResGCN
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -28,7 +29,6 @@ from gdepth.engine.layers import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.models.dropedge_backbones import DenseGCN, GCNUnit, IncepGCN, ResGCN
 
 
 class StackedUnit(nn.Module):

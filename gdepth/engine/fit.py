@@ -45,8 +45,8 @@ from torch import Tensor
 
 from gdepth import train_progress
 from gdepth.engine.batched import StackedGCN
-from gdepth.engine.layers import NotBatchable, StackedInput, propagation
 from gdepth.models import common
+from gdepth.nn.kernels import NotBatchable, StackedInput, propagation
 from gdepth.options import option, unknown
 from gdepth.train import (
     SeedResult,
@@ -181,7 +181,7 @@ def fit_batched(
     holds what was measured for the batch: ``seeds``, ``epochs`` (run by the batch: its longest
     seed's, or the epoch all diverged at), ``wall_s`` and ``epoch_s`` (their quotient); its
     ``wall_s`` / ``epoch_s`` are nan. ``adjacency``: ``sparse`` or ``dense`` storage of ``adj``
-    for the propagations (:func:`gdepth.engine.layers.adjacency_storage` resolves ``auto``).
+    for the propagations (:func:`gdepth.nn.kernels.adjacency_storage` resolves ``auto``).
     ``train_adj``, if given, returns each training step's adjacency, one for all seeds
     (``train.shared_graph_dropout``: DropEdge / DropNode); evaluation uses ``adj``.
     """

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.gcnii import GCNII
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -30,7 +31,6 @@ from gdepth.engine.layers import (
     stack_norms,
     stacked_dropout,
 )
-from gdepth.models.gcnii import GCNII
 
 
 def _bmm(h: Tensor, weight: Tensor) -> Tensor:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.jknet import JKNet
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -27,7 +28,6 @@ from gdepth.engine.layers import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.models.jknet import JKNet
 
 
 class StackedJKNet(nn.Module):

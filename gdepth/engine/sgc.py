@@ -6,7 +6,7 @@ Seed ``s`` has the weights of its loop model (:class:`gdepth.models.sgc.SGC`, Wu
 for every seed and fixed per dataset, so it is computed once (as the loop model's cache, by the
 same :func:`gdepth.models.sgc.propagate_features`) and kept on the stacked model; an epoch is
 then one product :math:`\hat{A}^K X\,[W_1|\dots|W_S]` for all seeds (without dropout; with
-dropout each seed's masked copy, see :class:`gdepth.engine.layers.StackedInput`).
+dropout each seed's masked copy, see :class:`gdepth.nn.kernels.StackedInput`).
 
 Row-wise (``rowwise``, :mod:`gdepth.engine.fit`): node i's logits read row i of
 :math:`\hat{A}^K X` alone, so the engine asks for the rows its loss or metrics read
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import MaskFn, NotBatchable, Propagation, StackedInput
 from gdepth.models.sgc import SGC, propagate_features
+from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput
 
 # With dropout every seed multiplies its own masked copy of the dense [N, F] features: refuse
 # (the cell runs its seed loop) past this many bytes of copies.

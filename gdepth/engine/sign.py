@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.layers import (
+from gdepth.models.sign import SIGN, hop_features
+from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
@@ -29,7 +30,6 @@ from gdepth.engine.layers import (
     stack_norms,
     stacked_dropout,
 )
-from gdepth.models.sign import SIGN, hop_features
 
 
 class StackedSIGN(nn.Module):

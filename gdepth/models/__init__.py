@@ -8,7 +8,7 @@ layers as each model's ``convention`` says; every result record stores that text
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from torch import nn
@@ -45,6 +45,9 @@ class ModelSpec(NamedTuple):
     convention: str
     description: str
     groups: tuple[str, ...] = ()
+    # the seed-native builder ``(model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)``
+    # (issue 17, transitional): None runs ``builder``'s one-seed module per seed (SeedStack)
+    seeded: Callable[[Any, Any, int, int, int, int], nn.Module] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -152,6 +155,24 @@ def build(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) 
     return spec.builder(model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
 
 
+def build_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                 seeds: Sequence[int] = (0,)) -> nn.Module:
+    """The model named ``model_cfg.name`` for the seeds ``seeds`` at once, seed-native
+    (:mod:`gdepth.nn.seeds`): logits ``[N, S, C]``, seed ``s`` initialized after
+    ``torch.manual_seed(seeds[s])``. Arguments as :func:`build`."""
+    from gdepth.nn.seeds import SeedStack, reset_seeds
+
+    spec = _spec(option(model_cfg, "name", None))
+    if int(depth) < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    args = (model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
+    if spec.seeded is not None:
+        model = spec.seeded(*args, len(seeds))
+    else:
+        model = SeedStack(lambda: spec.builder(*args), len(seeds))
+    return reset_seeds(model, seeds)
+
+
 def convention(name: str) -> str:
     """The depth convention of model ``name``, stored in every result record."""
     return _spec(name).convention
@@ -203,6 +224,6 @@ def checkpoint_layers(model: nn.Module) -> None:
     model.checkpoint_layers = True
 
 
-__all__ = ["MODELS", "ModelSpec", "build", "checkpoint_layers", "convention",
+__all__ = ["MODELS", "ModelSpec", "build", "build_seeded", "checkpoint_layers", "convention",
            "count_parameters", "groups"]
 

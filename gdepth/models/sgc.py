@@ -49,7 +49,7 @@ def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
 
     A CSR ``adj`` on CPU multiplies as ``F.embedding_bag`` over its rows (bag i = row i's
     columns weighted by its values; the same sums as ``torch.sparse.mm``, as
-    :class:`gdepth.engine.layers.Propagation`): 1.8x faster for Cora's 32 steps of 1,433
+    :class:`gdepth.nn.kernels.Propagation`): 1.8x faster for Cora's 32 steps of 1,433
     columns (``benchmarks/sgc_speed.py``). With autograd (``x`` requires grad):
     ``torch.sparse.mm``.
     """
