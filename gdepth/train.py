@@ -109,7 +109,7 @@ def make_optimizer(model: torch.nn.Module, train_cfg: Any) -> torch.optim.Optimi
         if not hasattr(model, "first_layer"):
             raise ValueError(f"train.weight_decay_first_only=true but model "
                              f"{type(model).__name__} has no first_layer()")
-        first = {id(p) for p in model.first_layer().parameters()}
+        first = {id(p) for p in model.first_layer().parameters()}  # OneSeed: the native's
         params = [
             {"params": [p for p in model.parameters() if id(p) in first]},
             {"params": [p for p in model.parameters() if id(p) not in first],
@@ -176,6 +176,8 @@ def _name(cfg: Any, key: str, default: str) -> str:
 
 
 def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    if hasattr(model, "weight_parameters"):  # a seed-native model names its own
+        return sum(p.abs().sum() for p in model.weight_parameters())
     return sum(p.abs().sum() for n, p in model.named_parameters() if "weight" in n)
 
 

@@ -59,7 +59,10 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     from gdepth.models.jknet import JKNet
     from gdepth.models.sgc import SGC
     from gdepth.models.sign import SIGN
+    from gdepth.nn.seeds import OneSeed, concat_seeds
 
+    if isinstance(loop_models[0], OneSeed):  # seed-native models: their seeds side by side
+        return concat_seeds([m.native for m in loop_models])
     if isinstance(loop_models[0], APPNP):
         return StackedAPPNP.from_models(loop_models)
     if isinstance(loop_models[0], JKNet):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -227,6 +228,95 @@ class SeedStack(nn.Module):
         return out if rows is None else out[rows]
 
 
+def concat_seeds(models: Sequence[nn.Module]) -> nn.Module:
+    """One seed-native module holding the seeds of ``models`` (seed-native modules of one
+    architecture) in that order: every parameter and buffer concatenated on its seed axis.
+    The inverse of :func:`select_seeds`."""
+    first = models[0]
+    if any(type(m) is not type(first) for m in models):
+        raise ValueError("concat_seeds: the modules differ in type")
+    out = copy.deepcopy(first)
+    sources = [dict(m.named_modules()) for m in models]
+    with torch.no_grad():
+        for name, module in out.named_modules():
+            parts = [src[name] for src in sources]
+            for pname, p in list(module.named_parameters(recurse=False)):
+                setattr(module, pname, nn.Parameter(
+                    torch.cat([getattr(q, pname).detach() for q in parts]).clone(),
+                    requires_grad=p.requires_grad))
+            for bname, b in list(module.named_buffers(recurse=False)):
+                if b is not None and b.dim() > 0:
+                    module._buffers[bname] = torch.cat([getattr(q, bname) for q in parts]).clone()
+            if hasattr(module, "num_seeds"):
+                module.num_seeds = sum(getattr(q, "num_seeds", 1) for q in parts)
+    return out
+
+
+class _FirstSlice:
+    """A layer sink that keeps seed 0's ``[N, d]`` slice of each ``[N, 1, d]`` output."""
+
+    def __init__(self, sink: list) -> None:
+        self.sink = sink
+
+    def append(self, h: Tensor) -> None:
+        self.sink.append(h[:, 0] if h.dim() == 3 else h)
+
+
+class _Params(nn.Module):
+    """A parameter holder whose ``parameters()`` are the given ones (``first_layer()``)."""
+
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
+        super().__init__()
+        self.held = nn.ParameterList(params)
+
+
+class OneSeed(nn.Module):
+    """A one-seed seed-native model behind the one-seed interface ``forward(x [N, F], adj)
+    -> [N, C]`` (transitional, issue 17: the per-seed training loop and the diagnostics call
+    models that way). ``native`` holds the tensors; nothing is copied."""
+
+    def __init__(self, native: nn.Module) -> None:
+        super().__init__()
+        if getattr(native, "num_seeds", 1) != 1:
+            raise ValueError(f"OneSeed wraps a one-seed model, got {native.num_seeds} seeds")
+        self.native = native
+        self.layer_sink: list | None = None
+        self.layer_outputs = bool(getattr(native, "layer_outputs", False))
+        self._props: tuple[Tensor, Any] | None = None
+
+    def _propagation(self, adj: Tensor) -> Any:
+        from gdepth.nn.kernels import Propagation
+
+        if self._props is None or self._props[0] is not adj:
+            self._props = (adj, Propagation(adj))  # its transpose is built once per adj
+        return self._props[1]
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        from gdepth.nn.kernels import StackedInput
+
+        self.native.layer_sink = None if self.layer_sink is None else _FirstSlice(
+            self.layer_sink)
+        try:
+            return self.native(StackedInput(x), self._propagation(adj))[:, 0]
+        finally:
+            self.native.layer_sink = None
+
+    def first_layer(self) -> nn.Module:
+        return _Params(self.native.first_layer_parameters())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.native.weight_parameters())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("named_parameter_groups", "parameter_groups", "rowwise",
+                        "checkpoint_layers"):
+                return getattr(self._modules["native"], name)
+            raise
+
+
 class SeedNorm(nn.Module):
     """S seeds of a one-seed norm (``[N, d] -> [N, d]``) on ``h [N, S, d]``: the norms' tensors
     stacked seed-major, the one-seed norm applied per seed (as :class:`SeedStack`)."""
@@ -242,6 +332,5 @@ class SeedNorm(nn.Module):
                             for s in range(self.num_seeds)], dim=1)
 
 
-__all__ = ["INITS", "SeedLinear", "SeedNorm", "SeedStack", "glorot_", "kaiming_linear_",
-           "reset_seeds",
-           "select_seeds"]
+__all__ = ["INITS", "OneSeed", "SeedLinear", "SeedNorm", "SeedStack", "concat_seeds",
+           "glorot_", "kaiming_linear_", "reset_seeds", "select_seeds"]
