@@ -1,10 +1,11 @@
-r"""Seed-batched engine against gdepth's per-seed loop, per model, on one dataset, in one process.
+r"""Seed batches against batches of one seed, per model, on one dataset, in one process.
 
 For each model (and its depth) the same cell — ``seeds`` seeds, ``epochs`` epochs with evaluation
-after every epoch — is trained by ``gdepth.engine.run_seeds`` (batched) and by one
-``train.fit`` per seed (loop), alternating which goes first, and the wall time of each, their
-ratio and the mean test accuracy of each are printed (the two draw different dropout masks, so
-the accuracies agree in distribution, not run by run). Models: the batched ones that
+after every epoch — is trained by ``gdepth.engine.run_seeds`` with all seeds in one batch
+(``engine=batched``) and in batches of one seed (``max_seeds=1``: ``engine=loop``, the same
+training loop), alternating which goes first, and the wall time of each, their ratio and the
+mean test accuracy of each are printed (the two draw different dropout masks, so the
+accuracies agree in distribution, not run by run). Models: the batched ones that
 ``benchmarks/sweep_speed.py`` does not time (sgc, sign, appnp, jknet, gcnii, DropEdge's
 backbones), with their configs' defaults (``configs/model/*.yaml``).
 
@@ -26,7 +27,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import data, engine, models, train
+from gdepth import data, engine
 from gdepth.cell import prepare
 from gdepth.cli import config_dir
 
@@ -72,18 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         wall, accs = {}, {}
         for eng in (("loop", "batched") if i % 2 == 0 else ("batched", "loop")):
             t0 = time.perf_counter()
-            if eng == "batched":
-                results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device)
-                if results is None:
-                    raise SystemExit(f"{name}: not batched ({engine.unsupported(cfg)})")
-                accs[eng] = [r.test_acc for r in results]
-            else:
-                accs[eng] = []
-                for s, g in enumerate(graphs):
-                    torch.manual_seed(s)
-                    model = models.build(cfg.model, cfg.norm, int(cfg.depth), g.num_features,
-                                         g.num_classes)
-                    accs[eng].append(train.fit(model, g, adj, cfg.train, s).test_acc)
+            if engine.unsupported(cfg) is not None:
+                raise SystemExit(f"{name}: not batched ({engine.unsupported(cfg)})")
+            results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device,
+                                       max_seeds=args.seeds if eng == "batched" else 1)
+            accs[eng] = [r.test_acc for r in results]
             wall[eng] = time.perf_counter() - t0
         mean = {e: 100 * statistics.mean(a) for e, a in accs.items()}
         print(f"{name:>10} {depth:>5} {wall['loop']:8.1f} {wall['batched']:9.1f} "

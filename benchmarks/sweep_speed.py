@@ -9,7 +9,8 @@ alternates, so drifting load on a shared machine hits both):
   with its own normalization on ``edge_index``, dense features, one seed after another;
 * ``batched``: ``gdepth.engine.run_seeds``: all seeds at once, sparse features, cached adjacency
   (``--adjacency``, as the ``adjacency=`` option: auto is dense on CUDA for Cora, else sparse);
-* ``loop`` (optional, ``--engines pyg,batched,loop``): gdepth's own per-seed loop (``train.fit``).
+* ``loop`` (optional, ``--engines pyg,batched,loop``): gdepth's training loop in batches of one
+  seed (``engine=loop``: ``run_seeds`` with ``max_seeds=1``).
 
 Accuracy agreement: per depth, Welch's t-test of the seeds' test accuracies of ``pyg`` vs
 ``batched`` (the engines draw different dropout masks, so they agree in distribution, not run
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv
 
-from gdepth import data, engine, models, train
+from gdepth import data, engine
 from gdepth.cell import prepare
 from gdepth.nn.kernels import adjacency_storage
 
@@ -98,15 +99,11 @@ def run_pyg(graph, depth: int, residual: bool, seed: int, epochs: int) -> float:
     return test_acc
 
 
-def run_loop(cfg, graphs, adj) -> list[float]:
-    """gdepth's per-seed loop (``train.fit``)."""
-    accs = []
-    for seed, graph in enumerate(graphs):
-        torch.manual_seed(seed)
-        model = models.build(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
-                             graph.num_classes).to(graph.x.device)
-        accs.append(train.fit(model, graph, adj, cfg.train, seed).test_acc)
-    return accs
+def run_loop(cfg, graphs, adj, storage) -> list[float]:
+    """gdepth's loop in batches of one seed (``engine=loop``)."""
+    results = engine.run_seeds(cfg, lambda s: graphs[s], adj, graphs[0].x.device, max_seeds=1,
+                               adjacency=storage)
+    return [r.test_acc for r in results]
 
 
 def cell_cfg(model: str, depth: int, seeds: int, epochs: int):
@@ -196,13 +193,13 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device) -> d
                 prepared = [prepare(g, dataset_cfg, device) for g in raw]
                 adj = prepared[0][1]
                 graphs = [p[0] for p in prepared]
+                storage = adjacency_storage(args.adjacency, adj)
                 if eng == "batched":
-                    storage = adjacency_storage(args.adjacency, adj)
                     results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device,
                                                adjacency=storage)
                     accs[eng][depth] = [r.test_acc for r in results]
                 else:
-                    accs[eng][depth] = run_loop(cfg, graphs, adj)
+                    accs[eng][depth] = run_loop(cfg, graphs, adj, storage)
             _sync(device)
             took[eng] = time.perf_counter() - t0
             wall[eng] += took[eng]

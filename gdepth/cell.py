@@ -39,6 +39,7 @@ from gdepth import (
     train_trees,
 )
 from gdepth.diagnostics import run as diagnostics
+from gdepth.engine import slices
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import adjacency_storage
 from gdepth.options import unknown
@@ -51,9 +52,6 @@ _PREPARED: dict[str, tuple[torch.Tensor, torch.Tensor, str]] = {}
 # The labels on the device, per the same key: (the loaded graph's y, its copy on the device).
 # Every seed then gets the same tensor, as the seed-batched engine requires (gdepth.engine).
 _LABELS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-# Why the loop runs a cell that gdepth.engine.unsupported accepts but run_seeds declined.
-DECLINED = ("gdepth.engine.run_seeds declined the cell (features or labels differ per seed, "
-            "or a layer is not batchable)")
 # Features at most this dense (bag-of-words: Cora 1.3 %, Coauthor CS 0.9 %) are kept as a
 # sparse CSR matrix: the first layer multiplies it sparsely and dropout touches only nnz values.
 SPARSE_DENSITY = 0.1
@@ -120,45 +118,9 @@ def prepare(graph: data.Graph, dataset_cfg: dict[str, Any], device: torch.device
 
 
 def loop_reason(cfg: DictConfig) -> str | None:
-    """Why the cell ``cfg`` must run its seeds one by one (one line), or None if it may batch."""
-    kind = diagnostics.check(cfg.get("diagnostics"))
-    if kind != "none":
-        return f"diagnostics={kind} measures each seed's own model"
-    if cfg.dataset.name == "tree_match":
-        return "dataset tree_match trains mini-batches of trees (gdepth/train_trees.py)"
-    if cfg.get("activation_checkpointing"):
-        return "activation_checkpointing is implemented in the per-seed models (gcn, gcn_res)"
+    """Why the cell ``cfg`` must train its seeds one at a time under any engine (one line), or
+    None: only what truly cannot batch (:func:`gdepth.engine.unsupported`: the tree task)."""
     return engine.unsupported(cfg)
-
-
-def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
-             record: dict[str, Any], advance: Any, seeds: list[int],
-             ckpts: checkpoint.CellCheckpoints | None) -> list[train.SeedResult] | None:
-    """The cell's ``seeds`` trained together by :func:`gdepth.engine.run_seeds` (None:
-    declined); each finished batch is kept in ``ckpts`` (a killed cell keeps its finished
-    batches, as the loop keeps its finished seeds)."""
-    def graph_for_seed(seed: int) -> data.Graph:
-        graph, _, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
-                                               config["dataset"], device)
-        return graph
-
-    _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, 0), config["dataset"], device)
-    storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
-    record["engine"]["adjacency"] = storage
-    mode = engine.graph_dropout_mode(cfg)
-    if mode is not None:
-        record["engine"]["graph_dropout"] = mode
-
-    def keep(batch: list[train.SeedResult]) -> None:
-        for result in batch if ckpts is not None else []:
-            ckpts.finish(result.seed, {"values": result.as_dict(), "params": record["params"],
-                                       "features": record["features"], "diagnostics": None})
-
-    return engine.run_seeds(
-        cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
-        on_model=lambda m: record.__setitem__("params", models.count_parameters(m)),
-        seeds=seeds, adjacency=storage,
-        on_split=lambda k: record["engine"].__setitem__("seeds_per_batch", k), on_batch=keep)
 
 
 def _cannot_batch(reason: str) -> ValueError:
@@ -166,11 +128,107 @@ def _cannot_batch(reason: str) -> ValueError:
                       "where the cell allows, else loop | batched | loop)")
 
 
+def _batched(cfg: DictConfig, config: dict[str, Any], device: torch.device,
+             record: dict[str, Any], advance: Any, seeds: list[int], kind: str,
+             ckpts: checkpoint.CellCheckpoints | None) -> dict[int, dict[str, Any]]:
+    """The cell's ``seeds`` trained by :func:`gdepth.engine.run_seeds` (batches of one under
+    ``engine=loop``): ``{seed: {"values", "diagnostics"}}``. Each finished batch is kept in
+    ``ckpts`` (a killed cell keeps its finished seeds) and every batch checkpoints there."""
+    graphs: dict[int, data.Graph] = {}
+
+    def graph_for_seed(seed: int) -> data.Graph:
+        graph, _, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
+                                               config["dataset"], device)
+        graphs[seed] = graph
+        return graph
+
+    _, adj, _ = prepare(data.load(cfg.dataset, cfg.data, seeds[0]), config["dataset"], device)
+    storage = adjacency_storage(str(cfg.get("adjacency") or "auto"), adj)
+    info = record["engine"]
+    info["adjacency"] = storage
+    mode = engine.graph_dropout_mode(cfg)
+    if mode is not None:
+        info["graph_dropout"] = mode
+
+    def split(per_batch: int, why: str | None) -> None:
+        info["seeds_per_batch"] = per_batch
+        if why is not None and info["reason"] is None:
+            if info["requested"] == "batched":
+                raise _cannot_batch(why)
+            info["reason"] = why
+        info["used"] = "batched" if info["reason"] is None else "loop"
+
+    inits: dict[int, Any] = {}
+
+    def start(model: torch.nn.Module, batch: list[int], _graphs: list[Any]) -> None:
+        if kind == "smoothing":  # each seed's profile at its initial weights
+            for i, seed in enumerate(batch):
+                inits[seed] = diagnostics.smoothing(slices.one_seed(model, i), graphs[seed],
+                                                    adj, cfg.dataset, cfg.diagnostics)
+
+    out: dict[int, dict[str, Any]] = {}
+
+    def finish(results: list[train.SeedResult], model: torch.nn.Module, kept: list[Any]
+               ) -> None:
+        for i, result in enumerate(results):
+            values, diag = result.as_dict(), None
+            if kind != "none":  # the seed's own model at its selected epoch
+                diag = _diagnose(kind, cfg, slices.one_seed(model, i, kept[i]),
+                                 graphs[result.seed], adj, result.seed, inits.pop(result.seed,
+                                                                                 None), values)
+            out[result.seed] = {"values": values, "diagnostics": diag}
+            if ckpts is not None:
+                ckpts.finish(result.seed, {"values": values, "params": record["params"],
+                                           "features": record["features"], "diagnostics": diag})
+
+    engine.run_seeds(
+        cfg, graph_for_seed, adj, device, on_epoch=lambda _: advance(),
+        on_model=lambda m: record.__setitem__("params", slices.parameters_per_seed(m)),
+        max_seeds=1 if info["requested"] == "loop" else None, seeds=seeds,
+        adjacency=storage, on_split=split, on_start=start, on_batch=finish,
+        checkpoints=ckpts, keep_states=kind != "none")
+    return out
+
+
+def _trees(cfg: DictConfig, config: dict[str, Any], device: torch.device,
+           record: dict[str, Any], advance: Any, seeds: list[int], kind: str,
+           ckpts: checkpoint.CellCheckpoints | None) -> dict[int, dict[str, Any]]:
+    """The tree task's seeds, one after another (:func:`gdepth.train_trees.fit_trees`)."""
+    out: dict[int, dict[str, Any]] = {}
+    for seed in seeds:
+        graph, adj, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
+                                                  config["dataset"], device)
+        seeded = models.build_seeded(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
+                                     graph.num_classes, seeds=[seed]).to(device)
+        record["params"] = slices.parameters_per_seed(seeded)
+        if cfg.get("activation_checkpointing"):
+            slices.checkpoint_layers(seeded)
+        model = slices.one_seed(seeded, 0)
+        del seeded
+        init = (diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
+                if kind == "smoothing" else None)
+        kept: dict[str, Any] | None = {} if kind != "none" else None
+        batches = train_trees.batching(cfg.train, cfg.model.get("conv"),
+                                       int(cfg.dataset.depth_r))
+        record["tree_batching"] = dataclasses.asdict(batches)
+        result = train_trees.fit_trees(model, graph, adj, cfg.train, seed, batches,
+                                       on_epoch=lambda _: advance(), keep_state=kept)
+        values, diag = result.as_dict(), None
+        if kind != "none":
+            if kept and "state" in kept:
+                model.load_state_dict(kept["state"])
+            diag = _diagnose(kind, cfg, model, graph, adj, seed, init, values)
+        out[seed] = {"values": values, "diagnostics": diag}
+        if ckpts is not None:
+            ckpts.finish(seed, {"values": values, "params": record["params"],
+                                "features": record["features"], "diagnostics": diag})
+    return out
+
+
 def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
                record: dict[str, Any], ckpts: checkpoint.CellCheckpoints | None = None
                ) -> None:
     lo, hi = parts.bounds(cfg)  # seeds lo..hi-1: the whole cell, or its part (seeds_per_job)
-    seeds = hi - lo
     requested = str(cfg.get("engine") or "auto")  # configs from before `engine` existed: auto
     if requested not in engine.ENGINES:
         raise unknown("engine", requested, engine.ENGINES)
@@ -178,91 +236,55 @@ def _run_seeds(cfg: DictConfig, config: dict[str, Any], device: torch.device,
     record["engine"] = {"requested": requested, "used": None, "reason": reason}
     if requested == "batched" and reason is not None:
         raise _cannot_batch(reason)
-    with progress.epoch_bar(describe(config), seeds * int(cfg.train.epochs),
+    kind = diagnostics.check(cfg.get("diagnostics"))
+    with progress.epoch_bar(describe(config), (hi - lo) * int(cfg.train.epochs),
                             bool(cfg.progress)) as advance:
-        if reason is None:
-            kept = {s: d for s in range(lo, hi)
-                    if (d := ckpts.finished(s) if ckpts is not None else None) is not None}
-            pending = [s for s in range(lo, hi) if s not in kept]
-            results = (_batched(cfg, config, device, record, advance, pending, ckpts)
-                       if pending else [])
-            if results is not None:
-                record["engine"]["used"] = "batched"
-                values = {r.seed: r.as_dict() for r in results}
-                for seed, done in kept.items():  # finished before this cell was killed
-                    values[seed] = done["values"]
-                    for k in ("params", "features"):
-                        record[k] = record.get(k) or done.get(k)
-                    log.info("seed %d: kept its result from before the restart", seed)
-                record["seeds"] += [values[s] for s in range(lo, hi)]
-                return
-            for key in ("adjacency", "seeds_per_batch", "graph_dropout"):
-                record["engine"].pop(key, None)
-            reason = record["engine"]["reason"] = DECLINED
-            if requested == "batched":
-                raise _cannot_batch(reason)
-        record["engine"]["used"] = "loop"
+        done = {s: d for s in range(lo, hi)
+                if (d := ckpts.finished(s) if ckpts is not None else None) is not None}
+        pending = [s for s in range(lo, hi) if s not in done]
+        trees = cfg.dataset.name == "tree_match"
+        run = _trees if trees else _batched
+        fresh = run(cfg, config, device, record, advance, pending, kind, ckpts) if pending else {}
+        if record["engine"]["used"] is None:
+            record["engine"]["used"] = "loop" if record["engine"]["reason"] else "batched"
         for seed in range(lo, hi):
-            done = ckpts.finished(seed) if ckpts is not None else None
-            if done is not None:  # finished before this cell was killed / requeued
-                record["seeds"].append(done["values"])
-                record.update({k: done[k] for k in ("params", "features", "diagnostics")
-                               if done.get(k) is not None})
+            entry = fresh.get(seed)
+            if entry is None:  # finished before this cell was killed / requeued
+                entry = done[seed]
+                for k in ("params", "features"):
+                    record[k] = record.get(k) or entry.get(k)
                 log.info("seed %d: kept its result from before the restart", seed)
-                continue
-            graph, adj, record["features"] = prepare(data.load(cfg.dataset, cfg.data, seed),
-                                                      config["dataset"], device)
-            torch.manual_seed(seed)
-            model = models.build(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
-                                 graph.num_classes).to(device)
-            record["params"] = models.count_parameters(model)
-            if cfg.get("activation_checkpointing"):
-                models.checkpoint_layers(model)
-            train_adj = engine.graph_dropout_sampler(cfg, graph)  # the batched engine's too
-            kind = diagnostics.check(cfg.get("diagnostics"))
-            init = (diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
-                    if kind == "smoothing" else None)
-            kept: dict[str, Any] | None = {} if kind != "none" else None
-            if cfg.dataset.name == "tree_match":  # mini-batches of trees (gdepth/train_trees.py)
-                batches = train_trees.batching(cfg.train, cfg.model.get("conv"),
-                                               int(cfg.dataset.depth_r))
-                record["tree_batching"] = dataclasses.asdict(batches)
-                result = train_trees.fit_trees(model, graph, adj, cfg.train, seed, batches,
-                                               on_epoch=lambda _: advance(), keep_state=kept)
-            else:
-                result = train.fit(model, graph, adj, cfg.train, seed,
-                                   on_epoch=lambda _: advance(), train_adj=train_adj,
-                                   keep_state=kept,
-                                   checkpoint=ckpts.seed(seed) if ckpts is not None else None)
-            values = result.as_dict()
+            record["seeds"].append(entry["values"])
             if kind != "none":
-                _diagnose(kind, cfg, model, graph, adj, seed, kept, init, values, record)
-            record["seeds"].append(values)
-            if ckpts is not None:
-                ckpts.finish(seed, {"values": values, "params": record["params"],
-                                    "features": record["features"],
-                                    "diagnostics": record.get("diagnostics")})
+                _merge_diagnostics(record, kind, entry.get("diagnostics"))
+
+
+def _merge_diagnostics(record: dict[str, Any], kind: str, diag: dict[str, Any] | None) -> None:
+    """Add one seed's diagnostics (:func:`_diagnose`) to the record's."""
+    found = record.setdefault("diagnostics", {"kind": kind, "seeds": []})
+    if diag:
+        found["seeds"] += diag.get("seeds", [])
+        if "note" in diag:
+            found["note"] = diag["note"]
 
 
 def _diagnose(kind: str, cfg: DictConfig, model: torch.nn.Module, graph: data.Graph,
-              adj: torch.Tensor, seed: int, kept: dict[str, Any] | None, init: Any,
-              values: dict[str, Any], record: dict[str, Any]) -> None:
-    """Diagnostics of the model at its selected epoch, into the seed's values and the record."""
-    if kept and "state" in kept:
-        model.load_state_dict(kept["state"])
-    found = record.setdefault("diagnostics", {"kind": kind, "seeds": []})
+              adj: torch.Tensor, seed: int, init: Any, values: dict[str, Any]
+              ) -> dict[str, Any]:
+    """Diagnostics of one seed's one-seed ``model`` (at its selected epoch): its entry of the
+    record's ``diagnostics`` (``{"kind", "seeds": [entry]}``, or a ``note``); per-seed
+    metrics go into ``values``."""
     if kind == "smoothing":
         selected = diagnostics.smoothing(model, graph, adj, cfg.dataset, cfg.diagnostics)
         if selected is None:
-            found["note"] = (f"model {cfg.model.name} does not hand its layer outputs to "
-                             "gdepth.models.common.tap; no smoothing profile")
-            return
-        found["seeds"].append({"seed": seed, "init": init, "selected": selected})
+            return {"kind": kind, "seeds": [],
+                    "note": (f"model {cfg.model.name} does not hand its layer outputs to "
+                             "gdepth.models.common.tap; no smoothing profile")}
         values.update(diagnostics.last_hidden(selected))
-    else:
-        measured = diagnostics.influence(model, graph, cfg.dataset, cfg.diagnostics, seed)
-        found["seeds"].append({"seed": seed, **measured})
-        values["receptive_field"] = measured["receptive_field"]
+        return {"kind": kind, "seeds": [{"seed": seed, "init": init, "selected": selected}]}
+    measured = diagnostics.influence(model, graph, cfg.dataset, cfg.diagnostics, seed)
+    values["receptive_field"] = measured["receptive_field"]
+    return {"kind": kind, "seeds": [{"seed": seed, **measured}]}
 
 
 def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None = None
@@ -292,7 +314,8 @@ def run_cell(cfg: DictConfig, base_dir: str | Path, overrides: list[str] | None 
         "config": config, "overrides": list(overrides or []),
         "convention": None, "seeds": [], "summary": {}, "params": None, "features": None,
         "engine": None,  # {"requested", "used": batched | loop, "reason": why the loop,
-                         #  "adjacency": sparse | dense (batched only)}
+                         #  "adjacency": sparse | dense, "seeds_per_batch",
+                         #  "graph_dropout": shared | per seed (with DropEdge / DropNode)}
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "device": None, "threads": torch.get_num_threads(), "host": platform.node(),
         "slurm_job": records.slurm_job_id(),

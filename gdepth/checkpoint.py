@@ -1,27 +1,28 @@
 """Training checkpoints: a killed, preempted or timed-out cell resumes where it stopped.
 
-With ``checkpoint_every: N`` (epochs; ``null`` turns it off) the per-seed loop saves, every N
-epochs, everything its next epoch depends on: the model's and the optimizer's state, the
-selection rule's state (selected epoch and metrics, epochs since the last improvement), the
-validation-loss history of the stopping rule, the adaptive clipper's norm history, the kept
-state of a diagnostics run, and the torch random number generators (dropout masks, DropEdge
-draws). A seed resumed from epoch k therefore continues exactly as the uninterrupted run
-would have (``tests/test_checkpoint.py`` checks equal metrics). A finished seed is saved as
-its result, so a restarted cell skips it.
+With ``checkpoint_every: N`` (epochs; ``null`` turns it off) the training loop saves, every N
+epochs, everything the next epoch of a batch of seeds depends on: the stacked model's and the
+optimizer's state, each seed's selection state (selected epoch and metrics, epochs since the
+last improvement), validation-loss history (stopping rule), status and epochs run, the
+adaptive clipper's per-seed norm history, the seeds' kept states of a diagnostics run, and the
+torch random number generators (dropout masks, DropEdge draws). A batch resumed from epoch k
+therefore continues exactly as the uninterrupted run would have (``tests/test_checkpoint.py``
+checks equal numbers, bit for bit in float64, for batches of one and of several seeds). A
+finished seed is saved as its result, so a restarted cell skips it.
 
 Layout, below the sweep (or run) folder::
 
-    checkpoints/<key>/seed-<s>.pt          the running seed's state at its last checkpoint
-    checkpoints/<key>/seed-<s>.done.json   a finished seed: its values (and params, diagnostics)
+    checkpoints/<key>/batch-<first>-<last>.pt  a running batch's state at its last checkpoint
+    checkpoints/<key>/seed-<s>.done.json       a finished seed: its values (and params,
+                                               diagnostics)
 
-Files are written to a temporary name and renamed (atomic on POSIX), so a kill mid-write
-leaves the previous checkpoint. A seed's files are removed once the record holding it is written.
-Which state is saved is decided by the training loop (:func:`gdepth.train.fit`); this module
-only stores it. Why not a library: torch's ``save``/``load`` are the format; what to save and
-when to resume is specific to this loop (Lightning's checkpointing needs its Trainer).
-
-The seed-batched engine (``engine=batched``) trains all seeds in one short run and does not
-checkpoint: a requeued batched cell starts again.
+A batch's file holds the list of its seeds; a restarted cell whose batches are cut otherwise
+(another ``seeds_per_batch``) does not resume from it. Files are written to a temporary name
+and renamed (atomic on POSIX), so a kill mid-write leaves the previous checkpoint. A seed's
+files are removed once the record holding it is written. Which state is saved is decided by
+the training loop (:func:`gdepth.engine.fit.fit_batched`); this module only stores it. Why not
+a library: torch's ``save``/``load`` are the format; what to save and when to resume is
+specific to this loop (Lightning's checkpointing needs its Trainer).
 """
 
 from __future__ import annotations
@@ -45,28 +46,39 @@ def _atomic(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-class SeedCheckpoint:
-    """Save / load one seed's training state every ``every`` epochs (``every`` ≥ 1)."""
+class BatchCheckpoint:
+    """Save / load the training state of one batch of ``seeds`` every ``every`` epochs
+    (``every`` ≥ 1)."""
 
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, every
+    def __init__(self, path: Path, every: int, seeds: Iterable[int] = ()) -> None:
+        self.path, self.every, self.seeds = path, every, [int(s) for s in seeds]
 
     def due(self, epoch: int) -> bool:
         return epoch % self.every == 0
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {**state, "seeds": self.seeds}
         _atomic(self.path, lambda p: torch.save(state, p))
+
+    def remove(self) -> None:
+        """The batch is finished: its state is no longer needed."""
+        self.path.unlink(missing_ok=True)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None (no checkpoint, or an unreadable one: logged, ignored)."""
         if not self.path.exists():
             return None
         try:  # our own file: optimizer state and python floats need the full unpickler
-            return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - a torn or foreign file: start the seed again
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - a torn or foreign file: start the batch again
             log.warning("ignoring unreadable checkpoint %s: %s", self.path, err)
             return None
+        if not isinstance(state, dict) or state.get("seeds") != self.seeds:
+            log.warning("ignoring checkpoint %s: it holds seeds %s, not %s", self.path,
+                        state.get("seeds") if isinstance(state, dict) else None, self.seeds)
+            return None
+        return state
 
 
 class CellCheckpoints:
@@ -79,11 +91,12 @@ class CellCheckpoints:
         self.folder = Path(base_dir) / FOLDER / key
         self.every = None if every is None else int(every)
 
-    def seed(self, seed: int) -> SeedCheckpoint | None:
-        """The seed's training checkpoint (None when checkpoints are off)."""
+    def batch(self, seeds: list[int]) -> BatchCheckpoint | None:
+        """The training checkpoint of the batch of ``seeds`` (None when checkpoints are off)."""
         if self.every is None:
             return None
-        return SeedCheckpoint(self.folder / f"seed-{seed}.pt", self.every)
+        return BatchCheckpoint(self.folder / f"batch-{seeds[0]}-{seeds[-1]}.pt", self.every,
+                               seeds)
 
     def finished(self, seed: int) -> dict[str, Any] | None:
         """What :meth:`finish` kept of a finished seed, or None."""
@@ -110,9 +123,14 @@ class CellCheckpoints:
         """Remove the checkpoints of ``seeds`` (their record is written), then the cell's and
         the checkpoints folder if nothing else is left in them (another seed job of the cell,
         another cell may still be running)."""
-        for seed in seeds:
+        seeds = {int(s) for s in seeds}
+        for seed in seeds:  # seed-<s>.pt: a per-seed checkpoint of gdepth before issue 17
             for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json"):
                 (self.folder / name).unlink(missing_ok=True)
+        for path in self.folder.glob("batch-*-*.pt") if self.folder.is_dir() else []:
+            ends = path.stem.split("-")[1:]
+            if all(e.isdigit() for e in ends) and seeds & {int(e) for e in ends}:
+                path.unlink(missing_ok=True)
         for folder in (self.folder, self.folder.parent):
             try:
                 folder.rmdir()

@@ -25,6 +25,14 @@ the features and of the cached normalized adjacency are gathered into a block-di
 which is exactly the adjacency of those trees (no edge leaves a tree; checked once). With
 ``batch_size: null`` every epoch pass is one batch of all training trees (full batch); the
 authors never train full batch (their smallest ratio is 64 of 76 trees at r = 2).
+
+One seed per run, as a one-seed module (``models.build``: ``forward(x, adj) -> [N, C]``, for a
+seed-native model its :class:`gdepth.nn.seeds.OneSeed`): each seed draws its own order of
+trees, so seeds share no step to batch, and the Alon & Yahav model's fully-adjacent last layer
+takes ``root_of``, which the seed-native ``forward(x_in, adj, rows)`` does not carry. The
+optimizer, selection (:class:`gdepth.train.Selector` on the running train accuracy with
+``min_delta``), patience, clipping and the result are :mod:`gdepth.train`'s, as in the
+full-batch loop.
 """
 
 from __future__ import annotations
@@ -42,7 +50,7 @@ from torch import Tensor
 
 from gdepth import train_progress
 from gdepth.options import option, unknown
-from gdepth.train import SeedResult, make_optimizer
+from gdepth.train import Clipper, SeedResult, Selector, make_optimizer, seed_result, should_stop
 
 log = logging.getLogger("gdepth")
 PLATEAU_THRESHOLD = 1e-4  # torch's default threshold, threshold_mode='abs' in their scheduler
@@ -189,6 +197,7 @@ def fit_trees(
     test_trees = torch.nonzero(graph.test_mask[roots]).flatten()
     x, y = graph.x, graph.y
     optimizer = make_optimizer(model, train_cfg)
+    clipper = Clipper(train_cfg)  # per optimizer step (grad_clip: none by default)
     scheduler = None
     if schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -202,7 +211,9 @@ def fit_trees(
     patience, min_delta = train_cfg.patience, float(option(train_cfg, "min_delta", 0.0))
     stop_at = option(train_cfg, "stop_at")
     gen = torch.Generator().manual_seed(seed)
-    best, chosen, selected, since, status, epoch = -math.inf, {}, 0, 0, "ok", 0
+    # val = train on tree_match: the selector's val_acc / val_loss are the running train ones
+    selector = Selector(rule, min_delta)
+    status, epoch, steps = "ok", 0, 0
     start, cpu = time.perf_counter(), time.process_time()
     tracker = train_progress.Tracker([seed], epochs, "train acc", logs=False)  # logs below
     for epoch in range(1, epochs + 1):
@@ -223,6 +234,8 @@ def fit_trees(
             correct += int((logits.detach().argmax(-1) == target).sum())
             (loss / b.accum_grad).backward()
             if (i + 1) % b.accum_grad == 0:
+                steps += 1
+                clipper(model, steps)
                 optimizer.step()
                 optimizer.zero_grad()
         if status != "ok":
@@ -230,34 +243,26 @@ def fit_trees(
         train_acc = correct / instances
         if scheduler is not None:
             scheduler.step(train_acc)
-        if train_acc > best + min_delta:
-            best, selected, since = train_acc, epoch, 0
-            test_acc = evaluate(model, x, adj, ptr, y, test_trees, b.batch_size)
-            loss_avg = loss_sum / instances
-            chosen = {"train_acc": train_acc, "test_acc": test_acc, "train_loss": loss_avg}
+        loss_avg = loss_sum / instances
+        metrics = {"train_acc": train_acc, "val_acc": train_acc, "train_loss": loss_avg,
+                   "val_loss": loss_avg}
+        if selector.update(epoch, metrics):
+            selector.metrics["test_acc"] = evaluate(model, x, adj, ptr, y, test_trees,
+                                                    b.batch_size)
             if keep_state is not None:
                 keep_state["state"] = {k: v.detach().clone()
                                        for k, v in model.state_dict().items()}
-        else:
-            since += 1
         log.info("epoch %d (%d passes): train acc %.4f%s, lr %.2g, %.0f s (process CPU %.0f s)",
                  epoch, epoch * b.passes_per_epoch, train_acc,
-                 " (best)" if selected == epoch else "", optimizer.param_groups[0]["lr"],
+                 " (best)" if selector.epoch == epoch else "", optimizer.param_groups[0]["lr"],
                  time.perf_counter() - start, time.process_time() - cpu)
-        tracker.epoch(epoch, [best], [selected])
+        tracker.epoch(epoch, [selector.best], [selector.epoch])
         if on_epoch is not None:
             on_epoch(epoch)
-        if (stop_at is not None and selected == epoch and train_acc >= float(stop_at)) or (
-                patience is not None and since >= int(patience)):
+        if (stop_at is not None and selector.epoch == epoch and train_acc >= float(stop_at)) or (
+                should_stop(rule, "patience", patience, selector, epoch, [])):
             break
     wall = time.perf_counter() - start
     tracker.close()
-    epochs_run = epoch if status == "ok" else epoch - 1
-    nan = math.nan
-    return SeedResult(
-        seed=seed, status=status, selected_epoch=selected, epochs_run=epochs_run,
-        train_acc=chosen.get("train_acc", nan), val_acc=chosen.get("train_acc", nan),
-        test_acc=chosen.get("test_acc", nan), train_loss=chosen.get("train_loss", nan),
-        val_loss=chosen.get("train_loss", nan), wall_s=wall, epoch_s=wall / max(epochs_run, 1),
-        split=graph.split,
-    )
+    return seed_result(seed, status, selector, epoch if status == "ok" else epoch - 1,
+                       graph.split, wall_s=wall)

@@ -1,21 +1,16 @@
-"""Seed-batched training: S seeds of one cell train as one stacked model (issue 7).
+"""A cell's seeds trained by the one training loop, in batches (issues 7, 17).
 
-A depth sweep is hundreds of small trainings of identical shape. For the propagation family
-the S seeds of a cell run together: weights stacked per seed, the seed dimension folded into
-the feature dimension for each sparse propagation (one SpMM ``adj @ H[N, S·d]`` per layer for
-all seeds), per-seed dropout masks, norms, optimizer state, early stopping and selection.
-Mathematically the same as S separate ``train.fit`` runs (``tests/test_engine.py`` checks it
-with the same weights and dropout masks); see :mod:`gdepth.engine.fit` for why.
+A depth sweep is hundreds of small trainings of identical shape. Every model is seed-native
+(:mod:`gdepth.nn.seeds`: parameters ``[S, ...]``, features ``[N, S, d]``), so the S seeds of a
+cell train as one model: one sparse product per layer for all seeds, per-seed dropout masks,
+norms, optimizer state, early stopping and selection (:func:`gdepth.engine.fit.fit_batched`).
+Mathematically the same as S separate runs (``tests/test_engine.py`` checks it against S
+one-seed models with the same weights and dropout masks). ``engine=batched`` cuts the seeds
+into batches of at most ``seeds_per_batch`` (:mod:`gdepth.engine.memory`), ``engine=loop``
+into batches of one: the same code either way.
 
-Entry point for the cell: :func:`run_seeds` (``None`` when the cell is not batchable, the cell
-then runs its seed loop); :func:`unsupported` says why in one line. Batched today: ``gcn``
-(without skip / identity mapping), ``gcn_res``, ``appnp``, ``jknet`` (``cat`` / ``max``,
-shared dropout mask or not), ``gcnii`` / GCNII* (with ``weight_decay_graph``, the official two
-decays), ``sgc``, ``sign`` and DropEdge's ``resgcn`` / ``densegcn`` / ``incepgcn``, with
-norms ``none``, ``nodenorm``, ``pairnorm``, ``batchnorm``, any dropout placement, Adam / AdamW /
-SGD, every selection and stopping rule, label smoothing, L1 and adaptive clipping, per-group
-weight decay for the models in :data:`GROUPED`. Not: DropEdge / DropNode (a different graph
-per seed), other models and norms.
+Entry point for the cell: :func:`run_seeds`; :func:`unsupported` says in one line why a cell
+trains its seeds one at a time whatever the engine (what truly cannot batch).
 """
 
 from __future__ import annotations
@@ -26,84 +21,45 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.appnp import StackedAPPNP
-from gdepth.engine.batched import StackedGCN
-from gdepth.engine.dropedge import StackedDropEdgeBackbone
+from gdepth.engine import memory, slices
 from gdepth.engine.fit import fit_batched
-from gdepth.engine.gcnii import StackedGCNII
-from gdepth.engine.jknet import StackedJKNet
-from gdepth.engine.sgc import StackedSGC
-from gdepth.engine.sign import StackedSIGN
-from gdepth.nn.kernels import NotBatchable
 from gdepth.options import option
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-MODELS = ("gcn", "gcn_res", "appnp", "jknet", "gcnii", "sgc", "sign", "resgcn", "densegcn",
-          "incepgcn")
-NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
-# Models whose stacked form declares parameter groups (train.weight_decay_groups): APPNP input /
-# output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
-GROUPED = ("appnp", "jknet", "gcnii")
+# Why a batch holds one seed when the seeds' graphs differ (run_seeds)
+OWN_INPUTS = ("the seeds' features or labels differ (one graph per seed: nothing to share "
+              "in a batch)")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone", "StackedGCN",
-           "StackedGCNII", "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched",
-           "run_seeds", "stack", "unsupported"]
-
-
-def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
-    """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
-    from gdepth.models.appnp import APPNP
-    from gdepth.models.dropedge_backbones import DropEdgeBackbone
-    from gdepth.models.gcnii import GCNII
-    from gdepth.models.jknet import JKNet
-    from gdepth.models.sgc import SGC
-    from gdepth.models.sign import SIGN
-    from gdepth.nn.seeds import OneSeed, concat_seeds
-
-    if isinstance(loop_models[0], OneSeed):  # seed-native models: their seeds side by side
-        return concat_seeds([m.native for m in loop_models])
-    if isinstance(loop_models[0], APPNP):
-        return StackedAPPNP.from_models(loop_models)
-    if isinstance(loop_models[0], JKNet):
-        return StackedJKNet.from_models(loop_models)
-    if isinstance(loop_models[0], GCNII):
-        return StackedGCNII.from_models(loop_models)
-    if isinstance(loop_models[0], SGC):
-        return StackedSGC.from_models(loop_models)
-    if isinstance(loop_models[0], SIGN):
-        return StackedSIGN.from_models(loop_models)
-    if isinstance(loop_models[0], DropEdgeBackbone):
-        return StackedDropEdgeBackbone.from_models(loop_models)
-    return StackedGCN.from_models(loop_models)
+__all__ = ["ENGINES", "OWN_INPUTS", "batched_kernels", "fit_batched", "graph_dropout_mode",
+           "graph_dropout_sampler", "run_seeds", "unsupported"]
 
 
 def unsupported(cfg: Any) -> str | None:
-    """Why the cell ``cfg`` cannot be seed-batched (one line), or ``None`` if it can."""
-    model, norm, train = cfg.model, cfg.norm, cfg.train
-    name = str(option(model, "name"))
-    if name not in MODELS:
-        return f"model {name} is not seed-batched (batched: {', '.join(MODELS)})"
-    if str(option(model, "skip", "none")) != "none" or option(model, "identity_mapping", False):
-        return "gcn skip connections / identity mapping are not seed-batched"
-    if name == "jknet" and str(option(model, "mode", "cat")) not in ("cat", "max"):
-        return "jknet mode lstm is not seed-batched (batched: cat, max)"
-    if str(option(norm, "name", "none")) not in NORMS:
-        return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
-    asked = [*(option(train, "weight_decay_groups") or {})]
-    if option(train, "weight_decay_graph") is not None:
-        asked.append("graph")
-    if asked and name not in GROUPED:
-        return (f"per-group weight decay (train.weight_decay_groups / weight_decay_graph): "
-                f"the batched {name} declares no parameter groups (batched with groups: "
-                f"{', '.join(GROUPED)})")
+    """Why the seeds of the cell ``cfg`` cannot share a batch (one line), or ``None``.
+
+    Only the tree task: its loop (:mod:`gdepth.train_trees`) draws each seed's own order of
+    mini-batches of trees, so there is no common step to batch. Every model and norm is
+    seed-native (or runs per seed inside one model, :class:`gdepth.nn.seeds.SeedStack`), and
+    DropEdge / DropNode batch with ``train.shared_graph_dropout`` (else batches of one).
+    """
+    if str(option(option(cfg, "dataset"), "name", "")) == "tree_match":
+        return ("dataset tree_match trains each seed on its own mini-batches of trees "
+                "(gdepth/train_trees.py)")
+    return None
+
+
+def batched_kernels(cfg: Any) -> bool:
+    """Whether a batch of the cell's seeds shares its kernels (one product per layer for all
+    seeds, cost per seed well below a batch of one's): the seeds can share a batch, the model
+    is written seed-native (``ModelSpec.seeded``; a :class:`gdepth.nn.seeds.SeedStack` runs
+    its seeds one after another inside the batch) and no per-seed DropEdge / DropNode cuts the
+    batches to one seed."""
     from gdepth import models
 
-    missing = [g for g in asked if g not in models.groups(name)]
-    if missing:  # the loop then fails the cell, naming the fix
-        return (f"per-group weight decay: model {name} has no parameter group "
-                f"'{missing[0]}' (its groups: {', '.join(models.groups(name))})")
-    return None
+    spec = models.MODELS.get(str(option(option(cfg, "model"), "name", "")))
+    return (unsupported(cfg) is None and spec is not None and spec.seeded is not None
+            and graph_dropout_mode(cfg) != "per seed")
 
 
 def graph_dropout_mode(cfg: Any) -> str | None:
@@ -142,67 +98,86 @@ def run_seeds(
     max_seeds: int | None = None,
     seeds: Sequence[int] | None = None,
     adjacency: str = "sparse",
-    on_split: Callable[[int], None] | None = None,
-    on_batch: Callable[[list[SeedResult]], None] | None = None,
-) -> list[SeedResult] | None:
-    """Train the seeds of the cell ``cfg`` batched, or return ``None``.
+    on_split: Callable[[int, str | None], None] | None = None,
+    on_batch: Callable[[list[SeedResult], nn.Module, list[Any]], None] | None = None,
+    on_start: Callable[[nn.Module, list[int], list[Any]], None] | None = None,
+    checkpoints: Any = None,
+    keep_states: bool = False,
+) -> list[SeedResult]:
+    """Train the seeds of the cell ``cfg`` in batches; one :class:`SeedResult` per seed.
 
     Args:
-        cfg: the cell's config (``model``, ``norm``, ``train``, ``depth``, ``seeds``).
+        cfg: the cell's config (``model``, ``norm``, ``train``, ``depth``, ``seeds``,
+            ``activation_checkpointing``).
         graph_for_seed: seed → its prepared graph on ``device`` (``gdepth.cell.prepare``):
-            the split may differ per seed, the features must be the same cached tensor.
+            the split may differ per seed; seeds share a batch when their features and labels
+            are the same cached tensors.
         adj: the cached normalized adjacency on ``device``.
         device: where the models live.
         on_epoch: called once per seed-epoch (progress bar).
-        on_model: called with seed 0's loop model (e.g. to count its parameters).
-        max_seeds: at most this many seeds per batch; ``None``: ``cfg.seeds_per_batch``, else
-            as many as fit in the memory at hand (:func:`gdepth.engine.memory.seeds_per_batch`).
+        on_model: called with a one-seed model of the cell (e.g. to count its parameters).
+        max_seeds: at most this many seeds per batch (``engine=loop``: 1); ``None``:
+            ``cfg.seeds_per_batch``, else as many as fit in the memory at hand
+            (:func:`gdepth.engine.memory.seeds_per_batch`).
         seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
         adjacency: ``sparse`` or ``dense`` storage of ``adj`` (``adjacency_storage``).
-        on_split: called with the seeds per batch chosen (to record it).
-        on_batch: called with each batch's results as soon as it is trained (to keep them
-            when a later batch is killed).
+        on_split: called with the seeds per batch chosen and why it is one where the cell
+            forces that (``None`` otherwise), before the first batch.
+        on_start: called with each batch's model (at its initial weights), seeds and graphs
+            before it trains (a diagnostic of the initial weights).
+        on_batch: called with each batch's results, trained model and kept states (per seed,
+            ``keep_states``) as soon as it is trained (to keep them when a later batch is
+            killed, and to measure each seed's model).
+        checkpoints: a :class:`gdepth.checkpoint.CellCheckpoints`: each batch saves its
+            training state there and resumes from it.
+        keep_states: keep each seed's state at its selected epoch (handed to ``on_batch``).
 
-    Each seed's initial weights are those its loop run would have: the loop model is built
-    after ``torch.manual_seed(seed)`` and its parameters are stacked. The results differ from
-    the loop engine's only through the dropout masks drawn (same distribution) and float
-    rounding.
+    Each batch's model is built right before it trains, with
+    :func:`gdepth.models.build_seeded`: seed s's initial weights are those drawn after
+    ``torch.manual_seed(s)``, whatever batch it is in, and the dropout masks of a batch of one
+    come from the generator as that seed's initialization left it (as the per-seed loop drew
+    them before issue 17).
     """
-    if unsupported(cfg) is not None:
-        return None
     from gdepth import models
 
     seeds = list(range(int(cfg.seeds))) if seeds is None else list(seeds)
     graphs = [graph_for_seed(s) for s in seeds]
-    if any(g.x is not graphs[0].x or g.y is not graphs[0].y for g in graphs):
-        return None  # features or labels differ per seed: nothing to share
-    loop_models = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        loop_models.append(models.build(cfg.model, cfg.norm, int(cfg.depth),
-                                        graphs[0].num_features, graphs[0].num_classes))
-    if on_model is not None:
-        on_model(loop_models[0])
-    from gdepth.engine import memory
+    first = graphs[0]
 
-    step = max_seeds or memory.seeds_per_batch(
-        cfg, len(seeds), graphs[0].num_nodes, models.count_parameters(loop_models[0]), device)
-    if graph_dropout_mode(cfg) == "per seed":
+    def build(batch: list[int]) -> nn.Module:
+        return models.build_seeded(cfg.model, cfg.norm, int(cfg.depth), first.num_features,
+                                   first.num_classes, seeds=batch).to(device)
+
+    probe = build(seeds[:1])
+    if on_model is not None:
+        on_model(probe)
+    reason = None
+    if any(g.x is not first.x or g.y is not first.y for g in graphs):
+        step, reason = 1, OWN_INPUTS
+    elif graph_dropout_mode(cfg) == "per seed":
         step = 1  # each seed its own DropEdge / DropNode graphs
+    else:
+        step = max_seeds or memory.seeds_per_batch(
+            cfg, len(seeds), first.num_nodes, slices.parameters_per_seed(probe), device)
+    del probe
     if on_split is not None:
-        on_split(step)
+        on_split(step, reason)
     results: list[SeedResult] = []
-    try:
-        for lo in range(0, len(seeds), step):
-            stacked = stack(loop_models[lo:lo + step]).to(device)
-            train_adj = graph_dropout_sampler(cfg, graphs[0])
-            if train_adj is not None:
-                torch.manual_seed(seeds[lo])  # the batch's draws, as its first seed's loop run
-            batch = fit_batched(stacked, graphs[lo:lo + step], adj, cfg.train,
-                                seeds[lo:lo + step], on_epoch, adjacency, train_adj=train_adj)
-            if on_batch is not None:
-                on_batch(batch)
-            results += batch
-    except NotBatchable:
-        return None
+    for lo in range(0, len(seeds), step):
+        batch, batch_graphs = seeds[lo:lo + step], graphs[lo:lo + step]
+        model = build(batch)  # the generator now: as the last seed's initialization left it
+        if option(cfg, "activation_checkpointing", False):
+            slices.checkpoint_layers(model)
+        if on_start is not None:
+            on_start(model, batch, batch_graphs)
+        kept: list[Any] | None = [] if keep_states else None
+        ckpt = checkpoints.batch(batch) if checkpoints is not None else None
+        trained = fit_batched(model, batch_graphs, adj, cfg.train, batch, on_epoch, adjacency,
+                              train_adj=graph_dropout_sampler(cfg, batch_graphs[0]),
+                              keep_states=kept, checkpoint=ckpt)
+        if on_batch is not None:
+            on_batch(trained, model, kept if kept is not None else [None] * len(batch))
+        if ckpt is not None:
+            ckpt.remove()
+        results += trained
     return results

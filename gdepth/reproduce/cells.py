@@ -81,8 +81,9 @@ def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
 
-    Seed-batched cells (``engine`` not ``loop``, a model and options
-    :func:`gdepth.engine.unsupported` accepts) cost :data:`BATCHED_SECONDS_PER_UNIT` per unit;
+    Seed-batched cells (``engine`` not ``loop``, a seed-native model whose seeds share their
+    kernels, :func:`gdepth.engine.batched_kernels`) cost :data:`BATCHED_SECONDS_PER_UNIT` per
+    unit;
     ``tree_match`` cells cost per training-tree node and pass, for ``(patience + 1) ·
     passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does not
     reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
@@ -115,7 +116,7 @@ def estimate_seconds(cell: Cell) -> float:
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
     batched = (str(c.get("engine", "auto")) != "loop"
-               and engine.unsupported(OmegaConf.create(c)) is None)
+               and engine.batched_kernels(OmegaConf.create(c)))
     return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
 
 
