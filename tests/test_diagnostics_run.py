@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 
 from gdepth import data, models, records, train
 from gdepth.diagnostics import run as diagnostics
+from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
 
 SMALL = ["dataset.num_nodes=150", "dataset.num_features=8", "train.epochs=8", "seeds=2",
@@ -54,19 +56,27 @@ def test_models_without_taps_say_so(graph):
     assert diagnostics.layer_outputs(build("sgc", 2, g), g.x, adj) is None
 
 
-def test_kept_state_is_the_selected_epochs(graph):
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_kept_state_is_the_selected_epochs(graph, seeds):
+    """keep_states: each seed's state at its own selected epoch; its one-seed model
+    (gdepth.engine.slices.one_seed) scores that epoch's validation accuracy."""
     g, adj = graph
-    model = build("gcn", 2, g)
-    kept: dict = {}
+    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8}),
+                                OmegaConf.create({"name": "none"}), 2, g.num_features,
+                                g.num_classes, seeds=seeds)
+    kept: list = []
     cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.05, "weight_decay": 0.0, "epochs": 15,
                             "patience": None, "selection": "best_val_acc"})
-    result = train.fit(model, g, adj, cfg, 0, keep_state=kept)
-    model.load_state_dict(kept["state"])
-    model.eval()
-    with torch.no_grad():
-        val = train.accuracy(model(g.x, adj), g.y, g.val_mask)
-    assert val == pytest.approx(result.val_acc)
-    assert kept["state"].keys() == model.state_dict().keys()
+    gs = [replace(g, split=f"split {s}") for s in seeds]  # one graph per seed, the same split
+    results = fit_batched(model, gs, adj, cfg, seeds, keep_states=kept)
+    assert len(kept) == len(seeds)
+    for s, result in enumerate(results):
+        assert 0 < result.selected_epoch < 15  # not the last: the kept state is not the end's
+        one = slices.one_seed(model, s, kept[s]).eval()
+        with torch.no_grad():
+            val = train.accuracy(one(g.x, adj), g.y, g.val_mask)
+        assert val == pytest.approx(result.val_acc)
+        assert kept[s].keys() == model.state_dict().keys()
 
 
 def test_influence_of_a_two_layer_gcn_stops_at_two_hops(graph):

@@ -48,11 +48,24 @@ def one_seed(model: nn.Module, index: int, state: dict[str, Any] | None = None) 
 
 def checkpoint_layers(model: nn.Module) -> None:
     """``activation_checkpointing=true`` on a seed-native model
-    (:func:`gdepth.models.checkpoint_layers`; a :class:`SeedStack`: on its one-seed module,
-    which every seed's forward runs)."""
+    (:func:`gdepth.models.checkpoint_layers`).
+
+    A :class:`SeedStack` is refused (after its one-seed module's own checks, so that the model
+    and norm refusals read the same): it runs its one-seed module with each seed's tensors
+    swapped in for the forward only (``torch.func.functional_call``), and a checkpointed
+    layer's recomputation in the backward pass would see the module's own tensors instead.
+    """
     from gdepth import models
 
-    models.checkpoint_layers(model.module() if isinstance(model, SeedStack) else model)
+    if not isinstance(model, SeedStack):
+        models.checkpoint_layers(model)
+        return
+    base = model.module()
+    models.checkpoint_layers(base)
+    base.checkpoint_layers = False
+    raise ValueError(f"activation_checkpointing: model {type(base).__name__} is not written "
+                     "seed-native yet (it runs per seed in gdepth.nn.seeds.SeedStack, where a "
+                     "recomputed layer would not see the seed's tensors)")
 
 
 def parameters_per_seed(model: nn.Module) -> int:
