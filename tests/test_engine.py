@@ -1,26 +1,41 @@
-"""Seed-batched engine = S separate loop runs, given the same initial weights and dropout masks.
+"""The one training loop: a batch of S seeds = S runs of one seed, given the same initial
+weights and dropout masks; and the kernels the seed-native layers share.
 
-Each case builds S loop models (``torch.manual_seed(s)`` then ``models.build``), stacks copies of
-their parameters into one :class:`StackedGCN`, and feeds both paths the same dropout masks: one
-generator per seed, drawn in the same order (the loop models' ``common.dropout`` is patched to
-draw from it, the stacked model gets the same draws through its ``mask_fn``). Then losses and
-logits agree epoch by epoch, and ``fit_batched`` reports what ``train.fit`` reports.
+Each case builds the seed-native model of seeds [0, 1, 2] and the three one-seed models of [0],
+[1], [2] with :func:`gdepth.models.build_seeded` (the contract of :mod:`gdepth.nn.seeds`: seed
+s's initial weights do not depend on the batch; checked exactly). Then both train in float64,
+step by step (each step's per-seed losses, training logits, every parameter's per-seed
+gradient and the eval-mode logits after it agree) and as whole fits
+(:func:`gdepth.engine.fit.fit_batched` with every selection and stopping rule: the same status,
+selected epoch, epochs run, correct counts and losses).
 
-Tolerances. The claim is that both paths compute the same function; they sum in other orders
-(one SpMM for all seeds vs one per seed, ``bmm`` vs ``linear``, dense vs sparse Â), so in float32
-they differ by rounding that depends on the CPU's kernels (a fixed ``atol=1e-5`` held on one CPU
-and failed on another: 12 of 600 IncepGCN logits off by 1.9e-5). The comparisons of whole
-trainings therefore run in float64 (:func:`float64`), where the same reorderings cost about
-eps64 = 2.2e-16 per operation: :data:`TOL64` bounds that with a counted margin and sits 1000x
-below one float32 rounding (eps32 = 1.2e-7), so an engine that is wrong anywhere, even by a
-float32-sized error, fails (checked: every product scaled by 1 + 1.2e-7 fails 46 of the 54
-step cases; the 8 left are SGC / SIGN, which precompute their hops without it, and JKNet with
-PairNorm, which normalizes a scale away).
+Dropout masks, two ways:
+
+* injected (``model.mask_fn``, a model written seed-native): one generator per seed, drawn in
+  the same order by the batch and by that seed's own run (:class:`SeedMasks`), at dropout 0.5;
+* the production mask code: dropout 0 (``model.dropout=0``), so the production forward runs
+  with nothing injected and nothing random after the initial weights; the shared structure
+  (one product of all seeds' columns, the seed-major layers, the norms' per-seed statistics)
+  is what is compared. A fixed generator per seed cannot replay production draws: a batch
+  draws one mask ``[S, ...]`` per dropout site (gdepth.nn.kernels.keep_mask) where a run of
+  one seed draws ``[1, ...]`` from the same global generator, so the draws interleave
+  differently. A model that runs per seed inside one module (:class:`gdepth.nn.seeds.SeedStack`)
+  takes no injected masks: it is checked at dropout 0 only (the injected case skips, saying so).
+
+Tolerances. Both paths compute the same function; they sum in other orders (one product for
+all seeds vs one per seed, ``bmm`` blocking over S, dense vs sparse Â), so in float32 they
+differ by rounding that depends on the CPU's kernels. The comparisons therefore run in float64
+(:func:`float64`), where each reordered sum of n terms is off by at most n · eps64
+(eps64 = 2.2e-16) of its scale: a value here goes through at most 8 convolutions (IncepGCN
+depth 5) of inner products over <= 48 terms (40 features, or ~7 neighbours plus self) and their
+backward, 5 times (5 steps): K = 2 · 8 · 48 · 5 ≈ 4·10³, K · eps64 ≈ 1e-12 of the values'
+scale (logits and losses are O(1) here). Adam (lr 0.1) and the norms' divisions feed that
+back; a factor 100 for it gives :data:`TOL64` = 1e-10, still 1000x below one float32 rounding
+(eps32 = 1.2e-7), so a batch that is wrong anywhere, even by a float32-sized error, fails.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import replace
@@ -31,45 +46,45 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from gdepth import data, engine, models, train
-from gdepth.engine import StackedGCN, fit_batched
-from gdepth.models import common
+from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import Propagation, StackedInput, propagation
 
 torch.set_num_threads(1)
 SEEDS = 3
-# float64 comparisons of whole trainings: |batched - loop| <= TOL64 * max(1, |values|). A sum of
-# n rounded terms is off by at most n · eps64 times its scale; a value here goes through at most
-# 8 convolutions (IncepGCN depth 5) of inner products over <= 48 terms (40 features, or ~7
-# neighbours plus self) and their backward, 5 times (5 steps): K = 2 · 8 · 48 · 5 ≈ 4·10³, so
-# K · eps64 ≈ 1e-12 of the values' scale (logits and losses are O(1) here). Adam (lr 0.1) and
-# the norms' divisions feed that back; a factor 100 for it gives TOL64 = 1e-10. Measured worst
-# case over the 54 step cases (1 and 2 threads, sparse and dense Â): 6.7e-15 (GCNII), and over
-# the fits 9e-16.
+# float64: |batch - alone| <= TOL64 * max(1, |values|) (module docstring)
 TOL64 = 1e-10
 
 
+def _seed_major_layer():
+    """The seed-major GCN layer kernel (gdepth.nn.kernels once the gcn family is seed-native;
+    gdepth.engine.batched before)."""
+    from gdepth.nn import kernels
+
+    if hasattr(kernels, "seed_major_layer"):
+        return kernels.seed_major_layer
+    from gdepth.engine.batched import seed_major_layer
+
+    return seed_major_layer
+
+
 class SeedMasks:
-    """One dropout-mask generator per seed: the k-th draw of seed s is the same in both paths."""
+    """One dropout-mask generator per seed: the k-th draw of seed s is the same in the batch
+    and in seed s's own run."""
 
     def __init__(self, seeds: int) -> None:
         self.gens = [torch.Generator().manual_seed(1000 + s) for s in range(seeds)]
-        self.current = 0  # the loop path's seed
 
     def draw(self, seed: int, shape: tuple[int, ...], p: float) -> torch.Tensor:
         keep = torch.rand(shape, generator=self.gens[seed]) >= p
-        return keep.float() / (1.0 - p)
+        return keep.to(torch.get_default_dtype()) / (1.0 - p)
 
     def stacked(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
         return torch.stack([self.draw(s, shape, p) for s in range(len(self.gens))])
 
-    def loop_dropout(self, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-        if not training or p == 0.0:
-            return x
-        if x.layout == torch.sparse_csr:
-            values = x.values() * self.draw(self.current, tuple(x.values().shape), p)
-            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values, x.size())
-        return x * self.draw(self.current, tuple(x.shape), p)
+    def of(self, seeds: list[int]):
+        """The ``mask_fn`` of a model holding ``seeds``."""
+        return lambda shape, p: torch.stack([self.draw(s, shape, p) for s in seeds])
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +125,44 @@ def _assert_close64(got, want, what=""):
     return err / scale
 
 
-def _loop_models(graph, name, norm, depth, dropout_layers="all"):
-    built = []
-    for s in range(SEEDS):
-        torch.manual_seed(s)
-        built.append(models.build(
-            OmegaConf.create({"name": name, "hidden": 8, "dropout": 0.5,
-                              "dropout_layers": dropout_layers}),
-            OmegaConf.create(norm), depth, graph.num_features, graph.num_classes))
-    return built
+def _build(graph, name, norm, depth, seeds, dropout=0.5, dropout_layers="all", **extra):
+    if name == "gat" and dropout == 0.0:  # GAT's other dropout, on the attention coefficients
+        extra = {"attention_dropout": 0.0, **extra}
+    return models.build_seeded(
+        OmegaConf.create({"name": name, "hidden": 8, "dropout": dropout,
+                          "dropout_layers": dropout_layers, **extra}),
+        OmegaConf.create(norm), depth, graph.num_features, graph.num_classes, seeds=seeds)
+
+
+def _batch_and_alone(graph, name, norm, depth, dropout=0.5, dropout_layers="all", **extra):
+    """The model of seeds 0..S-1 and the S one-seed models, float64; their initial weights
+    are checked equal, seed by seed."""
+    batch = _build(graph, name, norm, depth, list(range(SEEDS)), dropout, dropout_layers,
+                   **extra)
+    alone = [_build(graph, name, norm, depth, [s], dropout, dropout_layers, **extra)
+             for s in range(SEEDS)]
+    assert batch.num_seeds == SEEDS and all(m.num_seeds == 1 for m in alone)
+    assert all(v.dtype == torch.float64 for v in batch.state_dict().values()
+               if v.is_floating_point())
+    for key, value in batch.state_dict().items():
+        for s, model in enumerate(alone):
+            mine = model.state_dict()[key]
+            if value.dim() == 0:
+                assert torch.equal(value, mine), key
+            else:
+                assert torch.equal(value[s:s + 1], mine), (key, s)
+    return batch, alone
+
+
+def _inject(batch, alone):
+    """Injected masks (SeedMasks) where the model takes them; False for a SeedStack."""
+    if not hasattr(batch, "mask_fn"):
+        return False
+    batch.mask_fn = SeedMasks(SEEDS).of(list(range(SEEDS)))
+    replay = SeedMasks(SEEDS)  # the same draws again, seed by seed
+    for s, model in enumerate(alone):
+        model.mask_fn = replay.of([s])
+    return True
 
 
 def _train_cfg(**kw):
@@ -128,7 +172,6 @@ def _train_cfg(**kw):
 
 
 CASES = [
-    # norm none + ReLU: hidden layers seed-major (batched.seed_major_layer)
     ("gcn", {"name": "none"}, 3, "all", "dense"),
     ("gcn_res", {"name": "none"}, 5, "all", "sparse"),
     ("gcn_res", {"name": "none"}, 4, "io", "dense"),
@@ -140,109 +183,120 @@ CASES = [
     ("gcn_res", {"name": "pairnorm", "mode": "PN-SCS"}, 3, "io", "dense"),
     # SGD here: the bias of a conv followed by BatchNorm has a gradient that is exactly 0 in
     # exact arithmetic; Adam divides its float noise (1e-9) by its own size and moves the bias
-    # by a full lr step in a random direction, in either engine (and between two loop runs
-    # with another summation order), which the eval-mode output (running statistics) shows.
+    # by a full lr step in a random direction, in either path (and between two runs of one
+    # seed with another summation order), which the eval-mode output (running statistics)
+    # shows.
     ("gcn_res", {"name": "batchnorm"}, 4, "all", "sparse"),
-    # APPNP: a 2-layer MLP, then K weightless propagation steps (one SpMM for all seeds)
     ("appnp", {"name": "none"}, 5, "all", "dense"),
     ("appnp", {"name": "nodenorm", "variant": "n"}, 10, "all", "sparse"),
     ("appnp", {"name": "batchnorm"}, 3, "all", "dense"),
-    # JKNet: GCN layers, then concatenation of every layer's output, then a linear layer
     ("jknet", {"name": "none"}, 4, "all", "sparse"),
     ("jknet", {"name": "pairnorm", "mode": "PN"}, 3, "io", "dense"),
-    # GCNII: initial residual + identity mapping, linear input and output layers
     ("gcnii", {"name": "none"}, 6, "all", "sparse"),
     ("gcnii", {"name": "nodenorm", "variant": "n"}, 4, "all", "dense"),
-    # SGC: the propagated features once, one linear layer per seed (dropout on Â^K X)
     ("sgc", {"name": "none"}, 3, "all", "sparse"),
     ("sgc", {"name": "none"}, 2, "all", "dense"),
-    # SIGN: K + 1 hop branches (one product per hop for all seeds), concatenated, then linear
     ("sign", {"name": "none"}, 3, "all", "sparse"),
     ("sign", {"name": "pairnorm", "mode": "PN"}, 2, "all", "dense"),
     ("sign", {"name": "batchnorm"}, 2, "all", "sparse"),
-    # DropEdge's backbones: residual blocks, a dense chain, inception branches of GCN units
     ("resgcn", {"name": "none"}, 5, "all", "sparse"),
     ("resgcn", {"name": "batchnorm"}, 4, "all", "dense"),
     ("densegcn", {"name": "none"}, 4, "all", "dense"),
     ("incepgcn", {"name": "pairnorm", "mode": "PN"}, 5, "all", "sparse"),
     ("incepgcn", {"name": "none"}, 5, "all", "dense"),  # ReLU + dropout fused (relu_dropout)
+    # models that were never seed-batched before issue 17
+    ("gat", {"name": "none"}, 3, "all", "dense"),
+    ("gin", {"name": "none"}, 3, "all", "sparse"),
+    ("mlp", {"name": "none"}, 3, "all", "dense"),
+    ("gcn", {"name": "groupnorm"}, 3, "all", "sparse"),
 ]
-OPTIMIZER = {"batchnorm": "sgd"}
+OPTIMIZER = {"batchnorm": "sgd", "groupnorm": "sgd"}
+
+
+def _steps(gs, adj, batch, alone, cfg, adjacency, steps=5):
+    """``steps`` training steps of the batch and of each one-seed model, compared after each:
+    per-seed losses, training logits, per-seed gradients of every parameter, eval logits."""
+    opt_batch = train.make_optimizer(batch, cfg)
+    opt_alone = [train.make_optimizer(m, cfg) for m in alone]
+    x_in, prop = StackedInput(gs[0].x), propagation(adj, adjacency)
+    y = gs[0].y
+    masks = torch.stack([g.train_mask for g in gs], dim=1)
+
+    def loss_of(logits, index):  # [N, k, C] -> [k]
+        return torch.stack([F.cross_entropy(logits[masks[:, s], j], y[masks[:, s]])
+                            for j, s in enumerate(index)])
+
+    named_alone = [dict(m.named_parameters()) for m in alone]
+    for step in range(steps):
+        batch.train()
+        opt_batch.zero_grad()
+        logits = batch(x_in, prop)
+        losses = loss_of(logits, range(SEEDS))
+        losses.sum().backward()
+        for s, (model, opt) in enumerate(zip(alone, opt_alone, strict=True)):
+            model.train()
+            opt.zero_grad()
+            own = model(x_in, prop)
+            loss = loss_of(own, [s])
+            loss.sum().backward()
+            _assert_close64(losses[s].detach(), loss[0].detach(), f"step {step} seed {s} loss")
+            _assert_close64(logits[:, s].detach(), own[:, 0].detach(),
+                            f"step {step} seed {s} training logits")
+            for name, p in batch.named_parameters():
+                q = named_alone[s][name]
+                assert (p.grad is None) == (q.grad is None), name
+                if p.grad is not None:
+                    _assert_close64(p.grad[s:s + 1], q.grad, f"step {step} seed {s} grad {name}")
+            opt.step()
+        opt_batch.step()
+        batch.eval()
+        with torch.no_grad():
+            out = batch(x_in, prop)
+            for s, model in enumerate(alone):
+                _assert_close64(out[:, s], model.eval()(x_in, prop)[:, 0],
+                                f"step {step} seed {s} eval logits")
 
 
 @pytest.mark.parametrize("adjacency", ["sparse", "dense"])
 @pytest.mark.parametrize(("name", "norm", "depth", "dropout_layers", "kind"), CASES)
-def test_step_by_step_losses_and_logits_match(graphs64, float64, monkeypatch, name, norm, depth,
-                                              dropout_layers, kind, adjacency):
-    """Five training steps of S loop models and of their stack, in float64: the losses of each
-    step and the eval-mode logits after it agree to :data:`TOL64`, with the adjacency stored
-    sparse (CSR SpMM) or dense (one matmul) in the stacked model (issue 16)."""
+def test_step_by_step_with_injected_masks(graphs64, float64, name, norm, depth,
+                                          dropout_layers, kind, adjacency):
+    """Five training steps of the batch of 3 seeds and of the 3 one-seed models at dropout 0.5,
+    the same masks injected (SeedMasks): losses, logits and gradients agree to TOL64, with Â
+    stored sparse (CSR products) or dense."""
     gs, adj = graphs64[kind], graphs64["adj"]
-    loop = _loop_models(gs[0], name, norm, depth, dropout_layers)
-    assert all(p.dtype == torch.float64 for m in loop for p in m.parameters())
-    stacked = engine.stack(copy.deepcopy(loop))
-    assert type(stacked).__name__ == {"appnp": "StackedAPPNP", "jknet": "StackedJKNet",
-                                      "gcnii": "StackedGCNII", "sgc": "StackedSGC",
-                                      "sign": "StackedSIGN", "resgcn": "StackedDropEdgeBackbone",
-                                      "densegcn": "StackedDropEdgeBackbone",
-                                      "incepgcn": "StackedDropEdgeBackbone"}.get(
-        name, "StackedGCN")
-    masks = SeedMasks(SEEDS)  # the loop's draws; the stacked model's, the same again:
-    stacked.mask_fn = SeedMasks(SEEDS).stacked
-    monkeypatch.setattr(common, "dropout", masks.loop_dropout)
-    cfg = _train_cfg(optimizer=OPTIMIZER.get(norm["name"], "adam"), lr=0.1)
-    loop_opts = [train.make_optimizer(m, cfg) for m in loop]
-    stacked_opt = engine.fit.make_optimizer(stacked, cfg)
-    x_in, prop = StackedInput(gs[0].x), propagation(adj, adjacency)
-    y = gs[0].y
-    for step in range(5):
-        losses = []
-        for s, (model, opt) in enumerate(zip(loop, loop_opts, strict=True)):
-            masks.current = s
-            model.train()
-            opt.zero_grad()
-            mask = gs[s].train_mask
-            loss = F.cross_entropy(model(gs[s].x, adj)[mask], y[mask])
-            loss.backward()
-            opt.step()
-            losses.append(loss.detach())
-        stacked.train()
-        stacked_opt.zero_grad()
-        logits = stacked(x_in, prop)
-        batched = torch.stack([F.cross_entropy(logits[gs[s].train_mask, s], y[gs[s].train_mask])
-                               for s in range(SEEDS)])
-        batched.sum().backward()
-        stacked_opt.step()
-        _assert_close64(batched.detach(), torch.stack(losses), f"step {step} losses")
-        stacked.eval()
-        with torch.no_grad():
-            out = stacked(x_in, prop)
-            for s, model in enumerate(loop):
-                model.eval()
-                _assert_close64(out[:, s], model(gs[s].x, adj), f"step {step} seed {s} logits")
+    batch, alone = _batch_and_alone(gs[0], name, norm, depth, 0.5, dropout_layers)
+    if not _inject(batch, alone):
+        pytest.skip(f"model {name} is not written seed-native here (gdepth.nn.seeds.SeedStack "
+                    "draws its masks inside the one-seed module); see the dropout-0 case")
+    _steps(gs, adj, batch, alone, _train_cfg(optimizer=OPTIMIZER.get(norm["name"], "adam"),
+                                             lr=0.1), adjacency)
 
 
-def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
-                  train_adj=None, statuses=("ok",) * SEEDS):
-    """Train the loop models with ``train.fit`` and their stack with ``fit_batched`` on the same
-    dropout masks, in float64 (the caller uses the ``float64`` fixture and ``graphs64``), and
-    check that every seed reports the same: the status (``statuses``, ``ok`` for every seed
-    unless the test is about divergence), selected epoch, epochs run and split; for an ``ok``
-    seed, finite metrics, the same number of correctly classified nodes in each mask (exact)
-    and losses within :data:`TOL64` times max(1, |loss|); a diverged seed reports nan in both.
+@pytest.mark.parametrize("adjacency", ["sparse", "dense"])
+@pytest.mark.parametrize(("name", "norm", "depth", "dropout_layers", "kind"), CASES)
+def test_step_by_step_with_the_production_code(graphs64, float64, name, norm, depth,
+                                               dropout_layers, kind, adjacency):
+    """The same at dropout 0: nothing injected, the production forward and backward."""
+    gs, adj = graphs64[kind], graphs64["adj"]
+    batch, alone = _batch_and_alone(gs[0], name, norm, depth, 0.0, dropout_layers)
+    _steps(gs, adj, batch, alone, _train_cfg(optimizer=OPTIMIZER.get(norm["name"], "adam"),
+                                             lr=0.1), adjacency)
 
-    ``train_adj``: a factory of per-epoch adjacency samplers, one per seed and one for the
-    batch (each must replay the same graphs)."""
-    assert all(p.dtype == torch.float64 for m in loop for p in m.parameters())
-    masks = SeedMasks(SEEDS)
-    monkeypatch.setattr(common, "dropout", masks.loop_dropout)
-    expected = []
-    for s, model in enumerate(loop):
-        masks.current = s
-        expected.append(train.fit(model, gs[s], adj, cfg, s,
-                                  train_adj=train_adj() if train_adj else None))
-    stacked.mask_fn = SeedMasks(SEEDS).stacked  # the same draws as the loop's
-    got = fit_batched(stacked, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency,
+
+def _compare_fits(gs, adj, batch, alone, cfg, adjacency="sparse", train_adj=None,
+                  statuses=("ok",) * SEEDS):
+    """``fit_batched`` of the batch and of each one-seed model (a batch of one), in float64:
+    every seed reports the same status (``statuses``), selected epoch, epochs run and split;
+    for an ``ok`` seed, finite metrics, the same count of correctly classified nodes per mask
+    (exact) and losses within TOL64 · max(1, |loss|); a diverged seed reports nan in both.
+
+    ``train_adj``: a factory of per-epoch adjacency samplers, one per run (each must replay
+    the same graphs)."""
+    expected = [fit_batched(m, [gs[s]], adj, cfg, [s], adjacency=adjacency,
+                            train_adj=train_adj() if train_adj else None)[0]
+                for s, m in enumerate(alone)]
+    got = fit_batched(batch, gs, adj, cfg, list(range(SEEDS)), adjacency=adjacency,
                       train_adj=train_adj() if train_adj else None)
     keys = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss")
     for g, want, a, b in zip(gs, statuses, expected, got, strict=True):
@@ -262,9 +316,21 @@ def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
         for key in ("train_loss", "val_loss"):
             va, vb = getattr(a, key), getattr(b, key)
             assert abs(va - vb) <= TOL64 * max(1.0, abs(va)), (key, va, vb)
+        assert a.batch is None and a.epoch_s > 0 and b.batch["seeds"] == list(range(SEEDS))
     return expected, got
 
 
+def _pair(gs, name="gcn_res", norm=None, depth=3, **extra):
+    """Batch and one-seed models with injected masks at dropout 0.5 (seed-native), else at
+    dropout 0."""
+    norm = norm or {"name": "nodenorm"}
+    batch, alone = _batch_and_alone(gs[0], name, norm, depth, 0.5, **extra)
+    if not _inject(batch, alone):
+        batch, alone = _batch_and_alone(gs[0], name, norm, depth, 0.0, **extra)
+    return batch, alone
+
+
+@pytest.mark.parametrize("adjacency", ["sparse", "dense"])
 @pytest.mark.parametrize("train_kw", [
     {"selection": "best_val_acc"},
     {"selection": "min_val_loss", "patience": 3, "lr": 0.05, "epochs": 40},
@@ -273,20 +339,35 @@ def _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, adjacency="sparse",
      "grad_clip_window": 3, "label_smoothing": 0.1, "optimizer": "adamw"},
     {"selection": "last", "weight_decay_first_only": True},
 ])
-def test_fit_batched_reports_what_fit_reports(graphs64, float64, monkeypatch, train_kw):
+def test_a_batch_reports_what_its_seeds_report_alone(graphs64, float64, train_kw, adjacency):
     gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = _loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 3)
-    stacked = StackedGCN.from_models(copy.deepcopy(loop))
-    expected, _ = _compare_fits(gs, adj, loop, stacked, _train_cfg(**train_kw), monkeypatch)
+    batch, alone = _pair(gs)
+    expected, _ = _compare_fits(gs, adj, batch, alone, _train_cfg(**train_kw), adjacency)
     if "patience" in train_kw:  # the case exercises early stopping
         assert any(r.epochs_run < train_kw["epochs"] for r in expected)
 
 
+@pytest.mark.parametrize(("name", "extra", "train_kw"), [
+    ("appnp", {}, {"weight_decay_groups": {"input": 0.01, "output": 0.0}}),
+    ("jknet", {"mode": "max"}, {"weight_decay_graph": 0.0}),
+    ("gcnii_star", {}, {"weight_decay_graph": 0.01, "selection": "min_val_loss",
+                        "patience": 3, "lr": 0.05, "epochs": 30}),
+    ("sgc", {}, {"l1_weight": 1e-3}),
+    ("sign", {"operator": "ppr"}, {}),
+    ("resgcn", {"nbaseblocklayer": 2}, {}),
+    ("incepgcn", {}, {"selection": "min_val_loss", "patience": 3, "lr": 0.05, "epochs": 30}),
+])
+def test_other_models_and_parameter_groups_report_what_their_seeds_report_alone(
+        graphs64, float64, name, extra, train_kw):
+    gs, adj = graphs64["sparse"], graphs64["adj"]
+    batch, alone = _pair(gs, name, {"name": "none"}, 4, **extra)
+    _compare_fits(gs, adj, batch, alone, _train_cfg(**train_kw))
+
+
 @pytest.mark.parametrize("name", ["gcn_res", "resgcn"])
-def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graphs64, float64,
-                                                                           monkeypatch, name):
+def test_a_shared_dropedge_graph_reports_what_its_seeds_report_alone(graphs64, float64, name):
     """train.shared_graph_dropout: the batch trains each epoch on one DropEdge draw; fed the
-    same sequence of draws, every loop seed gives the same numbers (evaluation on the full
+    same sequence of draws, every seed alone gives the same numbers (evaluation on the full
     graph in both)."""
     from gdepth import graph_dropout
 
@@ -298,165 +379,98 @@ def test_fit_batched_with_a_shared_dropedge_graph_reports_what_fit_reports(graph
     assert not torch.equal(sequence[0].to_dense(), sequence[1].to_dense())
 
     def replay():
-        draws = iter(sequence)
-        return lambda: next(draws)
+        it = iter(sequence)
+        return lambda: next(it)
 
-    loop = _loop_models(gs[0], name, {"name": "none"}, 4)
-    stacked = engine.stack(copy.deepcopy(loop))
-    expected, _ = _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch, train_adj=replay)
-    # the same weights and masks on the full graph: the draws changed the training
-    loop = _loop_models(gs[0], name, {"name": "none"}, 4)
-    full, _ = _compare_fits(gs, adj, loop, engine.stack(copy.deepcopy(loop)), cfg, monkeypatch)
-    assert all(abs(a.train_loss - b.train_loss) > 1e-4 for a, b in zip(expected, full, strict=True))
+    batch, alone = _pair(gs, name, {"name": "none"}, 4)
+    _compare_fits(gs, adj, batch, alone, cfg, train_adj=replay)
 
 
-def test_fit_batched_appnp_reports_what_fit_reports(graphs64, float64, monkeypatch):
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = _loop_models(gs[0], "appnp", {"name": "none"}, 8)
-    stacked = engine.stack(copy.deepcopy(loop))
-    _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
+def test_sgc_first_layer_decay_raises_the_loops_error(graphs):
+    """SGC has no first layer: weight_decay_first_only fails the cell with one line."""
+    model = _build(graphs["dense"][0], "sgc", {"name": "none"}, 2, [0, 1])
+    with pytest.raises(ValueError, match="first_layer"):
+        train.make_optimizer(model, _train_cfg(weight_decay_first_only=True))
 
 
-def test_fit_batched_jknet_max_reports_what_fit_reports(graphs64, float64, monkeypatch):
+def test_a_diverged_seed_does_not_touch_the_others(graphs64, float64):
     gs, adj = graphs64["dense"], graphs64["adj"]
-    loop = []
-    for s in range(SEEDS):
-        torch.manual_seed(s)
-        loop.append(models.build(OmegaConf.create({"name": "jknet", "hidden": 8, "mode": "max"}),
-                                 OmegaConf.create({"name": "none"}), 3, gs[0].num_features,
-                                 gs[0].num_classes))
-    stacked = engine.stack(copy.deepcopy(loop))
-    _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch)
-
-
-def test_fit_batched_gcnii_star_with_two_decays_reports_what_fit_reports(graphs64, float64,
-                                                                         monkeypatch):
-    """GCNII* (variant) with the official wd1 / wd2 parameter groups."""
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = []
-    for s in range(SEEDS):
-        torch.manual_seed(s)
-        loop.append(models.build(OmegaConf.create({"name": "gcnii", "hidden": 8,
-                                                   "variant": True}),
-                                 OmegaConf.create({"name": "none"}), 4, gs[0].num_features,
-                                 gs[0].num_classes))
-    stacked = engine.stack(copy.deepcopy(loop))
-    cfg = _train_cfg(weight_decay=5e-4, weight_decay_graph=0.01)
-    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
-
-
-def test_fit_batched_sgc_reports_what_fit_reports(graphs64, float64, monkeypatch):
-    """SGC with dropout on Â^K X (the propagation computed once, shared by the seeds)."""
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = _loop_models(gs[0], "sgc", {"name": "none"}, 3)
-    assert loop[0].dropout == 0.5
-    stacked = engine.stack(copy.deepcopy(loop))
-    _compare_fits(gs, adj, loop, stacked, _train_cfg(l1_weight=1e-3), monkeypatch)
-    assert stacked._cache is not None and stacked._cache[0] is gs[0].x
-
-
-def test_fit_batched_sign_ppr_reports_what_fit_reports(graphs64, float64, monkeypatch):
-    """SIGN with the PPR operator and NodeNorm per hop, early stopping on the loss."""
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = []
-    for s in range(SEEDS):
-        torch.manual_seed(s)
-        loop.append(models.build(OmegaConf.create({"name": "sign", "hidden": 8,
-                                                   "operator": "ppr", "ppr_alpha": 0.2}),
-                                 OmegaConf.create({"name": "nodenorm"}), 3,
-                                 gs[0].num_features, gs[0].num_classes))
-    stacked = engine.stack(copy.deepcopy(loop))
-    cfg = _train_cfg(selection="min_val_loss", patience=3, lr=0.05, epochs=40)
-    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
-
-
-@pytest.mark.parametrize(("name", "extra"), [("resgcn", {"nbaseblocklayer": 2}),
-                                             ("incepgcn", {})])
-def test_fit_batched_dropedge_backbones_report_what_fit_reports(graphs64, float64, monkeypatch,
-                                                                name, extra):
-    """ResGCN with two-unit residual blocks, IncepGCN's branches, L1 and early stopping."""
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = []
-    for s in range(SEEDS):
-        torch.manual_seed(s)
-        loop.append(models.build(OmegaConf.create({"name": name, "hidden": 8, **extra}),
-                                 OmegaConf.create({"name": "none"}), 6,
-                                 gs[0].num_features, gs[0].num_classes))
-    stacked = engine.stack(copy.deepcopy(loop))
-    cfg = _train_cfg(selection="min_val_loss", patience=3, lr=0.05, epochs=30, l1_weight=1e-3)
-    _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
-
-
-def test_sgc_first_layer_decay_falls_back_to_the_loops_error(graphs):
-    """SGC has no first layer in either engine: the batched engine declines (the loop then
-    raises its one-line error)."""
-    from gdepth.nn.kernels import NotBatchable
-
-    stacked = engine.stack(_loop_models(graphs["dense"][0], "sgc", {"name": "none"}, 2))
-    with pytest.raises(NotBatchable, match="first_layer"):
-        engine.fit.make_optimizer(stacked, _train_cfg(weight_decay_first_only=True))
-
-
-def test_a_diverged_seed_does_not_touch_the_others(graphs64, float64, monkeypatch):
-    gs, adj = graphs64["dense"], graphs64["adj"]
-    loop = _loop_models(gs[0], "gcn", {"name": "none"}, 3)
-    with torch.no_grad():
-        loop[1].convs[0].lin.weight[0, 0] = math.inf
-    stacked = StackedGCN.from_models(copy.deepcopy(loop))
-    _, got = _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch,
+    batch, alone = _pair(gs, "gcn", {"name": "none"}, 3)
+    with torch.no_grad():  # seed 1's first weight tensor, in the batch and alone
+        name, p = next(iter(batch.named_parameters()))
+        p[1].view(-1)[0] = math.inf
+        dict(alone[1].named_parameters())[name][0].view(-1)[0] = math.inf
+    _, got = _compare_fits(gs, adj, batch, alone, _train_cfg(),
                            statuses=["ok", "diverged", "ok"])
     assert [r.status for r in got] == ["ok", "diverged", "ok"]
 
 
 def _cell_cfg(**kw):
     base = {"model": {"name": "gcn_res", "hidden": 8}, "norm": {"name": "nodenorm"},
-            "train": dict(_train_cfg()), "depth": 3, "seeds": SEEDS}
+            "train": dict(_train_cfg()), "depth": 3, "seeds": SEEDS,
+            "dataset": {"name": "csbm"}}
     return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(kw))
 
 
-def test_run_seeds_trains_every_seed_like_the_loop(graphs):
+@pytest.mark.parametrize("max_seeds", [None, 1])
+def test_run_seeds_trains_every_seed_in_batches(graphs, max_seeds):
+    """All seeds in one batch (engine=batched) or in batches of one (engine=loop); the seeds'
+    results agree in distribution (other dropout draws)."""
     gs, adj = graphs["dense"], graphs["adj"]
     cfg = _cell_cfg(train={"epochs": 40, "lr": 0.05})
-    params = []
+    params, split, batches = [], [], []
     results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
-                               on_model=lambda m: params.append(models.count_parameters(m)))
+                               on_model=lambda m: params.append(models.count_parameters(m)),
+                               max_seeds=max_seeds,
+                               on_split=lambda k, why: split.append((k, why)),
+                               on_batch=lambda r, m, kept: batches.append(
+                                   ([x.seed for x in r], m.num_seeds, kept)))
+    per = max_seeds or SEEDS
+    assert split == [(per, None)]
+    assert batches == ([([0, 1, 2], 3, [None] * 3)] if per == SEEDS
+                       else [([s], 1, [None]) for s in range(SEEDS)])
     assert [r.seed for r in results] == list(range(SEEDS))
     assert all(r.status == "ok" and r.epochs_run == 40 for r in results)
-    loop = [train.fit(m, gs[s], adj, cfg.train, s)
-            for s, m in enumerate(_loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 3))]
-    mean = [sum(r.test_acc for r in rs) / SEEDS for rs in (results, loop)]
-    assert abs(mean[0] - mean[1]) < 0.1  # other dropout draws only
+    assert sum(r.test_acc for r in results) / SEEDS > 0.6  # learned (chance 1/3)
     assert params and params[0] > 0
 
 
 @pytest.mark.parametrize(("shared", "per_batch"), [(True, SEEDS), (False, 1)])
 def test_dropedge_cells_batch_with_shared_or_per_seed_graphs(graphs, shared, per_batch):
-    """DropEdge cells run batched: train.shared_graph_dropout=true draws one graph per epoch
-    for all seeds of a batch; without it each seed trains alone with its own draws, as the
-    loop. Every seed trains, and the seeds differ (their own weights and masks)."""
+    """train.shared_graph_dropout=true draws one graph per epoch for all seeds of a batch;
+    without it each seed trains alone with its own draws. Every seed trains, and the seeds
+    differ (their own weights and masks)."""
     gs, adj = graphs["dense"], graphs["adj"]
     cfg = _cell_cfg(train={"dropedge": 0.3, "shared_graph_dropout": shared})
     assert engine.unsupported(cfg) is None
     assert engine.graph_dropout_mode(cfg) == ("shared" if shared else "per seed")
     split = []
     results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
-                               on_split=split.append)
+                               on_split=lambda k, why: split.append(k))
     assert split == [per_batch]
     assert [r.seed for r in results] == list(range(SEEDS))
     assert all(r.status == "ok" for r in results)
     assert len({r.train_loss for r in results}) == SEEDS
 
 
-@pytest.mark.parametrize("override", [
-    {"model": {"name": "gat"}},
-    {"norm": {"name": "groupnorm"}},
-    {"model": {"name": "gcn", "skip": "residual"}},
-])
-def test_unbatchable_cells_fall_back_to_the_loop(graphs, override):
+def test_only_the_tree_task_cannot_batch(graphs):
+    """engine.unsupported: every model, norm and option batches (gat, groupnorm, gcn skips,
+    per-group decays, diagnostics); the tree task does not."""
+    for override in ({"model": {"name": "gat"}}, {"norm": {"name": "groupnorm"}},
+                     {"model": {"name": "gcn", "skip": "residual"}},
+                     {"train": {"weight_decay_graph": 0.01}}):
+        assert engine.unsupported(_cell_cfg(**override)) is None, override
+    reason = engine.unsupported(_cell_cfg(dataset={"name": "tree_match"}))
+    assert reason.startswith("dataset tree_match") and "\n" not in reason
+
+
+def test_run_seeds_with_its_own_graph_per_seed_trains_batches_of_one(graphs):
     gs, adj = graphs["dense"], graphs["adj"]
-    cfg = _cell_cfg(**override)
-    assert engine.unsupported(cfg)
-    assert engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu")) is None
+    own = [replace(g, x=g.x.clone()) for g in gs]
+    split = []
+    results = engine.run_seeds(_cell_cfg(train={"epochs": 3}), lambda s: own[s], adj,
+                               torch.device("cpu"), on_split=lambda k, why: split.append((k, why)))
+    assert split == [(1, engine.OWN_INPUTS)] and len(results) == SEEDS
 
 
 @pytest.mark.parametrize("p", [0.5, 0.25, 0.75, 0.125, 0.6, 0.1])
@@ -596,7 +610,7 @@ def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual: bool,
     """seed_major_layer's hand-written backward (ReLU gate from a boolean mask, the residual
     gradient fused into the dropout's) = autograd of ReLU(Â(H⊙M)W + b) (+ H), directed Â
     (float64)."""
-    from gdepth.engine.batched import seed_major_layer
+    seed_major_layer = _seed_major_layer()
 
     s, n, d = 3, 6, 5
     adj = _directed_adjacency(n, torch.sparse_csr)
@@ -622,39 +636,6 @@ def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual: bool,
     with torch.no_grad():  # evaluation: the same numbers, nothing kept for a backward
         _assert_close64(seed_major_layer(h, mask, weight, bias, blocks, residual),
                         ref.detach(), "evaluation output")
-
-
-def test_gcn_res_without_norm_trains_seed_major(graphs64, float64, monkeypatch):
-    """gcn_res with norm none and ReLU takes the seed-major path (and fit reports as the loop);
-    with a norm it does not."""
-    from gdepth.engine import batched
-
-    calls = []
-    real = batched.seed_major_layer
-    monkeypatch.setattr(batched, "seed_major_layer",
-                        lambda *a: calls.append(1) or real(*a))
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = _loop_models(gs[0], "gcn_res", {"name": "none"}, 4)
-    stacked = engine.stack(copy.deepcopy(loop))
-    _compare_fits(gs, adj, loop, stacked, _train_cfg(selection="min_val_loss", patience=3,
-                                                     lr=0.05, epochs=30), monkeypatch)
-    assert calls
-    calls.clear()
-    normed = engine.stack(_loop_models(gs[0], "gcn_res", {"name": "nodenorm"}, 4))
-    normed(StackedInput(gs[0].x), Propagation(adj))
-    assert not calls
-
-
-@pytest.mark.parametrize(("name", "norm"), [("gcn_res", {"name": "none"}),
-                                            ("gcn_res", {"name": "nodenorm"}),
-                                            ("appnp", {"name": "none"})])
-def test_fit_batched_with_a_dense_adjacency_reports_what_fit_reports(graphs64, float64, monkeypatch,
-                                                                     name, norm):
-    """adjacency=dense (seed-major: one batched matmul per layer; node-major; APPNP's steps)."""
-    gs, adj = graphs64["sparse"], graphs64["adj"]
-    loop = _loop_models(gs[0], name, norm, 4)
-    stacked = engine.stack(copy.deepcopy(loop))
-    _compare_fits(gs, adj, loop, stacked, _train_cfg(), monkeypatch, adjacency="dense")
 
 
 def test_adjacency_storage_auto_is_sparse_on_cpu_and_names_the_choices():

@@ -12,13 +12,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, data, engine, models, records, report, train
+from gdepth import cell, data, models, records, report
 from gdepth.cli import config_dir
-from gdepth.engine import StackedSGC, fit_batched
 from gdepth.engine import fit as engine_fit
+from gdepth.engine import fit_batched
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.nn.kernels import NotBatchable
+from gdepth.nn.kernels import Propagation, StackedInput
 
 torch.set_num_threads(1)
 SEEDS = 3
@@ -44,14 +44,11 @@ def _train_cfg(**kw):
                              "epochs": 30, "patience": None, "selection": "best_val_acc", **kw})
 
 
-def _loop(graph, name="sgc", seeds=SEEDS, **model_kw):
-    out = []
-    for s in range(seeds):
-        torch.manual_seed(s)
-        out.append(models.build(OmegaConf.create({"name": name, "hidden": 8, **model_kw}),
-                                OmegaConf.create({"name": "none"}), 3, graph.num_features,
-                                graph.num_classes))
-    return out
+def _seeded(graph, name="sgc", seeds=tuple(range(SEEDS)), **model_kw):
+    """The seed-native model of ``seeds`` (gdepth.models.build_seeded), float64."""
+    return models.build_seeded(OmegaConf.create({"name": name, "hidden": 8, **model_kw}),
+                               OmegaConf.create({"name": "none"}), 3, graph.num_features,
+                               graph.num_classes, seeds=list(seeds)).double()
 
 
 def test_a_batch_records_its_measured_wall_time_and_epochs(graphs, monkeypatch):
@@ -60,9 +57,8 @@ def test_a_batch_records_its_measured_wall_time_and_epochs(graphs, monkeypatch):
     gs, adj = graphs
     clock = iter([100.0, 112.5])
     monkeypatch.setattr(engine_fit, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    stacked = engine.stack(_loop(gs[0], "gcn"))
     cfg = _train_cfg(selection="min_val_loss", patience=3, epochs=200)
-    results = fit_batched(stacked.double(), gs, adj, cfg, [4, 5, 6])
+    results = fit_batched(_seeded(gs[0], "gcn", [4, 5, 6]), gs, adj, cfg, [4, 5, 6])
     runs = [r.epochs_run for r in results]
     assert all(type(e) is int for e in runs) and len(set(runs)) > 1  # seeds stopped apart
     batch = {"seeds": [4, 5, 6], "epochs": max(runs), "wall_s": 12.5,
@@ -70,61 +66,64 @@ def test_a_batch_records_its_measured_wall_time_and_epochs(graphs, monkeypatch):
     assert [r.batch for r in results] == [batch] * SEEDS
     assert all(math.isnan(r.wall_s) and math.isnan(r.epoch_s) for r in results)
     assert results[0].as_dict()["batch"] == batch
-    alone = train.fit(_loop(gs[0], "gcn", 1)[0].double(), gs[0], adj, _train_cfg(epochs=3), 0)
-    assert "batch" not in alone.as_dict() and alone.epoch_s > 0  # measured per seed
+    monkeypatch.undo()  # the real clock
+    (alone,) = fit_batched(_seeded(gs[0], "gcn", [0]), gs[:1], adj, _train_cfg(epochs=3), [0])
+    assert "batch" not in alone.as_dict() and alone.epoch_s > 0  # a batch of one: its own
+    assert alone.wall_s == pytest.approx(3 * alone.epoch_s)
 
 
 def test_a_batched_cells_record_and_report_carry_the_batch(tmp_path):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["name=t", "progress=false", "threads=1",
-                                           "model=gcn_res", "seeds=3", "train.epochs=5",
+                                           "model=gcn_res", "seeds=4", "train.epochs=5",
                                            "seeds_per_batch=2"])
     record = cell.run_cell(cfg, tmp_path)
     assert record["status"] == "ok" and record["engine"]["used"] == "batched"
     batches = [s["batch"] for s in record["seeds"]]
-    assert [b["seeds"] for b in batches] == [[0, 1], [0, 1], [2]]
+    assert [b["seeds"] for b in batches] == [[0, 1], [0, 1], [2, 3], [2, 3]]
     assert all(b["epochs"] == 5 and 0 < b["wall_s"] < record["wall_s"] for b in batches)
     assert sum(b["wall_s"] for b in (batches[0], batches[2])) < record["wall_s"]
     assert all(s["epochs_run"] == 5 and math.isnan(s["wall_s"]) for s in record["seeds"])
-    assert record["summary"]["test_acc"]["n"] == 3  # summarize reads the seeds as before
+    assert record["summary"]["test_acc"]["n"] == 4  # summarize reads the seeds as before
     table, _ = report.write_report(tmp_path, "batch_epoch_s")
-    assert table.iloc[0, 0].endswith("(3)")
+    assert table.iloc[0, 0].endswith("(4)")
     table, _ = report.write_report(tmp_path, "epoch_s")  # not measured per seed: no number
     assert table.iloc[0, 0] == "ok"
     frame = report.batch_columns(records.to_frame(records.load(tmp_path)))
-    assert list(frame["batch_seeds"]) == ["[0, 1]", "[0, 1]", "[2]"]
+    assert list(frame["batch_seeds"]) == ["[0, 1]", "[0, 1]", "[2, 3]", "[2, 3]"]
     assert "batch" not in frame and (frame["batch_epochs"] == 5).all()
 
 
-def test_sgc_is_scored_on_the_rows_its_loss_and_metrics_read(graphs, float64, monkeypatch):
-    """Issue 22: the training step asks SGC for the train rows' logits, the evaluation for the
-    scored rows' (not all N); the seeds report what every-row scoring reports (dropout 0.5,
-    the same masks), to float64 rounding."""
+def test_sgc_is_scored_on_the_rows_its_loss_and_metrics_read(graphs, float64):
+    """Issue 22: a row-wise model (``rowwise = True``) is asked for the training rows' logits
+    in the training step and for the scored rows' in the evaluation (not all N); the seeds
+    report what every-row scoring reports, to float64 rounding. With dropout where the model
+    takes injected masks (``mask_fn``, the same masks drawn for all N rows), else without."""
     gs, adj = graphs
     train_rows = int(torch.stack([g.train_mask for g in gs], 1).any(1).sum())
     scored = int(torch.stack([g.train_mask | g.val_mask | g.test_mask for g in gs], 1)
                  .any(1).sum())
     assert train_rows < scored < 200
-    asked: list = []
-    forward = StackedSGC.forward
-
-    def spy(self, x_in, adj, rows=None):
-        asked.append((self.training, None if rows is None else len(rows)))
-        return forward(self, x_in, adj, rows)
-
-    monkeypatch.setattr(StackedSGC, "forward", spy)
-    got = {}
+    native = hasattr(_seeded(gs[0]), "mask_fn")
+    got, asked = {}, {}
     for rowwise in (True, False):
-        stacked = engine.stack(_loop(gs[0], dropout=0.5))
-        stacked.rowwise = rowwise
-        gen = torch.Generator().manual_seed(0)  # the same masks, drawn for all N rows
-        stacked.mask_fn = lambda shape, p, g=gen: (
-            torch.rand((SEEDS, *shape), generator=g) >= p).double() / (1 - p)
-        got[rowwise] = fit_batched(stacked, gs, adj, _train_cfg(l1_weight=1e-3), [0, 1, 2])
-        if rowwise:
-            assert set(asked) == {(True, train_rows), (False, scored)}
-            asked.clear()
-    assert set(asked) == {(True, None), (False, None)}
+        model = _seeded(gs[0], dropout=0.5 if native else 0.0)
+        model.rowwise = rowwise
+        calls = asked[rowwise] = []
+        forward = model.forward
+
+        def spy(x_in, adj, rows=None, forward=forward, calls=calls, model=model):
+            calls.append((model.training, None if rows is None else len(rows)))
+            return forward(x_in, adj, rows) if rows is not None else forward(x_in, adj)
+
+        model.forward = spy
+        if native:
+            gen = torch.Generator().manual_seed(0)
+            model.mask_fn = lambda shape, p, g=gen: (
+                torch.rand((SEEDS, *shape), generator=g) >= p).double() / (1 - p)
+        got[rowwise] = fit_batched(model, gs, adj, _train_cfg(l1_weight=1e-3), [0, 1, 2])
+    assert set(asked[True]) == {(True, train_rows), (False, scored)}
+    assert set(asked[False]) == {(True, None), (False, None)}
     for a, b in zip(got[True], got[False], strict=True):
         assert (a.selected_epoch, a.epochs_run) == (b.selected_epoch, b.epochs_run)
         for key in ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss"):
@@ -144,17 +143,15 @@ def test_propagation_by_bags_equals_sparse_products(graphs):
 
 
 def test_sgc_without_bias_batches_without_bias(graphs, float64):
-    """model.bias=false: no bias in the loop model nor in its stack, the same logits."""
+    """model.bias=false: no bias in the seed-native model (its parameters: one [40, 3] weight
+    per seed), each seed's logits those of its one-seed model, and it trains."""
     gs, adj = graphs
-    loop = _loop(gs[0], bias=False)
-    assert all(m.lin.bias is None for m in loop)
-    stacked = engine.stack(loop)
-    assert len(stacked.biases) == 0
-    assert sum(p.numel() for p in stacked.parameters()) == SEEDS * 40 * 3
-    out = stacked.eval()(engine_fit.StackedInput(gs[0].x), engine_fit.propagation(adj))
-    for s, model in enumerate(loop):
-        torch.testing.assert_close(out[:, s], model.eval()(gs[0].x, adj), atol=1e-12, rtol=0)
+    stacked = _seeded(gs[0], bias=False)
+    assert models.count_parameters(stacked) == SEEDS * 40 * 3
+    out = stacked.eval()(StackedInput(gs[0].x), Propagation(adj))
+    for s in range(SEEDS):
+        alone = _seeded(gs[0], seeds=[s], bias=False).eval()
+        torch.testing.assert_close(out[:, s], alone(StackedInput(gs[0].x), Propagation(adj))[:, 0],
+                                   atol=1e-12, rtol=0)
     results = fit_batched(stacked, gs, adj, _train_cfg(epochs=5), [0, 1, 2])
     assert all(r.status == "ok" for r in results)
-    with pytest.raises(NotBatchable, match="with and without bias"):
-        engine.stack([*_loop(gs[0], seeds=1), *_loop(gs[0], seeds=1, bias=False)])
