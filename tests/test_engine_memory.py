@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile
 
-from gdepth import data, engine, models
+from gdepth import data, models
 from gdepth.engine import fit_batched, memory
 from gdepth.models.adjacency import normalized_adjacency
 
@@ -151,16 +151,12 @@ def test_seed_bytes_bounds_the_measured_peak_of_a_batch(csbm, name, norm):
                               "epochs": 2, "patience": None, "selection": "best_val_acc"})
 
     def batch_peak(seeds: int) -> tuple[int, int]:
-        loop = []
-        for s in range(seeds):
-            torch.manual_seed(s)
-            loop.append(models.build(OmegaConf.create({"name": name, "hidden": hidden}),
-                                     OmegaConf.create({"name": norm}), depth, g.num_features,
-                                     g.num_classes))
-        stacked = engine.stack(loop)
+        stacked = models.build_seeded(OmegaConf.create({"name": name, "hidden": hidden}),
+                                      OmegaConf.create({"name": norm}), depth, g.num_features,
+                                      g.num_classes, seeds=list(range(seeds)))
         peak = _peak_bytes(lambda: fit_batched(stacked, [g] * seeds, adj, train,
                                                list(range(seeds))))
-        return peak, models.count_parameters(loop[0])
+        return peak, models.count_parameters(stacked) // seeds
 
     (one, params), (four, _) = batch_peak(1), batch_peak(4)
     measured = (four - one) / 3 + params * memory.FLOAT

@@ -1,4 +1,6 @@
-"""Training loop: selection rules, patience, divergence, determinism, accuracy on Cora."""
+"""The training rules (gdepth.train) and the loop on one seed (a batch of one,
+gdepth.engine.fit.fit_batched): selection rules, patience, divergence, determinism, accuracy
+on Cora."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from omegaconf import OmegaConf
 
 from gdepth import data, models, train
 from gdepth.cell import prepare
+from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.train import _Selector
+from gdepth.train import Selector, should_stop
 
 
 def _metrics(val_acc, val_loss, test_acc):
@@ -30,11 +33,29 @@ SEQUENCE = [(0.5, 1.0, 0.10), (0.7, 0.9, 0.20), (0.7, 0.5, 0.30), (0.6, 0.7, 0.4
      ("last", 4, 0.40)],
 )
 def test_selection_rules_pick_the_right_epoch(rule, epoch, test_acc):
-    selector = _Selector(rule)
-    for i, values in enumerate(SEQUENCE, start=1):
-        selector.update(i, _metrics(*values))
+    selector = Selector(rule)
+    new = [selector.update(i, _metrics(*values)) for i, values in enumerate(SEQUENCE, start=1)]
     assert selector.epoch == epoch
     assert selector.metrics["test_acc"] == test_acc
+    assert new.index(True) == 0 and max(i for i, n in enumerate(new, 1) if n) == epoch
+
+
+def test_min_delta_and_the_stopping_rules():
+    """Selector(min_delta): an epoch improves by more than min_delta only (the tree task);
+    should_stop: patience counts epochs without improvement (never under ``last``), window
+    compares the last validation loss with the mean of the previous ``patience``."""
+    selector = Selector("best_val_acc", min_delta=0.15)
+    for i, values in enumerate(SEQUENCE, start=1):
+        selector.update(i, _metrics(*values))
+    assert selector.epoch == 2 and selector.since == 2  # 0.7 > 0.5 + 0.15; then none
+    assert should_stop("best_val_acc", "patience", 2, selector, 4, [])
+    assert not should_stop("best_val_acc", "patience", 3, selector, 4, [])
+    assert not should_stop("best_val_acc", "patience", None, selector, 4, [])
+    last = Selector("last")
+    last.update(1, _metrics(0.5, 1.0, 0.1))
+    assert not should_stop("last", "patience", 0, last, 1, [])
+    assert should_stop("last", "window", 2, last, 4, [1.0, 0.5, 0.5, 0.6])  # 0.6 > mean 0.5
+    assert not should_stop("last", "window", 2, last, 3, [1.0, 0.5, 0.6])  # epoch <= 3
 
 
 def _train_cfg(**kw):
@@ -53,11 +74,11 @@ def csbm_graph():
 
 
 def _fit(graph, adj, seed=0, depth=2, **train_kw):
-    torch.manual_seed(seed)
-    model = models.build(OmegaConf.create({"name": "gcn", "hidden": 16}),
-                         OmegaConf.create({"name": "none"}), depth, graph.num_features,
-                         graph.num_classes)
-    return train.fit(model, graph, adj, _train_cfg(**train_kw), seed)
+    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 16}),
+                                OmegaConf.create({"name": "none"}), depth, graph.num_features,
+                                graph.num_classes, seeds=[seed])
+    (result,) = fit_batched(model, [graph], adj, _train_cfg(**train_kw), [seed])
+    return result
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(csbm_graph):

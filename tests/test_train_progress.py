@@ -1,9 +1,9 @@
 """gdepth.train_progress: progress lines in the job log and the current epoch, from all three
-training loops (train.fit, engine.fit.fit_batched, train_trees.fit_trees)."""
+training loops (engine.fit.fit_batched for a seed or a batch of seeds,
+train_trees.fit_trees)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -16,7 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, engine, models, status, train, train_progress, train_trees
+from gdepth import data, models, status, train_progress, train_trees
 from gdepth.data import tree_match
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
@@ -50,14 +50,17 @@ def _train_cfg(**kw):
                              "epochs": 4, "patience": None, "selection": "best_val_acc", **kw})
 
 
-def _models(graph, name="gcn", seeds=1):
-    out = []
-    for s in range(seeds):
-        torch.manual_seed(s)
-        out.append(models.build(OmegaConf.create({"name": name, "hidden": 8}),
-                                OmegaConf.create({"name": "none"}), 2, graph.num_features,
-                                graph.num_classes))
-    return out
+def _model(graph, name="gcn", seeds=(0,)):
+    """The seed-native model of ``seeds``."""
+    return models.build_seeded(OmegaConf.create({"name": name, "hidden": 8}),
+                               OmegaConf.create({"name": "none"}), 2, graph.num_features,
+                               graph.num_classes, seeds=list(seeds))
+
+
+def fit(graph, adj, train_cfg, seed, on_epoch=None):
+    """One seed trained alone (a batch of one)."""
+    return fit_batched(_model(graph, seeds=[seed]), [graph], adj, train_cfg, [seed],
+                       on_epoch)[0]
 
 
 def _lines(caplog):
@@ -68,7 +71,7 @@ def _lines(caplog):
 def test_the_loop_logs_epoch_best_val_and_seconds_per_epoch(graphs, caplog):
     gs, adj = graphs
     caplog.set_level(logging.INFO, logger="gdepth")
-    result = train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(), 7)
+    result = fit(gs[0], adj, _train_cfg(), 7)
     lines = _lines(caplog)
     assert len(lines) == 4, caplog.text
     parsed = [LINE.match(line).groups() for line in lines]
@@ -82,7 +85,7 @@ def test_the_loop_logs_epoch_best_val_and_seconds_per_epoch(graphs, caplog):
 def test_min_val_loss_shows_the_best_val_loss(graphs, caplog):
     gs, adj = graphs
     caplog.set_level(logging.INFO, logger="gdepth")
-    result = train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(selection="min_val_loss"), 0)
+    result = fit(gs[0], adj, _train_cfg(selection="min_val_loss"), 0)
     last = LINE.match(_lines(caplog)[-1]).groups()
     assert last[3] == "val loss" and float(last[4]) == pytest.approx(result.val_loss, abs=1e-4)
 
@@ -90,8 +93,7 @@ def test_min_val_loss_shows_the_best_val_loss(graphs, caplog):
 def test_the_batched_engine_logs_the_batch(graphs, caplog):
     gs, adj = graphs
     caplog.set_level(logging.INFO, logger="gdepth")
-    stacked = engine.stack(_models(gs[0], seeds=3))
-    results = fit_batched(stacked, gs, adj, _train_cfg(), [0, 1, 2])
+    results = fit_batched(_model(gs[0], seeds=[0, 1, 2]), gs, adj, _train_cfg(), [0, 1, 2])
     lines = _lines(caplog)
     assert len(lines) == 4 and all(line.startswith("seeds 0–2: epoch ") for line in lines)
     mean = sum(r.val_acc for r in results) / 3
@@ -130,7 +132,7 @@ def test_current_progress_is_what_a_heartbeat_thread_reads(graphs):
         thread.start()
         thread.join()
 
-    train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(epochs=3), 5, on_epoch=read_in_a_thread)
+    fit(gs[0], adj, _train_cfg(epochs=3), 5, on_epoch=read_in_a_thread)
     assert [(s["seeds"], s["epoch"], s["epochs"]) for s in seen] == [([5], e, 3) for e in
                                                                      (1, 2, 3)]
     assert all(0.0 <= s["value"][0] <= 1.0 and s["epoch_s"] > 0 for s in seen)
@@ -142,12 +144,12 @@ def test_no_lines_on_a_terminal_or_within_the_interval(graphs, caplog, monkeypat
     gs, adj = graphs
     caplog.set_level(logging.INFO, logger="gdepth")
     monkeypatch.setattr(train_progress, "_stderr_is_terminal", lambda: True)  # the bar shows
-    train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(), 0)
+    fit(gs[0], adj, _train_cfg(), 0)
     monkeypatch.setattr(train_progress, "_stderr_is_terminal", lambda: False)
     train_progress.configure(3600)
-    train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(), 0)
+    fit(gs[0], adj, _train_cfg(), 0)
     train_progress.configure(None)  # never
-    train.fit(_models(gs[0])[0], gs[0], adj, _train_cfg(), 0)
+    fit(gs[0], adj, _train_cfg(), 0)
     assert not _lines(caplog)
 
 
@@ -182,9 +184,8 @@ def test_each_training_has_its_own_lines(graphs, caplog):
     """A seed, then a batch: each its own lines, one per epoch."""
     gs, adj = graphs
     caplog.set_level(logging.INFO, logger="gdepth")
-    loop = _models(gs[0], seeds=3)
-    train.fit(copy.deepcopy(loop[0]), gs[0], adj, _train_cfg(epochs=2), 0)
-    fit_batched(engine.stack(loop), gs, adj, _train_cfg(epochs=2), [0, 1, 2])
+    fit(gs[0], adj, _train_cfg(epochs=2), 0)
+    fit_batched(_model(gs[0], seeds=[0, 1, 2]), gs, adj, _train_cfg(epochs=2), [0, 1, 2])
     heads = [line.split(",")[0] for line in _lines(caplog)]
     assert heads == ["seed 0: epoch 1/2", "seed 0: epoch 2/2", "seeds 0–2: epoch 1/2",
                      "seeds 0–2: epoch 2/2"]

@@ -218,7 +218,7 @@ def fit_batched(
             rows += [loss.detach(), _masked_mean(_nll(logits, eval_rows), eval_rows.weights["val"]),
                      finite.to(loss.dtype)]
             stats = torch.stack(rows).tolist()  # the epoch's one device → host copy
-        selected = []
+        selected, ran = [], 0
         for s in sorted(running):
             if not stats[5][s]:
                 status[s], epochs_run[s] = "diverged", epoch - 1
@@ -229,9 +229,7 @@ def fit_batched(
             val_losses[s].append(metrics["val_loss"])
             if selectors[s].update(epoch, metrics):
                 selected.append(s)
-            epochs_run[s] = epoch
-            if on_epoch is not None:
-                on_epoch(epoch)
+            epochs_run[s], ran = epoch, ran + 1
             if should_stop(rule, stopping, patience, selectors[s], epoch, val_losses[s]):
                 running.discard(s)
         if keep_states is not None:
@@ -239,6 +237,8 @@ def fit_batched(
                 kept[s] = seed_state(model, s)
         tracker.epoch(epoch, [sel.metrics.get(shown_key, math.nan) for sel in selectors],
                       [sel.epoch for sel in selectors], len(running))
+        for _ in range(ran if on_epoch is not None else 0):  # after the progress snapshot
+            on_epoch(epoch)
         if not running:
             break
         if checkpoint is not None and checkpoint.due(epoch):
