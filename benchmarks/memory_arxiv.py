@@ -6,7 +6,8 @@ edges, made undirected as gdepth loads arxiv; 128 features, 40 classes; a random
 split like its time split's sizes): random edges, Gaussian features, random labels — the
 memory and time of a training step do not depend on what the numbers mean. Each setting trains
 ``gcn_res`` (default: depth 64, hidden 64, dropout 0.5, Adam, evaluation every epoch) through
-gdepth's own ``models.build`` and ``train.fit`` in a fresh child process, so that the peak
+gdepth's own ``models.build_seeded`` and its training loop (one seed) in a fresh child
+process, so that the peak
 resident memory (``ru_maxrss``) is that setting's alone:
 
 * ``plain``: autograd keeps every layer's intermediate tensors for the backward pass;
@@ -63,23 +64,23 @@ def child(args: argparse.Namespace) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from gdepth import models, train
+    from gdepth import models
+    from gdepth.engine import fit_batched, slices
     from gdepth.models.adjacency import normalized_adjacency
 
     torch.set_num_threads(args.threads)
     graph = synthetic_arxiv()
     adj = normalized_adjacency(graph.edge_index, NODES)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    torch.manual_seed(0)
-    model = models.build({"name": args.model, "hidden": args.hidden}, None, args.depth,
-                         FEATURES, CLASSES)
+    model = models.build_seeded({"name": args.model, "hidden": args.hidden}, None, args.depth,
+                                FEATURES, CLASSES, seeds=[0])
     if args.mode == "checkpointing":
-        models.checkpoint_layers(model)
+        slices.checkpoint_layers(model)
     cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
                             "epochs": args.epochs, "patience": None,
                             "selection": "best_val_acc"})
     start = time.perf_counter()
-    result = train.fit(model, graph, adj, cfg, seed=0)
+    (result,) = fit_batched(model, [graph], adj, cfg, [0])
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"mode": args.mode, "peak_rss_gib": peak / 2**20,

@@ -25,7 +25,7 @@ env = test_launchers.env  # the fixture: one thread, offline, a private data cac
 
 # The real CLI with one function replaced, in a fresh process (the basic launcher runs the
 # cells in that process, so the replacement is what the cells call).
-PATCHED = "import sys, torch\nfrom gdepth import train, records\n{patch}\n" \
+PATCHED = "import sys, torch\nfrom gdepth import engine, records\n{patch}\n" \
           "from gdepth.cli import main\nsys.exit(main(sys.argv[1:]))"
 
 
@@ -167,16 +167,16 @@ def test_two_sweeps_and_four_workers_into_one_folder_lose_and_duplicate_nothing(
 
 
 def test_cuda_oom_and_a_raising_cell_are_recorded_and_the_sweep_goes_on(env, tmp_path):
-    patch = ("fit = train.fit\n"
-             "def boom(model, graph, adj, cfg, seed, **kw):\n"
+    patch = ("fit = engine.fit_batched\n"
+             "def boom(model, graphs, adj, cfg, seeds, *args, **kw):\n"
              "    if cfg.lr == 0.02:\n"
              "        raise torch.cuda.OutOfMemoryError(\n"
              "            'CUDA out of memory. Tried to allocate 2 GiB')\n"
              "    if cfg.lr == 0.03:\n"
              "        raise ValueError('bad things')\n"
-             "    return fit(model, graph, adj, cfg, seed, **kw)\n"
-             "train.fit = boom")
-    # engine=loop: the patched train.fit trains every seed (engine=auto would batch gcn)
+             "    return fit(model, graphs, adj, cfg, seeds, *args, **kw)\n"
+             "engine.fit_batched = boom")
+    # engine=loop: the patched loop trains every seed in batches of one
     out = patched(patch, ["sweep", "train.lr=0.01,0.02,0.03", "name=o", "engine=loop", *TINY],
                   env, tmp_path)
     assert out.returncode == 1

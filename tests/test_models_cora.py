@@ -23,8 +23,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, models, train
+from gdepth import data, models
 from gdepth.cell import prepare
+from gdepth.engine import fit_batched
 
 torch.set_num_threads(1)
 
@@ -114,9 +115,9 @@ def test_model_trains_on_cora_public_split(mirror, data_cache, name, depth, mode
     for seed in range(SEEDS):
         graph, adj, _ = prepare(data.load(dataset_cfg, folders, seed), dict(dataset_cfg),
                                 torch.device("cpu"))
-        torch.manual_seed(seed)
-        model = models.build(model_cfg, norm_cfg, depth, graph.num_features, graph.num_classes)
-        results.append(train.fit(model, graph, adj, train_cfg, seed))
+        model = models.build_seeded(model_cfg, norm_cfg, depth, graph.num_features,
+                                    graph.num_classes, seeds=[seed])
+        results += fit_batched(model, [graph], adj, train_cfg, [seed])
     accs = [r.test_acc for r in results]
     for r in results:
         assert r.status == "ok", (name, r)

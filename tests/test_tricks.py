@@ -3,7 +3,6 @@ decay), graph dropout (DropEdge, DropNode) and the Bag-of-Tricks GCN (skips, ide
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import replace
 
@@ -12,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from gdepth import data, engine, graph_dropout, models, train
+from gdepth import data, graph_dropout, models, train
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SKIPS, TricksGCN, identity_mapped
-from gdepth.train import _Clipper, _l1_penalty, _Selector, _should_stop
+from gdepth.train import Clipper, Selector, l1_penalty, should_stop
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +33,14 @@ def cfg(**kw):
     return OmegaConf.create({**base, **kw})
 
 
+def fit(graph, adj, train_cfg, train_adj=None, depth=2, **model_kw):
+    """A 2-layer GCN of seed 0 trained alone (a batch of one seed of the training loop)."""
+    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8, **model_kw}),
+                                OmegaConf.create({"name": "none"}), depth, graph.num_features,
+                                graph.num_classes, seeds=[0])
+    return fit_batched(model, [graph], adj, train_cfg, [0], train_adj=train_adj)[0]
+
+
 def gcn(graph, depth=2, **model_kw):
     torch.manual_seed(0)
     return models.build(OmegaConf.create({"name": "gcn", "hidden": 8, **model_kw}),
@@ -45,8 +52,8 @@ def gcn(graph, depth=2, **model_kw):
 
 @pytest.mark.parametrize("eps", [0.03, 0.3])  # Bag of Tricks' value; a large one
 def test_label_smoothing_loss_is_bag_of_tricks_mix(graph, eps):
-    """The training loss gdepth reports with ``label_smoothing=ε``, in both engines (``train.fit``
-    and the batched ``fit_batched``), is Bag of Tricks' ``LabelSmoothing``: per training node
+    """The training loss gdepth reports with ``label_smoothing=ε`` (the training loop, one seed
+    alone and in a batch of two), is Bag of Tricks' ``LabelSmoothing``: per training node
     (1-ε)·(−log p_y) + ε·mean_c(−log p_c), averaged, with log p computed here from the model's
     logits (logits − logsumexp). Dropout 0 and one epoch: the reported loss is that of the
     initial weights, before the optimizer step. float64, so that the only difference is
@@ -63,9 +70,13 @@ def test_label_smoothing_loss_is_bag_of_tricks_mix(graph, eps):
         y = g.y[g.train_mask]
         nll = -logp[torch.arange(len(y)), y]
         formula = float(((1 - eps) * nll + eps * (-logp).mean(dim=-1)).mean())
-        loop = train.fit(copy.deepcopy(model), g, adj, cfg(epochs=1, label_smoothing=eps), 0)
-        batched = fit_batched(engine.stack([copy.deepcopy(model)]), [g], adj,
-                              cfg(epochs=1, label_smoothing=eps), [0])[0]
+        loop = fit(g, adj, cfg(epochs=1, label_smoothing=eps), dropout=0.0)
+        pair = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8,
+                                                     "dropout": 0.0}),
+                                   OmegaConf.create({"name": "none"}), 2, g.num_features,
+                                   g.num_classes, seeds=[0, 1])
+        batched = fit_batched(pair, [g, replace(g, split="again")], adj,
+                              cfg(epochs=1, label_smoothing=eps), [0, 1])[0]
     finally:
         torch.set_default_dtype(before)
     assert abs(formula - float(nll.mean())) > 1e-3  # the smoothing term matters here
@@ -75,8 +86,8 @@ def test_label_smoothing_loss_is_bag_of_tricks_mix(graph, eps):
 
 def test_label_smoothing_changes_the_training_loss(graph):
     g, adj = graph
-    plain = train.fit(gcn(g), g, adj, cfg(epochs=1), 0).train_loss
-    smooth = train.fit(gcn(g), g, adj, cfg(epochs=1, label_smoothing=0.3), 0).train_loss
+    plain = fit(g, adj, cfg(epochs=1)).train_loss
+    smooth = fit(g, adj, cfg(epochs=1, label_smoothing=0.3)).train_loss
     assert smooth != pytest.approx(plain, abs=1e-4)
 
 
@@ -84,32 +95,33 @@ def test_l1_penalty_sums_weights_only_and_enters_the_loss(graph):
     g, adj = graph
     model = gcn(g)
     expected = sum(p.abs().sum() for n, p in model.named_parameters() if n.endswith("weight"))
-    assert float(_l1_penalty(model).detach()) == pytest.approx(float(expected))
+    assert float(l1_penalty(model, 1).detach()) == pytest.approx(float(expected))
     assert any("bias" in n for n, _ in model.named_parameters())
-    plain = train.fit(gcn(g), g, adj, cfg(epochs=1), 0).train_loss
-    with_l1 = train.fit(gcn(g), g, adj, cfg(epochs=1, l1_weight=1e-3), 0).train_loss
+    plain = fit(g, adj, cfg(epochs=1)).train_loss
+    with_l1 = fit(g, adj, cfg(epochs=1, l1_weight=1e-3)).train_loss
     assert with_l1 - plain == pytest.approx(1e-3 * float(expected), rel=1e-4)
 
 
 def test_adaptive_clipping_caps_at_the_window_mean():
     layer = torch.nn.Linear(3, 1, bias=False)
-    clipper = _Clipper(cfg(grad_clip="adaptive", grad_clip_window=2, grad_clip_norm=1.0))
+    clipper = Clipper(cfg(grad_clip="adaptive", grad_clip_window=2, grad_clip_norm=1.0))
     for epoch, scale in enumerate([1.0, 3.0, 100.0, 100.0], start=1):
         layer.weight.grad = torch.full_like(layer.weight, scale)
         clipper(layer, epoch)
     # NodeNorm clips once the 0-based epoch exceeds the window: 1-based epochs 1..3 unclipped
     # (L1 norms 3, 9, 300); epoch 4 is clipped to the mean of the previous two, (9 + 300) / 2
-    assert clipper.history[:3] == pytest.approx([3.0, 9.0, 300.0])
+    norms = [float(h) for h in clipper.history]  # one [S] tensor per step, S = 1
+    assert norms[:3] == pytest.approx([3.0, 9.0, 300.0])
     assert float(layer.weight.grad.abs().sum()) == pytest.approx(154.5, rel=1e-5)
-    assert clipper.history[3] == pytest.approx(154.5, rel=1e-5)
+    assert norms[3] == pytest.approx(154.5, rel=1e-5)
 
 
 def test_kipf_window_stopping_rule():
     losses = [1.0] * 11 + [0.9]
-    sel = _Selector("last")
-    assert not _should_stop("last", "window", 10, sel, 12, losses)  # below the window mean
-    assert _should_stop("last", "window", 10, sel, 12, [1.0] * 11 + [1.1])
-    assert not _should_stop("last", "window", 10, sel, 11, [1.0] * 10 + [1.1])  # too early
+    sel = Selector("last")
+    assert not should_stop("last", "window", 10, sel, 12, losses)  # below the window mean
+    assert should_stop("last", "window", 10, sel, 12, [1.0] * 11 + [1.1])
+    assert not should_stop("last", "window", 10, sel, 11, [1.0] * 10 + [1.1])  # too early
 
 
 def test_weight_decay_first_only_puts_decay_on_the_first_conv(graph):
@@ -155,7 +167,7 @@ def test_sampler_renormalizes_and_training_uses_it_evaluation_does_not(graph):
         calls.append(1)
         return draw()
 
-    train.fit(gcn(g), g, adj, cfg(epochs=4), 0, train_adj=counted)
+    fit(g, adj, cfg(epochs=4), train_adj=counted)
     assert len(calls) == 4
     assert graph_dropout.sampler(g.edge_index, g.num_nodes) is None
     with pytest.raises(ValueError, match="train.dropedge=1.0 must be in"):
