@@ -3,9 +3,9 @@ current epoch for ``gdepth status``.
 
 The epoch bar (:func:`gdepth.progress.epoch_bar`) shows only on a terminal; a job whose stderr
 is a file (Slurm, a joblib worker, Hydra's ``gdepth.log``) would say nothing from its first
-epoch to its record. The training loops (:func:`gdepth.train.fit`,
-:func:`gdepth.engine.fit.fit_batched`, :func:`gdepth.train_trees.fit_trees`) therefore report
-every epoch to a :class:`Tracker`, which
+epoch to its record. The training loops (:func:`gdepth.engine.fit.fit_batched` for a seed or a
+batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epoch to a
+:class:`Tracker`, which
 
 - logs ``seed 0: epoch 120/1000, best val acc 0.8120 (epoch 97), 0.36 s/epoch`` to the
   ``gdepth`` logger every :func:`interval_s` seconds (at the end of the first epoch past it),

@@ -10,6 +10,12 @@
   nodes and normalized by hop 0, and the influence-weighted receptive field R; Bamberger et al.,
   "Towards Quantifying Long-Range Interactions in Graph Machine Learning", arXiv 2503.09008) of
   the model at the selected epoch.
+
+Both measure one seed's model behind the one-seed interface ``model(x [N, F], adj) -> [N, C]``:
+the cell trains its seeds in batches and hands each seed's slice of the batch, at its
+selected epoch, as :func:`gdepth.engine.slices.one_seed` (a
+:class:`gdepth.nn.seeds.OneSeed` of the seed-native model; a one-seed module of a
+:class:`gdepth.nn.seeds.SeedStack`).
 """
 
 from __future__ import annotations
