@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.engine.appnp import StackedAPPNP
-from gdepth.engine.batched import StackedGCN
 from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.gcnii import StackedGCNII
@@ -46,7 +45,7 @@ NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 # output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
 GROUPED = ("appnp", "jknet", "gcnii")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone", "StackedGCN",
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone",
            "StackedGCNII", "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched",
            "run_seeds", "stack", "unsupported"]
 
@@ -75,7 +74,7 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return StackedSIGN.from_models(loop_models)
     if isinstance(loop_models[0], DropEdgeBackbone):
         return StackedDropEdgeBackbone.from_models(loop_models)
-    return StackedGCN.from_models(loop_models)
+    raise NotBatchable(f"model {type(loop_models[0]).__name__} is not seed-batched")
 
 
 def unsupported(cfg: Any) -> str | None:

@@ -41,10 +41,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from gdepth import train_progress
-from gdepth.engine.batched import StackedGCN
 from gdepth.models import common
 from gdepth.nn.kernels import NotBatchable, StackedInput, propagation
 from gdepth.options import option, unknown
@@ -60,7 +59,7 @@ from gdepth.train import (
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
-def make_optimizer(model: StackedGCN, train_cfg: Any) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
     """``train.make_optimizer`` for the stacked model (element-wise optimizers only)."""
     name = str(train_cfg.optimizer)
     if name not in OPTIMIZERS:
@@ -103,7 +102,7 @@ class _StackedClipper:
                             for g in grads])  # [P, S]
         return torch.linalg.vector_norm(each, self.norm, dim=0)
 
-    def __call__(self, model: StackedGCN, epoch: int) -> None:
+    def __call__(self, model: nn.Module, epoch: int) -> None:
         if not self.on:
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -164,7 +163,7 @@ def _nll(logits: Tensor, rows: _Rows, smoothing: float = 0.0) -> Tensor:
 
 
 def fit_batched(
-    model: StackedGCN,
+    model: nn.Module,
     graphs: Sequence[Any],
     adj: Tensor,
     train_cfg: Any,

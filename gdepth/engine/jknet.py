@@ -4,7 +4,7 @@ Seed ``s`` has the weights of its loop model (:class:`gdepth.models.jknet.JKNet`
 ICML 2018): L GCN layers :math:`H^{(l)}_s = \sigma(\mathrm{norm}(\hat{A}\,
 \mathrm{drop}_s(H^{(l-1)}_s) W^{(l)}_s + b^{(l)}_s))`, then jumping knowledge over
 :math:`H^{(1)}_s, \dots, H^{(L)}_s` (concatenation, or the element-wise maximum), then the
-output linear layer. Each GCN layer is :class:`gdepth.engine.batched.StackedGCN`'s: one
+output linear layer. Each GCN layer is :class:`gdepth.models.gcn.GCN`'s: one
 ``bmm`` for the seeds' transforms and one sparse product for all seeds' propagation. The LSTM
 attention mode is not batched (:class:`NotBatchable`). ``shared_dropout`` (Bag of Tricks' JKNet:
 one mask per layer output, for the next layer and the aggregation) as the loop model; parameter

@@ -52,12 +52,16 @@ class ModelSpec(NamedTuple):
 
 MODELS: dict[str, ModelSpec] = {
     "gcn": ModelSpec(
-        gcn.build_gcn, gcn.GCN_CONVENTION, "GCN (Kipf & Welling, ICLR 2017), PyG GCNConv stack"
+        gcn.one_seed_gcn,
+        gcn.GCN_CONVENTION,
+        "GCN (Kipf & Welling, ICLR 2017), GCNConv stack (seed-native)",
+        seeded=gcn.build_gcn,
     ),
     "gcn_res": ModelSpec(
-        gcn.build_gcn_res,
+        gcn.one_seed_gcn_res,
         gcn.GCN_RES_CONVENTION,
         "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
+        seeded=gcn.build_gcn_res,
     ),
     "appnp": ModelSpec(
         appnp.build_appnp,
@@ -201,27 +205,35 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def checkpoint_layers(model: nn.Module) -> None:
-    """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model``.
+    """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model`` (a
+    seed-native model, or its :class:`gdepth.nn.seeds.OneSeed`).
 
     Each hidden layer then keeps only its input for the backward pass and recomputes its
-    output there: activation memory ~ one ``[N, hidden]`` tensor per layer instead of several,
-    for about one more forward pass per step. Only :class:`gdepth.models.gcn.GCN` and ``GCNRes``
-    (without skips) implement it. A norm that keeps running statistics (batchnorm, and the
-    BatchNorm inside groupnorm / combnorm) is refused: the recomputed forward would update
-    them a second time.
+    output there: activation memory ~ one ``[N, S, hidden]`` tensor per layer instead of
+    several, for about one more forward pass per step. :class:`gdepth.models.gcn.GCN`,
+    ``GCNRes`` and :class:`gdepth.models.gcn_tricks.TricksGCN` (``gcn`` with ``model.skip``)
+    implement it. A norm that keeps running statistics (batchnorm, and the BatchNorm inside
+    groupnorm / combnorm) is refused: the recomputed forward would update them a second time.
     """
-    from gdepth.models.gcn import GCN
+    import torch
 
-    if not isinstance(model, GCN):
+    from gdepth.models.gcn import GCN
+    from gdepth.models.gcn_tricks import TricksGCN
+    from gdepth.norms import build_norm
+
+    native = getattr(model, "native", model)
+    if not isinstance(native, (GCN, TricksGCN)):
         raise ValueError(f"activation_checkpointing: model {type(model).__name__} does not "
-                         "implement it; models that do: gcn, gcn_res (without model.skip)")
-    stateful = next((type(norm).__name__ for norm in model.norms for m in norm.modules()
+                         "implement it; models that do: gcn, gcn_res")
+    with torch.random.fork_rng(devices=[]):  # the one-seed norm, named as before; no draws
+        norm = build_norm(native.norm_cfg, native.hidden)
+    stateful = next((type(norm).__name__ for m in norm.modules()
                      if getattr(m, "track_running_stats", False)), None)
     if stateful is not None:
         raise ValueError(f"activation_checkpointing with norm {stateful}: the recomputed forward "
                          "would update its running statistics twice; norms without them: none, "
                          "nodenorm, pairnorm, layernorm, meannorm, graphnorm")
-    model.checkpoint_layers = True
+    native.checkpoint_layers = True
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "build_seeded", "checkpoint_layers", "convention",
