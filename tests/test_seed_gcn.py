@@ -30,9 +30,8 @@ from torch import nn
 from torch_geometric.nn import GCNConv
 
 from gdepth import models
-from gdepth.models import common
+from gdepth.models import common, gcn_tricks
 from gdepth.models import gcn as gcn_module
-from gdepth.models import gcn_tricks
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn import GCN
 from gdepth.models.gcn_tricks import SKIPS, SeedGCNConv, TricksGCN
