@@ -189,33 +189,38 @@ def native(name: str, depth: int, norm_cfg, kw: dict, seeds=(0,)) -> nn.Module:
     return models.build_seeded(cfg, norm_cfg, depth, IN, OUT, seeds=list(seeds))
 
 
-def pairs(model: nn.Module, ref: nn.Module, s: int = 0):
+def pairs(model: nn.Module, ref: nn.Module, s: int = 0, grad: bool = False):
     """(seed s's tensor of the native model as the reference lays it out, the reference's
     tensor), for every parameter, in the reference's layer order: conv / linear weights
-    ``[S, d_in, d_out]`` against ``[d_out, d_in]``, the rest ``[S, ...]`` against ``[...]``."""
+    ``[S, d_in, d_out]`` against ``[d_out, d_in]``, the rest ``[S, ...]`` against ``[...]``;
+    their gradients with ``grad``."""
     def mine(p):
+        p = p.grad if grad else p
         return p[s].t() if p.dim() == 3 else p[s]
 
     def seed(p, like):  # [S, ...] or flat [S·d] (seed-major either way)
-        return p.reshape(model.num_seeds, -1)[s].view(like.shape)
+        return (p.grad if grad else p).reshape(model.num_seeds, -1)[s].view(like.shape)
+
+    def theirs(q):
+        return q.grad if grad else q
 
     out = []
     if isinstance(ref, RefTricks):
-        out += [(mine(model.lin_in.weight), ref.lin_in.weight),
-                (mine(model.lin_in.bias), ref.lin_in.bias)]
+        out += [(mine(model.lin_in.weight), theirs(ref.lin_in.weight)),
+                (mine(model.lin_in.bias), theirs(ref.lin_in.bias))]
     for conv, rconv in zip(model.convs, ref.convs, strict=True):
-        out.append((mine(conv.weight), rconv.lin.weight))
+        out.append((mine(conv.weight), theirs(rconv.lin.weight)))
         if rconv.bias is not None:
-            out.append((mine(conv.bias), rconv.bias))
+            out.append((mine(conv.bias), theirs(rconv.bias)))
     for norm, rnorm in zip(model.norms, ref.norms, strict=True):
         mine_params, ref_params = list(norm.parameters()), list(rnorm.parameters())
         assert len(mine_params) == len(ref_params)
-        out += [(seed(p, q), q) for p, q in zip(mine_params, ref_params, strict=True)]
+        out += [(seed(p, q), theirs(q)) for p, q in zip(mine_params, ref_params, strict=True)]
     if isinstance(ref, RefTricks):
         for lin, rlin in zip(model.dense, ref.dense, strict=True):
-            out += [(mine(lin.weight), rlin.weight), (mine(lin.bias), rlin.bias)]
-        out += [(mine(model.lin_out.weight), ref.lin_out.weight),
-                (mine(model.lin_out.bias), ref.lin_out.bias)]
+            out += [(mine(lin.weight), theirs(rlin.weight)), (mine(lin.bias), theirs(rlin.bias))]
+        out += [(mine(model.lin_out.weight), theirs(ref.lin_out.weight)),
+                (mine(model.lin_out.bias), theirs(ref.lin_out.bias))]
     return out
 
 
@@ -256,8 +261,10 @@ def _id(case):
 @pytest.mark.parametrize("depth", [1, 2, 3, 6])
 def test_one_seed_equals_the_pyg_reference(graph, case, depth):
     """Eval (no dropout) and training with dropout 0, then training with the same injected
-    masks: the seed-native model's logits are the PyG model's with the same weights."""
-    x, adj, _ = graph
+    masks: the seed-native model's logits are the PyG model's with the same weights, and so
+    are the gradients of a loss on them (the hand-written backwards: seed-major layers,
+    stacked convolutions, the propagation's transpose)."""
+    x, adj, y = graph
     name, kw = case
     model = native(name, depth, None, kw)
     ref = reference(name, depth, None, kw)
@@ -267,8 +274,13 @@ def test_one_seed_equals_the_pyg_reference(graph, case, depth):
     model.train()
     ref.train()
     model.mask_fn, ref.mask_fn = Masks([11]), Masks([11])
-    close(model(x_in, prop)[:, 0], ref(x, adj))
+    logits, ref_logits = model(x_in, prop)[:, 0], ref(x, adj)
+    close(logits, ref_logits)
     assert model.mask_fn.calls == ref.mask_fn.calls  # the same dropouts, in the same order
+    F.cross_entropy(logits, y).backward()
+    F.cross_entropy(ref_logits, y).backward()
+    for a, b in pairs(model, ref, grad=True):
+        close(a, b)
     zero = {**kw, "dropout": 0.0, "embedding_dropout": 0.0}
     model0, ref0 = native(name, depth, None, zero), reference(name, depth, None, zero)
     copy_into(model0, ref0)
@@ -438,6 +450,55 @@ def test_layer_taps_are_the_pyg_models(graph, case, norm):
     assert torch.equal(sink[0], x) and torch.equal(sink[-1], out.detach())
     for mine, theirs in zip(sink, ref.taps, strict=True):
         close(mine, theirs)
+
+
+# --- the seed-major kernel -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("residual", "masked"), [(True, True), (False, True), (True, False)])
+def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual, masked):
+    """seed_major_layer's hand-written backward (ReLU gate from a boolean mask, the residual
+    gradient fused into the dropout's) = autograd of ReLU(Â(H⊙M)W + b) (+ H), on a directed
+    row-normalized Â (its transpose differs from it), float64."""
+    s, n, d = 3, 6, 5
+    gen = torch.Generator().manual_seed(5)
+    edge_index = torch.randint(0, n, (2, 14), generator=gen)
+    adj = normalized_adjacency(edge_index, n, normalization="row").to(torch.float64)
+    blocks = Propagation(adj).block_diagonal(s)
+    h, weight = torch.randn(s, n, d, generator=gen), torch.randn(s, d, d, generator=gen)
+    bias = torch.randn(s, d, generator=gen)
+    mask = (torch.rand(s, n, d, generator=gen) > 0.5).to(h.dtype) * 2 if masked else None
+    upstream = torch.randn(s, n, d, generator=gen)
+    leaves = [t.clone().requires_grad_() for t in (h, weight, bias)]
+    refs = [t.clone().requires_grad_() for t in (h, weight, bias)]
+    out = gcn_module.seed_major_layer(leaves[0], mask, leaves[1], leaves[2], blocks, residual)
+    (out * upstream).sum().backward()
+    dense = adj.to_dense()
+    x = refs[0] * mask if masked else refs[0]
+    ref = torch.stack([(dense @ (x[k] @ refs[1][k]) + refs[2][k]).relu() for k in range(s)])
+    if residual:
+        ref = ref + refs[0]
+    (ref * upstream).sum().backward()
+    close(out.detach(), ref.detach())
+    for got, want in zip(leaves, refs, strict=True):
+        close(got.grad, want.grad)
+    with torch.no_grad():  # evaluation: the same numbers, nothing kept for a backward
+        close(gcn_module.seed_major_layer(h, mask, weight, bias, blocks, residual),
+              ref.detach())
+
+
+def test_seed_major_path_is_taken_with_norm_none_and_relu_only(graph, monkeypatch):
+    x, adj, _ = graph
+    calls = []
+    real = gcn_module.seed_major_layer
+    monkeypatch.setattr(gcn_module, "seed_major_layer", lambda *a: calls.append(1) or real(*a))
+    x_in, prop = StackedInput(x), Propagation(adj)
+    for name, kw, norm, taken in [("gcn_res", {}, None, True), ("gcn", {}, None, True),
+                                  ("gcn_res", {}, {"name": "nodenorm"}, False),
+                                  ("gcn", {"activation": "elu"}, None, False),
+                                  ("gcn", {"identity_mapping": True}, None, False)]:
+        calls.clear()
+        native(name, 4, norm, kw, seeds=SEEDS)(x_in, prop)
+        assert bool(calls) is taken, (name, kw, norm)
 
 
 # --- activation checkpointing ---------------------------------------------------------------
