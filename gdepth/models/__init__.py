@@ -184,7 +184,7 @@ def convention(name: str) -> str:
 
 def groups(name: str) -> tuple[str, ...]:
     """The parameter groups model ``name`` declares (``()``: none; ``gcn`` declares ``graph`` /
-    ``dense`` only with ``model.skip`` or identity mapping, which the registry cannot say)."""
+    ``dense`` only with a ``model.skip``, which the registry cannot say)."""
     return _spec(name).groups
 
 
