@@ -311,7 +311,7 @@ def test_stack_norms_concatenates_the_seeds_of_one_seed_norms(case):
 def test_stack_norms_refuses_mixed_kinds():
     with pytest.raises(kernels.NotBatchable, match="differ"):
         kernels.stack_norms([build_norm({"name": "nodenorm"}, D), build_norm(None, D)])
-    with pytest.raises(kernels.NotBatchable, match="not seed-native"):
+    with pytest.raises(kernels.NotBatchable, match="not a one-seed native norm"):
         kernels.stack_norms([nn.LayerNorm(D)])
 
 
@@ -356,3 +356,15 @@ def test_batchnorm_refuses_a_single_node_in_training_as_torch():
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         norm(torch.randn(1, S, D))
     assert norm.eval()(torch.randn(1, S, D)).shape == (1, S, D)
+
+
+def test_kernels_import_neither_norms_nor_seeds():
+    """The dependency is one way (gdepth.norms -> gdepth.nn): kernels reaches the one-seed
+    norms' stacking through the modules (seeds already imports kernels)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(kernels))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("gdepth.norms", "gdepth.nn.seeds"))}

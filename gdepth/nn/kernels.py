@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdepth.nn.seeds import OneSeedNorm, concat_seeds
-
 # (per-seed shape, p) -> [S, *shape] multiplicative mask: 0 or 1/(1-p)
 MaskFn = Callable[[tuple[int, ...], float], Tensor]
 
@@ -403,17 +401,16 @@ class StackedNorm(nn.Module):
 
 
 def stack_norms(modules: Sequence[nn.Module]) -> nn.Module:
-    """One seed-native norm holding the seeds of ``modules`` (S one-seed norms of one kind
-    from :func:`gdepth.norms.build_norm`, i.e. :class:`gdepth.nn.seeds.OneSeedNorm`, or
-    seed-native norms), their seed slices concatenated in order
-    (:func:`gdepth.nn.seeds.concat_seeds`). Transitional (issue 17): the engine twins stack
-    their loop models' norms with it."""
-    natives = [m.module if isinstance(m, OneSeedNorm) else m for m in modules]
-    first = natives[0]
-    if any(type(m) is not type(first) for m in natives):
+    """One seed-native norm holding the seeds of ``modules``: S one-seed norms of one kind from
+    :func:`gdepth.norms.build_norm` (:class:`gdepth.nn.seeds.OneSeedNorm`), their seed slices
+    concatenated in order (``OneSeedNorm.stack_seeds``, i.e. :func:`gdepth.nn.seeds.concat_seeds`;
+    reached through the modules, so this module imports neither :mod:`gdepth.norms` nor
+    :mod:`gdepth.nn.seeds`). Transitional (issue 17): the engine twins stack their loop models'
+    norms with it."""
+    first = modules[0]
+    if any(type(m) is not type(first) for m in modules):
         raise NotBatchable("the seeds' norms differ")
-    if not hasattr(first, "num_seeds"):
-        raise NotBatchable(f"norm {type(first).__name__} is not seed-native")
-    if type(first) is StackedNorm:
-        return StackedNorm(sum(m.num_seeds for m in natives))
-    return concat_seeds(natives)
+    stack = getattr(first, "stack_seeds", None)
+    if stack is None:
+        raise NotBatchable(f"norm {type(first).__name__} is not a one-seed native norm")
+    return stack(modules)
