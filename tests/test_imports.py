@@ -27,7 +27,7 @@ def _modules(root: Path) -> dict[str, Path]:
 
 
 def _owner(name: str, modules: dict[str, Path]) -> str | None:
-    """The module ``name`` is, or the deepest module above it (``gdepth.a.b.fn`` → ``gdepth.a.b``)."""
+    """The module ``name`` is, or the deepest one above it (``gdepth.a.b.fn`` → ``gdepth.a.b``)."""
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None
