@@ -1,7 +1,8 @@
 """The seed-native ``gcn`` / ``gcn_res`` / Bag-of-Tricks ``gcn`` (issue 17) against PyG.
 
 The oracle is the one-seed model these classes replace, written here from PyG's own layers
-(``GCNConv(normalize=False)``, ``torch.nn.Linear``, :func:`gdepth.norms.build_norm`):
+(``GCNConv(normalize=False)``, ``torch.nn.Linear``; the norms from :func:`gdepth.norms.build_norm`,
+the one-seed norms tests/test_seed_norms.py checks against PyG and the official code):
 
 * one seed (S = 1) computes the reference's logits with the same weights copied in, for every
   skip, identity mapping and dropout placement, with dropout off (eval) and with the same
@@ -558,7 +559,7 @@ def test_activation_checkpointing_recomputes_with_the_same_gradients(graph, monk
 def test_activation_checkpointing_refuses_running_statistics_and_other_models():
     cfg = OmegaConf.create({"name": "gcn", "hidden": HIDDEN})
     for norm, kind in [("batchnorm", "BatchNorm"), ("groupnorm", "DiffGroupNorm"),
-                       ("combnorm", "Sequential")]:
+                       ("combnorm", "CombNorm")]:
         model = models.build(cfg, {"name": norm}, 3, IN, OUT)
         with pytest.raises(ValueError, match=f"norm {kind}: the recomputed forward would "
                                              "update its running statistics twice"):

@@ -215,19 +215,14 @@ def checkpoint_layers(model: nn.Module) -> None:
     implement it. A norm that keeps running statistics (batchnorm, and the BatchNorm inside
     groupnorm / combnorm) is refused: the recomputed forward would update them a second time.
     """
-    import torch
-
     from gdepth.models.gcn import GCN
     from gdepth.models.gcn_tricks import TricksGCN
-    from gdepth.norms import build_norm
 
     native = getattr(model, "native", model)
     if not isinstance(native, (GCN, TricksGCN)):
         raise ValueError(f"activation_checkpointing: model {type(model).__name__} does not "
                          "implement it; models that do: gcn, gcn_res")
-    with torch.random.fork_rng(devices=[]):  # the one-seed norm, named as before; no draws
-        norm = build_norm(native.norm_cfg, native.hidden)
-    stateful = next((type(norm).__name__ for m in norm.modules()
+    stateful = next((type(norm).__name__ for norm in native.norms for m in norm.modules()
                      if getattr(m, "track_running_stats", False)), None)
     if stateful is not None:
         raise ValueError(f"activation_checkpointing with norm {stateful}: the recomputed forward "

@@ -135,7 +135,7 @@ class GCN(nn.Module):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.num_seeds, self.hidden, self.norm_cfg = num_seeds, hidden, norm_cfg
+        self.num_seeds, self.hidden = num_seeds, hidden
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
         pairs = zip(dims[:-1], dims[1:], strict=True)
         self.convs = nn.ModuleList(SeedGCNConv(num_seeds, a, b) for a, b in pairs)

@@ -59,7 +59,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gdepth.models import common
 from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_conv, stacked_dropout
-from gdepth.nn.seeds import SeedLinear, SeedStack, glorot_
+from gdepth.nn.seeds import SeedLinear, glorot_
 from gdepth.norms import build_seeded_norm
 
 SKIPS = ("none", "residual", "initial", "dense", "jumping")
@@ -117,13 +117,10 @@ def identity_mapped(conv: SeedGCNConv, h: Tensor, adj: Propagation, beta: float)
 
 
 def norm_weights(norm: nn.Module) -> list[nn.Parameter]:
-    """The parameters of a seed-native norm that its one-seed norm names ``*weight*`` (its
-    ``weight_parameters()`` where it has one; a :class:`gdepth.nn.seeds.SeedNorm`'s stack's)."""
+    """The parameters of a seed-native norm that the PyG norm it replaces named ``*weight*``
+    (its ``weight_parameters()``; the identity has none)."""
     if hasattr(norm, "weight_parameters"):
         return list(norm.weight_parameters())
-    stack = getattr(norm, "stack", None)
-    if isinstance(stack, SeedStack):
-        return stack.weight_parameters()
     return [p for name, p in norm.named_parameters() if "weight" in name]
 
 
@@ -158,7 +155,7 @@ class TricksGCN(nn.Module):
             raise ValueError(f"unknown skip '{skip}'; valid: {', '.join(SKIPS)}")
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.num_seeds, self.hidden, self.norm_cfg = num_seeds, hidden, norm_cfg
+        self.num_seeds, self.hidden = num_seeds, hidden
         self.skip, self.alpha = skip, float(skip_alpha)
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping else 1.0
                       for i in range(depth)]
