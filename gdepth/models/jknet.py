@@ -129,9 +129,15 @@ class SeedJumpingKnowledge(nn.Module):
     tensor :math:`U(-1/\sqrt{H}, 1/\sqrt{H})` in that order), ``Linear.__init__`` (kaiming),
     then ``JumpingKnowledge.reset_parameters`` draws both again (those draws are kept).
 
-    Why by hand: one LSTM per seed would be S calls of ``torch.nn.LSTM`` per layer step; here
-    every time step is one ``bmm`` for all seeds, and the input projections of all steps one
-    ``bmm`` per direction.
+    Why by hand: ``torch.nn.LSTM`` holds one set of weights, so S seeds are either S LSTM calls
+    or one block-diagonal LSTM of S·H units whose dense :math:`W_{hh}` does S times the work;
+    here each time step is one ``bmm`` over the seeds (:math:`[S, N, H] \times [S, H, 4H]`) and
+    the input projections of all steps one ``bmm`` per direction. (Not timed against the S
+    calls.) Memory: the backward keeps about a dozen ``[S, N, H]`` tensors per step and
+    direction (the gate activations, the cell states, the step's share of the input
+    projection), :math:`\approx 25\,S N L H \approx 12\,S N L^2 C` floats (counted, not
+    measured), which ``engine.memory``'s per-layer estimate does not model: ``lstm`` is for
+    small depths.
     """
 
     def __init__(self, num_seeds: int, mode: str, channels: int, num_layers: int) -> None:
