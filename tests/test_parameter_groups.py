@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from test_engine import (  # noqa: F401 (fixtures)
     SEEDS,
+    SeedMasks,
     _compare_fits,
     _loop_models,
     _train_cfg,
@@ -42,6 +43,7 @@ def decays(model, optimizer) -> dict[str, float]:
     ("appnp", {}, ("input", "output")),
     ("jknet", {"mode": "cat"}, ("graph", "output")),
     ("jknet", {"mode": "lstm"}, ("graph", "output")),
+    ("gcnii", {}, ("graph", "dense")),
 ])
 def test_groups_partition_every_parameter(name, kw, groups):
     """Every parameter in exactly one group, in the loop model and in the stacked one."""
@@ -50,11 +52,10 @@ def test_groups_partition_every_parameter(name, kw, groups):
     assert tuple(declared) == groups == common.declared_groups(model)
     ids = [id(p) for params in declared.values() for p in params]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
-    if kw.get("mode") != "lstm":  # lstm is not seed-batched
-        stacked = engine.stack([build(name, **kw), build(name, **kw)])
-        ids = [id(p) for params in stacked.named_parameter_groups().values() for p in params]
-        assert tuple(stacked.named_parameter_groups()) == groups
-        assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in stacked.parameters()}
+    stacked = engine.stack([build(name, **kw), build(name, **kw)])
+    ids = [id(p) for params in stacked.named_parameter_groups().values() for p in params]
+    assert tuple(stacked.named_parameter_groups()) == groups
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in stacked.parameters()}
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -96,11 +97,11 @@ def test_weight_decay_graph_is_the_groups_graph_shorthand():
     long = decays(model, train.make_optimizer(
         model, _train_cfg(weight_decay_groups={"graph": 0.01})))
     assert short == long
-    assert short["convs.0.weight"] == 0.01 and short["lin_in.weight"] == 5e-4
+    assert short["native.convs.0.weight"] == 0.01 and short["native.lin_in.weight"] == 5e-4
     jk = build("jknet")
     got = decays(jk, train.make_optimizer(jk, _train_cfg(weight_decay_graph=0.0,
                                                          weight_decay_groups={"output": 1e-3})))
-    assert got["convs.0.lin.weight"] == 0.0 and got["lin_out.weight"] == 1e-3
+    assert got["native.convs.0.weight"] == 0.0 and got["native.lin_out.weight"] == 1e-3
     with pytest.raises(ValueError, match="disagree"):
         train.make_optimizer(jk, _train_cfg(weight_decay_graph=0.1,
                                             weight_decay_groups={"graph": 0.2}))
@@ -133,6 +134,8 @@ def test_a_missing_group_fails_naming_the_fix(name, kw, message):
     ("jknet", {"dropout_layers": "hidden", "shared_dropout": True}, {"graph": 0.0,
                                                                      "output": 1e-2}),
     ("jknet", {"mode": "max", "shared_dropout": True}, {}),
+    ("jknet", {"mode": "lstm"}, {"graph": 0.0, "output": 1e-2}),
+    ("gcnii", {}, {"graph": 1e-2, "dense": 5e-4}),
 ])
 def test_fit_batched_with_groups_and_shared_dropout_reports_what_fit_reports(
         graphs64, float64, monkeypatch, name, kw, groups):  # noqa: F811
@@ -146,6 +149,11 @@ def test_fit_batched_with_groups_and_shared_dropout_reports_what_fit_reports(
                                  None, 4, gs[0].num_features, gs[0].num_classes))
     stacked = engine.stack(copy.deepcopy(loop))
     assert stacked.named_parameter_groups().keys() == loop[0].named_parameter_groups().keys()
+    for s, model in enumerate(loop):  # a seed-native loop model: the harness's draws, injected
+        if hasattr(model, "native"):
+            draws = SeedMasks(SEEDS)  # seed s's generator starts as the stacked model's
+            model.native.mask_fn = (lambda shape, p, s=s, draws=draws:
+                                    draws.draw(s, shape, p)[None])
     cfg = _train_cfg(lr=0.05, weight_decay=1e-3, weight_decay_groups=groups)
     _compare_fits(gs, adj, loop, stacked, cfg, monkeypatch)
 

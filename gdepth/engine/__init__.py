@@ -29,8 +29,6 @@ from torch import Tensor, nn
 from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
-from gdepth.engine.gcnii import StackedGCNII
-from gdepth.engine.jknet import StackedJKNet
 from gdepth.engine.sgc import StackedSGC
 from gdepth.engine.sign import StackedSIGN
 from gdepth.nn.kernels import NotBatchable
@@ -46,16 +44,13 @@ NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 GROUPED = ("appnp", "jknet", "gcnii")
 
 __all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone",
-           "StackedGCNII", "StackedJKNet", "StackedSGC", "StackedSIGN", "fit_batched",
-           "run_seeds", "stack", "unsupported"]
+           "StackedSGC", "StackedSIGN", "fit_batched", "run_seeds", "stack", "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
     from gdepth.models.dropedge_backbones import DropEdgeBackbone
-    from gdepth.models.gcnii import GCNII
-    from gdepth.models.jknet import JKNet
     from gdepth.models.sgc import SGC
     from gdepth.models.sign import SIGN
     from gdepth.nn.seeds import OneSeed, concat_seeds
@@ -64,10 +59,6 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return concat_seeds([m.native for m in loop_models])
     if isinstance(loop_models[0], APPNP):
         return StackedAPPNP.from_models(loop_models)
-    if isinstance(loop_models[0], JKNet):
-        return StackedJKNet.from_models(loop_models)
-    if isinstance(loop_models[0], GCNII):
-        return StackedGCNII.from_models(loop_models)
     if isinstance(loop_models[0], SGC):
         return StackedSGC.from_models(loop_models)
     if isinstance(loop_models[0], SIGN):
@@ -85,8 +76,6 @@ def unsupported(cfg: Any) -> str | None:
         return f"model {name} is not seed-batched (batched: {', '.join(MODELS)})"
     if str(option(model, "skip", "none")) != "none" or option(model, "identity_mapping", False):
         return "gcn skip connections / identity mapping are not seed-batched"
-    if name == "jknet" and str(option(model, "mode", "cat")) not in ("cat", "max"):
-        return "jknet mode lstm is not seed-batched (batched: cat, max)"
     if str(option(norm, "name", "none")) not in NORMS:
         return f"norm {option(norm, 'name')} is not seed-batched (batched: {', '.join(NORMS)})"
     asked = [*(option(train, "weight_decay_groups") or {})]

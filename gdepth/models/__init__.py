@@ -77,18 +77,21 @@ MODELS: dict[str, ModelSpec] = {
         gcnii.GCNII_CONVENTION,
         "GCNII (Chen et al., ICML 2020, official code): initial residual + identity mapping",
         common.LEGACY_GROUPS,
+        seeded=gcnii.build_seeded_gcnii,
     ),
     "gcnii_star": ModelSpec(
         gcnii.build_gcnii_star,
         gcnii.GCNII_STAR_CONVENTION,
         "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
         common.LEGACY_GROUPS,
+        seeded=gcnii.build_seeded_gcnii_star,
     ),
     "jknet": ModelSpec(
         jknet.build_jknet,
         jknet.JKNET_CONVENTION,
         "JKNet (Xu et al., ICML 2018): GCN layers, jumping knowledge (cat|max|lstm), linear out",
         ("graph", "output"),
+        seeded=jknet.build_seeded_jknet,
     ),
     "mlp": ModelSpec(
         mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
