@@ -270,6 +270,18 @@ class _Params(nn.Module):
         self.held = nn.ParameterList(params)
 
 
+class _Cache:
+    """One cached (key, value) pair that a deep copy does not carry (sparse CSR tensors cannot
+    be deep-copied; the copy rebuilds its own on first use)."""
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.value: Any = None
+
+    def __deepcopy__(self, memo: dict) -> _Cache:
+        return _Cache()
+
+
 class OneSeed(nn.Module):
     """A one-seed seed-native model behind the one-seed interface ``forward(x [N, F], adj)
     -> [N, C]`` (transitional, issue 17: the per-seed training loop and the diagnostics call
@@ -282,14 +294,14 @@ class OneSeed(nn.Module):
         self.native = native
         self.layer_sink: list | None = None
         self.layer_outputs = bool(getattr(native, "layer_outputs", False))
-        self._props: tuple[Tensor, Any] | None = None
+        self._props = _Cache()  # the Propagation of the last adjacency seen
 
     def _propagation(self, adj: Tensor) -> Any:
         from gdepth.nn.kernels import Propagation
 
-        if self._props is None or self._props[0] is not adj:
-            self._props = (adj, Propagation(adj))  # its transpose is built once per adj
-        return self._props[1]
+        if self._props.key is not adj:
+            self._props.key, self._props.value = adj, Propagation(adj)  # transposed once per adj
+        return self._props.value
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         from gdepth.nn.kernels import StackedInput
