@@ -12,7 +12,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from gdepth import progress, records, report, sweeper
+from gdepth import collect, progress, records, report, sweeper
 
 log = logging.getLogger("gdepth")
 
@@ -28,7 +28,7 @@ def finish(directory: Path) -> None:
     LAST.clear()
     LAST["dir"] = directory
     trials = study.trial_only_keys(directory)  # a search's trials: shown by tune-report
-    found = [r for r in records.load(directory) if r["key"] not in trials]
+    found = [r for r in collect.load(directory) if r["key"] not in trials]
     LAST["statuses"] = [r["status"] for r in found]
     if not found:
         log.warning("no records in %s: nothing to tabulate", directory)

@@ -23,16 +23,7 @@ from omegaconf import DictConfig
 
 from gdepth import __version__, config, launchers, progress
 from gdepth.depth import DepthError, parse_depths
-
-
-def config_dir() -> str:
-    """The packaged ``configs/`` tree: inside the wheel, or beside the package in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "configs", here.parent / "configs"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"gdepth's configs/ folder is missing next to {here}")
-
+from gdepth.paths import config_dir
 
 config.register()
 launchers.register_resolvers()  # the pool's threads per job; job processes import this module

@@ -107,7 +107,7 @@ def compose_all(datasets: list[str], per_dataset: list[str], others: list[str]) 
     """One composed config per dataset, each with the ``dataset.*`` overrides it has keys for."""
     from hydra import compose, initialize_config_dir
 
-    from gdepth.cli import config_dir
+    from gdepth.paths import config_dir
 
     used: set[str] = set()
     configs = []

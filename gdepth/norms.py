@@ -1,27 +1,37 @@
-"""Normalization layers placed between a graph convolution and its activation.
+r"""Normalization layers placed between a graph convolution and its activation, seed-native.
+
+Every norm is written once, with the seed axis built in (issue 17, :mod:`gdepth.nn.seeds`):
+it maps hidden features ``h [N, S, d]`` (seed ``s`` is ``h[:, s]``) to ``[N, S, d]``, takes
+its statistics per seed, and holds its affine parameters and running statistics seed-major
+``[S, d]``. Seed ``s``'s slice computes exactly what the PyG / torch module it replaces
+computes on ``h[:, s]``: same formula, ``eps``, momentum and initial values (``reset_seed(s)``
+draws what that module draws in its constructor). One run is S = 1.
 
 Registry ``NORMS`` maps the config name (``norm=<name>``) to a builder and a one-line
-description; :func:`build_norm` turns a ``norm`` config node into a module whose forward maps
-node features ``x`` of shape ``[N, dim]`` to ``[N, dim]``.
+description; :func:`build_seeded_norm` turns a ``norm`` config node into the module for S
+seeds, :func:`build_norm` into the one-seed module ``[N, d] -> [N, d]``
+(:class:`gdepth.nn.seeds.OneSeedNorm` over the S = 1 module: one definition per norm).
 
 =============  ==============================================================================
-name           layer
+name           layer (the module it replaces)
 =============  ==============================================================================
-``none``       identity
-``batchnorm``  PyG :class:`torch_geometric.nn.BatchNorm` (per feature, over the nodes)
-``pairnorm``   PairNorm (Zhao & Akoglu 2020): modes ``PN``, ``PN-SI`` (PyG) and ``PN-SCS``
-``nodenorm``   NodeNorm (Zhou et al. 2021): variants ``n``, ``v``, ``srv``, ``pr``, ``m``
-``layernorm``  PyG :class:`torch_geometric.nn.LayerNorm` with ``mode="node"`` (Ba et al. 2016)
-``groupnorm``  PyG :class:`torch_geometric.nn.DiffGroupNorm` (Zhou et al. 2020)
-``meannorm``   PyG :class:`torch_geometric.nn.MeanSubtractionNorm` (Yang et al. 2020)
-``graphnorm``  PyG :class:`torch_geometric.nn.GraphNorm` (Cai et al. 2021)
-``combnorm``   ``DiffGroupNorm`` then :class:`NodeNorm` (Chen et al. 2022, Bag of Tricks)
+``none``       identity (:class:`gdepth.nn.kernels.StackedNorm`)
+``batchnorm``  :class:`BatchNorm` (PyG ``BatchNorm``: per feature, over the nodes)
+``pairnorm``   :class:`PairNorm` (Zhao & Akoglu 2020): modes ``PN``, ``PN-SI`` (PyG) and
+               ``PN-SCS`` (the official code)
+``nodenorm``   :class:`NodeNorm` (Zhou et al. 2021): variants ``n``, ``v``, ``srv``, ``pr``, ``m``
+``layernorm``  :class:`LayerNorm` (PyG ``LayerNorm`` with ``mode="node"``, Ba et al. 2016)
+``groupnorm``  :class:`DiffGroupNorm` (PyG ``DiffGroupNorm``, Zhou et al. 2020)
+``meannorm``   :class:`MeanSubtractionNorm` (PyG ``MeanSubtractionNorm``, Yang et al. 2020)
+``graphnorm``  :class:`GraphNorm` (PyG ``GraphNorm``, Cai et al. 2021)
+``combnorm``   :class:`CombNorm`: ``DiffGroupNorm`` then ``NodeNorm`` (Chen et al. 2022)
 =============  ==============================================================================
 
-PyG does the work where it has the layer; NodeNorm and PairNorm's ``PN-SCS`` mode are not in
-PyG 2.8 and are written here. Every module is called as ``norm(x)``: PyG's optional ``batch``
-arguments are left out, so a full-batch node-classification graph is one graph and the
-statistics that PyG takes "over the graph" or "over the batch" are taken over all its nodes.
+PyG's optional ``batch`` arguments have no counterpart: a full-batch node-classification graph
+is one graph, and the statistics that PyG takes "over the graph" or "over the batch" are taken
+over all its nodes (per seed). PyG 2.8 has no NodeNorm and no ``PN-SCS``; they follow the
+official code. The tests (``tests/test_seed_norms.py``) hold S = 1 against the PyG / torch
+modules and S seeds against S one-seed runs.
 """
 
 from __future__ import annotations
@@ -29,21 +39,143 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import (
-    BatchNorm,
-    DiffGroupNorm,
-    GraphNorm,
-    LayerNorm,
-    MeanSubtractionNorm,
-    PairNorm,
-)
 
+from gdepth.nn.kernels import StackedNorm
+from gdepth.nn.seeds import OneSeedNorm, kaiming_linear_
 from gdepth.options import option, unknown
 
 
-class NodeNorm(nn.Module):
-    r"""NodeNorm: normalize each node's feature vector by its own statistics.
+class SeedNormBase(nn.Module):
+    """What every seed-native norm has: ``num_seeds``, ``reset_seed(s)`` (seed ``s``'s initial
+    tensors), and ``weight_parameters()`` (the tensors the module it replaces named
+    ``*weight*``: the L1 penalty's)."""
+
+    def __init__(self, num_seeds: int) -> None:
+        super().__init__()
+        if num_seeds < 1:
+            raise ValueError(f"a norm needs at least one seed, got {num_seeds}")
+        self.num_seeds = int(num_seeds)
+
+    def reset_seed(self, s: int) -> None:
+        """Seed ``s``'s initial tensors (none here: no parameters)."""
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if "weight" in name]
+
+
+class BatchNorm(SeedNormBase):
+    r"""Batch normalization per seed and feature, over the nodes.
+
+    Ioffe and Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift", ICML 2015, arXiv 1502.03167. Replaces PyG
+    ``BatchNorm(dim)`` (``torch.nn.BatchNorm1d``: eps :math:`10^{-5}`, momentum 0.1, affine,
+    running statistics). For seed :math:`s` and feature :math:`j` over the :math:`n` nodes:
+
+    .. math::
+        x'_{isj} = \gamma_{sj} \frac{x_{isj} - \mu_{sj}}{\sqrt{\sigma^2_{sj} + \epsilon}}
+        + \beta_{sj}, \qquad
+        \mu_{sj} = \tfrac1n\textstyle\sum_i x_{isj}, \quad
+        \sigma^2_{sj} = \tfrac1n\textstyle\sum_i (x_{isj} - \mu_{sj})^2
+
+    in training, which also updates the running statistics
+    :math:`\hat\mu \leftarrow (1 - m)\hat\mu + m\mu`,
+    :math:`\hat\sigma^2 \leftarrow (1 - m)\hat\sigma^2 + m\,\frac{n}{n-1}\sigma^2`
+    (:math:`m` = momentum); eval normalizes by :math:`\hat\mu, \hat\sigma^2`. Init
+    :math:`\gamma = 1, \beta = 0, \hat\mu = 0, \hat\sigma^2 = 1`.
+
+    One ``F.batch_norm`` on the ``[N, S·d]`` view: each column is one (seed, feature), so the
+    statistics are per seed; ``weight``, ``bias``, ``running_mean``, ``running_var`` are
+    ``[S, d]``. torch's ``num_batches_tracked`` is not kept (it only matters for
+    ``momentum=None``, a cumulative average, which gdepth does not use).
+    """
+
+    track_running_stats = True  # models refuse activation checkpointing for such norms
+    affine = True
+
+    def __init__(self, num_seeds: int, dim: int, eps: float = 1e-5,
+                 momentum: float = 0.1) -> None:
+        super().__init__(num_seeds)
+        self.num_features, self.eps, self.momentum = int(dim), float(eps), float(momentum)
+        self.weight = nn.Parameter(torch.ones(num_seeds, dim))
+        self.bias = nn.Parameter(torch.zeros(num_seeds, dim))
+        self.register_buffer("running_mean", torch.zeros(num_seeds, dim))
+        self.register_buffer("running_var", torch.ones(num_seeds, dim))
+
+    def reset_seed(self, s: int) -> None:
+        with torch.no_grad():
+            self.weight[s].fill_(1.0)
+            self.bias[s].zero_()
+            self.running_mean[s].zero_()
+            self.running_var[s].fill_(1.0)
+
+    def forward(self, h: Tensor) -> Tensor:
+        n = h.shape[0]
+        out = F.batch_norm(h.reshape(n, -1), self.running_mean.view(-1),
+                           self.running_var.view(-1), self.weight.view(-1), self.bias.view(-1),
+                           self.training, self.momentum, self.eps)
+        return out.view(h.shape)
+
+    def extra_repr(self) -> str:
+        return (f"seeds={self.num_seeds}, {self.num_features}, eps={self.eps}, "
+                f"momentum={self.momentum}")
+
+
+PAIRNORM_MODES = ("PN", "PN-SI", "PN-SCS")
+
+
+class PairNorm(SeedNormBase):
+    r"""PairNorm per seed, statistics over the nodes; no parameters.
+
+    Zhao and Akoglu, "PairNorm: Tackling Oversmoothing in GNNs", ICLR 2020, arXiv 1909.12223,
+    https://arxiv.org/abs/1909.12223; official code https://github.com/LingxiaoShawn/PairNorm
+    (``layers.py``). With :math:`\bar{\mathbf{x}} = \frac1n\sum_i \mathbf{x}_i` and
+    :math:`\mathbf{x}^c_i = \mathbf{x}_i - \bar{\mathbf{x}}` (per seed):
+
+    ==========  ==========================================================================
+    mode        output
+    ==========  ==========================================================================
+    ``PN``      :math:`s\,\mathbf{x}^c_i / \sqrt{\epsilon + \frac1n\sum_i\|\mathbf{x}^c_i\|^2}`
+                (PyG ``PairNorm``)
+    ``PN-SI``   :math:`s\,\mathbf{x}^c_i / (\epsilon + \|\mathbf{x}^c_i\|)` (PyG
+                ``PairNorm(scale_individually=True)``: eps outside the norm)
+    ``PN-SCS``  :math:`s\,\mathbf{x}_i / \sqrt{\epsilon + \|\mathbf{x}_i\|^2} - \bar{\mathbf{x}}`
+                (official code only: scale and center simultaneously, the *input's* mean)
+    ==========  ==========================================================================
+
+    Args:
+        mode: ``PN``, ``PN-SI`` or ``PN-SCS``. (default: ``"PN"``)
+        scale: :math:`s`. (default: ``1.0``)
+        eps: :math:`\epsilon` (PyG's default; the official code uses ``1e-6``).
+            (default: ``1e-5``)
+    """
+
+    def __init__(self, num_seeds: int, mode: str = "PN", scale: float = 1.0,
+                 eps: float = 1e-5) -> None:
+        super().__init__(num_seeds)
+        if mode not in PAIRNORM_MODES:
+            raise unknown("pairnorm mode", mode, PAIRNORM_MODES)
+        self.mode, self.scale, self.eps = mode, float(scale), float(eps)
+
+    def forward(self, h: Tensor) -> Tensor:
+        mean = h.mean(dim=0, keepdim=True)  # [1, S, d]: per seed, over the nodes
+        if self.mode == "PN-SCS":
+            rownorm = (self.eps + h.pow(2).sum(dim=-1, keepdim=True)).sqrt()
+            return self.scale * h / rownorm - mean
+        h = h - mean
+        if self.mode == "PN-SI":
+            return self.scale * h / (self.eps + h.norm(2, -1, keepdim=True))
+        total = (self.eps + h.pow(2).sum(-1).mean(dim=0, keepdim=True)).sqrt()  # [1, S]
+        return self.scale * h / total.unsqueeze(-1)
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.num_seeds}, mode={self.mode!r}, scale={self.scale}, eps={self.eps}"
+
+
+class NodeNorm(SeedNormBase):
+    r"""NodeNorm: normalize each node's feature vector by its own statistics (per seed).
 
     Zhou, Huang, Zha, Wang, Zhou and Wang, "Understanding and Resolving Performance Degradation
     in Deep Graph Convolutional Networks", CIKM 2021, arXiv 2006.07107,
@@ -67,8 +199,10 @@ class NodeNorm(nn.Module):
     ``m``      :math:`\mathbf{h}_i - \mu_i`                    ``node_m``
     =========  ==============================================  =======================
 
-    There is no learnable affine transform. Written by hand: PyG has no NodeNorm (variant ``n``
-    equals ``LayerNorm(mode='node', affine=False)``, the others have no PyG counterpart).
+    There is no learnable affine transform. The statistics are over the last axis only, so
+    any leading axes (nodes, seeds) are independent rows. Written by hand: PyG has no NodeNorm
+    (variant ``n`` equals ``LayerNorm(mode='node', affine=False)``, the others have no PyG
+    counterpart).
 
     Args:
         variant: one of ``n``, ``v``, ``srv``, ``pr``, ``m``. (default: ``"n"``)
@@ -78,8 +212,9 @@ class NodeNorm(nn.Module):
 
     VARIANTS = ("n", "v", "srv", "pr", "m")
 
-    def __init__(self, variant: str = "n", power: float = 2.0, eps: float = 1e-5) -> None:
-        super().__init__()
+    def __init__(self, num_seeds: int, variant: str = "n", power: float = 2.0,
+                 eps: float = 1e-5) -> None:
+        super().__init__(num_seeds)
         if variant not in self.VARIANTS:
             raise unknown("nodenorm variant", variant, self.VARIANTS)
         if variant == "pr" and not power > 0:
@@ -88,101 +223,28 @@ class NodeNorm(nn.Module):
         self.power = float(power)
         self.eps = float(eps)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape ``[N, d]`` row by row."""
+    def forward(self, h: Tensor) -> Tensor:
+        """Normalize ``h`` (``[N, S, d]``) over its last axis."""
         if self.variant == "m":
-            return x - x.mean(dim=1, keepdim=True)
-        std = (x.var(dim=1, unbiased=False, keepdim=True) + self.eps).sqrt()
+            return h - h.mean(dim=-1, keepdim=True)
+        std = (h.var(dim=-1, unbiased=False, keepdim=True) + self.eps).sqrt()
         if self.variant == "n":
-            return (x - x.mean(dim=1, keepdim=True)) / std
+            return (h - h.mean(dim=-1, keepdim=True)) / std
         root = {"v": 1.0, "srv": 2.0, "pr": self.power}[self.variant]
-        return x / std.pow(1.0 / root)
+        return h / std.pow(1.0 / root)
 
     def extra_repr(self) -> str:
         power = f", power={self.power}" if self.variant == "pr" else ""
-        return f"variant={self.variant!r}{power}, eps={self.eps}"
+        return f"seeds={self.num_seeds}, variant={self.variant!r}{power}, eps={self.eps}"
 
 
-class PairNormSCS(nn.Module):
-    r"""PairNorm's ``PN-SCS`` mode (scale and center simultaneously).
-
-    Zhao and Akoglu, "PairNorm: Tackling Oversmoothing in GNNs", ICLR 2020, arXiv 1909.12223,
-    https://arxiv.org/abs/1909.12223; the mode is in the official code
-    (https://github.com/LingxiaoShawn/PairNorm, ``layers.py``), not in the paper:
-
-    .. math::
-        \mathbf{x}_i' = s \cdot \frac{\mathbf{x}_i}{\sqrt{\epsilon + \|\mathbf{x}_i\|_2^2}}
-        - \bar{\mathbf{x}}, \qquad \bar{\mathbf{x}} = \frac{1}{n}\sum_{i=1}^n \mathbf{x}_i
-
-    with :math:`\bar{\mathbf{x}}` the column mean of the *input*. Written by hand: PyG's
-    ``PairNorm`` implements only ``PN`` and ``PN-SI``.
-
-    Args:
-        scale: :math:`s`. (default: ``1.0``)
-        eps: :math:`\epsilon` (PyG's default; the official code uses ``1e-6``). (default: ``1e-5``)
-    """
-
-    def __init__(self, scale: float = 1.0, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.scale = float(scale)
-        self.eps = float(eps)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Normalize ``x`` of shape ``[N, d]`` (one graph)."""
-        rownorm = (self.eps + x.pow(2).sum(dim=1, keepdim=True)).sqrt()
-        return self.scale * x / rownorm - x.mean(dim=0, keepdim=True)
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale}, eps={self.eps}"
-
-
-PAIRNORM_MODES = ("PN", "PN-SI", "PN-SCS")
-
-
-def _none(norm_cfg: Any, dim: int) -> nn.Module:
-    """Identity; no keys."""
-    return nn.Identity()
-
-
-def _batchnorm(norm_cfg: Any, dim: int) -> nn.Module:
-    """PyG ``BatchNorm(dim)`` (eps 1e-5, momentum 0.1, affine, running stats); no keys."""
-    return BatchNorm(dim)
-
-
-def _pairnorm(norm_cfg: Any, dim: int) -> nn.Module:
-    r"""PairNorm, keys ``mode`` (``"PN"``), ``scale`` (``1.0``), ``eps`` (``1e-5``).
-
-    Zhao and Akoglu, ICLR 2020, arXiv 1909.12223. With :math:`\mathbf{x}^c_i = \mathbf{x}_i -
-    \bar{\mathbf{x}}`, PyG computes ``PN``: :math:`s\,\mathbf{x}^c_i / \sqrt{\epsilon +
-    \frac{1}{n}\sum_i\|\mathbf{x}^c_i\|^2}` and ``PN-SI``: :math:`s\,\mathbf{x}^c_i / (\epsilon +
-    \|\mathbf{x}^c_i\|)` (PyG adds eps outside the norm here); ``PN-SCS`` is :class:`PairNormSCS`.
-    """
-    mode = option(norm_cfg, "mode", "PN")
-    scale = float(option(norm_cfg, "scale", 1.0))
-    eps = float(option(norm_cfg, "eps", 1e-5))
-    if mode not in PAIRNORM_MODES:
-        raise unknown("pairnorm mode", mode, PAIRNORM_MODES)
-    if mode == "PN-SCS":
-        return PairNormSCS(scale=scale, eps=eps)
-    return PairNorm(scale=scale, scale_individually=mode == "PN-SI", eps=eps)
-
-
-def _nodenorm(norm_cfg: Any, dim: int) -> nn.Module:
-    """NodeNorm, keys ``variant`` (``"n"``), ``power`` (``2.0``), ``eps`` (``1e-5``)."""
-    return NodeNorm(
-        variant=option(norm_cfg, "variant", "n"),
-        power=float(option(norm_cfg, "power", 2.0)),
-        eps=float(option(norm_cfg, "eps", 1e-5)),
-    )
-
-
-def _layernorm(norm_cfg: Any, dim: int) -> nn.Module:
-    r"""Per-node LayerNorm, keys ``eps`` (``1e-5``), ``affine`` (``True``).
+class LayerNorm(SeedNormBase):
+    r"""Per-node LayerNorm with a per-seed affine transform.
 
     Ba, Kiros and Hinton, "Layer Normalization", arXiv 1607.06450 (2016),
-    https://arxiv.org/abs/1607.06450. PyG ``LayerNorm(dim, eps, affine, mode="node")``
-    normalizes each node over its :math:`d` features (biased variance, :math:`\epsilon` inside
-    the square root):
+    https://arxiv.org/abs/1607.06450. Replaces PyG ``LayerNorm(dim, eps, affine, mode="node")``
+    (``F.layer_norm`` over the :math:`d` features of each node; biased variance,
+    :math:`\epsilon` inside the square root):
 
     .. math::
         \mathbf{x}_i' = \frac{\mathbf{x}_i - \mu_i}{\sqrt{\sigma_i^2 + \epsilon}} \odot
@@ -190,57 +252,117 @@ def _layernorm(norm_cfg: Any, dim: int) -> nn.Module:
         \mu_i = \tfrac{1}{d}\textstyle\sum_j x_{ij}, \quad
         \sigma_i^2 = \tfrac{1}{d}\textstyle\sum_j (x_{ij} - \mu_i)^2
 
-    with learnable :math:`\boldsymbol{\gamma}` (ones) and :math:`\boldsymbol{\beta}` (zeros)
-    when ``affine``; ``affine=False`` equals NodeNorm variant ``n``. (PyG's default
+    with learnable :math:`\boldsymbol{\gamma}` (ones) and :math:`\boldsymbol{\beta}` (zeros),
+    ``[S, d]``, when ``affine``; ``affine=False`` equals NodeNorm variant ``n``. (PyG's default
     ``mode="graph"`` would pool the statistics over all nodes and features instead.)
     """
-    eps = float(option(norm_cfg, "eps", 1e-5))
-    return LayerNorm(dim, eps=eps, affine=bool(option(norm_cfg, "affine", True)), mode="node")
+
+    def __init__(self, num_seeds: int, dim: int, eps: float = 1e-5, affine: bool = True) -> None:
+        super().__init__(num_seeds)
+        self.in_channels, self.eps, self.affine = int(dim), float(eps), bool(affine)
+        if self.affine:
+            self.weight = nn.Parameter(torch.ones(num_seeds, dim))
+            self.bias = nn.Parameter(torch.zeros(num_seeds, dim))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_seed(self, s: int) -> None:
+        if self.affine:
+            with torch.no_grad():
+                self.weight[s].fill_(1.0)
+                self.bias[s].zero_()
+
+    def forward(self, h: Tensor) -> Tensor:
+        out = F.layer_norm(h, (self.in_channels,), None, None, self.eps)
+        return torch.addcmul(self.bias, out, self.weight) if self.affine else out
+
+    def extra_repr(self) -> str:
+        return (f"seeds={self.num_seeds}, {self.in_channels}, eps={self.eps}, "
+                f"affine={self.affine}")
 
 
-def _diffgroupnorm(norm_cfg: Any, dim: int) -> DiffGroupNorm:
-    r"""Differentiable group normalization, keys ``groups`` (``10``), ``lamda`` (``0.01``), ``eps``.
+class DiffGroupNorm(SeedNormBase):
+    r"""Differentiable group normalization per seed.
 
     Zhou, Huang, Zha, Chen, Li, Choi and Hu, "Towards Deeper Graph Neural Networks with
     Differentiable Group Normalization", NeurIPS 2020, arXiv 2006.06972,
-    https://arxiv.org/abs/2006.06972. PyG ``DiffGroupNorm(dim, groups, lamda, eps)``: with a
-    learnable :math:`\mathbf{W} \in \mathbb{R}^{d \times G}` (no bias),
+    https://arxiv.org/abs/2006.06972. Replaces PyG ``DiffGroupNorm(dim, groups, lamda, eps)``:
+    with a learnable :math:`\mathbf{W} \in \mathbb{R}^{d \times G}` (no bias),
 
     .. math::
         \mathbf{S} = \operatorname{softmax}(\mathbf{X}\mathbf{W}), \qquad
         \mathbf{X}' = \mathbf{X} + \lambda \sum_{g=1}^{G}
         \operatorname{BatchNorm}(\mathbf{S}_{:,g} \odot \mathbf{X})
 
-    where BatchNorm (affine, momentum 0.1, ``eps`` :math:`\epsilon`) standardizes each of the
-    :math:`G \cdot d` columns over the nodes in training and uses running statistics in eval.
-    Full-batch node classification has one graph, so these are statistics over all its nodes.
-    The Bag-of-Tricks code (``group_norm``) differs slightly: a bias in :math:`\mathbf{W}`,
-    BatchNorm momentum 0.3, and per-dataset :math:`\lambda` (``skip_weight``) and :math:`G`.
+    where BatchNorm (affine, momentum 0.1, ``eps`` :math:`\epsilon`; a :class:`BatchNorm` of
+    :math:`G \cdot d` features per seed) standardizes each of the :math:`G \cdot d` columns over
+    the nodes in training and uses running statistics in eval. Full-batch node classification
+    has one graph, so these are statistics over all its nodes. The Bag-of-Tricks code
+    (``group_norm``) differs slightly: a bias in :math:`\mathbf{W}`, BatchNorm momentum 0.3,
+    and per-dataset :math:`\lambda` (``skip_weight``) and :math:`G`.
+
+    ``lin_weight`` is :math:`\mathbf{W}` per seed, ``[S, d, G]``; ``norm`` the BatchNorm
+    (``[S, G·d]`` tensors). Init: PyG's ``nn.Linear(d, G, bias=False)`` is drawn twice, by its
+    constructor and again by ``DiffGroupNorm.reset_parameters``; :meth:`reset_seed` draws both
+    (:func:`gdepth.nn.seeds.kaiming_linear_`) and keeps the second, so seed s's ``W`` and the
+    RNG state after it are those of PyG's module built after ``torch.manual_seed(s)``.
     """
-    groups = int(option(norm_cfg, "groups", 10))
-    if groups < 1:
-        raise ValueError(f"groupnorm groups must be >= 1, got {groups}")
-    lamda = float(option(norm_cfg, "lamda", 0.01))
-    return DiffGroupNorm(dim, groups, lamda=lamda, eps=float(option(norm_cfg, "eps", 1e-5)))
+
+    def __init__(self, num_seeds: int, dim: int, groups: int, lamda: float = 0.01,
+                 eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__(num_seeds)
+        if groups < 1:
+            raise ValueError(f"groupnorm groups must be >= 1, got {groups}")
+        self.in_channels, self.groups, self.lamda = int(dim), int(groups), float(lamda)
+        self.lin_weight = nn.Parameter(torch.empty(num_seeds, dim, groups))
+        self.norm = BatchNorm(num_seeds, groups * dim, eps, momentum)
+        for s in range(num_seeds):
+            self.reset_seed(s)
+
+    def reset_seed(self, s: int) -> None:
+        """``nn.Linear(d, G, bias=False)``'s draw, then ``reset_parameters``' (kept)."""
+        with torch.no_grad():
+            for _ in range(2):
+                kaiming_linear_(self.lin_weight[s], None, self.in_channels, self.groups)
+        self.norm.reset_seed(s)
+
+    def forward(self, h: Tensor) -> Tensor:
+        n, s, d = h.shape
+        g = self.groups
+        assign = torch.bmm(h.transpose(0, 1), self.lin_weight).transpose(0, 1).softmax(-1)
+        out = assign.unsqueeze(-1) * h.unsqueeze(-2)  # [N, S, G, d]
+        out = self.norm(out.reshape(n, s, g * d)).view(n, s, g, d).sum(-2)
+        return h + self.lamda * out
+
+    def extra_repr(self) -> str:
+        return (f"seeds={self.num_seeds}, {self.in_channels}, groups={self.groups}, "
+                f"lamda={self.lamda}")
 
 
-def _meannorm(norm_cfg: Any, dim: int) -> nn.Module:
-    r"""Mean subtraction over the nodes; no keys.
+class MeanSubtractionNorm(SeedNormBase):
+    r"""Mean subtraction over the nodes, per seed; no parameters.
 
     Yang, Wang, Yao, Liu and Abdelzaher, "Revisiting Over-smoothing in Deep GCNs",
-    arXiv 2003.13663 (2020), https://arxiv.org/abs/2003.13663. PyG ``MeanSubtractionNorm()``:
+    arXiv 2003.13663 (2020), https://arxiv.org/abs/2003.13663. Replaces PyG
+    ``MeanSubtractionNorm()``:
     :math:`\mathbf{x}_i' = \mathbf{x}_i - \frac{1}{n}\sum_{j=1}^{n} \mathbf{x}_j` (the
     Bag-of-Tricks ``MeanNorm``).
     """
-    return MeanSubtractionNorm()
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h - h.mean(dim=0, keepdim=True)
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.num_seeds}"
 
 
-def _graphnorm(norm_cfg: Any, dim: int) -> nn.Module:
-    r"""GraphNorm, key ``eps`` (``1e-5``).
+class GraphNorm(SeedNormBase):
+    r"""GraphNorm per seed, over the :math:`n` nodes of the graph.
 
     Cai, Luo, Xu, He, Liu and Wang, "GraphNorm: A Principled Approach to Accelerating Graph
     Neural Network Training", ICML 2021, arXiv 2009.03294, https://arxiv.org/abs/2009.03294.
-    PyG ``GraphNorm(dim, eps)``, per feature over the :math:`n` nodes of the graph:
+    Replaces PyG ``GraphNorm(dim, eps)``; per feature:
 
     .. math::
         \mathbf{x}_i' = \boldsymbol{\gamma} \odot
@@ -250,43 +372,125 @@ def _graphnorm(norm_cfg: Any, dim: int) -> nn.Module:
         \boldsymbol{\sigma}^2 = \tfrac{1}{n}\textstyle\sum_i
         (\mathbf{x}_i - \boldsymbol{\alpha} \odot \boldsymbol{\mu})^2
 
-    with learnable :math:`\boldsymbol{\alpha}, \boldsymbol{\gamma}` (ones) and
-    :math:`\boldsymbol{\beta}` (zeros). At init it equals BatchNorm's training-mode output on
-    one graph, but it keeps no running statistics: eval uses the statistics of the input too.
+    with learnable :math:`\boldsymbol{\alpha}` (``mean_scale``), :math:`\boldsymbol{\gamma}`
+    (``weight``; ones) and :math:`\boldsymbol{\beta}` (``bias``; zeros), each ``[S, d]``. At
+    init it equals BatchNorm's training-mode output on one graph, but it keeps no running
+    statistics: eval uses the statistics of the input too.
     """
-    return GraphNorm(dim, eps=float(option(norm_cfg, "eps", 1e-5)))
+
+    def __init__(self, num_seeds: int, dim: int, eps: float = 1e-5) -> None:
+        super().__init__(num_seeds)
+        self.in_channels, self.eps = int(dim), float(eps)
+        self.weight = nn.Parameter(torch.ones(num_seeds, dim))
+        self.bias = nn.Parameter(torch.zeros(num_seeds, dim))
+        self.mean_scale = nn.Parameter(torch.ones(num_seeds, dim))
+
+    def reset_seed(self, s: int) -> None:
+        with torch.no_grad():
+            self.weight[s].fill_(1.0)
+            self.bias[s].zero_()
+            self.mean_scale[s].fill_(1.0)
+
+    def forward(self, h: Tensor) -> Tensor:
+        out = h - h.mean(dim=0) * self.mean_scale
+        std = (out.pow(2).mean(dim=0) + self.eps).sqrt()  # [S, d]
+        return self.weight * out / std + self.bias
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.num_seeds}, {self.in_channels}, eps={self.eps}"
 
 
-def _combnorm(norm_cfg: Any, dim: int) -> nn.Module:
-    r"""CombNorm: ``groupnorm`` then ``nodenorm``, keys of both (one ``eps`` for the two).
+class CombNorm(nn.Sequential):
+    r"""CombNorm: :class:`DiffGroupNorm` then :class:`NodeNorm`, one ``eps`` for the two.
 
     Chen, Zhou, Duan, Zheng, Wang, Hu and Wang, "Bag of Tricks for Training Deeper Graph Neural
     Networks: A Comprehensive Benchmark Study", IEEE TPAMI 2022, arXiv 2108.10521,
     https://arxiv.org/abs/2108.10521; official code
     https://github.com/VITA-Group/Deep_GCN_Benchmarking
     (``comb_norm([group_norm, node_norm])`` in ``tricks/tricks/norms.py``):
-    :math:`\mathbf{X}' = \operatorname{NodeNorm}(\operatorname{DiffGroupNorm}(\mathbf{X}))`,
-    both as documented in :func:`_diffgroupnorm` and :class:`NodeNorm`, sharing ``eps``.
+    :math:`\mathbf{X}' = \operatorname{NodeNorm}(\operatorname{DiffGroupNorm}(\mathbf{X}))`.
+    Replaces ``nn.Sequential(DiffGroupNorm, NodeNorm)``; ``group, node = norm`` as before.
     """
-    eps = float(option(norm_cfg, "eps", 1e-5))
-    nodenorm = NodeNorm(
-        variant=option(norm_cfg, "variant", "n"),
-        power=float(option(norm_cfg, "power", 2.0)),
-        eps=eps,
-    )
-    return nn.Sequential(_diffgroupnorm(norm_cfg, dim), nodenorm)
+
+    def __init__(self, num_seeds: int, dim: int, groups: int = 10, lamda: float = 0.01,
+                 eps: float = 1e-5, variant: str = "n", power: float = 2.0) -> None:
+        super().__init__(DiffGroupNorm(num_seeds, dim, groups, lamda=lamda, eps=eps),
+                         NodeNorm(num_seeds, variant=variant, power=power, eps=eps))
+        self.num_seeds = int(num_seeds)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if "weight" in name]
+
+
+def _none(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """Identity (:class:`gdepth.nn.kernels.StackedNorm`: the models' fast paths test for that
+    exact type); no keys."""
+    return StackedNorm(num_seeds)
+
+
+def _batchnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`BatchNorm` (eps 1e-5, momentum 0.1, affine, running stats); no keys."""
+    return BatchNorm(num_seeds, dim)
+
+
+def _pairnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`PairNorm`, keys ``mode`` (``"PN"``), ``scale`` (``1.0``), ``eps`` (``1e-5``)."""
+    return PairNorm(num_seeds, mode=option(norm_cfg, "mode", "PN"),
+                    scale=float(option(norm_cfg, "scale", 1.0)),
+                    eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _nodenorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`NodeNorm`, keys ``variant`` (``"n"``), ``power`` (``2.0``), ``eps`` (``1e-5``)."""
+    return NodeNorm(num_seeds, variant=option(norm_cfg, "variant", "n"),
+                    power=float(option(norm_cfg, "power", 2.0)),
+                    eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _layernorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`LayerNorm`, keys ``eps`` (``1e-5``), ``affine`` (``True``)."""
+    return LayerNorm(num_seeds, dim, eps=float(option(norm_cfg, "eps", 1e-5)),
+                     affine=bool(option(norm_cfg, "affine", True)))
+
+
+def _diffgroupnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`DiffGroupNorm`, keys ``groups`` (``10``), ``lamda`` (``0.01``), ``eps``
+    (``1e-5``)."""
+    return DiffGroupNorm(num_seeds, dim, int(option(norm_cfg, "groups", 10)),
+                         lamda=float(option(norm_cfg, "lamda", 0.01)),
+                         eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _meannorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`MeanSubtractionNorm`; no keys."""
+    return MeanSubtractionNorm(num_seeds)
+
+
+def _graphnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`GraphNorm`, key ``eps`` (``1e-5``)."""
+    return GraphNorm(num_seeds, dim, eps=float(option(norm_cfg, "eps", 1e-5)))
+
+
+def _combnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`CombNorm`, the keys of ``groupnorm`` and ``nodenorm`` (one ``eps``)."""
+    return CombNorm(num_seeds, dim, groups=int(option(norm_cfg, "groups", 10)),
+                    lamda=float(option(norm_cfg, "lamda", 0.01)),
+                    eps=float(option(norm_cfg, "eps", 1e-5)),
+                    variant=option(norm_cfg, "variant", "n"),
+                    power=float(option(norm_cfg, "power", 2.0)))
 
 
 class NormSpec(NamedTuple):
-    """A registry entry: ``builder(norm_cfg, dim) -> nn.Module`` and a one-line description."""
+    """A registry entry: ``builder(norm_cfg, dim, num_seeds) -> nn.Module`` (seed-native,
+    ``[N, S, dim] -> [N, S, dim]``) and a one-line description."""
 
-    builder: Callable[[Any, int], nn.Module]
+    builder: Callable[[Any, int, int], nn.Module]
     description: str
 
 
 NORMS: dict[str, NormSpec] = {
     "none": NormSpec(_none, "no normalization (identity)"),
-    "batchnorm": NormSpec(_batchnorm, "PyG BatchNorm over nodes, per feature, with affine"),
+    "batchnorm": NormSpec(_batchnorm, "BatchNorm over nodes, per feature, with affine (PyG's)"),
     "pairnorm": NormSpec(
         _pairnorm, "PairNorm (Zhao & Akoglu, ICLR 2020); mode PN | PN-SI | PN-SCS, scale s"
     ),
@@ -295,13 +499,13 @@ NORMS: dict[str, NormSpec] = {
     ),
     "layernorm": NormSpec(_layernorm, "LayerNorm per node (Ba et al. 2016), PyG mode='node'"),
     "groupnorm": NormSpec(
-        _diffgroupnorm, "DiffGroupNorm (Zhou et al., NeurIPS 2020), PyG; groups G, skip lamda"
+        _diffgroupnorm, "DiffGroupNorm (Zhou et al., NeurIPS 2020), PyG's; groups G, skip lamda"
     ),
     "meannorm": NormSpec(
         _meannorm, "mean subtraction over nodes (Yang et al. 2020), PyG MeanSubtractionNorm"
     ),
     "graphnorm": NormSpec(
-        _graphnorm, "GraphNorm (Cai et al., ICML 2021), PyG; learnable mean shift"
+        _graphnorm, "GraphNorm (Cai et al., ICML 2021), PyG's; learnable mean shift"
     ),
     "combnorm": NormSpec(
         _combnorm, "CombNorm (Chen et al., TPAMI 2022): DiffGroupNorm then NodeNorm (variant)"
@@ -309,34 +513,31 @@ NORMS: dict[str, NormSpec] = {
 }
 
 
-def build_norm(norm_cfg: Any, dim: int) -> nn.Module:
-    """Build the normalization named by ``norm_cfg.name`` for ``dim`` features.
+def build_seeded_norm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+    """Build the normalization named by ``norm_cfg.name`` for ``num_seeds`` seeds of ``dim``
+    features: a module mapping ``[N, S, dim]`` to ``[N, S, dim]``, its tensors seed-major
+    (:mod:`gdepth.nn.seeds`); seed s's initial tensors are drawn as the one-seed module's
+    (:func:`gdepth.nn.seeds.reset_seeds` redraws them per seed).
 
     Args:
         norm_cfg: a ``norm`` config node (DictConfig, mapping or attribute object) with ``name``
             and the per-norm keys documented in the module docstring; ``None`` means ``none``.
-        dim: number of features of the input ``[N, dim]``.
+        dim: number of features ``d`` per seed.
+        num_seeds: S.
     """
     name = "none" if norm_cfg is None else option(norm_cfg, "name", None)
     if name not in NORMS:
         raise unknown("norm", name, NORMS)
-    return NORMS[name].builder(norm_cfg, dim)
+    return NORMS[name].builder(norm_cfg, dim, num_seeds)
 
 
-def build_seeded_norm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """The norm of :func:`build_norm` for ``num_seeds`` seeds at once: ``[N, S, dim]`` to
-    ``[N, S, dim]``, tensors seed-major (:mod:`gdepth.nn.seeds`).
-
-    Transitional (issue 17): the stacked kernels of :func:`gdepth.nn.kernels.stack_norms`
-    where they exist, else :class:`gdepth.nn.seeds.SeedNorm` (the one-seed norm per seed).
-    """
-    from gdepth.nn import kernels, seeds  # kernels reads this module's NodeNorm
-
-    try:
-        return kernels.stack_norms([build_norm(norm_cfg, dim) for _ in range(num_seeds)])
-    except kernels.NotBatchable:
-        return seeds.SeedNorm(lambda: build_norm(norm_cfg, dim), num_seeds)
+def build_norm(norm_cfg: Any, dim: int) -> nn.Module:
+    """The one-seed norm ``[N, dim] -> [N, dim]``: :func:`build_seeded_norm` with S = 1 behind
+    :class:`gdepth.nn.seeds.OneSeedNorm` (the seed-native module is its ``module``)."""
+    return OneSeedNorm(build_seeded_norm(norm_cfg, dim, 1))
 
 
-__all__ = ["NORMS", "NodeNorm", "NormSpec", "PairNormSCS", "build_norm", "build_seeded_norm",
+__all__ = ["NORMS", "BatchNorm", "CombNorm", "DiffGroupNorm", "GraphNorm", "LayerNorm",
+           "MeanSubtractionNorm", "NodeNorm", "NormSpec", "OneSeedNorm", "PAIRNORM_MODES",
+           "PairNorm", "SeedNormBase", "StackedNorm", "build_norm", "build_seeded_norm",
            "option", "unknown"]

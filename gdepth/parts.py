@@ -23,6 +23,9 @@ from typing import Any
 
 from gdepth import records
 
+# the folder of a sweep where a running unit keeps its live marker (gdepth.status)
+MARKERS = "running"
+
 Part = tuple[int, int]
 SEP = ".seeds-"
 _UNIT = re.compile(r"^(?P<key>[^.]+)\.seeds-(?P<lo>\d+)-(?P<hi>\d+)$")
@@ -85,10 +88,8 @@ def label(part: Part) -> str:
 
 def found(sweep_dir: str | Path, key: str) -> list[Part]:
     """The parts of ``key`` with a record or a marker in ``sweep_dir``."""
-    from gdepth import status
-
     out = set()
-    for folder in ("records", status.MARKERS):
+    for folder in ("records", MARKERS):
         for path in (Path(sweep_dir) / folder).glob(f"{key}{SEP}*.json"):
             part = parse(path.stem)[1]
             if part is not None:

@@ -33,44 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdepth import records
-
-ROW_KEYS = ("model.name", "norm.name")
-# Keys that vary between cells without defining a row of their own.
-NOT_ROW = ("depth", "seed")
-
-
-def row_keys(frame: pd.DataFrame) -> list[str]:
-    """model.name, norm.name, then every other config key whose value varies between cells.
-
-    Keys a per-cell search chose (``frame.attrs["searched"]``, set by :func:`write_report`)
-    vary by design and make no rows: ``hyperparameters.csv`` lists them per cell.
-    """
-    config_cols = [c for c in frame.columns if "." in c or c == "seeds"]
-    searched = set(frame.attrs.get("searched", ()))
-    varying = [
-        c
-        for c in config_cols
-        if c not in ROW_KEYS and c not in NOT_ROW and c not in searched
-        and frame[c].astype(str).nunique() > 1
-    ]
-    return [*ROW_KEYS, *sorted(varying)]
-
-
-def _short(key: str) -> str:
-    """A row key as the label names it: a group's choice by the group (``dataset.name`` →
-    ``dataset``), a one-level option by its leaf (``model.dropout`` → ``dropout``)."""
-    if key.endswith(".name") and key.count(".") == 1:
-        return key.split(".", 1)[0]
-    return key.split(".", 1)[-1] if key.count(".") == 1 else key
-
-
-def _label(keys: list[str], values: tuple) -> str:
-    head = "·".join(str(v) for v in values[:2])
-    rest = [str(v) if k == "dataset.name" else f"{_short(k)}={v}"
-            for k, v in zip(keys[2:], values[2:], strict=True)]
-    return " ".join([head, *rest])
-
+from gdepth import collect, frames, records
+from gdepth.frames import check_metric, is_accuracy, row_keys
 
 BATCH_KEYS = ("wall_s", "epoch_s", "epochs")
 
@@ -87,21 +51,6 @@ def batch_columns(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.drop(columns="batch").assign(**columns)
     out.attrs.update(frame.attrs)
     return out
-
-
-def is_accuracy(metric: str) -> bool:
-    """Accuracies are shown in percent with one decimal and a best mark per column."""
-    return metric in records.METRICS
-
-
-def check_metric(frame: pd.DataFrame, metric: str) -> None:
-    """Raise a one-line ValueError naming the valid metrics when ``metric`` is not one."""
-    skip = {"key", "seed", "depth", "seeds", "status", "seed_status", "error"}
-    numeric = [c for c in frame.columns if "." not in c and c not in skip
-               and pd.api.types.is_numeric_dtype(frame[c])]
-    valid = list(dict.fromkeys([*records.METRICS, *sorted(numeric)]))
-    if metric not in valid:
-        raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(valid)}")
 
 
 def _cell_text(group: pd.DataFrame, metric: str, ddof: int = 0) -> tuple[str, float]:
@@ -180,7 +129,7 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc", ddof: int = 0,
     texts: dict[str, dict[int, str]] = {}
     means: dict[str, dict[int, float]] = {}
     for values, group in frame.groupby(keys, sort=True, dropna=False):
-        label = _label(keys, values if isinstance(values, tuple) else (values,))
+        label = frames.label(keys, values if isinstance(values, tuple) else (values,))
         for depth, cell in group.groupby("depth"):
             text, mean = _cell_text(cell, metric, ddof)
             texts.setdefault(label, {})[int(depth)] = text
@@ -251,7 +200,7 @@ def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path, ddof
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ok = frame[frame["status"].isin(records.DONE) & (frame["seed_status"] == "ok")]
     for values, group in ok.groupby(keys, sort=True, dropna=False):
-        label = _label(keys, values if isinstance(values, tuple) else (values,))
+        label = frames.label(keys, values if isinstance(values, tuple) else (values,))
         scale = 100 if is_accuracy(metric) else 1
         stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=ddof)]) * scale
         stats.columns = ["mean", "std"]
@@ -287,7 +236,7 @@ def write_report(directory: str | Path, metric: str = "test_acc", ddof: int = 0,
     from gdepth.search import study
 
     trials = study.trial_only_keys(directory)  # a search's trials: its final cell stands
-    found = [r for r in records.load(directory) if r["key"] not in trials]  # for them
+    found = [r for r in collect.load(directory) if r["key"] not in trials]  # for them
     if not found:
         raise FileNotFoundError(f"no gdepth records below '{directory}'")
     frame = batch_columns(records.to_frame(found))

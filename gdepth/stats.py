@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from gdepth import records, report
+from gdepth import collect, frames, records
 
 BEYOND = math.inf  # a curve that does not collapse within the depths measured
 
@@ -51,12 +51,12 @@ def holm(pvalues: list[float]) -> list[float]:
 def curves(frame: pd.DataFrame, metric: str = "test_acc") -> dict[str, pd.DataFrame]:
     """Each table row (labelled as ``gdepth table`` labels it) as a depth × seed frame of
     ``metric`` (percent for accuracies), from done cells' ok seeds only."""
-    keys = report.row_keys(frame)
+    keys = frames.row_keys(frame)
     ok = frame[frame["status"].isin(records.DONE) & (frame["seed_status"] == "ok")]
-    scale = 100.0 if report.is_accuracy(metric) else 1.0
+    scale = 100.0 if frames.is_accuracy(metric) else 1.0
     out = {}
     for values, group in ok.groupby(keys, sort=True, dropna=False):
-        label = report._label(keys, values if isinstance(values, tuple) else (values,))
+        label = frames.label(keys, values if isinstance(values, tuple) else (values,))
         wide = group.pivot_table(index="depth", columns="seed", values=metric, aggfunc="first")
         out[label] = wide.sort_index() * scale
     return out
@@ -222,12 +222,12 @@ def main(args: list[str]) -> int:
 
     if not Path(ns.dir).is_dir():
         return fail(f"no such folder '{ns.dir}'")
-    found = records.load(ns.dir)
+    found = collect.load(ns.dir)
     if not found:
         return fail(f"no gdepth records below '{ns.dir}'")
     frame = records.to_frame(found)
     try:
-        report.check_metric(frame, ns.metric)
+        frames.check_metric(frame, ns.metric)
     except ValueError as err:
         return fail(str(err))
     rows = curves(frame, ns.metric)
@@ -240,7 +240,7 @@ def main(args: list[str]) -> int:
     paired = compare(rows[ns.a], rows[ns.b], ns.resamples, ns.seed)
     if not paired:
         return fail(f"rows '{ns.a}' and '{ns.b}' share no depth with a seed in common")
-    unit = "points" if report.is_accuracy(ns.metric) else "units"
+    unit = "points" if frames.is_accuracy(ns.metric) else "units"
     print(f"A = {ns.a}, B = {ns.b}; {ns.metric}, A − B per depth over the seeds both have "
           f"(seed i = split i): paired t-test, Holm over {len(paired)} depths, bootstrap 95 % "
           f"interval ({ns.resamples} resamples, seed {ns.seed}); differs: Holm p < {ns.alpha}\n")

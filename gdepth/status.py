@@ -47,7 +47,7 @@ from typing import Any
 
 from gdepth import parts, plan, records, train_progress
 
-MARKERS = "running"
+MARKERS = parts.MARKERS
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
 WRITE_FAILED = "write_failed"  # the state of a marker whose job could not write its record
 # What `gdepth status` sums up as done / running / failed / corrupt / missing.

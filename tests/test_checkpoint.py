@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from test_faults import wait_for
 from test_launchers import GDEPTH, gdepth
 
-from gdepth import cell, data, graph_dropout, models, records, train_progress
+from gdepth import cell, collect, data, graph_dropout, models, train_progress
 from gdepth.checkpoint import BatchCheckpoint, CellCheckpoints
 from gdepth.engine import fit_batched
 
@@ -167,8 +167,8 @@ def test_kill_9_of_a_running_cell_then_the_same_command_resumes_mid_training(env
     assert again.returncode == 0, again.stderr[-3000:]
     assert "seed 0: kept its result from before the restart" in again.stderr
     assert "seeds [1] resume from their checkpoint at epoch" in again.stderr
-    (record,) = records.load(folder)
-    (reference,) = records.load(tmp_path / "clean/runs/c")
+    (record,) = collect.load(folder)
+    (reference,) = collect.load(tmp_path / "clean/runs/c")
     assert record["status"] == "ok" and record["key"] == reference["key"]
     for mine, theirs in zip(record["seeds"], reference["seeds"], strict=True):
         for field in FIELDS:

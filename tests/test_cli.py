@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdepth import records
+from gdepth import collect
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]  # the installed console script
 # A small, fast CSBM so a sweep of several cells takes seconds.
@@ -43,7 +43,7 @@ def test_sweep_writes_one_ok_record_per_cell_and_the_table(sweep):
     first, _, folder, before, _, _ = sweep
     assert first.returncode == 0, first.stderr[-3000:]
     assert len(before) == 6
-    found = records.load(folder)
+    found = collect.load(folder)
     assert sorted((r["config"]["model"]["name"], r["config"]["depth"]) for r in found) == [
         ("gcn", 2), ("gcn", 4), ("gcn", 8), ("gcn_res", 2), ("gcn_res", 4), ("gcn_res", 8)]
     assert all(r["status"] == "ok" and len(r["seeds"]) == 2 for r in found)
@@ -61,7 +61,7 @@ def test_table_cells_equal_the_records(sweep):
     assert [c.strip() for c in lines[0].strip("|").split("|")] == [
         "model·norm [mean ± std (ddof=0) (n)]", "collapse δ=2", "L=2", "L=4", "L=8"]
     by_model: dict[str, dict[int, list[float]]] = {}
-    for record in records.load(folder):
+    for record in collect.load(folder):
         accs = [100 * s["test_acc"] for s in record["seeds"]]
         by_model.setdefault(record["config"]["model"]["name"], {})[record["config"]["depth"]] = accs
         text = f"{np.mean(accs):.1f} ± {np.std(accs):.1f} (2)"
@@ -113,7 +113,7 @@ def test_table_command_reaggregates_in_every_format(sweep):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert "model·norm [mean ± std (ddof=1) (n)]" in lines[0] and "collapse δ=100" in lines[0]
-    for record in records.load(folder):
+    for record in collect.load(folder):
         accs = [100 * s["test_acc"] for s in record["seeds"]]
         row = next(line for line in lines
                    if line.startswith(f"| {record['config']['model']['name']}·none "))
@@ -155,7 +155,7 @@ def test_missing_dataset_is_a_failed_cell_with_a_one_line_reason(cli_env, tmp_pa
     error = re.search(r"failed \((DatasetUnavailable: .*)\)", out.stderr)
     assert error and "pubmed" in error.group(1) and "GDEPTH_DATA_MIRROR" in error.group(1)
     assert "downloads are off: GDEPTH_OFFLINE is set" in error.group(1)
-    record = records.load(tmp_path / "outputs" / "runs" / "pm")[0]
+    record = collect.load(tmp_path / "outputs" / "runs" / "pm")[0]
     assert record["status"] == "failed" and "pubmed" in record["error"]
     assert "failed" in (tmp_path / "outputs" / "runs" / "pm" / "table.md").read_text()
 
@@ -196,7 +196,7 @@ def test_diverging_cell_is_recorded_and_the_sweep_goes_on(cli_env, tmp_path):
     """lr=1e30 blows the weights up: a non-finite loss marks the cell, the next cell still runs."""
     out = gdepth(["sweep", "train.lr=1e30,0.01", "name=div", "seeds=2", *SMALL], cli_env, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    found = {r["config"]["train"]["lr"]: r for r in records.load(tmp_path / "outputs/sweeps/div")}
+    found = {r["config"]["train"]["lr"]: r for r in collect.load(tmp_path / "outputs/sweeps/div")}
     assert found[1e30]["status"] == "diverged"
     assert all(s["status"] == "diverged" for s in found[1e30]["seeds"])
     assert found[0.01]["status"] == "ok"
@@ -229,7 +229,7 @@ def test_compare_pairs_the_rows_seed_by_seed(sweep):
                  env, cwd)
     assert out.returncode == 0, out.stderr
     found = {(r["config"]["model"]["name"], r["config"]["depth"]):
-             {s["seed"]: 100 * s["test_acc"] for s in r["seeds"]} for r in records.load(folder)}
+             {s["seed"]: 100 * s["test_acc"] for s in r["seeds"]} for r in collect.load(folder)}
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("|") and "---" not in ln]
     assert len(lines) == 1 + 3  # header + depths 2, 4, 8
     for line in lines[1:]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gdepth import compose, protocol, records
+from gdepth import collect, compose, protocol
 from gdepth.cli import config_dir
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
@@ -190,7 +190,7 @@ def test_dry_run_keys_equal_the_records_a_sweep_writes(cli_env, tmp_path):
         before.stdout
     run = gdepth(args, cli_env, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    written = records.load(tmp_path / "outputs" / "sweeps" / "dry")
+    written = collect.load(tmp_path / "outputs" / "sweeps" / "dry")
     assert sorted(r["key"] for r in written) == sorted(listed)
     assert {r["config"]["model"]["hidden"] for r in written} == {16}  # the command line won
     after = gdepth([*args, "--dry-run"], cli_env, tmp_path)

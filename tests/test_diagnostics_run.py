@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, models, records, train
+from gdepth import collect, data, models, train
 from gdepth.diagnostics import run as diagnostics
 from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
@@ -103,7 +103,7 @@ def test_sweep_with_smoothing_records_profiles_and_plots(cli_env, tmp_path):
                   "name=s", *SMALL], cli_env, tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     folder = tmp_path / "outputs/sweeps/s"
-    found = records.load(folder)
+    found = collect.load(folder)
     assert len(found) == 4
     for record in found:
         seeds = record["diagnostics"]["seeds"]

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, models, plan, records
+from gdepth import cell, collect, models, plan, records
 from gdepth.cli import config_dir
 
 torch.set_num_threads(1)
@@ -48,7 +48,7 @@ def test_auto_batches_gcn_res_and_reports_every_seed(tmp_path):
     # what is on disk is what came back, and the report reads it (results.csv, table)
     on_disk = records.read(records.record_path(tmp_path, record["key"]))
     assert on_disk["engine"] == record["engine"]
-    frame = records.to_frame(records.load(tmp_path))
+    frame = records.to_frame(collect.load(tmp_path))
     assert len(frame) == 3 and frame["test_acc"].notna().all()
 
 

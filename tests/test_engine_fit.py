@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, data, models, records, report
+from gdepth import cell, collect, data, models, records, report
 from gdepth.cli import config_dir
 from gdepth.engine import fit as engine_fit
 from gdepth.engine import fit_batched
@@ -89,7 +89,7 @@ def test_a_batched_cells_record_and_report_carry_the_batch(tmp_path):
     assert table.iloc[0, 0].endswith("(4)")
     table, _ = report.write_report(tmp_path, "epoch_s")  # not measured per seed: no number
     assert table.iloc[0, 0] == "ok"
-    frame = report.batch_columns(records.to_frame(records.load(tmp_path)))
+    frame = report.batch_columns(records.to_frame(collect.load(tmp_path)))
     assert list(frame["batch_seeds"]) == ["[0, 1]", "[0, 1]", "[2, 3]", "[2, 3]"]
     assert "batch" not in frame and (frame["batch_epochs"] == 5).all()
 

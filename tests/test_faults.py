@@ -19,7 +19,7 @@ import pytest
 import test_launchers
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth import records, status
+from gdepth import collect, records, status
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -88,7 +88,7 @@ def test_kill_9_of_a_cell_in_the_pool_reruns_it_and_the_sweep_finishes(env, tmp_
     assert proc.returncode == 0, err[-3000:]
     assert "the launcher stopped: TerminatedWorkerError" in err
     assert re.search(r"launching the \d cells without a record once more", err)
-    found = {r["key"]: r for r in records.load(folder)}
+    found = {r["key"]: r for r in collect.load(folder)}
     assert len(found) == 2 and {r["status"] for r in found.values()} == {"ok"}
     rerun = found[victim["key"]]
     started = time.mktime(time.strptime(rerun["started_at"][:19], "%Y-%m-%dT%H:%M:%S"))
@@ -155,7 +155,7 @@ def test_two_sweeps_and_four_workers_into_one_folder_lose_and_duplicate_nothing(
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert bad == [] and reads[0] > 0
     files = sorted(p.stem for p in (folder / "records").glob("*.json"))
-    found = records.load(folder)
+    found = collect.load(folder)
     assert len(files) == len(found) == 9  # 8 + 1: one record per cell
     assert sorted((r["config"]["model"]["name"], r["config"]["depth"]) for r in found) == sorted(
         [(m, d) for m in ("gcn", "gcn_res") for d in (2, 4, 8, 16)] + [("gcn", 32)])
@@ -180,7 +180,7 @@ def test_cuda_oom_and_a_raising_cell_are_recorded_and_the_sweep_goes_on(env, tmp
     out = patched(patch, ["sweep", "train.lr=0.01,0.02,0.03", "name=o", "engine=loop", *TINY],
                   env, tmp_path)
     assert out.returncode == 1
-    found = {r["config"]["train"]["lr"]: r for r in records.load(tmp_path / "outputs/sweeps/o")}
+    found = {r["config"]["train"]["lr"]: r for r in collect.load(tmp_path / "outputs/sweeps/o")}
     assert {lr: r["status"] for lr, r in found.items()} == {0.01: "ok", 0.02: "oom",
                                                             0.03: "failed"}
     assert found[0.02]["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB"

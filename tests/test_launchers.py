@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gdepth import launchers, plan, records
+from gdepth import collect, launchers, plan, records
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 TINY = ["seeds=1", "train.epochs=5", "dataset.num_nodes=300", "progress=false"]
@@ -48,7 +48,7 @@ def test_pool_runs_cells_in_parallel_processes_and_resumes_without_resubmitting(
     assert first.returncode == 0, first.stderr[-3000:]
     folder = tmp_path / "outputs/sweeps/p"
     assert "Joblib.Parallel(n_jobs=2," in first.stderr
-    found = records.load(folder)
+    found = collect.load(folder)
     assert sorted((r["config"]["model"]["name"], r["config"]["depth"], r["status"])
                   for r in found) == [("gcn", 2, "ok"), ("gcn", 4, "ok"), ("gcn_res", 2, "ok"),
                                       ("gcn_res", 4, "ok")]
@@ -113,7 +113,7 @@ def test_ray_runs_the_cells_on_a_local_ray(env, tmp_path):
     args = ["sweep", "model=gcn,gcn_res", "depth=2", "launcher=ray", "name=r", *TINY]
     out = gdepth(args, env, tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    found = records.load(tmp_path / "outputs/sweeps/r")
+    found = collect.load(tmp_path / "outputs/sweeps/r")
     assert sorted((r["config"]["model"]["name"], r["status"], r["threads"]) for r in found) == [
         ("gcn", "ok", 1), ("gcn_res", "ok", 1)]
     again = gdepth(args, env, tmp_path, timeout=600)
@@ -142,7 +142,7 @@ def test_progress_of_a_resumed_sweep_counts_rewritten_corrupt_and_failed_records
     first = gdepth(args, env, tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     folder = tmp_path / "outputs/sweeps/c"
-    found = {r["config"]["depth"]: r for r in records.load(folder)}
+    found = {r["config"]["depth"]: r for r in collect.load(folder)}
     records.record_path(folder, found[4]["key"]).write_text("{")  # corrupt
     records.write(records.record_path(folder, found[8]["key"]),
                   {**found[8], "status": "failed", "error": "boom"})

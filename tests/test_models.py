@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv
 
 from gdepth import models
+from gdepth.models import gcn as gcn_module
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.norms import NORMS
 
 N, IN, OUT = 15, 6, 3
@@ -86,7 +88,9 @@ def test_gcnconv_on_adjacency_equals_pyg_normalized_conv(directed):
     reference = GCNConv(IN, 4)
     torch.nn.init.normal_(reference.bias)
     model = models.build(model_cfg(), None, 1, IN, 4)
-    model.convs[0].load_state_dict(reference.state_dict())
+    with torch.no_grad():  # seed 0's [d_in, d_out] weight is GCNConv's lin.weight transposed
+        model.native.convs[0].weight[0].copy_(reference.lin.weight.t())
+        model.native.convs[0].bias[0].copy_(reference.bias)
     model.eval()
     out = model(x, normalized_adjacency(edge_index, N))
     torch.testing.assert_close(out, reference(x, edge_index), atol=1e-5, rtol=0)
@@ -96,10 +100,10 @@ def test_gcnconv_on_adjacency_equals_pyg_normalized_conv(directed):
 @pytest.mark.parametrize("depth", [1, 2, 3, 8])
 def test_depth_counts_gcnconv_layers(name, depth):
     model = models.build(model_cfg(name), {"name": "nodenorm"}, depth, IN, OUT)
-    convs = [m for m in model.modules() if isinstance(m, GCNConv)]
+    convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
     assert len(convs) == depth
-    assert (convs[0].in_channels, convs[-1].out_channels) == (IN, OUT)
-    assert len(model.norms) == depth - 1
+    assert (convs[0].d_in, convs[-1].d_out) == (IN, OUT)
+    assert len(model.native.norms) == depth - 1
     assert "depth L" in models.convention(name)
 
 
@@ -110,8 +114,8 @@ def test_gcn_res_forward_equals_manual_residual_computation():
     model = models.build(model_cfg("gcn_res"), {"name": "nodenorm"}, 4, IN, OUT).eval()
 
     def conv(i: int, h: torch.Tensor) -> torch.Tensor:
-        c = model.convs[i]
-        return a @ (h @ c.lin.weight.T) + c.bias
+        c = model.native.convs[i]
+        return a @ (h @ c.weight[0]) + c.bias[0]
 
     def nodenorm(h: torch.Tensor) -> torch.Tensor:
         mu = h.mean(dim=1, keepdim=True)
@@ -134,10 +138,22 @@ def test_forward_backward(name, norm_cfg, depth):
     out = model(x, adj)
     assert out.shape == (N, OUT) and torch.isfinite(out).all()
     F.cross_entropy(out, torch.arange(N) % OUT).backward()
-    grad = model.convs[0].lin.weight.grad
+    grad = model.native.convs[0].weight.grad
     assert grad is not None and torch.isfinite(grad).all()
     if name == "gcn_res" and depth == 64:
         assert grad.abs().sum() > 0
+
+
+class RecordedMasks:
+    """An injected ``mask_fn`` (one seed) that keeps each mask it draws, from the global RNG."""
+
+    def __init__(self) -> None:
+        self.masks: list[torch.Tensor] = []
+
+    def __call__(self, shape, p):
+        mask = (torch.rand(1, *shape) >= p).float() / (1 - p)
+        self.masks.append(mask[0])
+        return mask
 
 
 def test_dropout_layers_io_vs_all():
@@ -146,21 +162,24 @@ def test_dropout_layers_io_vs_all():
     io = models.build(model_cfg(dropout_layers="io"), None, 4, IN, OUT)
     every = models.build(model_cfg(dropout_layers="all"), None, 4, IN, OUT)
     every.load_state_dict(io.state_dict())
-    assert io.dropout_at == {0, 3} and every.dropout_at == {0, 1, 2, 3}
+    assert io.native.dropout_at == {0, 3} and every.native.dropout_at == {0, 1, 2, 3}
+    convs = io.native.convs
 
-    def manual(dropout_at: set[int]) -> torch.Tensor:
-        h = x
-        for i, conv in enumerate(io.convs):
-            h = F.dropout(h, p=0.5, training=True) if i in dropout_at else h
-            h = conv(h, adj) if i == 3 else torch.relu(conv(h, adj))
+    def manual(dropout_at: set[int], masks: list[torch.Tensor]) -> torch.Tensor:
+        h, drawn = x, iter(masks)
+        for i, conv in enumerate(convs):
+            h = h * next(drawn) if i in dropout_at else h
+            h = adj @ (h @ conv.weight[0]) + conv.bias[0]
+            h = h if i == 3 else torch.relu(h)
         return h
 
     outs = {}
     for key, model, at in [("io", io, {0, 3}), ("all", every, {0, 1, 2, 3})]:
         torch.manual_seed(1)
+        model.native.mask_fn = RecordedMasks()
         outs[key] = model.train()(x, adj)
-        torch.manual_seed(1)
-        torch.testing.assert_close(outs[key], manual(at))
+        assert len(model.native.mask_fn.masks) == len(at)
+        torch.testing.assert_close(outs[key], manual(at, model.native.mask_fn.masks))
     assert not torch.allclose(outs["io"], outs["all"])
     torch.testing.assert_close(io.eval()(x, adj), every.eval()(x, adj), atol=0, rtol=0)
 
@@ -169,20 +188,18 @@ def test_dropout_layers_hidden_spares_the_input_features():
     edge_index, x = random_graph()
     adj = normalized_adjacency(edge_index, N)
     model = models.build(model_cfg(dropout_layers="hidden", dropout=0.9), None, 4, IN, OUT)
-    assert model.dropout_at == {1, 2, 3}
-    first = model.convs[0]
-    seen = []
-    first.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    torch.manual_seed(0)
+    assert model.native.dropout_at == {1, 2, 3}
+    masks = model.native.mask_fn = RecordedMasks()
     out = model.train()(x, adj)
-    assert torch.equal(seen[0], x)  # the raw features reach the first conv untouched
-    torch.manual_seed(0)
-    h = torch.relu(first(x, adj))
-    for i, conv in enumerate(model.convs[1:], start=1):
-        h = conv(F.dropout(h, p=0.9, training=True), adj)
+    assert [tuple(m.shape) for m in masks.masks] == [(N, 8)] * 3  # never on x [N, IN]
+    convs = model.native.convs
+    h = torch.relu(adj @ (x @ convs[0].weight[0]) + convs[0].bias[0])  # raw features
+    for i, conv in enumerate(convs[1:], start=1):
+        h = adj @ ((h * masks.masks[i - 1]) @ conv.weight[0]) + conv.bias[0]
         h = torch.relu(h) if i < 3 else h
     torch.testing.assert_close(out, h)
-    assert models.build(model_cfg(dropout_layers="hidden"), None, 1, IN, OUT).dropout_at == set()
+    one = models.build(model_cfg(dropout_layers="hidden"), None, 1, IN, OUT)
+    assert one.native.dropout_at == set()
 
 
 def test_parameter_count_closed_form():
@@ -193,8 +210,8 @@ def test_parameter_count_closed_form():
 
 
 def test_config_defaults_and_errors():
-    model = models.build({"name": "gcn"}, None, 2, IN, OUT)
-    assert model.convs[0].out_channels == 64 and model.dropout == 0.5
+    model = models.build({"name": "gcn"}, None, 2, IN, OUT).native
+    assert model.convs[0].d_out == 64 and model.dropout == 0.5
     assert model.dropout_at == {0, 1} and isinstance(model.act, torch.nn.ReLU)
     with pytest.raises(ValueError, match=f"'gatv2'; valid: {VALID}"):
         models.build({"name": "gatv2"}, None, 2, IN, OUT)
@@ -210,7 +227,7 @@ def test_config_defaults_and_errors():
 
 def test_string_enum_config_values_are_read():
     cfg = OmegaConf.structured(EnumModelConfig(name="gcn_res", dropout_layers=DropoutLayers.io))
-    assert models.build(cfg, None, 4, IN, OUT).dropout_at == {0, 3}
+    assert models.build(cfg, None, 4, IN, OUT).native.dropout_at == {0, 3}
 
 
 def test_sparse_dropout_matches_dense_dropout_semantics():
@@ -240,28 +257,41 @@ def test_sparse_features_give_the_dense_result(name):
     sparse = model(x.to_sparse_csr(), adj)
     assert torch.allclose(dense, sparse, atol=1e-5)
     sparse.sum().backward()
-    assert model.convs[0].lin.weight.grad.abs().sum() > 0
+    assert model.native.convs[0].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize(("name", "norm"), [("gcn", None), ("gcn_res", {"name": "nodenorm"}),
                                             ("gcn_res", {"name": "pairnorm"})])
-def test_activation_checkpointing_gives_the_same_loss_and_gradients(name, norm):
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(monkeypatch, name, norm):
+    """Through the one-seed interface: the hidden layers run again in the backward pass
+    (their convolutions counted), with the same masks, loss and gradients bit for bit
+    (tests/test_seed_gcn.py checks S seeds and the tricks model)."""
     edge_index, x = random_graph()
     adj = normalized_adjacency(edge_index, N)
     plain = models.build(model_cfg(name=name), norm, 6, IN, OUT)
     saved = models.build(model_cfg(name=name), norm, 6, IN, OUT)
     saved.load_state_dict(plain.state_dict())
     models.checkpoint_layers(saved)
+    count = [0]
+
+    def counted(real):
+        def call(*args):
+            count[0] += 1
+            return real(*args)
+        return call
+
+    # norm none: the seed-major hidden layers; else the node-major convolutions
+    monkeypatch.setattr(gcn_module, "seed_major_layer", counted(gcn_module.seed_major_layer))
+    monkeypatch.setattr(gcn_module, "identity_mapped", counted(gcn_module.identity_mapped))
     grads, calls = [], []
     for model in (plain, saved):
-        count = [0]
-        model.convs[2].register_forward_hook(lambda *_, c=count: c.__setitem__(0, c[0] + 1))
+        count[0] = 0
         torch.manual_seed(3)  # the same dropout masks, recomputed ones included
         loss = model.train()(x, adj).logsumexp(-1).mean()
         loss.backward()
         grads.append([p.grad.clone() for p in model.parameters()])
         calls.append(count[0])
-    assert calls == [1, 2]  # the checkpointed layer ran again in the backward pass
+    assert calls[1] == calls[0] + 4  # the 4 hidden layers ran again in the backward pass
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert saved.checkpoint_layers and not plain.checkpoint_layers

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import torch_geometric.transforms as T
 from omegaconf import OmegaConf
+from test_seed_jk_gcnii import to_pyg_jk
 from torch_geometric.data import Data
 from torch_geometric.nn import APPNP, JumpingKnowledge
 
@@ -74,14 +75,27 @@ def manual_jk(jk: JumpingKnowledge, mode: str, xs: list[torch.Tensor]) -> torch.
 @pytest.mark.parametrize("mode", ["cat", "max", "lstm"])
 @pytest.mark.parametrize("depth", [1, 4])
 def test_jk_aggregation_equals_pyg_and_hand_formula(mode, depth):
-    model = models.build(model_cfg("jknet", mode=mode), None, depth, IN, OUT).eval()
+    model = models.build(model_cfg("jknet", mode=mode), None, depth, IN, OUT).native.eval()
     gen = torch.Generator().manual_seed(depth)
     xs = [torch.randn(N, D, generator=gen) for _ in range(depth)]
-    reference = JumpingKnowledge(mode, channels=D, num_layers=depth)
-    reference.load_state_dict(model.jk.state_dict())
-    expected = manual_jk(model.jk, mode, xs)
+    reference = to_pyg_jk(model.jk, 0)  # PyG's JumpingKnowledge with the seed's weights
+    expected = manual_jk(reference, mode, xs)
     torch.testing.assert_close(reference(xs), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(model.jk(xs), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.jk([x[:, None] for x in xs])[:, 0], expected, atol=1e-5,
+                               rtol=0)
+
+
+def hand_jknet(model, mode: str, a: torch.Tensor, x: torch.Tensor, masks=None) -> torch.Tensor:
+    """One-seed JKNet written out: relu(Â (h W) + b) per layer, each output times its mask
+    (``masks``: one per layer, as Bag of Tricks' shared dropout), JK, linear."""
+    h, xs = x, []
+    for conv in model.convs:
+        h = torch.relu(a @ (h @ conv.weight[0]) + conv.bias[0])
+        if masks is not None:
+            h = h * masks.mask((N, D), model.dropout)
+        xs.append(h)
+    jk = manual_jk(to_pyg_jk(model.jk, 0), mode, xs)
+    return jk @ model.lin_out.weight[0] + model.lin_out.bias[0]
 
 
 @pytest.mark.parametrize("mode", ["cat", "max", "lstm"])
@@ -90,26 +104,23 @@ def test_jknet_forward_equals_hand_computation(mode):
     adj = normalized_adjacency(edge_index, N)
     depth = 3
     model = models.build(model_cfg("jknet", mode=mode), None, depth, IN, OUT).eval()
-    a, h, xs = adj.to_dense(), x, []
-    for conv in model.convs:
-        h = torch.relu(a @ (h @ conv.lin.weight.T) + conv.bias)
-        xs.append(h)
-    expected = manual_jk(model.jk, mode, xs) @ model.lin_out.weight.T + model.lin_out.bias
+    expected = hand_jknet(model.native, mode, adj.to_dense(), x)
     torch.testing.assert_close(model(x, adj), expected, atol=1e-5, rtol=0)
-    assert len(model.convs) == depth
+    assert len(model.native.convs) == depth
     width = D * depth if mode == "cat" else D
-    assert model.lin_out.in_features == width
+    assert model.native.lin_out.d_in == width
 
 
 def test_jknet_dropout_layers():
-    model = models.build(model_cfg("jknet", dropout_layers="io"), None, 5, IN, OUT)
+    model = models.build(model_cfg("jknet", dropout_layers="io"), None, 5, IN, OUT).native
     assert model.dropout_at == {0, 5}  # first GCN layer and the output layer
-    model = models.build(model_cfg("jknet"), None, 5, IN, OUT)
+    model = models.build(model_cfg("jknet"), None, 5, IN, OUT).native
     assert model.dropout_at == set(range(6))
 
 
 class Masks:
-    """Dropout as ``common.dropout`` draws it, from a seeded generator; records each shape."""
+    """Dropout masks (0 or 1/(1-p)) from a seeded generator, injected as the model's
+    ``mask_fn`` (one seed: ``[1, *shape]``); records each shape."""
 
     def __init__(self, seed: int = 7) -> None:
         self.gen = torch.Generator().manual_seed(seed)
@@ -119,56 +130,48 @@ class Masks:
         self.shapes.append(tuple(shape))
         return (torch.rand(shape, generator=self.gen) >= p).float() / (1 - p)
 
-    def dropout(self, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-        return x * self.mask(tuple(x.shape), p) if training and p > 0 else x
+    def mask_fn(self, shape: tuple[int, ...], p: float) -> torch.Tensor:
+        return self.mask(shape, p)[None]
 
 
-@pytest.mark.parametrize("mode", ["cat", "max"])
-def test_jknet_shared_dropout_is_bag_of_tricks_jknet(monkeypatch, mode):
+@pytest.mark.parametrize("mode", ["cat", "max", "lstm"])
+def test_jknet_shared_dropout_is_bag_of_tricks_jknet(mode):
     """shared_dropout + dropout_layers=hidden = Bag of Tricks' models/JKNet.py, written out:
     x = dropout(relu(conv(x))) appended to the list and fed to the next layer; no dropout on
     the input features nor after the aggregation (one mask per layer, shared)."""
-    from gdepth.models import common
-
     edge_index, x = random_graph()
     adj = normalized_adjacency(edge_index, N)
     depth, p = 3, 0.5
     model = models.build(model_cfg("jknet", mode=mode, dropout=p, dropout_layers="hidden",
                                    shared_dropout=True), None, depth, IN, OUT).train()
     masks = Masks()
-    monkeypatch.setattr(common, "dropout", masks.dropout)
+    model.native.mask_fn = masks.mask_fn
     got = model(x, adj)
     assert masks.shapes == [(N, D)] * depth  # one mask per layer output, none on x or after JK
-    hand = Masks()  # the same draws, in the same order
-    a, h, xs = adj.to_dense(), x, []
-    for conv in model.convs:
-        h = torch.relu(a @ (h @ conv.lin.weight.T) + conv.bias) * hand.mask((N, D), p)
-        xs.append(h)
-    expected = manual_jk(model.jk, mode, xs) @ model.lin_out.weight.T + model.lin_out.bias
+    expected = hand_jknet(model.native, mode, adj.to_dense(), x, Masks())  # the same draws
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_jknet_without_shared_dropout_draws_its_own_masks(monkeypatch):
+def test_jknet_without_shared_dropout_draws_its_own_masks():
     """The default (shared_dropout off, dropout_layers=all): a mask before every GCN layer,
     the input features included, and another on the aggregation before lin_out."""
-    from gdepth.models import common
-
     edge_index, x = random_graph()
     adj = normalized_adjacency(edge_index, N)
     depth, p = 3, 0.5
     model = models.build(model_cfg("jknet", dropout=p), None, depth, IN, OUT).train()
-    assert model.shared_dropout is False
+    native = model.native
+    assert native.shared_dropout is False
     masks = Masks()
-    monkeypatch.setattr(common, "dropout", masks.dropout)
+    native.mask_fn = masks.mask_fn
     got = model(x, adj)
     assert masks.shapes == [(N, IN)] + [(N, D)] * (depth - 1) + [(N, D * depth)]
     hand = Masks()
     a, h, xs = adj.to_dense(), x, []
-    for conv in model.convs:
-        h = torch.relu(a @ ((h * hand.mask(tuple(h.shape), p)) @ conv.lin.weight.T) + conv.bias)
+    for conv in native.convs:
+        h = torch.relu(a @ ((h * hand.mask(tuple(h.shape), p)) @ conv.weight[0]) + conv.bias[0])
         xs.append(h)
     jk = torch.cat(xs, dim=1) * hand.mask((N, D * depth), p)
-    torch.testing.assert_close(got, jk @ model.lin_out.weight.T + model.lin_out.bias,
+    torch.testing.assert_close(got, jk @ native.lin_out.weight[0] + native.lin_out.bias[0],
                                atol=1e-5, rtol=0)
 
 
@@ -307,7 +310,8 @@ def test_yaml_composes_and_builds(composed_models, name):
     model = models.build(cfg, None, 2, IN, OUT)
     assert "depth" in models.convention(name)
     if name == "jknet":
-        assert model.jk.mode == "cat" and model.lin_out.in_features == 2 * cfg.hidden
-        assert cfg.shared_dropout is False and model.shared_dropout is False
+        native = model.native
+        assert native.jk.mode == "cat" and native.lin_out.d_in == 2 * cfg.hidden
+        assert cfg.shared_dropout is False and native.shared_dropout is False
     if name == "sign":
         assert (model.operator, model.ppr_alpha) == ("sym", 0.15)

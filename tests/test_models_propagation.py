@@ -18,6 +18,7 @@ from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.appnp import appnp_propagate
 from gdepth.models.gcnii import GCNIILayer
+from gdepth.nn.kernels import Propagation
 
 N, IN, OUT, D = 15, 6, 3, 8
 NAMES = ["appnp", "sgc", "gcnii", "gcnii_star"]
@@ -113,11 +114,11 @@ def test_gcnii_layer_equals_pyg_gcn2conv(layer):
     gen = torch.Generator().manual_seed(layer)
     h, h0 = torch.randn(N, D, generator=gen), torch.randn(N, D, generator=gen)
     theta = math.log(0.5 / layer + 1)
-    ours = GCNIILayer(D, 0.1, theta)
+    ours = GCNIILayer(1, D, 0.1, theta)  # one seed
     reference = GCN2Conv(D, 0.1, theta=0.5, layer=layer, shared_weights=True)
-    reference.weight1.data.copy_(ours.weight.data)
+    reference.weight1.data.copy_(ours.weight.data[0])
     expected = reference(h, h0, edge_index)
-    out = ours(h, normalized_adjacency(edge_index, N), h0)
+    out = ours(h[:, None], Propagation(normalized_adjacency(edge_index, N)), h0[:, None])[:, 0]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
 
 
@@ -131,11 +132,11 @@ def test_gcnii_star_layer_equals_official_formula_and_rescaled_pyg(layer, alpha)
     gen = torch.Generator().manual_seed(layer)
     h, h0 = torch.randn(N, D, generator=gen), torch.randn(N, D, generator=gen)
     theta = math.log(0.5 / layer + 1)
-    ours = GCNIILayer(D, alpha, theta, variant=True)
-    w = ours.weight.detach()
+    ours = GCNIILayer(1, D, alpha, theta, variant=True)  # one seed
+    w = ours.weight.detach()[0]
     p = adj.to_dense() @ h
     official = theta * torch.cat([p, h0], dim=1) @ w + (1 - theta) * ((1 - alpha) * p + alpha * h0)
-    out = ours(h, adj, h0)
+    out = ours(h[:, None], Propagation(adj), h0[:, None])[:, 0]
     torch.testing.assert_close(out, official, atol=1e-5, rtol=0)
     reference = GCN2Conv(D, alpha, theta=0.5, layer=layer, shared_weights=False)
     reference.weight1.data.copy_(w[:D] / (1 - alpha))
@@ -149,10 +150,11 @@ def test_gcnii_model_equals_official_loop_on_pyg_layers(name):
     depth, alpha, lamda = 4, 0.2, 0.6
     cfg = model_cfg(name, alpha=alpha, lamda=lamda)
     model = models.build(cfg, None, depth, IN, OUT).eval()
-    h0 = torch.relu(model.lin_in(x))
+    native = model.native  # one seed: its tensors are slice 0
+    h0 = torch.relu(x @ native.lin_in.weight[0] + native.lin_in.bias[0])
     h = h0
-    for layer, conv in enumerate(model.convs, start=1):
-        w = conv.weight.detach()
+    for layer, conv in enumerate(native.convs, start=1):
+        w = conv.weight.detach()[0]
         reference = GCN2Conv(D, alpha, theta=lamda, layer=layer, shared_weights=name == "gcnii")
         if name == "gcnii":
             reference.weight1.data.copy_(w)
@@ -161,8 +163,9 @@ def test_gcnii_model_equals_official_loop_on_pyg_layers(name):
             reference.weight2.data.copy_(w[D:] / alpha)
         h = torch.relu(reference(h, h0, edge_index))
     out = model(x, normalized_adjacency(edge_index, N))
-    torch.testing.assert_close(out, model.lin_out(h), atol=1e-5, rtol=0)
-    assert len(model.convs) == depth
+    expected = h @ native.lin_out.weight[0] + native.lin_out.bias[0]
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert len(native.convs) == depth
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -180,7 +183,7 @@ def test_forward_backward(name, depth, sparse):
     for key, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), key
     first = {"appnp": "lin1", "sgc": "lin"}.get(name, "lin_in")
-    grad = getattr(model, first).weight.grad
+    grad = getattr(getattr(model, "native", model), first).weight.grad  # native: seed-native
     if name.startswith("gcnii") and depth == 64:
         assert grad.abs().sum() > 0  # the input layer still learns through 64 layers
     model.eval()
@@ -191,13 +194,15 @@ def test_forward_backward(name, depth, sparse):
 @pytest.mark.parametrize("norm", ["none", "batchnorm"])
 def test_parameter_groups_cover_every_parameter_once(name, norm):
     model = models.build(model_cfg(name), {"name": norm}, 3, IN, OUT)
-    groups = model.parameter_groups(0.01, 5e-4)
-    ids = [id(p) for g in groups for p in g["params"]]
+    groups = model.named_parameter_groups()  # the official wd1 / wd2 groups
+    assert tuple(groups) == ("graph", "dense")
+    ids = [id(p) for g in groups.values() for p in g]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
-    assert [g["weight_decay"] for g in groups] == [0.01, 5e-4]
-    dense = {id(p) for p in [*model.lin_in.parameters(), *model.lin_out.parameters()]}
-    assert {id(p) for p in groups[1]["params"]} == dense
-    torch.optim.Adam(groups, lr=0.01)  # a valid optimizer spec
+    native = model.native
+    dense = {id(p) for p in [*native.lin_in.parameters(), *native.lin_out.parameters()]}
+    assert {id(p) for p in groups["dense"]} == dense
+    torch.optim.Adam([{"params": g, "weight_decay": d} for g, d in
+                      zip(groups.values(), (0.01, 5e-4), strict=True)], lr=0.01)  # valid spec
 
 
 def test_norms_appnp_gcnii_apply_sgc_rejects():
@@ -221,6 +226,7 @@ def test_yaml_composes_and_builds(composed_models, name):
     model = models.build(cfg, None, 2, IN, OUT)
     assert "depth" in models.convention(name)
     if name.startswith("gcnii"):
-        assert (model.convs[0].alpha, model.convs[0].theta) == (0.1, math.log(0.5 / 1 + 1))
+        conv = model.native.convs[0]
+        assert (conv.alpha, conv.theta) == (0.1, math.log(0.5 / 1 + 1))
     if name == "sgc":
         assert model.dropout == 0.0

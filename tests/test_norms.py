@@ -1,4 +1,6 @@
-"""gdepth.norms: each normalization against a second computation written out here in numpy."""
+"""gdepth.norms: each normalization against a second computation written out here in numpy
+(one seed, through :func:`build_norm`; tests/test_seed_norms.py holds the seed axis and the
+PyG modules)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,21 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from gdepth.cli import config_dir
-from gdepth.norms import NORMS, NodeNorm, PairNormSCS, build_norm
+from gdepth.nn.kernels import StackedNorm
+from gdepth.nn.seeds import OneSeedNorm
+from gdepth.norms import (
+    NORMS,
+    BatchNorm,
+    CombNorm,
+    DiffGroupNorm,
+    GraphNorm,
+    LayerNorm,
+    MeanSubtractionNorm,
+    NodeNorm,
+    PairNorm,
+    build_norm,
+    build_seeded_norm,
+)
 
 N, D = 12, 7
 
@@ -50,7 +66,7 @@ def pairnorm_numpy(h: np.ndarray, mode: str, s: float = 1.0, eps: float = 1e-5):
 )
 def test_nodenorm_matches_hand_computation(x, variant, power):
     norm = build_norm(OmegaConf.create({"name": "nodenorm", "variant": variant, "power": power}), D)
-    assert isinstance(norm, NodeNorm)
+    assert isinstance(norm, OneSeedNorm) and isinstance(norm.module, NodeNorm)
     expected = nodenorm_numpy(x.numpy(), variant, power)
     np.testing.assert_allclose(norm(x).numpy(), expected, atol=1e-6, rtol=0)
     assert list(norm.parameters()) == []  # no affine
@@ -59,20 +75,20 @@ def test_nodenorm_matches_hand_computation(x, variant, power):
 def test_nodenorm_eps_inside_sqrt_on_constant_row():
     h = torch.full((3, D), 2.0, dtype=torch.float64)
     for variant in NodeNorm.VARIANTS:
-        assert torch.isfinite(NodeNorm(variant)(h)).all()
+        assert torch.isfinite(NodeNorm(1, variant)(h)).all()
     # sigma = sqrt(0 + eps), so h / sigma = 2 / sqrt(1e-5) (not 2 / (0 + eps))
-    torch.testing.assert_close(NodeNorm("v")(h), h / 1e-5**0.5)
-    torch.testing.assert_close(NodeNorm("n")(h), torch.zeros_like(h))
+    torch.testing.assert_close(NodeNorm(1, "v")(h), h / 1e-5**0.5)
+    torch.testing.assert_close(NodeNorm(1, "n")(h), torch.zeros_like(h))
 
 
 def test_nodenorm_srv_is_pr_with_power_2(x):
-    torch.testing.assert_close(NodeNorm("srv")(x), NodeNorm("pr", power=2)(x))
+    torch.testing.assert_close(NodeNorm(1, "srv")(x), NodeNorm(1, "pr", power=2)(x))
 
 
 @pytest.mark.parametrize("mode", ["PN", "PN-SI"])
 def test_pairnorm_pn_and_si_are_pyg_and_match_formula(x, mode):
     norm = build_norm(SimpleNamespace(name="pairnorm", mode=mode, scale=1.0, eps=1e-5), D)
-    assert isinstance(norm, pyg_nn.PairNorm)
+    assert isinstance(norm.module, PairNorm) and norm.module.mode == mode
     pyg = pyg_nn.PairNorm(scale=1.0, scale_individually=mode == "PN-SI", eps=1e-5)
     torch.testing.assert_close(norm(x), pyg(x))
     np.testing.assert_allclose(norm(x).numpy(), pairnorm_numpy(x.numpy(), mode), atol=1e-6)
@@ -80,7 +96,7 @@ def test_pairnorm_pn_and_si_are_pyg_and_match_formula(x, mode):
 
 def test_pairnorm_scs_matches_formula(x):
     norm = build_norm({"name": "pairnorm", "mode": "PN-SCS", "eps": 1e-6}, D)
-    assert isinstance(norm, PairNormSCS)
+    assert isinstance(norm.module, PairNorm) and norm.module.mode == "PN-SCS"
     expected = pairnorm_numpy(x.numpy(), "PN-SCS", eps=1e-6)
     np.testing.assert_allclose(norm(x).numpy(), expected, atol=1e-6, rtol=0)
 
@@ -97,13 +113,14 @@ def test_pairnorm_scale_multiplies(x, mode):
 
 def test_pairnorm_defaults():
     norm = build_norm({"name": "pairnorm"}, D)
-    assert isinstance(norm, pyg_nn.PairNorm)
-    assert (norm.scale, norm.scale_individually, norm.eps) == (1.0, False, 1e-5)
+    assert isinstance(norm.module, PairNorm)
+    assert (norm.module.mode, norm.module.scale, norm.module.eps) == ("PN", 1.0, 1e-5)
 
 
-def test_batchnorm_is_pygs(x):
+def test_batchnorm_matches_formula(x):
     norm = build_norm({"name": "batchnorm"}, D).double()
-    assert isinstance(norm, pyg_nn.BatchNorm)
+    assert isinstance(norm.module, BatchNorm)
+    assert (norm.module.eps, norm.module.momentum) == (1e-5, 0.1)
     mu, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
     torch.testing.assert_close(norm(x), (x - mu) / (var + 1e-5).sqrt())
 
@@ -111,6 +128,8 @@ def test_batchnorm_is_pygs(x):
 def test_none_is_identity_and_registry_has_descriptions(x):
     assert torch.equal(build_norm({"name": "none"}, D)(x), x)
     assert torch.equal(build_norm(None, D)(x), x)
+    assert type(build_seeded_norm(None, D, 3)) is StackedNorm  # the models' fast-path test
+    assert type(build_seeded_norm({"name": "none"}, D, 1)) is StackedNorm
     assert set(NORMS) == {p.stem for p in Path(config_dir(), "norm").glob("*.yaml")}
     assert {"batchnorm", "combnorm", "graphnorm", "groupnorm", "layernorm"} < set(NORMS)
     assert all(spec.description and "\n" not in spec.description for spec in NORMS.values())
@@ -120,7 +139,7 @@ def test_struct_config_reads_defaults():
     cfg = OmegaConf.create({"name": "nodenorm"})
     OmegaConf.set_struct(cfg, True)
     norm = build_norm(cfg, D)
-    assert (norm.variant, norm.power, norm.eps) == ("n", 2.0, 1e-5)
+    assert (norm.module.variant, norm.module.power, norm.module.eps) == ("n", 2.0, 1e-5)
 
 
 @pytest.mark.parametrize(
@@ -150,39 +169,36 @@ def randomize(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
-def copy_into(reference: torch.nn.Module, module: torch.nn.Module) -> torch.nn.Module:
-    reference.double().load_state_dict(module.state_dict())
-    return reference
-
-
 def standardize_columns(h: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Training-mode BatchNorm without affine: per column over the rows, biased variance."""
     return (h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + eps)
 
 
-def diffgroupnorm_numpy(h: np.ndarray, module, lamda: float, eps: float = 1e-5) -> np.ndarray:
-    """X + lamda * sum_g BN(softmax(XW)[:, g] * X), BN per column with gamma, beta (Zhou 2020)."""
-    w = module.lin.weight.detach().numpy()  # [G, D]
-    gamma = module.norm.weight.detach().numpy().reshape(len(w), -1)
-    beta = module.norm.bias.detach().numpy().reshape(len(w), -1)
-    logits = h @ w.T
+def diffgroupnorm_numpy(h: np.ndarray, module: DiffGroupNorm, lamda: float,
+                        eps: float = 1e-5) -> np.ndarray:
+    """X + lamda * sum_g BN(softmax(XW)[:, g] * X), BN per column with gamma, beta (Zhou 2020);
+    ``module`` a one-seed :class:`DiffGroupNorm` (``lin_weight [1, D, G]``)."""
+    w = module.lin_weight[0].detach().numpy()  # [D, G]
+    groups_ = w.shape[1]
+    gamma = module.norm.weight[0].detach().numpy().reshape(groups_, -1)
+    beta = module.norm.bias[0].detach().numpy().reshape(groups_, -1)
+    logits = h @ w
     s = np.exp(logits - logits.max(axis=1, keepdims=True))
     s /= s.sum(axis=1, keepdims=True)
-    groups = [standardize_columns(s[:, [g]] * h, eps) * gamma[g] + beta[g] for g in range(len(w))]
+    groups = [standardize_columns(s[:, [g]] * h, eps) * gamma[g] + beta[g] for g in range(groups_)]
     return h + lamda * sum(groups)
 
 
 @pytest.mark.parametrize("affine", [True, False])
-def test_layernorm_is_pyg_node_mode_and_matches_formula(x, affine):
+def test_layernorm_is_node_mode_and_matches_formula(x, affine):
     norm = build_norm({"name": "layernorm", "eps": 1e-3, "affine": affine}, D)
-    assert isinstance(norm, pyg_nn.LayerNorm) and norm.mode == "node"
+    assert isinstance(norm.module, LayerNorm) and norm.module.eps == 1e-3
     norm = randomize(norm)
     h = x.numpy()
     expected = (h - h.mean(axis=1, keepdims=True)) / np.sqrt(h.var(axis=1, keepdims=True) + 1e-3)
     if affine:
-        expected = expected * norm.weight.detach().numpy() + norm.bias.detach().numpy()
-        reference = pyg_nn.LayerNorm(D, eps=1e-3, affine=True, mode="node")
-        torch.testing.assert_close(norm(x), copy_into(reference, norm)(x))
+        expected = (expected * norm.module.weight[0].detach().numpy()
+                    + norm.module.bias[0].detach().numpy())
     else:
         assert list(norm.parameters()) == []
         np.testing.assert_allclose(expected, nodenorm_numpy(h, "n", eps=1e-3), atol=1e-12)
@@ -190,15 +206,14 @@ def test_layernorm_is_pyg_node_mode_and_matches_formula(x, affine):
 
 
 @pytest.mark.parametrize("groups, lamda", [(1, 0.01), (3, 0.5), (10, 2.0)])
-def test_groupnorm_is_pyg_diffgroupnorm_and_matches_formula(x, groups, lamda):
+def test_groupnorm_is_diffgroupnorm_and_matches_formula(x, groups, lamda):
     norm = build_norm({"name": "groupnorm", "groups": groups, "lamda": lamda}, D)
-    assert isinstance(norm, pyg_nn.DiffGroupNorm)
-    assert (norm.groups, norm.lamda, norm.norm.eps) == (groups, lamda, 1e-5)
+    assert isinstance(norm.module, DiffGroupNorm)
+    assert (norm.module.groups, norm.module.lamda, norm.module.norm.eps) == (groups, lamda, 1e-5)
+    assert norm.module.norm.momentum == 0.1
     norm = randomize(norm)
-    reference = copy_into(pyg_nn.DiffGroupNorm(D, groups, lamda=lamda, eps=1e-5), norm)
-    torch.testing.assert_close(norm(x), reference(x))
     # one graph: BatchNorm's statistics are over all N nodes
-    expected = diffgroupnorm_numpy(x.numpy(), norm, lamda)
+    expected = diffgroupnorm_numpy(x.numpy(), norm.module, lamda)
     np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-10, rtol=0)
 
 
@@ -209,21 +224,24 @@ def test_groupnorm_needs_a_group():
 
 def test_meannorm_subtracts_the_node_mean(x):
     norm = build_norm({"name": "meannorm"}, D)
-    assert isinstance(norm, pyg_nn.MeanSubtractionNorm) and list(norm.parameters()) == []
+    assert isinstance(norm.module, MeanSubtractionNorm) and list(norm.parameters()) == []
     h = x.numpy()
     np.testing.assert_allclose(norm(x).numpy(), h - h.mean(axis=0, keepdims=True), atol=1e-12)
+    pyg = pyg_nn.MeanSubtractionNorm()
+    torch.testing.assert_close(norm(x), pyg(x))
 
 
 @pytest.mark.parametrize("at_init", [True, False])
-def test_graphnorm_is_pyg_and_matches_formula(x, at_init):
+def test_graphnorm_matches_formula(x, at_init):
     norm = build_norm({"name": "graphnorm", "eps": 1e-3}, D).double()
-    assert isinstance(norm, pyg_nn.GraphNorm) and norm.eps == 1e-3
+    assert isinstance(norm.module, GraphNorm) and norm.module.eps == 1e-3
     h = x.numpy()
     if at_init:  # alpha = gamma = 1, beta = 0: per-feature standardization over the nodes
         expected = standardize_columns(h, eps=1e-3)
     else:
         norm = randomize(norm)
-        alpha, gamma, beta = (p.detach().numpy() for p in (norm.mean_scale, norm.weight, norm.bias))
+        alpha, gamma, beta = (p[0].detach().numpy() for p in (
+            norm.module.mean_scale, norm.module.weight, norm.module.bias))
         shifted = h - alpha * h.mean(axis=0)
         expected = gamma * shifted / np.sqrt((shifted**2).mean(axis=0) + 1e-3) + beta
     np.testing.assert_allclose(norm(x).detach().numpy(), expected, atol=1e-10, rtol=0)
@@ -242,8 +260,9 @@ def test_combnorm_is_diffgroupnorm_then_nodenorm(x, variant, power):
         "power": power,
     }
     norm = build_norm(cfg, D)
-    group, node = norm
-    assert isinstance(group, pyg_nn.DiffGroupNorm) and isinstance(node, NodeNorm)
+    assert isinstance(norm.module, CombNorm)
+    group, node = norm.module
+    assert isinstance(group, DiffGroupNorm) and isinstance(node, NodeNorm)
     assert (group.groups, group.lamda, group.norm.eps) == (4, 0.1, 1e-4)
     assert (node.variant, node.power, node.eps) == (variant, power, 1e-4)
     norm = randomize(norm)

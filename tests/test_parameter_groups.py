@@ -41,6 +41,7 @@ def decays(model, optimizer) -> dict[str, float]:
     ("appnp", {}, ("input", "output")),
     ("jknet", {"mode": "cat"}, ("graph", "output")),
     ("jknet", {"mode": "lstm"}, ("graph", "output")),
+    ("gcnii", {}, ("graph", "dense")),
 ])
 def test_groups_partition_every_parameter(name, kw, groups):
     """Every parameter in exactly one group, in the loop model and in the stacked one."""
@@ -95,11 +96,11 @@ def test_weight_decay_graph_is_the_groups_graph_shorthand():
     long = decays(model, train.make_optimizer(
         model, _train_cfg(weight_decay_groups={"graph": 0.01})))
     assert short == long
-    assert short["convs.0.weight"] == 0.01 and short["lin_in.weight"] == 5e-4
+    assert short["native.convs.0.weight"] == 0.01 and short["native.lin_in.weight"] == 5e-4
     jk = build("jknet")
     got = decays(jk, train.make_optimizer(jk, _train_cfg(weight_decay_graph=0.0,
                                                          weight_decay_groups={"output": 1e-3})))
-    assert got["convs.0.lin.weight"] == 0.0 and got["lin_out.weight"] == 1e-3
+    assert got["native.convs.0.weight"] == 0.0 and got["native.lin_out.weight"] == 1e-3
     with pytest.raises(ValueError, match="disagree"):
         train.make_optimizer(jk, _train_cfg(weight_decay_graph=0.1,
                                             weight_decay_groups={"graph": 0.2}))
@@ -132,6 +133,8 @@ def test_a_missing_group_fails_naming_the_fix(name, kw, message):
     ("jknet", {"dropout_layers": "hidden", "shared_dropout": True}, {"graph": 0.0,
                                                                      "output": 1e-2}),
     ("jknet", {"mode": "max", "shared_dropout": True}, {}),
+    ("jknet", {"mode": "lstm"}, {"graph": 0.0, "output": 1e-2}),
+    ("gcnii", {}, {"graph": 1e-2, "dense": 5e-4}),
 ])
 def test_a_batch_with_groups_and_shared_dropout_reports_what_its_seeds_report_alone(
         graphs64, float64, name, kw, groups):  # noqa: F811

@@ -10,7 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import data, protocol
+from gdepth import collect, data, protocol
 from gdepth.cli import config_dir
 from gdepth.data import splits
 
@@ -147,13 +147,12 @@ def test_the_record_holds_the_dataset_the_preset_imposed(cli_env, tmp_path):
     import subprocess
     import sys
 
-    from gdepth import records
 
     cmd = [sys.executable, "-m", "gdepth.cli", "run", "train=nodenorm2021", "dataset=cora",
            "model=gcn_res", "depth=2", "seeds=1", "train.epochs=3", "name=nn", "progress=false"]
     out = subprocess.run(cmd, cwd=tmp_path, env=cli_env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    record = records.load(tmp_path / "outputs" / "runs" / "nn")[0]
+    record = collect.load(tmp_path / "outputs" / "runs" / "nn")[0]
     assert record["config"]["dataset"]["val_size"] == 500
     assert record["config"]["model"]["dropout"] == 0.8
     assert record["seeds"][0]["split"] == "random_per_class(20/c, 500, 1000, split=0)"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gdepth import plan, records, report
+from gdepth import collect, plan, records, report
 
 CONFIG = {"dataset": {"name": "csbm"}, "model": {"name": "gcn"}, "norm": {"name": "none"},
           "depth": 2, "seeds": 1, "train": {"name": "default", "lr": 0.01}}
@@ -49,7 +49,7 @@ def test_truncated_foreign_and_other_schema_records_are_marked_not_dropped(tmp_p
     assert "schema 99, this gdepth reads 1, 2: upgrade gdepth" in \
         records.inspect(records.record_path(tmp_path, new["key"]))[1]
 
-    found = {r["config"]["depth"]: r for r in records.load(tmp_path)}
+    found = {r["config"]["depth"]: r for r in collect.load(tmp_path)}
     assert {d: r["status"] for d, r in found.items()} == {
         2: "ok", 4: "corrupt", 8: "corrupt", 16: "corrupt", 32: "corrupt", 64: "ok"}
     assert "schema 99" in found[32]["error"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdepth import records, report
+from gdepth import collect, records, report
 
 
 def _record(model, norm, depth, accs, status="ok", lr=0.01, key=None):
@@ -49,7 +49,7 @@ def test_key_ignores_where_and_how_but_not_what():
 def test_corrupt_record_is_ignored(tmp_path):
     _write(tmp_path, [_record("gcn", "none", 2, [0.5])])
     (tmp_path / "records" / "bad.json").write_text('{"key": "x", "stat')
-    assert len(records.load(tmp_path)) == 1
+    assert len(collect.load(tmp_path)) == 1
 
 
 def test_table_numbers_rows_columns_and_best_mark(tmp_path):

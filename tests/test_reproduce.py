@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import records
+from gdepth import collect, records
 from gdepth.reproduce import compare, experiment, published
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
@@ -177,7 +177,7 @@ def test_reproduce_compares_the_records_with_the_published_table(tiny):
                              for v in ("original", "dropedge")])
     table = published.load("dropedge2020_semi").rows.set_index(
         ["dataset", "backbone", "depth", "variant"])
-    found = {r["key"]: r for r in records.load(folder)}
+    found = {r["key"]: r for r in collect.load(folder)}
     for row in frame.itertuples():
         expected = float(table.loc[("cora", row.backbone, row.depth, row.variant), "test_acc"])
         assert row.published == expected
@@ -454,7 +454,7 @@ def test_reproduce_with_search_compares_the_real_tuned_finals(tiny, cli_env):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     frame = pd.read_csv(folder / "comparison.csv", dtype={"depth": str})
-    found = {r["key"]: r for r in records.load(folder)}
+    found = {r["key"]: r for r in collect.load(folder)}
     assert len(frame) == 2
     for row in frame.itertuples():
         assert row.key in found  # the fixed record of the tiny run, beside the tuned one

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import records
+from gdepth import collect
 from gdepth.search import study
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
@@ -45,7 +45,7 @@ def test_each_cell_spends_the_budget_then_reruns_its_best(tuned):
     assert first.returncode == 0, first.stderr[-3000:]
     summaries = study.load_summaries(folder)
     assert len(summaries) == 2 and len(before) == 2 * (3 + 1)  # trials + final per cell
-    by_key = {r["key"]: r for r in records.load(folder, planned=False)}
+    by_key = {r["key"]: r for r in collect.load(folder, planned=False)}
     for summary in summaries:
         trials = summary["trials"]
         assert [t["state"] for t in trials] == ["COMPLETE"] * 3

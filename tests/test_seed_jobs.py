@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import parts, plan, records
+from gdepth import collect, parts, plan, records
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 CELLS = ["model=gcn,gcn_res", "depth=2", "seeds=4", "engine=loop", "train.epochs=5",
@@ -49,7 +49,7 @@ def copy_of(swept: Path, tmp_path: Path) -> Path:
 
 def per_seed(folder: Path) -> dict[tuple[str, int], float]:
     return {(r["config"]["model"]["name"], s["seed"]): s["test_acc"]
-            for r in records.load(folder) for s in r["seeds"]}
+            for r in collect.load(folder) for s in r["seeds"]}
 
 
 def test_split_cells_write_part_records_and_equal_the_unsplit_sweep(swept, tmp_path):
@@ -62,7 +62,7 @@ def test_split_cells_write_part_records_and_equal_the_unsplit_sweep(swept, tmp_p
     assert part["seed_range"] == [2, 4] and [s["seed"] for s in part["seeds"]] == [2, 3]
     assert [c["parts"] for c in plan.read(folder)["cells"].values()] == [[[0, 2], [2, 4]]] * 2
 
-    found = records.load(folder)
+    found = collect.load(folder)
     assert sorted(r["key"] for r in found) == keys
     assert all(r["status"] == "ok" and not r["partial"] for r in found)
     assert all([s["seed"] for s in r["seeds"]] == [0, 1, 2, 3] for r in found)
@@ -121,7 +121,7 @@ def test_a_failed_part_fails_its_cell_with_the_reason_and_only_it_reruns(swept, 
               "error": "RuntimeError: node lost"}
     records.write(path, failed)
 
-    found = {r["key"]: r for r in records.load(folder)}
+    found = {r["key"]: r for r in collect.load(folder)}
     assert found[bad]["status"] == "failed" and found[bad]["partial"]
     assert found[bad]["error"] == ("1/2 seed jobs done; seeds 0–1 failed (RuntimeError: node "
                                    "lost)")

@@ -20,7 +20,7 @@ import test_launchers
 from test_faults import live_markers, wait_for
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth import records, status
+from gdepth import collect, status
 
 pytestmark = pytest.mark.slurm
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-ci.sh"
@@ -58,7 +58,7 @@ def test_sweep_runs_each_cell_as_a_slurm_job_and_resumes_without_submitting(env,
     out = gdepth(args, env, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "outputs/sweeps/s"
-    found = records.load(folder)
+    found = collect.load(folder)
     assert len(found) == 4 and {r["status"] for r in found} == {"ok"}
     jobs = {r["slurm_job"] for r in found}
     assert len(jobs) == 4 and all(re.fullmatch(r"\d+_[0-3]", j) for j in jobs)
@@ -101,7 +101,7 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
                    check=True)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err[-3000:]
-    found = {r["key"]: r for r in records.load(folder)}
+    found = {r["key"]: r for r in collect.load(folder)}
     assert len(found) == 3
     dead = found[cancel["key"]]
     assert dead["status"] == "failed"
@@ -146,7 +146,7 @@ def test_killed_launcher_leaves_the_jobs_running_and_the_folder_tells(env, tmp_p
                         text=True)
     assert st.returncode == 1 and re.search(r"\d running", st.stdout)
     # the jobs go on without their launcher and write their records
-    wait_for(lambda: len(records.load(folder, planned=False)) == 3, timeout=300, every=1)
-    assert {r["status"] for r in records.load(folder)} == {"ok"}
+    wait_for(lambda: len(collect.load(folder, planned=False)) == 3, timeout=300, every=1)
+    assert {r["status"] for r in collect.load(folder)} == {"ok"}
     again = gdepth(args, env, tmp_path)
     assert again.returncode == 0 and "3 cells planned: 0 to run, 3 skipped" in again.stderr

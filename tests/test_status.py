@@ -12,7 +12,7 @@ import time
 import pytest
 from test_records import make_record
 
-from gdepth import plan, records, status
+from gdepth import collect, plan, records, status
 
 GDEPTH = [sys.executable, "-m", "gdepth.cli"]
 
@@ -72,7 +72,7 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
         sleeper.wait()
     # the sleeper is gone now: its cell is missing too, and the table marks every cell
     assert status._state(tmp_path, live["key"], live["config"]).status == "missing"
-    statuses = sorted(r["status"] for r in records.load(tmp_path))
+    statuses = sorted(r["status"] for r in collect.load(tmp_path))
     assert statuses == ["corrupt", "missing", "missing", "missing", "missing", "ok"]
 
 

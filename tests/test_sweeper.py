@@ -19,7 +19,7 @@ from test_faults import patched
 from test_launchers import GDEPTH, TINY
 from test_records import make_record
 
-from gdepth import callbacks, plan, progress, records, status, sweeper
+from gdepth import callbacks, collect, plan, progress, records, status, sweeper
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -115,7 +115,7 @@ def test_a_cell_started_elsewhere_after_planning_is_not_trained_again(env, tmp_p
     try:
         out = patched(patch, ["sweep", "depth=4,8", "name=conc", *TINY],
                       {**env, "SLEEPER": str(sleeper.pid)}, tmp_path)
-        found = {r["config"]["depth"]: r for r in records.load(folder)}
+        found = {r["config"]["depth"]: r for r in collect.load(folder)}
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -151,5 +151,5 @@ def test_two_sweeps_started_together_share_no_job_folder_and_train_each_cell_onc
     assert sorted(jobs) == list(range(launched))
     for job in (folder / "jobs").iterdir():  # one job's log each, not two interleaved
         assert len(re.findall(r"L=\d+: ok test", (job / "gdepth.log").read_text())) <= 1
-    assert {r["status"] for r in records.load(folder)} == {"ok"}
+    assert {r["status"] for r in collect.load(folder)} == {"ok"}
     assert not any("earlier launch" in e for e in errs[:1])  # A started first

@@ -15,6 +15,7 @@ from gdepth import data, graph_dropout, models, train
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SKIPS, TricksGCN, identity_mapped
+from gdepth.nn.kernels import Propagation
 from gdepth.train import Clipper, Selector, l1_penalty, should_stop
 
 
@@ -128,7 +129,7 @@ def test_weight_decay_first_only_puts_decay_on_the_first_conv(graph):
     g, _ = graph
     model = gcn(g)
     opt = train.make_optimizer(model, cfg(weight_decay_first_only=True))
-    first = {id(p) for p in model.convs[0].parameters()}
+    first = {id(p) for p in model.native.convs[0].parameters()}
     assert {id(p) for p in opt.param_groups[0]["params"]} == first
     assert opt.param_groups[0]["weight_decay"] == 5e-4 and opt.param_groups[1]["weight_decay"] == 0
 
@@ -176,22 +177,37 @@ def test_sampler_renormalizes_and_training_uses_it_evaluation_does_not(graph):
 
 # --- Bag-of-Tricks GCN ----------------------------------------------------------------------
 
+def lin(layer, h):
+    """Seed 0 of a seed-native linear layer (``SeedLinear``): h W + b."""
+    return h @ layer.weight[0] + layer.bias[0]
+
+
+def conv(layer, h, adj):
+    """Seed 0 of a seed-native GCN convolution: A (h W) (+ b)."""
+    out = adj @ (h @ layer.weight[0])
+    return out if layer.bias is None else out + layer.bias[0]
+
+
 def test_identity_mapping_formula(graph):
     g, adj = graph
-    conv = gcn(g, depth=3).convs[1]
+    layer = gcn(g, depth=3).native.convs[1]
     x = torch.randn(g.num_nodes, 8)
     s = adj @ x
     beta = math.log(0.5 / 2 + 1)
-    expected = beta * (s @ conv.lin.weight.t()) + (1 - beta) * s + conv.bias
-    assert torch.allclose(identity_mapped(conv, x, adj, beta), expected, atol=1e-5)
-    assert torch.allclose(identity_mapped(conv, x, adj, 1.0), conv(x, adj), atol=1e-6)
+    expected = beta * (s @ layer.weight[0]) + (1 - beta) * s + layer.bias[0]
+    prop = Propagation(adj)
+    assert torch.allclose(identity_mapped(layer, x[:, None], prop, beta)[:, 0], expected,
+                          atol=1e-5)
+    assert torch.allclose(identity_mapped(layer, x[:, None], prop, 1.0)[:, 0],
+                          conv(layer, x, adj), atol=1e-6)
 
 
 def test_initial_with_alpha_one_carries_the_input_embedding_through(graph):
     g, adj = graph
     model = gcn(g, depth=4, skip="initial", skip_alpha=1.0).eval()
-    x0 = torch.relu(model.lin_in(g.x))
-    assert torch.allclose(model(g.x, adj), model.lin_out(x0), atol=1e-5)
+    net = model.native
+    x0 = torch.relu(lin(net.lin_in, g.x))
+    assert torch.allclose(model(g.x, adj), lin(net.lin_out, x0), atol=1e-5)
 
 
 def test_residual_mixes_the_previous_layers_output_by_hand(graph):
@@ -200,28 +216,31 @@ def test_residual_mixes_the_previous_layers_output_by_hand(graph):
     g, adj = graph
     a = 0.3
     model = gcn(g, depth=2, skip="residual", skip_alpha=a).eval()
-    h0 = torch.relu(model.lin_in(g.x))
-    h1 = torch.relu(model.convs[0](h0, adj))
+    net = model.native
+    h0 = torch.relu(lin(net.lin_in, g.x))
+    h1 = torch.relu(conv(net.convs[0], h0, adj))
     x1 = (1 - a) * h1 + a * h0
-    h2 = torch.relu(model.convs[1](x1, adj))
+    h2 = torch.relu(conv(net.convs[1], x1, adj))
     x2 = (1 - a) * h2 + a * h1
-    assert torch.allclose(model(g.x, adj), model.lin_out(x2), atol=1e-5)
+    assert torch.allclose(model(g.x, adj), lin(net.lin_out, x2), atol=1e-5)
 
 
 def test_dense_and_jumping_by_hand(graph):
     g, adj = graph
     model = gcn(g, depth=2, skip="dense").eval()
-    x0 = torch.relu(model.lin_in(g.x))
-    h1 = torch.relu(model.convs[0](x0, adj))
-    x1 = model.dense[0](torch.cat([x0, h1], -1))
-    h2 = torch.relu(model.convs[1](x1, adj))
-    x2 = model.dense[1](torch.cat([x0, h1, h2], -1))
-    assert torch.allclose(model(g.x, adj), model.lin_out(x2), atol=1e-5)
+    net = model.native
+    x0 = torch.relu(lin(net.lin_in, g.x))
+    h1 = torch.relu(conv(net.convs[0], x0, adj))
+    x1 = lin(net.dense[0], torch.cat([x0, h1], -1))
+    h2 = torch.relu(conv(net.convs[1], x1, adj))
+    x2 = lin(net.dense[1], torch.cat([x0, h1, h2], -1))
+    assert torch.allclose(model(g.x, adj), lin(net.lin_out, x2), atol=1e-5)
     jk = gcn(g, depth=2, skip="jumping").eval()
-    x0 = torch.relu(jk.lin_in(g.x))
-    h1 = torch.relu(jk.convs[0](x0, adj))
-    h2 = torch.relu(jk.convs[1](h1, adj))
-    assert torch.allclose(jk(g.x, adj), jk.lin_out(torch.cat([x0, h1, h2], -1)), atol=1e-5)
+    net = jk.native
+    x0 = torch.relu(lin(net.lin_in, g.x))
+    h1 = torch.relu(conv(net.convs[0], x0, adj))
+    h2 = torch.relu(conv(net.convs[1], h1, adj))
+    assert torch.allclose(jk(g.x, adj), lin(net.lin_out, torch.cat([x0, h1, h2], -1)), atol=1e-5)
 
 
 @pytest.mark.parametrize("skip", [s for s in SKIPS if s != "none"])
@@ -229,13 +248,16 @@ def test_dense_and_jumping_by_hand(graph):
 def test_every_skip_builds_trains_and_reaches_the_first_layer(graph, skip, depth):
     g, adj = graph
     model = gcn(g, depth=depth, skip=skip, identity_mapping=True)
-    assert isinstance(model, TricksGCN) and len(model.convs) == depth
+    net = model.native
+    assert isinstance(net, TricksGCN) and len(net.convs) == depth
     loss = F.cross_entropy(model(g.x, adj)[g.train_mask], g.y[g.train_mask])
     loss.backward()
     assert torch.isfinite(loss)
-    assert float(model.lin_in.weight.grad.abs().sum()) > 0
-    groups = model.parameter_groups(0.01, 5e-4)
-    assert sum(len(gr["params"]) for gr in groups) == len(list(model.parameters()))
+    assert float(net.lin_in.weight.grad.abs().sum()) > 0
+    groups = model.named_parameter_groups()
+    assert tuple(groups) == ("graph", "dense")
+    ids = [id(p) for group in groups.values() for p in group]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
 
 
 def test_unknown_skip_names_the_choices(graph):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gdepth import records, report
+from gdepth import collect, records, report
 from gdepth.diagnostics.oversmoothing import MEASURES
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> int:
                         help="smoothing: the selected epoch's model or the initialization")
     ns = parser.parse_args(argv)
     folder = Path(ns.dir)
-    found = records.load(folder) if folder.is_dir() else []
+    found = collect.load(folder) if folder.is_dir() else []
     if not found:
         print(f"gdepth: error: no gdepth records below '{folder}'", file=sys.stderr)
         return 2

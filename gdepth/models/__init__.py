@@ -52,12 +52,16 @@ class ModelSpec(NamedTuple):
 
 MODELS: dict[str, ModelSpec] = {
     "gcn": ModelSpec(
-        gcn.build_gcn, gcn.GCN_CONVENTION, "GCN (Kipf & Welling, ICLR 2017), PyG GCNConv stack"
+        gcn.one_seed_gcn,
+        gcn.GCN_CONVENTION,
+        "GCN (Kipf & Welling, ICLR 2017), GCNConv stack (seed-native)",
+        seeded=gcn.build_gcn,
     ),
     "gcn_res": ModelSpec(
-        gcn.build_gcn_res,
+        gcn.one_seed_gcn_res,
         gcn.GCN_RES_CONVENTION,
         "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
+        seeded=gcn.build_gcn_res,
     ),
     "appnp": ModelSpec(
         appnp.build_appnp,
@@ -73,18 +77,21 @@ MODELS: dict[str, ModelSpec] = {
         gcnii.GCNII_CONVENTION,
         "GCNII (Chen et al., ICML 2020, official code): initial residual + identity mapping",
         common.LEGACY_GROUPS,
+        seeded=gcnii.build_seeded_gcnii,
     ),
     "gcnii_star": ModelSpec(
         gcnii.build_gcnii_star,
         gcnii.GCNII_STAR_CONVENTION,
         "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
         common.LEGACY_GROUPS,
+        seeded=gcnii.build_seeded_gcnii_star,
     ),
     "jknet": ModelSpec(
         jknet.build_jknet,
         jknet.JKNET_CONVENTION,
         "JKNet (Xu et al., ICML 2018): GCN layers, jumping knowledge (cat|max|lstm), linear out",
         ("graph", "output"),
+        seeded=jknet.build_seeded_jknet,
     ),
     "mlp": ModelSpec(
         mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
@@ -180,7 +187,7 @@ def convention(name: str) -> str:
 
 def groups(name: str) -> tuple[str, ...]:
     """The parameter groups model ``name`` declares (``()``: none; ``gcn`` declares ``graph`` /
-    ``dense`` only with ``model.skip`` or identity mapping, which the registry cannot say)."""
+    ``dense`` only with a ``model.skip``, which the registry cannot say)."""
     return _spec(name).groups
 
 
@@ -201,27 +208,30 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def checkpoint_layers(model: nn.Module) -> None:
-    """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model``.
+    """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model`` (a
+    seed-native model, or its :class:`gdepth.nn.seeds.OneSeed`).
 
     Each hidden layer then keeps only its input for the backward pass and recomputes its
-    output there: activation memory ~ one ``[N, hidden]`` tensor per layer instead of several,
-    for about one more forward pass per step. Only :class:`gdepth.models.gcn.GCN` and ``GCNRes``
-    (without skips) implement it. A norm that keeps running statistics (batchnorm, and the
-    BatchNorm inside groupnorm / combnorm) is refused: the recomputed forward would update
-    them a second time.
+    output there: activation memory ~ one ``[N, S, hidden]`` tensor per layer instead of
+    several, for about one more forward pass per step. :class:`gdepth.models.gcn.GCN`,
+    ``GCNRes`` and :class:`gdepth.models.gcn_tricks.TricksGCN` (``gcn`` with ``model.skip``)
+    implement it. A norm that keeps running statistics (batchnorm, and the BatchNorm inside
+    groupnorm / combnorm) is refused: the recomputed forward would update them a second time.
     """
     from gdepth.models.gcn import GCN
+    from gdepth.models.gcn_tricks import TricksGCN
 
-    if not isinstance(model, GCN):
+    native = getattr(model, "native", model)
+    if not isinstance(native, (GCN, TricksGCN)):
         raise ValueError(f"activation_checkpointing: model {type(model).__name__} does not "
-                         "implement it; models that do: gcn, gcn_res (without model.skip)")
-    stateful = next((type(norm).__name__ for norm in model.norms for m in norm.modules()
+                         "implement it; models that do: gcn, gcn_res")
+    stateful = next((type(norm).__name__ for norm in native.norms for m in norm.modules()
                      if getattr(m, "track_running_stats", False)), None)
     if stateful is not None:
         raise ValueError(f"activation_checkpointing with norm {stateful}: the recomputed forward "
                          "would update its running statistics twice; norms without them: none, "
                          "nodenorm, pairnorm, layernorm, meannorm, graphnorm")
-    model.checkpoint_layers = True
+    native.checkpoint_layers = True
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "build_seeded", "checkpoint_layers", "convention",

@@ -182,7 +182,8 @@ def optimizer_groups(model: nn.Module, train_cfg: Any) -> list[dict[str, Any]]:
         what = ("separate graph layers" if missing == ["graph"]
                 else f"parameter group '{missing[0]}'")
         has = f"its groups: {', '.join(declared)}" if declared else "it has no parameter groups"
-        raise ValueError(f"{asked} is set but model {type(model).__name__} has no {what} "
+        named = getattr(model, "native", model)  # a OneSeed: the seed-native model's name
+        raise ValueError(f"{asked} is set but model {type(named).__name__} has no {what} "
                          f"({has}); fix: {_fix(train_cfg, missing, declared)}")
     if hasattr(model, "named_parameter_groups"):
         return [{"params": params, "weight_decay": groups.get(g, default)}

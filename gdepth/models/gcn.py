@@ -1,4 +1,4 @@
-r"""GCN and GCN-res: stacks of PyG ``GCNConv`` on a precomputed normalized adjacency.
+r"""GCN and GCN-res on a precomputed normalized adjacency, seed-native (:mod:`gdepth.nn.seeds`).
 
 ``gcn`` — Kipf and Welling, "Semi-Supervised Classification with Graph Convolutional Networks",
 ICLR 2017, arXiv 1609.02907, https://arxiv.org/abs/1609.02907:
@@ -24,6 +24,24 @@ convolution, :math:`L = 2` is input + output, and :math:`L - 2` hidden layers fo
 one. Dropout with probability ``dropout`` is applied to the input of the convolutions selected by
 ``dropout_layers`` (``all``; ``io``: first and last only, as the NodeNorm code; ``hidden``: all
 but the first, never on the input features, as DropEdge's ``mutigcn``).
+
+Seed axis (issue 17): one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
+PyG ``GCNConv``: :math:`W^{(l)}_s` (``lin.weight`` transposed, ``[d_in, d_out]``) and
+:math:`b^{(l)}_s`, stacked into ``weight [S, d_in, d_out]`` and ``bias [S, d_out]``
+(:class:`gdepth.models.gcn_tricks.SeedGCNConv`, drawn as ``GCNConv`` draws them). With ``H`` of
+shape ``[N, S, d]`` (seed s is ``H[:, s]``) one layer is, for all seeds at once,
+
+.. math::
+    Z_s = \mathrm{drop}_s(H_s)\,W_s \quad(\texttt{bmm}), \qquad
+    [\hat{A} Z_1 | \dots | \hat{A} Z_S] = \hat{A}\,[Z_1 | \dots | Z_S] \quad
+    (\text{one sparse product } [N, N] \times [N, S{\cdot}d]), \qquad
+    H'_s = \sigma(\mathrm{norm}(\hat{A} Z_s + b_s)) \;(+\,H_s \text{ in a gcn\_res block})
+
+in the order ``GCNConv`` computes it (transform, then propagate, then bias), so each seed's
+numbers equal a PyG ``GCNConv`` stack's up to float rounding. The sparse product is
+:class:`gdepth.nn.kernels.Propagation` (``embedding_bag`` on CPU, ``torch.sparse.mm`` on
+GPU); the first layer multiplies the shared input features X (sparse CSR where sparse) by
+:class:`gdepth.nn.kernels.StackedInput`.
 """
 
 from __future__ import annotations
@@ -34,11 +52,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
-from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
-from gdepth.models.gcn_tricks import TRICKS_CONVENTION, TricksGCN, identity_mapped
-from gdepth.norms import build_norm
+from gdepth.models.gcn_tricks import (
+    TRICKS_CONVENTION,
+    SeedGCNConv,
+    TricksGCN,
+    identity_mapped,
+    norm_weights,
+)
+from gdepth.nn.kernels import (
+    MaskFn,
+    Propagation,
+    StackedInput,
+    StackedNorm,
+    keep_mask,
+    stacked_dropout,
+)
+from gdepth.nn.seeds import OneSeed
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
 GCN_CONVENTION = (
@@ -53,16 +85,20 @@ GCN_RES_CONVENTION = (
 )
 
 
-class GCN(common.LayerDropout, nn.Module):
-    r"""``depth`` GCN layers on a normalized adjacency (see the module docstring).
+class GCN(nn.Module):
+    r"""``depth`` GCN layers on a normalized adjacency for S seeds (see the module docstring):
+    ``forward(x_in, adj) -> [N, S, out_dim]``, ``x_in`` the
+    :class:`gdepth.nn.kernels.StackedInput` of the shared features, ``adj`` the cached
+    :class:`gdepth.nn.kernels.Propagation`.
 
     Args:
         in_dim: input features.
         hidden: hidden width.
         out_dim: output features (classes).
         depth: number of graph convolutions, >= 1.
-        norm_cfg: ``norm`` config for :func:`gdepth.norms.build_norm`, one norm after each
-            convolution but the last; ``None`` for none. (default: ``None``)
+        num_seeds: S. (default: ``1``)
+        norm_cfg: ``norm`` config for :func:`gdepth.norms.build_seeded_norm`, one norm after
+            each convolution but the last; ``None`` for none. (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
         dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
@@ -75,6 +111,12 @@ class GCN(common.LayerDropout, nn.Module):
 
     residual = False
     layer_outputs = True  # calls common.tap (input, each layer, logits)
+    # activation checkpointing (``activation_checkpointing=true``, set through
+    # :func:`gdepth.models.checkpoint_layers`): each layer but the output one keeps only its
+    # input for the backward pass and recomputes the rest there (torch.utils.checkpoint, which
+    # restores the RNG state, so the dropout masks and the gradients are the same as without
+    # it; an injected ``mask_fn`` is called again in the recomputation)
+    checkpoint_layers = False
 
     def __init__(
         self,
@@ -82,6 +124,7 @@ class GCN(common.LayerDropout, nn.Module):
         hidden: int,
         out_dim: int,
         depth: int,
+        num_seeds: int = 1,
         norm_cfg: Any = None,
         activation: str = "relu",
         dropout: float = 0.5,
@@ -92,39 +135,130 @@ class GCN(common.LayerDropout, nn.Module):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        self.num_seeds, self.hidden = num_seeds, hidden
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
         pairs = zip(dims[:-1], dims[1:], strict=True)
-        self.convs = nn.ModuleList(GCNConv(a, b, normalize=False) for a, b in pairs)
-        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
+        self.convs = nn.ModuleList(SeedGCNConv(num_seeds, a, b) for a, b in pairs)
+        self.norms = nn.ModuleList(build_seeded_norm(norm_cfg, hidden, num_seeds)
+                                   for _ in range(depth - 1))
         self.act = common.activation(activation)
-        self.set_dropout(dropout, dropout_layers, depth)
+        self.dropout = float(dropout)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth)
         # beta per conv: 1 (plain) unless identity mapping, which needs hidden -> hidden
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
                       else 1.0 for i in range(depth)]
+        self.mask_fn: MaskFn | None = None  # injected dropout masks (tests); None: drawn
+        self.layer_sink: Any = None
 
-    # activation checkpointing (``activation_checkpointing=true``, set through
-    # :func:`gdepth.models.checkpoint_layers`): each hidden layer keeps only its input for the
-    # backward pass and recomputes the rest there (torch.utils.checkpoint, which restores the RNG
-    # state, so the dropout masks and the gradients are the same as without it)
-    checkpoint_layers = False
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
 
-    def _layer(self, x: Tensor, adj: Tensor, i: int) -> Tensor:
-        return self.act(self.norms[i](identity_mapped(self.convs[i], self._drop(x, i), adj,
-                                                      self.betas[i])))
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """The input convolution's weight and bias (Kipf & Welling decay only those)."""
+        return [self.convs[0].weight, self.convs[0].bias]
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        x = common.tap(self, x)
-        recompute = self.checkpoint_layers and self.training and torch.is_grad_enabled()
-        for i in range(len(self.convs) - 1):
-            h = (checkpoint(self._layer, x, adj, i, use_reentrant=False) if recompute
-                 else self._layer(x, adj, i))
-            x = common.tap(self, h + x if self.residual and i > 0 else h)
-        return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), adj))
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """What the one-seed PyG model named ``*weight*`` (conv weights, the norms' scales),
+        in its order; the L1 penalty sums over them."""
+        return [*(c.weight for c in self.convs),
+                *(w for norm in self.norms for w in norm_weights(norm))]
 
-    def first_layer(self) -> nn.Module:
-        """The input convolution (Kipf & Welling decay only its weights)."""
-        return self.convs[0]
+    def _p(self, layer: int) -> float:
+        return self.dropout if self.training and layer in self.dropout_at else 0.0
+
+    def _seed_major_applies(self) -> bool:
+        return (type(self.act) is nn.ReLU and all(type(n) is StackedNorm for n in self.norms)
+                and all(beta == 1.0 for beta in self.betas))
+
+    def _mask(self, shape: tuple[int, int, int], layer: int) -> Tensor | None:
+        """Seed ``s``'s dropout mask at ``[s]`` of a seed-major ``[S, N, d]`` mask."""
+        p = self._p(layer)
+        if p == 0.0:
+            return None
+        weight = self.convs[0].weight
+        if self.mask_fn is not None:
+            return self.mask_fn(shape[1:], p).to(weight.dtype)
+        return keep_mask(torch.empty(shape, dtype=weight.dtype, device=weight.device), p)
+
+    def _first(self, x_in: StackedInput, adj: Propagation, relu: bool) -> Tensor:
+        """The input convolution ``[N, S, d]`` (with ReLU: the seed-major path's first layer)."""
+        conv = self.convs[0]
+        z = x_in(conv.weight, self._p(0), self.mask_fn)
+        n, s, d = z.shape
+        # a fresh tensor no backward needs: add the bias (and ReLU) in place
+        out = adj(z.reshape(n, s * d)).view(n, s, d).add_(conv.bias)
+        return out.relu_() if relu else out
+
+    def _layer(self, h: Tensor | None, x_in: StackedInput, adj: Propagation, i: int) -> Tensor:
+        """Layer ``i`` but the output one, before the residual: act(norm(conv(drop(h))))."""
+        if i == 0:
+            out = self._first(x_in, adj, relu=False)
+        else:
+            out = identity_mapped(self.convs[i], stacked_dropout(h, self._p(i), True,
+                                                                 self.mask_fn),
+                                  adj, self.betas[i])
+        norm = self.norms[i]
+        if type(norm) is StackedNorm and type(self.act) is nn.ReLU:
+            return out.relu_()
+        return self.act(norm(out))
+
+    def _recompute(self) -> bool:
+        return self.checkpoint_layers and self.training and torch.is_grad_enabled()
+
+    def _forward_seed_major(self, x_in: StackedInput, adj: Propagation) -> Tensor:
+        """The same network with norm ``none``, ReLU and no identity mapping, hidden layers
+        seed-major."""
+        if self._recompute():
+            first = checkpoint(self._first, x_in, adj, True, use_reentrant=False)
+        else:
+            first = self._first(x_in, adj, relu=True)
+        common.tap(self, first)
+        n, s, _ = first.shape
+        h = first.transpose(0, 1).contiguous()  # [S, N, d]: one copy per forward
+        blocks = adj.block_diagonal(s)
+        last = len(self.convs) - 1
+        for i in range(1, last):
+            if self._recompute():
+                h = checkpoint(self._seed_major_hidden, h, blocks, i, use_reentrant=False)
+            else:
+                h = self._seed_major_hidden(h, blocks, i)
+            common.tap(self, h.transpose(0, 1))
+        mask = self._mask(tuple(h.shape), last)
+        x = h if mask is None else h * mask
+        conv = self.convs[last]
+        out = blocks(torch.bmm(x, conv.weight).view(s * n, -1))
+        return (out.view(s, n, -1) + conv.bias[:, None]).transpose(0, 1)
+
+    def _seed_major_hidden(self, h: Tensor, blocks: Propagation, i: int) -> Tensor:
+        conv = self.convs[i]
+        return seed_major_layer(h, self._mask(tuple(h.shape), i), conv.weight, conv.bias,
+                                blocks, self.residual)
+
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                ) -> Tensor:
+        """Logits ``[N, S, out_dim]`` of the S seeds (``[R, S, out_dim]`` for ``rows``)."""
+        common.tap(self, x_in.x)
+        if len(self.convs) > 2 and self._seed_major_applies():
+            out = self._forward_seed_major(x_in, adj)
+        else:
+            out = self._forward_node_major(x_in, adj)
+        out = common.tap(self, out)
+        return out if rows is None else out[rows]
+
+    def _forward_node_major(self, x_in: StackedInput, adj: Propagation) -> Tensor:
+        last = len(self.convs) - 1
+        if last == 0:
+            return self._first(x_in, adj, relu=False)
+        h: Tensor | None = None
+        for i in range(last):
+            if self._recompute():
+                new = checkpoint(self._layer, h, x_in, adj, i, use_reentrant=False)
+            else:
+                new = self._layer(h, x_in, adj, i)
+            h = common.tap(self, new + h if self.residual and h is not None else new)
+        return identity_mapped(self.convs[last],
+                               stacked_dropout(h, self._p(last), True, self.mask_fn),
+                               adj, self.betas[last])
 
 
 class GCNRes(GCN):
@@ -133,36 +267,115 @@ class GCNRes(GCN):
     residual = True
 
 
-def _build(
-    cls: type[GCN], model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-) -> GCN:
-    return cls(
-        in_dim,
-        out_dim=out_dim,
-        depth=depth,
-        **common.model_options(model_cfg, norm_cfg),
-    )
+def seed_major_layer(h: Tensor, mask: Tensor | None, weight: Tensor, bias: Tensor,
+                     blocks: Propagation, residual: bool) -> Tensor:
+    r"""One hidden ``gcn`` / ``gcn_res`` layer (norm ``none``, ReLU) for all seeds, seed-major:
+    ``h [S, N, d]`` contiguous, ``mask`` the dropout mask (``None``: none), ``blocks`` the
+    block-diagonal :math:`I_S \otimes \hat{A}`; returns
+    :math:`\mathrm{ReLU}(\hat{A}(\mathrm{drop}_s(H_s) W_s) + b_s)\;(+\,H_s)` as ``[S, N, d]``.
+
+    Why by hand (:class:`_SeedMajorLayer`): the layer's products in the layout their kernels
+    read fastest (``bmm`` on contiguous seed-major operands: 5.1 vs 9.5 ms for Cora, S = 10,
+    one thread, against node-major strides), the ReLU and the residual sum in place, the
+    backward's ReLU gate from a saved boolean mask and its residual gradient fused into the
+    dropout's (``addcmul``): fewer passes over ``[S, N, d]`` tensors, which is what a deep
+    layer's time is spent on here. No torch or PyG op fuses these.
+    """
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    out = _SeedMajorLayer.apply(h, mask, weight, bias, blocks, residual, need_grad)
+    return out.view(h.shape[0], h.shape[1], -1)
 
 
-def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-              ) -> nn.Module:
-    """``gcn`` from a ``model`` config: keys hidden (64), dropout (0.5), dropout_layers
-    ("all"), activation ("relu"), and the tricks skip ("none"), skip_alpha (0.1),
-    identity_mapping (False), lamda (0.5), embedding_dropout (0.6). A skip other than
-    ``none`` builds :class:`gdepth.models.gcn_tricks.TricksGCN`."""
+class _SeedMajorLayer(torch.autograd.Function):
+    r"""Forward: :math:`X = H \odot M`, :math:`Z_s = X_s W_s`, :math:`P = (I_S \otimes
+    \hat{A}) Z + b`, :math:`Y = \mathrm{ReLU}(P)\,(+\,H)`. Backward with :math:`G =
+    \partial L/\partial Y`: :math:`G^P = G \odot [P > 0]`, :math:`\partial b_s = \sum_i
+    G^P_{si}`, :math:`G^Z = (I_S \otimes \hat{A})^\top G^P`, :math:`\partial W_s = X_s^\top
+    G^Z_s`, :math:`\partial H = (G^Z W^\top) \odot M\,(+\,G)`. Returns the flat
+    ``[S·N, d]`` output (a view made inside a custom Function could not be viewed in place)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, mask: Tensor | None, weight: Tensor,  # type: ignore[override]
+                bias: Tensor, blocks: Propagation, residual: bool, need_grad: bool) -> Tensor:
+        s, n, _ = h.shape
+        x = h if mask is None else h * mask
+        out = blocks.product(torch.bmm(x, weight).view(s * n, -1))
+        out.view(s, n, -1).add_(bias[:, None]).relu_()
+        if need_grad:
+            ctx.save_for_backward(x, mask, out > 0, weight)
+            ctx.blocks, ctx.residual = blocks, residual
+        if residual:
+            out.add_(h.reshape(s * n, -1))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, mask, positive, weight = ctx.saved_tensors
+        s, n, _ = x.shape
+        grad = grad.contiguous()
+        g_pre = grad * positive
+        grad_bias = g_pre.view(s, n, -1).sum(dim=1)
+        gz = ctx.blocks.transposed.product(g_pre).view(s, n, -1)
+        grad_weight = torch.bmm(x.transpose(1, 2), gz)
+        gx = torch.bmm(gz, weight.transpose(1, 2))
+        g_res = grad.view(s, n, -1)
+        if mask is None:
+            grad_h = gx.add_(g_res) if ctx.residual else gx
+        else:
+            grad_h = torch.addcmul(g_res, gx, mask) if ctx.residual else gx.mul_(mask)
+        return grad_h, None, grad_weight, grad_bias, None, None, None
+
+
+def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+              num_seeds: int = 1) -> nn.Module:
+    """``gcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
+    (0.5), dropout_layers ("all"), activation ("relu"), and the tricks skip ("none"),
+    skip_alpha (0.1), identity_mapping (False), lamda (0.5), embedding_dropout (0.6). A skip
+    other than ``none`` builds :class:`gdepth.models.gcn_tricks.TricksGCN`."""
     skip = str(option(model_cfg, "skip", "none"))
     identity = bool(option(model_cfg, "identity_mapping", False))
     lamda = float(option(model_cfg, "lamda", 0.5))
     if skip == "none":
-        return GCN(in_dim, out_dim=out_dim, depth=depth, identity_mapping=identity, lamda=lamda,
+        return GCN(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
+                   identity_mapping=identity, lamda=lamda,
                    **common.model_options(model_cfg, norm_cfg))
-    return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip,
+    return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip, num_seeds=num_seeds,
                      skip_alpha=float(option(model_cfg, "skip_alpha", 0.1)),
                      identity_mapping=identity, lamda=lamda,
                      embedding_dropout=float(option(model_cfg, "embedding_dropout", 0.6)),
                      **common.model_options(model_cfg, norm_cfg))
 
 
-def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCN:
-    """``gcn_res`` from a ``model`` config, same keys and defaults as :func:`build_gcn`."""
-    return _build(GCNRes, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                  num_seeds: int = 1) -> GCN:
+    """``gcn_res`` for ``num_seeds`` seeds from a ``model`` config, keys and defaults as
+    :func:`build_gcn` (no skip / identity mapping)."""
+    return GCNRes(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
+                  **common.model_options(model_cfg, norm_cfg))
+
+
+def one_seed(native: Any, *args: Any) -> nn.Module:
+    """``native(*args, 1)`` behind the one-seed interface (:class:`OneSeed`), its initial
+    tensors drawn from the global RNG as :func:`gdepth.nn.seeds.reset_seeds` draws seed 0's
+    (``reset_seed(0)`` on every block, in module order, from the RNG state this call found):
+    after ``torch.manual_seed(s)`` it equals ``models.build_seeded(..., seeds=[s])``, whatever
+    a block's constructor draws, and leaves the RNG where the one-seed PyG model left it."""
+    state = torch.get_rng_state()
+    model = native(*args, 1)
+    torch.set_rng_state(state)
+    with torch.no_grad():
+        for block in [m for m in model.modules() if hasattr(m, "reset_seed")]:
+            block.reset_seed(0)
+    return OneSeed(model)
+
+
+def one_seed_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+                 ) -> nn.Module:
+    """:func:`build_gcn` for one seed behind the one-seed interface (:func:`one_seed`)."""
+    return one_seed(build_gcn, model_cfg, norm_cfg, depth, in_dim, out_dim)
+
+
+def one_seed_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+                     ) -> nn.Module:
+    """:func:`build_gcn_res` for one seed behind the one-seed interface (:func:`one_seed`)."""
+    return one_seed(build_gcn_res, model_cfg, norm_cfg, depth, in_dim, out_dim)

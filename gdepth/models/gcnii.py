@@ -32,8 +32,13 @@ Depth convention: depth :math:`L` = number of GCNII layers; the linear input (in
 output (hidden → out) layers do not count. Dropout precedes the input layer, every GCNII layer
 and the output layer (``dropout_layers=all``, the official code) or only the input and output
 layers (``io``). Norm: the official model has none (``norm=none``); any other ``norm`` is applied
-after each GCNII layer, before the activation. Optimizer groups: :meth:`GCNII.parameter_groups`
-separates the GCNII layers' weights from the two linear layers (official wd1 / wd2).
+after each GCNII layer, before the activation. Optimizer groups
+(:meth:`GCNII.named_parameter_groups`): ``graph``, the GCNII layers and norms, and ``dense``, the
+two linear layers (official wd1 / wd2; ``train.weight_decay_graph`` is the ``graph`` decay).
+
+Seed axis (:mod:`gdepth.nn.seeds`): :class:`GCNII` holds S seeds, parameters ``[S, ...]``, hidden
+features ``[N, S, d]``. The propagation of all seeds is one sparse product per layer
+(:math:`\hat{A}` times the ``[N, S·d]`` view); the seeds' transforms one ``bmm``.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
-from gdepth.norms import build_norm
+from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.seeds import OneSeed, SeedLinear
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
 GCNII_CONVENTION = (
@@ -56,41 +63,60 @@ GCNII_CONVENTION = (
 GCNII_STAR_CONVENTION = GCNII_CONVENTION.replace("GCNII layers", "GCNII* layers (W is 2d x d)")
 
 
+def _bmm(h: Tensor, weight: Tensor) -> Tensor:
+    """``h [N, S, a] @ weight [S, a, b]`` per seed → ``[N, S, b]``."""
+    return torch.bmm(h.transpose(0, 1), weight).transpose(0, 1)
+
+
 class GCNIILayer(nn.Module):
-    """One GCNII (or GCNII*, ``variant=True``) layer without activation (module docstring).
+    """One GCNII (or GCNII*, ``variant=True``) layer without activation, for S seeds (module
+    docstring): ``weight [S, d, d]`` (GCNII*: ``[S, 2d, d]``, rows ``:d`` act on
+    :math:`\\hat{A}H`, rows ``d:`` on :math:`H^{(0)}`), no bias.
 
     Args:
+        num_seeds: seeds S.
         channels: width :math:`d`.
         alpha: initial-residual strength :math:`\\alpha`.
         theta: identity-mapping strength :math:`\\theta_l = \\log(\\lambda/l + 1)`.
         variant: GCNII*: weight :math:`2d \\times d` on :math:`[\\hat{A}H \\| H^{(0)}]`.
     """
 
-    def __init__(self, channels: int, alpha: float, theta: float, variant: bool = False) -> None:
+    def __init__(self, num_seeds: int, channels: int, alpha: float, theta: float,
+                 variant: bool = False) -> None:
         super().__init__()
+        self.num_seeds, self.channels = num_seeds, channels
         self.alpha, self.theta, self.variant = float(alpha), float(theta), variant
         rows = 2 * channels if variant else channels
-        self.weight = nn.Parameter(torch.empty(rows, channels))
-        bound = 1.0 / math.sqrt(channels)
-        nn.init.uniform_(self.weight, -bound, bound)
+        self.weight = nn.Parameter(torch.empty(num_seeds, rows, channels))
+        for s in range(num_seeds):
+            self.reset_seed(s)
 
-    def forward(self, h: Tensor, adj: Tensor, h0: Tensor) -> Tensor:
-        """The layer's output ``[N, d]`` from ``h``, the sparse ``adj`` and ``h0``."""
-        p = torch.sparse.mm(adj, h)
+    def reset_seed(self, s: int) -> None:
+        """The official code's init: :math:`U(-1/\\sqrt{d}, 1/\\sqrt{d})`."""
+        bound = 1.0 / math.sqrt(self.channels)
+        with torch.no_grad():
+            nn.init.uniform_(self.weight[s], -bound, bound)
+
+    def forward(self, h: Tensor, adj: Propagation, h0: Tensor) -> Tensor:
+        """The layer's output ``[N, S, d]`` from ``h`` (already dropped), ``adj`` and ``h0``,
+        all seeds' propagation one product on the ``[N, S·d]`` view."""
+        n, s, d = h.shape
+        p = adj(h.reshape(n, s * d)).view(n, s, d)
         support = (1.0 - self.alpha) * p + self.alpha * h0
         if self.variant:
-            d = h.size(1)
-            mixed = p @ self.weight[:d] + h0 @ self.weight[d:]  # = [p ‖ h0] @ W
+            mixed = _bmm(p, self.weight[:, :d]) + _bmm(h0, self.weight[:, d:])  # [p ‖ h0] @ W
         else:
-            mixed = support @ self.weight
+            mixed = _bmm(support, self.weight)
         return self.theta * mixed + (1.0 - self.theta) * support
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, theta={self.theta:.4f}, variant={self.variant}"
+        return (f"seeds={self.num_seeds}, alpha={self.alpha}, theta={self.theta:.4f}, "
+                f"variant={self.variant}")
 
 
 class GCNII(common.LayerDropout, nn.Module):
-    """Linear input, ``depth`` GCNII layers, linear output (see the module docstring).
+    """Linear input, ``depth`` GCNII layers, linear output, for ``num_seeds`` seeds (module
+    docstring). ``forward(x_in, adj)`` returns logits ``[N, S, C]``.
 
     Args:
         in_dim: input features (dense or sparse CSR).
@@ -105,6 +131,7 @@ class GCNII(common.LayerDropout, nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
         dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        num_seeds: seeds held side by side, S. (default: ``1``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
@@ -122,45 +149,64 @@ class GCNII(common.LayerDropout, nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         dropout_layers: str = "all",
+        num_seeds: int = 1,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.lin_in = nn.Linear(in_dim, hidden)
+        self.num_seeds, self.variant = num_seeds, variant
+        # module order = the official model's draw order: lin_in, convs, norms, lin_out
+        self.lin_in = SeedLinear(num_seeds, in_dim, hidden, init="kaiming")  # nn.Linear's
         self.convs = nn.ModuleList(
-            GCNIILayer(hidden, alpha, math.log(lamda / layer + 1), variant)
+            GCNIILayer(num_seeds, hidden, alpha, math.log(lamda / layer + 1), variant)
             for layer in range(1, depth + 1)
         )
-        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth))
-        self.lin_out = nn.Linear(hidden, out_dim)
+        self.norms = nn.ModuleList(build_seeded_norm(norm_cfg, hidden, num_seeds)
+                                   for _ in range(depth))
+        self.lin_out = SeedLinear(num_seeds, hidden, out_dim, init="kaiming")
         self.act = common.activation(activation)
         self.set_dropout(dropout, dropout_layers, depth + 2)
+        self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
+        self.layer_sink: list | None = None
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        h0 = common.tap(self, self.act(self.lin_in(self._drop(common.tap(self, x), 0))))
-        h = h0
+    def _p(self, position: int) -> float:
+        return self.dropout if self.training and position in self.dropout_at else 0.0
+
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                ) -> Tensor:
+        """Logits ``[N, S, out_dim]`` from the shared input features and the propagation."""
+        common.tap(self, x_in.x)
+        h0 = self.act(x_in(self.lin_in.weight, self._p(0), self.mask_fn) + self.lin_in.bias)
+        h = h0 = common.tap(self, h0)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True), start=1):
-            h = common.tap(self, self.act(norm(conv(self._drop(h, i), adj, h0))))
-        return common.tap(self, self.lin_out(self._drop(h, len(self.convs) + 1)))
+            dropped = stacked_dropout(h, self._p(i), True, self.mask_fn)
+            h = common.tap(self, self.act(norm(conv(dropped, adj, h0))))
+        last = stacked_dropout(h, self._p(len(self.convs) + 1), True, self.mask_fn)
+        logits = common.tap(self, self.lin_out(last))
+        return logits if rows is None else logits[rows]
 
-    def parameter_groups(
-        self, conv_weight_decay: float, dense_weight_decay: float
-    ) -> list[dict[str, Any]]:
-        """Optimizer groups as the official code's: the GCNII layers (and norms, if any) with
-        ``conv_weight_decay`` (wd1), the linear input and output layers with
-        ``dense_weight_decay`` (wd2)."""
-        dense = [*self.lin_in.parameters(), *self.lin_out.parameters()]
-        graph = [*self.convs.parameters(), *self.norms.parameters()]
-        return [
-            {"params": graph, "weight_decay": float(conv_weight_decay)},
-            {"params": dense, "weight_decay": float(dense_weight_decay)},
-        ]
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """None: the loop model had no ``first_layer()`` (``train.weight_decay_first_only``)."""
+        raise NotBatchable(f"train.weight_decay_first_only=true but model {type(self).__name__} "
+                           "has no first_layer()")
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The tensors the loop model named ``*weight*`` (linears, GCNII layers, norms)."""
+        return [p for name, p in self.named_parameters() if "weight" in name]
+
+    def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The official code's two groups: ``graph``, the GCNII layers (and norms, if any),
+        decayed by wd1 (``train.weight_decay_graph``); ``dense``, the linear input and output
+        layers, by wd2."""
+        return {"graph": [*self.convs.parameters(), *self.norms.parameters()],
+                "dense": [*self.lin_in.parameters(), *self.lin_out.parameters()]}
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.num_seeds}, variant={self.variant}, {super().extra_repr()}"
 
 
-def _build(
-    variant: bool, model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-) -> GCNII:
+def _build(variant: bool, model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+           num_seeds: int) -> GCNII:
     return GCNII(
         in_dim,
         out_dim=out_dim,
@@ -168,17 +214,31 @@ def _build(
         alpha=float(option(model_cfg, "alpha", 0.1)),
         lamda=float(option(model_cfg, "lamda", 0.5)),
         variant=variant,
+        num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )
 
 
-def build_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCNII:
-    """``gcnii`` from a ``model`` config: keys hidden (64), alpha (0.1), lamda (0.5), dropout
-    (0.5), dropout_layers ("all"), activation ("relu")."""
-    return _build(False, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_seeded_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                       num_seeds: int) -> GCNII:
+    """``gcnii`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), alpha (0.1),
+    lamda (0.5), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
+    return _build(False, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GCNII:
-    """``gcnii_star`` (GCNII*) from a ``model`` config, same keys and defaults as
-    :func:`build_gcnii`."""
-    return _build(True, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_seeded_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int,
+                            out_dim: int, num_seeds: int) -> GCNII:
+    """``gcnii_star`` (GCNII*) for ``num_seeds`` seeds, same keys and defaults as
+    :func:`build_seeded_gcnii`."""
+    return _build(True, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
+
+
+def build_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
+    """``gcnii`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_gcnii(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
+
+
+def build_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+                     ) -> OneSeed:
+    """``gcnii_star`` (GCNII*) as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_gcnii_star(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))

@@ -3,8 +3,8 @@ r"""Seed-stacked building blocks: S seeds' features side by side as one ``[N, S,
 Seed ``s`` of a stacked tensor ``H`` of shape ``[N, S, d]`` is ``H[:, s]``, the ``[N, d]``
 features one seed's model would hold. Every block here acts on each seed's slice exactly as
 the one-seed module it copies from (same formula, same statistics), so S stacked seeds are S
-independent runs. The normalizations copy their settings from the loop models' modules
-(:func:`stack_norms`); a module it does not know raises :class:`NotBatchable`.
+independent runs. The normalizations are seed-native in :mod:`gdepth.norms` (which imports
+this module, never the other way); :func:`stack_norms` concatenates one-seed ones.
 
 Dropout masks come from a :data:`MaskFn` when one is given (the equivalence test injects the
 masks the loop models draw); otherwise from ``F.dropout`` over the whole stacked tensor, which
@@ -18,9 +18,6 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import BatchNorm, PairNorm
-
-from gdepth.norms import NodeNorm, PairNormSCS
 
 # (per-seed shape, p) -> [S, *shape] multiplicative mask: 0 or 1/(1-p)
 MaskFn = Callable[[tuple[int, ...], float], Tensor]
@@ -387,87 +384,33 @@ class StackedInput(nn.Module):
 
 
 class StackedNorm(nn.Module):
-    """A norm applied to each seed's ``[N, d]`` slice of ``h [N, S, d]``."""
+    """The seed-native ``none`` norm: the identity on ``h [N, S, d]``
+    (:func:`gdepth.norms.build_seeded_norm` returns exactly this type for ``norm=none``, which
+    the models' fast paths test with ``type(norm) is StackedNorm``). The other norms are in
+    :mod:`gdepth.norms`."""
+
+    def __init__(self, num_seeds: int = 1) -> None:
+        super().__init__()
+        self.num_seeds = int(num_seeds)
 
     def forward(self, h: Tensor) -> Tensor:  # identity
         return h
 
-
-class StackedNodeNorm(StackedNorm):
-    """:class:`gdepth.norms.NodeNorm` per node and seed: the ``[N·S, d]`` rows are normalized
-    by their own statistics, which is per node within each seed."""
-
-    def __init__(self, norm: NodeNorm) -> None:
-        super().__init__()
-        self.norm = norm
-
-    def forward(self, h: Tensor) -> Tensor:
-        n, s, d = h.shape
-        return self.norm(h.reshape(n * s, d)).view(n, s, d)
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return []
 
 
-class StackedPairNorm(StackedNorm):
-    r"""PairNorm per seed (PyG's ``PN`` / ``PN-SI``, gdepth's ``PN-SCS``), statistics over nodes.
-
-    With :math:`\mathbf{x}^c_i = \mathbf{x}_i - \bar{\mathbf{x}}` per seed: ``PN``
-    :math:`s\,\mathbf{x}^c_i/\sqrt{\epsilon + \frac1n\sum_i\|\mathbf{x}^c_i\|^2}`, ``PN-SI``
-    :math:`s\,\mathbf{x}^c_i/(\epsilon + \|\mathbf{x}^c_i\|)`, ``PN-SCS``
-    :math:`s\,\mathbf{x}_i/\sqrt{\epsilon + \|\mathbf{x}_i\|^2} - \bar{\mathbf{x}}`.
-    """
-
-    def __init__(self, mode: str, scale: float, eps: float) -> None:
-        super().__init__()
-        self.mode, self.scale, self.eps = mode, scale, eps
-
-    def forward(self, h: Tensor) -> Tensor:
-        mean = h.mean(dim=0, keepdim=True)  # [1, S, d]: per seed, over the nodes
-        if self.mode == "PN-SCS":
-            rownorm = (self.eps + h.pow(2).sum(dim=-1, keepdim=True)).sqrt()
-            return self.scale * h / rownorm - mean
-        h = h - mean
-        if self.mode == "PN-SI":
-            return self.scale * h / (self.eps + h.norm(2, -1, keepdim=True))
-        total = (self.eps + h.pow(2).sum(-1).mean(dim=0)).sqrt()  # [S]
-        return self.scale * h / total[None, :, None]
-
-
-class StackedBatchNorm(StackedNorm):
-    """BatchNorm per seed: ``F.batch_norm`` on the ``[N, S·d]`` view normalizes each column,
-    i.e. each (seed, feature) over the nodes, with stacked affine parameters and running
-    statistics copied from the S loop modules (momentum and eps as theirs)."""
-
-    def __init__(self, norms: Sequence[nn.BatchNorm1d]) -> None:
-        super().__init__()
-        first = norms[0]
-        self.momentum, self.eps = first.momentum, first.eps
-        self.weight = nn.Parameter(torch.cat([m.weight.detach() for m in norms]).clone())
-        self.bias = nn.Parameter(torch.cat([m.bias.detach() for m in norms]).clone())
-        self.register_buffer("running_mean", torch.cat([m.running_mean for m in norms]).clone())
-        self.register_buffer("running_var", torch.cat([m.running_var for m in norms]).clone())
-
-    def forward(self, h: Tensor) -> Tensor:
-        n, s, d = h.shape
-        out = F.batch_norm(h.reshape(n, s * d), self.running_mean, self.running_var,
-                           self.weight, self.bias, self.training, self.momentum, self.eps)
-        return out.view(n, s, d)
-
-
-def stack_norms(modules: Sequence[nn.Module]) -> StackedNorm:
-    """The stacked form of S loop models' norm modules at one layer (all of one kind)."""
+def stack_norms(modules: Sequence[nn.Module]) -> nn.Module:
+    """One seed-native norm holding the seeds of ``modules``: S one-seed norms of one kind from
+    :func:`gdepth.norms.build_norm` (:class:`gdepth.nn.seeds.OneSeedNorm`), their seed slices
+    concatenated in order (``OneSeedNorm.stack_seeds``, i.e. :func:`gdepth.nn.seeds.concat_seeds`;
+    reached through the modules, so this module imports neither :mod:`gdepth.norms` nor
+    :mod:`gdepth.nn.seeds`). Transitional (issue 17): the engine twins stack their loop models'
+    norms with it."""
     first = modules[0]
     if any(type(m) is not type(first) for m in modules):
         raise NotBatchable("the seeds' norms differ")
-    if isinstance(first, nn.Identity):
-        return StackedNorm()
-    if isinstance(first, NodeNorm):
-        return StackedNodeNorm(first)
-    if isinstance(first, PairNorm):
-        mode = "PN-SI" if first.scale_individually else "PN"
-        return StackedPairNorm(mode, float(first.scale), float(first.eps))
-    if isinstance(first, PairNormSCS):
-        return StackedPairNorm("PN-SCS", first.scale, first.eps)
-    if isinstance(first, BatchNorm) and not first.allow_single_element:
-        bns = [m.module for m in modules]
-        if all(b.affine and b.track_running_stats and b.momentum is not None for b in bns):
-            return StackedBatchNorm(bns)
-    raise NotBatchable(f"norm {type(first).__name__} is not seed-batched yet")
+    stack = getattr(first, "stack_seeds", None)
+    if stack is None:
+        raise NotBatchable(f"norm {type(first).__name__} is not a one-seed native norm")
+    return stack(modules)

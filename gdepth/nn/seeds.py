@@ -270,6 +270,18 @@ class _Params(nn.Module):
         self.held = nn.ParameterList(params)
 
 
+class _Cache:
+    """One cached (key, value) pair that a deep copy does not carry (sparse CSR tensors cannot
+    be deep-copied; the copy rebuilds its own on first use)."""
+
+    def __init__(self) -> None:
+        self.key: Any = None
+        self.value: Any = None
+
+    def __deepcopy__(self, memo: dict) -> _Cache:
+        return _Cache()
+
+
 class OneSeed(nn.Module):
     """A one-seed seed-native model behind the one-seed interface ``forward(x [N, F], adj)
     -> [N, C]`` (transitional, issue 17: the per-seed training loop and the diagnostics call
@@ -282,14 +294,14 @@ class OneSeed(nn.Module):
         self.native = native
         self.layer_sink: list | None = None
         self.layer_outputs = bool(getattr(native, "layer_outputs", False))
-        self._props: tuple[Tensor, Any] | None = None
+        self._props = _Cache()  # the Propagation of the last adjacency seen
 
     def _propagation(self, adj: Tensor) -> Any:
         from gdepth.nn.kernels import Propagation
 
-        if self._props is None or self._props[0] is not adj:
-            self._props = (adj, Propagation(adj))  # its transpose is built once per adj
-        return self._props[1]
+        if self._props.key is not adj:
+            self._props.key, self._props.value = adj, Propagation(adj)  # transposed once per adj
+        return self._props.value
 
     def forward(self, x: Tensor, adj: Tensor) -> Tensor:
         from gdepth.nn.kernels import StackedInput
@@ -317,20 +329,35 @@ class OneSeed(nn.Module):
             raise
 
 
-class SeedNorm(nn.Module):
-    """S seeds of a one-seed norm (``[N, d] -> [N, d]``) on ``h [N, S, d]``: the norms' tensors
-    stacked seed-major, the one-seed norm applied per seed (as :class:`SeedStack`)."""
+class OneSeedNorm(nn.Module):
+    """A one-seed seed-native norm behind the one-seed interface ``[N, d] -> [N, d]``
+    (:func:`gdepth.norms.build_norm`; the per-seed models and old callers use it):
+    ``module(h[:, None])[:, 0]``. ``module`` holds the tensors (``[1, d]``); nothing is
+    copied."""
 
-    def __init__(self, make: Callable[[], nn.Module], num_seeds: int) -> None:
+    def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.stack = SeedStack(make, num_seeds)
-        self.num_seeds = num_seeds
+        if getattr(module, "num_seeds", 1) != 1:
+            raise ValueError(f"OneSeedNorm wraps a one-seed norm, got {module.num_seeds} seeds")
+        self.module = module
 
-    def forward(self, h: Tensor) -> Tensor:
-        base, stack = self.stack.module(), self.stack
-        return torch.stack([torch.func.functional_call(base, stack.seed_state(s), (h[:, s],))
-                            for s in range(self.num_seeds)], dim=1)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x.unsqueeze(1)).squeeze(1)
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return list(self.module.weight_parameters())
+
+    @staticmethod
+    def stack_seeds(norms: Sequence[OneSeedNorm]) -> nn.Module:
+        """The seed-native norm holding the seeds of ``norms`` in order (their modules'
+        slices concatenated, :func:`concat_seeds`): ``gdepth.nn.kernels.stack_norms``."""
+        modules = [n.module for n in norms]
+        if any(type(m) is not type(modules[0]) for m in modules):
+            from gdepth.nn.kernels import NotBatchable
+
+            raise NotBatchable("the seeds' norms differ")
+        return concat_seeds(modules)
 
 
-__all__ = ["INITS", "OneSeed", "SeedLinear", "SeedNorm", "SeedStack", "concat_seeds",
+__all__ = ["INITS", "OneSeed", "OneSeedNorm", "SeedLinear", "SeedStack", "concat_seeds",
            "glorot_", "kaiming_linear_", "reset_seeds", "select_seeds"]

@@ -56,7 +56,7 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     from hydra import compose, initialize_config_dir
 
     from gdepth import plan as sweep_plan
-    from gdepth.cli import config_dir
+    from gdepth.paths import config_dir
 
     out: list[Cell] = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from gdepth import records
+from gdepth import collect
 from gdepth.reproduce import published
 from gdepth.reproduce.cells import Cell
 from gdepth.reproduce.experiment import Experiment
@@ -123,7 +123,7 @@ def build(exp: Experiment, cells: list[Cell], folder: Path,
     spec = exp.published
     scale, metric = float(spec.get("scale", 100)), spec.get("metric", "test_acc")
     table_scale = float(spec.get("table_scale", 1))  # the table's unit -> points
-    found = {r["key"]: r for r in records.load(folder, planned=False)} if folder.is_dir() else {}
+    found = {r["key"]: r for r in collect.load(folder, planned=False)} if folder.is_dir() else {}
     keys, index = _published_index(exp)
     label_keys = keys or list(dict.fromkeys(k for c in cells for k in c.labels))
     rows, seen = [], set()

@@ -42,7 +42,7 @@ NOT_PROTOCOL = re.compile(
 
 
 def experiment_dir() -> Path:
-    from gdepth.cli import config_dir
+    from gdepth.paths import config_dir
 
     return Path(config_dir()) / "experiment"
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdepth import records
+from gdepth import collect, records
 from gdepth.search import study
 
 
@@ -45,7 +45,7 @@ def _row(config: dict[str, Any]) -> str:
 
 def hyperparameters(directory: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """One row per study below ``directory``; and the records by key."""
-    by_key = {r["key"]: r for r in records.load(directory, planned=False)}
+    by_key = {r["key"]: r for r in collect.load(directory, planned=False)}
     rows = []
     for summary in study.load_summaries(directory):
         config, best = summary["config"], summary.get("best") or {}

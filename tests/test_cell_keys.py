@@ -1,0 +1,66 @@
+"""Cell keys do not change (issue 17): a record written before a refactor still resumes.
+
+The keys below were computed by gdepth at commit 1d1170a (before the seed-native models); a
+change to what enters a cell's identity (``plan.cell_identity``) that re-keys any of them makes
+a resumed sweep run every such cell again. The committed studies under ``results/sweeps`` are
+checked too: each record's key is recomputed from its own overrides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from gdepth import config, plan
+from gdepth.paths import config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+PINNED = [
+    (["model=gcn", "depth=2"], "c6c09a39e0e113dd"),
+    (["model=gcn_res", "norm=nodenorm", "depth=16", "seeds=5"], "e76d115c1fc22c4a"),
+    (["model=gcn", "model.skip=initial", "model.identity_mapping=true", "depth=8"],
+     "a8ca52193bccce43"),
+    (["model=appnp", "depth=10", "++train.weight_decay_groups={input: 0.005}"], "b65843acd6052b9d"),
+    (["model=sgc", "depth=4", "dataset=cora"], "5f5776d0e4b84334"),
+    (["model=sign", "depth=3", "norm=batchnorm"], "79c3ce63afd61eac"),
+    (["model=jknet", "model.mode=lstm", "depth=6"], "1ac68350280b09c7"),
+    (["model=gcnii", "depth=32", "train=gcnii2020"], "66e7dddcc2fa8567"),
+    (["model=gcnii_star", "depth=16"], "5d550c55cc9c67e9"),
+    (["model=incepgcn", "depth=8", "train.dropedge=0.3"], "a841f93d35dfafcd"),
+    (["model=gat", "depth=4", "norm=pairnorm"], "06cb0446f2cfba02"),
+    (["model=gin", "depth=4", "norm=groupnorm"], "f2ca314286edb5a5"),
+    (["model=ggnn", "depth=4"], "140888fac2cd8aa9"),
+    (["model=mlp", "depth=3", "norm=layernorm"], "c5e4edae65c2d27d"),
+    (["model=resgcn", "depth=16", "engine=loop"], "6d51edce439d103b"),
+    (["model=bottleneck", "dataset=tree_match", "depth=4"], "a87659a6f51a5c98"),
+]
+
+
+def _key(overrides: list[str]) -> str:
+    config.register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    return plan.cell_identity(cfg, list(overrides))[0]
+
+
+@pytest.mark.parametrize("overrides, key", PINNED, ids=[" ".join(o) for o, _ in PINNED])
+def test_representative_cell_keys_are_pinned(overrides, key):
+    assert _key(overrides) == key
+
+
+def _committed() -> list[Path]:
+    return sorted(ROOT.glob("results/sweeps/*/records/*.json"))
+
+
+def test_committed_records_keep_their_keys():
+    paths = _committed()
+    assert paths, "no committed study records found under results/sweeps"
+    wrong = []
+    for path in paths:
+        record = json.loads(path.read_text())
+        if _key(record["overrides"]) != record["key"]:
+            wrong.append(path.name)
+    assert not wrong, f"re-keyed committed records: {wrong}"
