@@ -57,13 +57,8 @@ TOL64 = 1e-10
 
 
 def _seed_major_layer():
-    """The seed-major GCN layer kernel (gdepth.nn.kernels once the gcn family is seed-native;
-    gdepth.engine.batched before)."""
-    from gdepth.nn import kernels
-
-    if hasattr(kernels, "seed_major_layer"):
-        return kernels.seed_major_layer
-    from gdepth.engine.batched import seed_major_layer
+    """The seed-major GCN layer kernel (the seed-native gcn family's, gdepth.models.gcn)."""
+    from gdepth.models.gcn import seed_major_layer
 
     return seed_major_layer
 

@@ -367,9 +367,9 @@ def test_three_seeds_are_three_one_seed_runs(graph, case, norm):
                 close(seed(b, j, 3), seed(c, 0, 1))
 
 
-def test_engine_stack_concatenates_the_one_seed_models(graph):
-    """``engine.stack`` of three ``models.build`` models is the three-seed model."""
-    from gdepth import engine
+def test_concat_seeds_of_the_one_seed_models_is_the_three_seed_model(graph):
+    """``concat_seeds`` of three ``models.build`` models (OneSeed) is the three-seed model."""
+    from gdepth.nn.seeds import concat_seeds
 
     x, adj, _ = graph
     cfg = OmegaConf.create({"name": "gcn_res", "hidden": HIDDEN})
@@ -377,7 +377,7 @@ def test_engine_stack_concatenates_the_one_seed_models(graph):
     for s in SEEDS:
         torch.manual_seed(s)
         loop.append(models.build(cfg, {"name": "nodenorm"}, 4, IN, OUT))
-    stacked = engine.stack(loop)
+    stacked = concat_seeds([m.native for m in loop])
     three = models.build_seeded(cfg, {"name": "nodenorm"}, 4, IN, OUT, seeds=SEEDS)
     assert type(stacked) is type(three) and stacked.num_seeds == 3
     x_in, prop = StackedInput(x), Propagation(adj)

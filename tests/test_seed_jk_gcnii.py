@@ -23,12 +23,12 @@ from omegaconf import OmegaConf
 from torch import nn
 from torch_geometric.nn import GCN2Conv, GCNConv, JumpingKnowledge
 
-from gdepth import engine, models
+from gdepth import models
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcnii import GCNII
 from gdepth.models.jknet import JKNet, SeedJumpingKnowledge
 from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
-from gdepth.nn.seeds import OneSeed, select_seeds
+from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
 from gdepth.norms import build_norm
 
 N, IN, OUT, D = 15, 6, 3, 8
@@ -173,7 +173,7 @@ def test_each_seed_starts_as_its_one_seed_model_and_stack_concatenates(name, kw)
         for (key, p), q in zip(select_seeds(many, [k]).named_parameters(), one.parameters(),
                                strict=True):
             assert torch.equal(p, q), key
-    stacked = engine.stack([OneSeed(m) for m in ones])
+    stacked = concat_seeds([OneSeed(m).native for m in ones])
     assert type(stacked) is type(many) and stacked.num_seeds == len(SEEDS)
     for (key, p), q in zip(stacked.named_parameters(), many.parameters(), strict=True):
         assert torch.equal(p, q), key
