@@ -141,6 +141,8 @@ def run_seeds(
     from gdepth import models
 
     seeds = list(range(int(cfg.seeds))) if seeds is None else list(seeds)
+    if not seeds:
+        return []
     graphs = [graph_for_seed(s) for s in seeds]
     first = graphs[0]
 
