@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.batched import StackedGCN
-from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.sgc import StackedSGC
 from gdepth.engine.sign import StackedSIGN
@@ -44,14 +43,13 @@ NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 # output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
 GROUPED = ("appnp", "jknet", "gcnii")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone", "StackedGCN",
-           "StackedSGC", "StackedSIGN", "fit_batched", "run_seeds", "stack", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedGCN", "StackedSGC", "StackedSIGN",
+           "fit_batched", "run_seeds", "stack", "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
-    from gdepth.models.dropedge_backbones import DropEdgeBackbone
     from gdepth.models.sgc import SGC
     from gdepth.models.sign import SIGN
     from gdepth.nn.seeds import OneSeed, concat_seeds
@@ -64,8 +62,6 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return StackedSGC.from_models(loop_models)
     if isinstance(loop_models[0], SIGN):
         return StackedSIGN.from_models(loop_models)
-    if isinstance(loop_models[0], DropEdgeBackbone):
-        return StackedDropEdgeBackbone.from_models(loop_models)
     return StackedGCN.from_models(loop_models)
 
 

@@ -28,6 +28,7 @@ from gdepth.models import (
     sgc,
     sign,
 )
+from gdepth.nn.seeds import OneSeed
 from gdepth.options import option, unknown
 
 
@@ -98,19 +99,22 @@ MODELS: dict[str, ModelSpec] = {
         "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
     ),
     "resgcn": ModelSpec(
-        dropedge_backbones.build_resgcn,
+        lambda *a: OneSeed(dropedge_backbones.build_resgcn(*a, 1)),
         dropedge_backbones.RESGCN_CONVENTION,
         "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
+        seeded=dropedge_backbones.build_resgcn,
     ),
     "densegcn": ModelSpec(
-        dropedge_backbones.build_densegcn,
+        lambda *a: OneSeed(dropedge_backbones.build_densegcn(*a, 1)),
         dropedge_backbones.DENSEGCN_CONVENTION,
         "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
+        seeded=dropedge_backbones.build_densegcn,
     ),
     "incepgcn": ModelSpec(
-        dropedge_backbones.build_incepgcn,
+        lambda *a: OneSeed(dropedge_backbones.build_incepgcn(*a, 1)),
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
+        seeded=dropedge_backbones.build_incepgcn,
     ),
     "gat": ModelSpec(
         gat.build_gat,
@@ -118,9 +122,10 @@ MODELS: dict[str, ModelSpec] = {
         "GAT (Velickovic et al., ICLR 2018): PyG GATConv stack, multi-head hidden layers",
     ),
     "gin": ModelSpec(
-        gin.build_gin,
+        lambda *a: OneSeed(gin.build_gin(*a, 1)),
         gin.GIN_CONVENTION,
-        "GIN (Xu et al., ICLR 2019): PyG GINConv layers (2-layer MLP each), linear out",
+        "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
+        seeded=gin.build_gin,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,
