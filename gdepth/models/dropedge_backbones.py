@@ -74,7 +74,7 @@ from gdepth.nn.kernels import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.nn.seeds import SeedNorm, glorot_
+from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
@@ -97,15 +97,6 @@ INCEPGCN_CONVENTION = _PATH + (
     "convs from the input conv's output, concatenated with it for the output conv; "
     "(L-2)(L-1)/2 + 2 convs in all; valid L >= 3"
 )
-
-
-def norm_weight_parameters(norm: nn.Module) -> list[nn.Parameter]:
-    """The parameters of a seed-native norm that its one-seed norm names ``*weight*``."""
-    if hasattr(norm, "weight_parameters"):
-        return list(norm.weight_parameters())
-    if isinstance(norm, SeedNorm):  # transitional: the one-seed norm per seed
-        return list(norm.stack.weight_parameters())
-    return [p for name, p in norm.named_parameters() if "weight" in name]
 
 
 class GCNConvolution(nn.Module):
@@ -241,7 +232,7 @@ class DropEdgeBackbone(nn.Module):
         norms' (BatchNorm's scale), the output convolution's last."""
         out: list[nn.Parameter] = []
         for unit in self.units():
-            out += [unit.conv.weight, *norm_weight_parameters(unit.norm)]
+            out += [unit.conv.weight, *unit.norm.weight_parameters()]
         return [*out, self.output.weight]
 
     def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None) -> Tensor:

@@ -39,7 +39,6 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
-from gdepth.models.dropedge_backbones import norm_weight_parameters
 from gdepth.nn.kernels import (
     DensePropagation,
     MaskFn,
@@ -217,7 +216,7 @@ class GIN(nn.Module):
         """What the one-seed PyG model named ``*weight*``: the MLPs' and the output layer's
         weights, the norms' (e.g. BatchNorm's scale)."""
         out = [p for conv in self.convs for p in (conv.lin1.weight, conv.lin2.weight)]
-        out += [p for norm in self.norms for p in norm_weight_parameters(norm)]
+        out += [p for norm in self.norms for p in norm.weight_parameters()]
         return [*out, self.lin_out.weight]
 
     def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None) -> Tensor:
