@@ -28,7 +28,6 @@ from gdepth.models import (
     sgc,
     sign,
 )
-from gdepth.nn.seeds import OneSeed
 from gdepth.options import option, unknown
 
 
@@ -99,22 +98,22 @@ MODELS: dict[str, ModelSpec] = {
         "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
     ),
     "resgcn": ModelSpec(
-        lambda *a: OneSeed(dropedge_backbones.build_resgcn(*a, 1)),
+        dropedge_backbones.build_resgcn,
         dropedge_backbones.RESGCN_CONVENTION,
         "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
-        seeded=dropedge_backbones.build_resgcn,
+        seeded=dropedge_backbones.build_seeded_resgcn,
     ),
     "densegcn": ModelSpec(
-        lambda *a: OneSeed(dropedge_backbones.build_densegcn(*a, 1)),
+        dropedge_backbones.build_densegcn,
         dropedge_backbones.DENSEGCN_CONVENTION,
         "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
-        seeded=dropedge_backbones.build_densegcn,
+        seeded=dropedge_backbones.build_seeded_densegcn,
     ),
     "incepgcn": ModelSpec(
-        lambda *a: OneSeed(dropedge_backbones.build_incepgcn(*a, 1)),
+        dropedge_backbones.build_incepgcn,
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
-        seeded=dropedge_backbones.build_incepgcn,
+        seeded=dropedge_backbones.build_seeded_incepgcn,
     ),
     "gat": ModelSpec(
         gat.build_gat,
@@ -122,10 +121,10 @@ MODELS: dict[str, ModelSpec] = {
         "GAT (Velickovic et al., ICLR 2018): PyG GATConv stack, multi-head hidden layers",
     ),
     "gin": ModelSpec(
-        lambda *a: OneSeed(gin.build_gin(*a, 1)),
+        gin.build_gin,
         gin.GIN_CONVENTION,
         "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
-        seeded=gin.build_gin,
+        seeded=gin.build_seeded_gin,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,

@@ -48,7 +48,7 @@ from gdepth.nn.kernels import (
     propagation,
     stacked_dropout,
 )
-from gdepth.nn.seeds import SeedLinear
+from gdepth.nn.seeds import OneSeed, SeedLinear
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
@@ -239,8 +239,8 @@ class GIN(nn.Module):
                 f"dropout_at={sorted(self.dropout_at)}")
 
 
-def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> GIN:
+def build_seeded_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                     num_seeds: int) -> GIN:
     """``gin`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), train_eps
     (False), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
     return GIN(
@@ -251,3 +251,8 @@ def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
         train_eps=bool(option(model_cfg, "train_eps", False)),
         **common.model_options(model_cfg, norm_cfg),
     )
+
+
+def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
+    """``gin`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_gin(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
