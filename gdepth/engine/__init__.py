@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.engine.appnp import StackedAPPNP
-from gdepth.engine.dropedge import StackedDropEdgeBackbone
 from gdepth.engine.fit import fit_batched
 from gdepth.engine.sgc import StackedSGC
 from gdepth.engine.sign import StackedSIGN
@@ -43,14 +42,13 @@ NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 # output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
 GROUPED = ("appnp", "jknet", "gcnii")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedDropEdgeBackbone",
-           "StackedSGC", "StackedSIGN", "fit_batched", "run_seeds", "stack", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedSGC", "StackedSIGN",
+           "fit_batched", "run_seeds", "stack", "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
     from gdepth.models.appnp import APPNP
-    from gdepth.models.dropedge_backbones import DropEdgeBackbone
     from gdepth.models.sgc import SGC
     from gdepth.models.sign import SIGN
     from gdepth.nn.seeds import OneSeed, concat_seeds
@@ -63,8 +61,6 @@ def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
         return StackedSGC.from_models(loop_models)
     if isinstance(loop_models[0], SIGN):
         return StackedSIGN.from_models(loop_models)
-    if isinstance(loop_models[0], DropEdgeBackbone):
-        return StackedDropEdgeBackbone.from_models(loop_models)
     raise NotBatchable(f"model {type(loop_models[0]).__name__} is not seed-batched")
 
 

@@ -105,16 +105,19 @@ MODELS: dict[str, ModelSpec] = {
         dropedge_backbones.build_resgcn,
         dropedge_backbones.RESGCN_CONVENTION,
         "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
+        seeded=dropedge_backbones.build_seeded_resgcn,
     ),
     "densegcn": ModelSpec(
         dropedge_backbones.build_densegcn,
         dropedge_backbones.DENSEGCN_CONVENTION,
         "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
+        seeded=dropedge_backbones.build_seeded_densegcn,
     ),
     "incepgcn": ModelSpec(
         dropedge_backbones.build_incepgcn,
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
+        seeded=dropedge_backbones.build_seeded_incepgcn,
     ),
     "gat": ModelSpec(
         gat.build_gat,
@@ -124,7 +127,8 @@ MODELS: dict[str, ModelSpec] = {
     "gin": ModelSpec(
         gin.build_gin,
         gin.GIN_CONVENTION,
-        "GIN (Xu et al., ICLR 2019): PyG GINConv layers (2-layer MLP each), linear out",
+        "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
+        seeded=gin.build_seeded_gin,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,
