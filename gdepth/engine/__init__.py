@@ -26,10 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.engine.appnp import StackedAPPNP
 from gdepth.engine.fit import fit_batched
-from gdepth.engine.sgc import StackedSGC
-from gdepth.engine.sign import StackedSIGN
 from gdepth.nn.kernels import NotBatchable
 from gdepth.options import option
 from gdepth.train import SeedResult
@@ -42,25 +39,15 @@ NORMS = ("none", "nodenorm", "pairnorm", "batchnorm")
 # output, JKNet graph / output, GCNII graph / dense (models.common.optimizer_groups)
 GROUPED = ("appnp", "jknet", "gcnii")
 
-__all__ = ["ENGINES", "NotBatchable", "StackedAPPNP", "StackedSGC", "StackedSIGN",
-           "fit_batched", "run_seeds", "stack", "unsupported"]
+__all__ = ["ENGINES", "NotBatchable", "fit_batched", "run_seeds", "stack", "unsupported"]
 
 
 def stack(loop_models: Sequence[nn.Module]) -> nn.Module:
     """The stacked model of S loop models of one architecture (:class:`NotBatchable` if none)."""
-    from gdepth.models.appnp import APPNP
-    from gdepth.models.sgc import SGC
-    from gdepth.models.sign import SIGN
     from gdepth.nn.seeds import OneSeed, concat_seeds
 
     if isinstance(loop_models[0], OneSeed):  # seed-native models: their seeds side by side
         return concat_seeds([m.native for m in loop_models])
-    if isinstance(loop_models[0], APPNP):
-        return StackedAPPNP.from_models(loop_models)
-    if isinstance(loop_models[0], SGC):
-        return StackedSGC.from_models(loop_models)
-    if isinstance(loop_models[0], SIGN):
-        return StackedSIGN.from_models(loop_models)
     raise NotBatchable(f"model {type(loop_models[0]).__name__} is not seed-batched")
 
 

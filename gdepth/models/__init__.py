@@ -28,6 +28,7 @@ from gdepth.models import (
     sgc,
     sign,
 )
+from gdepth.nn.seeds import OneSeed
 from gdepth.options import option, unknown
 
 
@@ -64,13 +65,17 @@ MODELS: dict[str, ModelSpec] = {
         seeded=gcn.build_gcn_res,
     ),
     "appnp": ModelSpec(
-        appnp.build_appnp,
+        lambda *a: OneSeed(appnp.build_appnp(*a, 1)),
         appnp.APPNP_CONVENTION,
         "APPNP (Gasteiger et al., ICLR 2019): 2-layer MLP then K personalized-PageRank steps",
         ("input", "output"),
+        seeded=appnp.build_appnp,
     ),
     "sgc": ModelSpec(
-        sgc.build_sgc, sgc.SGC_CONVENTION, "SGC (Wu et al., ICML 2019): linear on cached A^K X"
+        lambda *a: OneSeed(sgc.build_sgc(*a, 1)),
+        sgc.SGC_CONVENTION,
+        "SGC (Wu et al., ICML 2019): linear on cached A^K X",
+        seeded=sgc.build_sgc,
     ),
     "gcnii": ModelSpec(
         gcnii.build_gcnii,
@@ -94,12 +99,16 @@ MODELS: dict[str, ModelSpec] = {
         seeded=jknet.build_seeded_jknet,
     ),
     "mlp": ModelSpec(
-        mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
+        lambda *a: OneSeed(mlp.build_mlp(*a, 1)),
+        mlp.MLP_CONVENTION,
+        "MLP: graph-free baseline, depth = linear layers",
+        seeded=mlp.build_mlp,
     ),
     "sign": ModelSpec(
-        sign.build_sign,
+        lambda *a: OneSeed(sign.build_sign(*a, 1)),
         sign.SIGN_CONVENTION,
         "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
+        seeded=sign.build_sign,
     ),
     "resgcn": ModelSpec(
         dropedge_backbones.build_resgcn,

@@ -25,6 +25,21 @@ dense after a few steps anyway.
 
 Norm: SGC has no hidden representation to normalize, so any ``norm`` other than ``none`` is an
 error.
+
+Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, ``W [S, F, C]`` and ``b [S, C]``
+(:class:`gdepth.nn.seeds.SeedLinear`, drawn as the one-seed model's ``torch.nn.Linear``):
+:math:`\text{logits}_s = \mathrm{drop}_s(\hat{A}^K X)\,W_s + b_s`. :math:`\hat{A}^K X` is the
+same for every seed, so an epoch is one product :math:`\hat{A}^K X\,[W_1|\dots|W_S]` for all
+seeds (without dropout; with dropout each seed's masked copy, see
+:class:`gdepth.nn.kernels.StackedInput`).
+
+Row-wise (``rowwise``, :mod:`gdepth.engine.fit`): node i's logits read row i of
+:math:`\hat{A}^K X` alone, so the training loop asks for the rows its loss or metrics read
+(``forward(..., rows=index)``). That is where the time goes otherwise: :math:`\hat{A}^K X` is
+dense ``[N, F]`` (Cora: 2,708 × 1,433) even where X is sparse, and every epoch multiplies it
+three times (training forward, weight gradient, evaluation) and, with dropout, masks S copies
+of it, while APPNP at the same depth multiplies the sparse X once and propagates only
+``[N, S·C]``. The rows' features are gathered once per row set and cached with the features.
 """
 
 from __future__ import annotations
@@ -35,13 +50,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdepth.models import common
+from gdepth.models.mlp import no_first_layer
+from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput
+from gdepth.nn.seeds import SeedLinear
 from gdepth.options import option
 
 SGC_CONVENTION = (
     "depth K = number of propagation steps in logits = A^K X W (Wu et al. 2019); linear, no "
     "hidden layer; A^K X computed once per (x, adj) and cached"
 )
+
+# With dropout every seed multiplies its own masked copy of the dense [N, F] features: refuse
+# (NotBatchable: fewer seeds per batch) past this many bytes of copies, for S > 1.
+MAX_MASKED_BYTES = 2 << 30
 
 
 def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
@@ -65,7 +86,9 @@ def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
 
 
 class SGC(nn.Module):
-    """``logits = Â^depth X W + b`` with the propagated features cached (module docstring).
+    """``logits = Â^depth X W + b`` for S seeds with the propagated features cached (module
+    docstring). ``forward(x_in, adj, rows=None)`` returns logits ``[N, S, out_dim]`` (``[R, S,
+    out_dim]`` of the nodes ``rows``).
 
     Args:
         in_dim: input features (dense or sparse CSR).
@@ -73,41 +96,104 @@ class SGC(nn.Module):
         depth: number of propagation steps :math:`K`, >= 1.
         dropout: dropout probability on :math:`\\hat{A}^K X`. (default: ``0.0``)
         bias: learn the additive bias :math:`b`. (default: ``True``)
+        num_seeds: S. (default: ``1``)
     """
 
+    rowwise = True  # logits of node i from row i of the fixed features alone
+
     def __init__(self, in_dim: int, out_dim: int, depth: int, dropout: float = 0.0,
-                 bias: bool = True) -> None:
+                 bias: bool = True, num_seeds: int = 1) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.lin = nn.Linear(in_dim, out_dim, bias=bias)
+        self.num_seeds = num_seeds
+        self.lin = SeedLinear(num_seeds, in_dim, out_dim, bias=bias, init="kaiming")
         self.steps = depth
         self.dropout = float(dropout)
-        self._cache: tuple[Tensor, Tensor, int, Tensor] | None = None
+        self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
+        # (x, adj, x's version, Â^K X, {id(rows): (rows, StackedInput of those rows)})
+        self._cache: tuple[Tensor, Tensor, int, Tensor, dict[Any, Any]] | None = None
 
-    def features(self, x: Tensor, adj: Tensor) -> Tensor:
-        """:math:`\\hat{A}^K X`, from the cache when ``x`` and ``adj`` are the cached ones."""
+    def __getstate__(self) -> dict[str, Any]:  # copies (select_seeds, pickling): no cache
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
+
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """SGC has no ``first_layer()`` (its one layer is the output)."""
+        raise no_first_layer("SGC")
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """``lin.weight``."""
+        return [self.lin.weight]
+
+    def propagated(self, x: Tensor, adj: Tensor) -> Tensor:
+        """:math:`\\hat{A}^K X` ``[N, F]``, from the cache when ``x`` and ``adj`` are the cached
+        ones (identity, and ``x``'s in-place version counter); an ``x`` that requires grad (a
+        Jacobian diagnostic) is propagated afresh with autograd and not cached."""
         if x.requires_grad:
             return propagate_features(x, adj, self.steps)
-        cache = self._cache
-        if cache is not None and cache[0] is x and cache[1] is adj and cache[2] == x._version:
-            return cache[3]
-        with torch.no_grad():
-            ax = propagate_features(x, adj, self.steps)
-        self._cache = (x, adj, x._version, ax)
-        return ax
+        return self._cached(x, adj)[3]
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        h = common.dropout(self.features(x, adj), self.dropout, self.training)
-        return self.lin(h)
+    def _cached(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor, int, Tensor, dict]:
+        cache = self._cache
+        if cache is None or cache[0] is not x or cache[1] is not adj or cache[2] != x._version:
+            self._cache = None  # free the old features before computing the new ones
+            with torch.no_grad():
+                cache = (x, adj, x._version, propagate_features(x, adj, self.steps), {})
+            self._cache = cache
+        return cache
+
+    def features(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                 ) -> StackedInput:
+        r""":math:`\hat{A}^K X` (its ``rows`` only, if given) as the shared input of the seeds'
+        linear layers, cached per ``x`` and adjacency (:meth:`propagated`) and per row set
+        (the same ``rows`` tensor)."""
+        x, a = x_in.x, adj.adj
+        if x.requires_grad:
+            ax = propagate_features(x, a, self.steps)
+            return StackedInput(ax if rows is None else ax[rows])
+        kept = self._cached(x, a)[4]
+        key = None if rows is None else id(rows)
+        if key not in kept or kept[key][0] is not rows:
+            if len(kept) >= 8:  # row sets of earlier fits
+                kept.clear()
+            ax = self._cache[3]
+            kept[key] = (rows, StackedInput(ax if rows is None else ax[rows]))
+        return kept[key][1]
+
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                ) -> Tensor:
+        """Logits ``[N, S, C]``, or ``[R, S, C]`` of the nodes ``rows [R]``."""
+        feats = self.features(x_in, adj, rows)
+        p = self.dropout if self.training else 0.0
+        if p > 0.0 and self.num_seeds > 1 and self.num_seeds * feats.x.numel() \
+                * feats.x.element_size() > MAX_MASKED_BYTES:
+            raise NotBatchable(f"sgc dropout {p}: {self.num_seeds} masked copies of the "
+                               f"{tuple(feats.x.shape)} propagated features exceed "
+                               f"{MAX_MASKED_BYTES >> 30} GiB")
+        mask_fn = self.mask_fn
+        if mask_fn is not None and rows is not None:
+            mask_fn = _rows_of(mask_fn, x_in.x.shape[0], rows)
+        out = feats(self.lin.weight, p, mask_fn)
+        return out + self.lin.bias if self.lin.bias is not None else out
 
     def extra_repr(self) -> str:
-        return (f"K={self.steps}, dropout={self.dropout}, bias={self.lin.bias is not None}, "
-                f"cached={self._cache is not None}")
+        return (f"seeds={self.num_seeds}, K={self.steps}, dropout={self.dropout}, "
+                f"bias={self.lin.bias is not None}, cached={self._cache is not None}")
 
 
-def build_sgc(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> SGC:
+def _rows_of(mask_fn: MaskFn, n: int, rows: Tensor) -> MaskFn:
+    """Injected masks are drawn for all ``n`` nodes (tests replay the full forward's draws):
+    keep the rows' ones."""
+    def masks(shape: tuple[int, ...], p: float) -> Tensor:
+        return mask_fn((n, *shape[1:]), p)[..., rows, :]
+
+    return masks
+
+
+def build_sgc(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+              num_seeds: int = 1) -> SGC:
     """``sgc`` from a ``model`` config: keys dropout (0.0 here; the YAML also sets 0) and bias
     (true)."""
     norm = "none" if norm_cfg is None else option(norm_cfg, "name", "none")
@@ -116,4 +202,4 @@ def build_sgc(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
             f"model sgc has no hidden layer to normalize; got norm '{norm}', use norm=none"
         )
     return SGC(in_dim, out_dim, depth, dropout=float(option(model_cfg, "dropout", 0.0)),
-               bias=bool(option(model_cfg, "bias", True)))
+               bias=bool(option(model_cfg, "bias", True)), num_seeds=num_seeds)
