@@ -383,8 +383,7 @@ def test_sgc_propagates_once_per_input_and_row_set(monkeypatch):
         model.eval()(x_in, prop)
     assert len(calls) == 1
     assert model.features(x_in, prop, rows) is model.features(x_in, prop, rows)
-    torch.testing.assert_close(model.features(x_in, prop, rows).x,
-                               model.propagated(x, adj)[rows])
+    torch.testing.assert_close(model.features(x_in, prop, rows), model.propagated(x, adj)[rows])
     copied = copy.deepcopy(model)  # select_seeds / pickling: the cache stays behind
     assert copied._cache is None and model._cache is not None
     x.mul_(2.0)  # in place: the version counter changes
@@ -454,3 +453,25 @@ def test_layer_outputs_are_the_loop_models_taps(name, depth, count):
         lins = model.native.lins
         hidden = torch.relu(x @ lins[0].weight[0] + lins[0].bias[0])
         torch.testing.assert_close(taps[1], hidden)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_precomputed_product_is_autograds_product(float64, masked):
+    """SGC's and SIGN's product with the shared dense features: forward, weight and feature
+    gradients equal autograd's of (X ⊙ M_s) W_s."""
+    from gdepth.models.sgc import precomputed_product
+
+    gen = torch.Generator().manual_seed(1)
+    s, n, f, d = 3, 11, 9, 4
+    x = torch.randn(n, f, generator=gen, requires_grad=True)
+    weight = torch.randn(s, f, d, generator=gen, requires_grad=True)
+    mask = (torch.rand(s, n, f, generator=gen) >= 0.5) * 2.0 if masked else None
+    grad = torch.randn(n, s, d, generator=gen)
+    out = precomputed_product(x, weight, mask)
+    got = torch.autograd.grad(out, (x, weight), grad)
+    xs = x * mask if masked else x.expand(s, n, f)
+    want_out = torch.einsum("snf,sfd->nsd", xs, weight)
+    want = torch.autograd.grad(want_out, (x, weight), grad)
+    close(out, want_out)
+    for a, b in zip(got, want, strict=True):
+        close(a, b)

@@ -50,8 +50,9 @@ drawn as the one-seed model's ``torch.nn.Linear`` layers), features ``[N, S, d]`
     \qquad \text{logits}_s = Z_s\,\Omega_s + b_s.
 
 The hops are the same for every seed and no dropout acts on them, so hop k is one product
-:math:`X_k\,[\Theta_{k,1}|\dots|\Theta_{k,S}]` for all seeds (sparse :math:`X_0` stays
-sparse, :class:`gdepth.nn.kernels.StackedInput`), instead of S products of the same rows.
+:math:`X_k\,[\Theta_{k,1}|\dots|\Theta_{k,S}]` for all seeds (dense hops by
+:func:`gdepth.models.sgc.precomputed_product`; a sparse :math:`X_0` stays sparse,
+:class:`gdepth.nn.kernels.StackedInput`), instead of S products of the same rows.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from torch import Tensor, nn
 
 from gdepth.models import common
 from gdepth.models.mlp import no_first_layer, norm_weight_parameters
+from gdepth.models.sgc import precomputed_product
 from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
@@ -142,8 +144,8 @@ class SIGN(nn.Module):
         self.ppr_alpha = float(ppr_alpha)
         self.dropout = float(dropout)
         self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
-        # (x, adj, x's version, the hops [X_1, ..., X_K] as StackedInputs)
-        self._cache: tuple[Tensor, Tensor, int, list[StackedInput]] | None = None
+        # (x, adj, x's version, the hops [X_1, ..., X_K])
+        self._cache: tuple[Tensor, Tensor, int, list[Tensor]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # copies (select_seeds, pickling): no cache
         state = dict(self.__dict__)
@@ -160,32 +162,34 @@ class SIGN(nn.Module):
                 *(p for norm in self.norms for p in norm_weight_parameters(norm)),
                 self.lin_out.weight]
 
-    def features(self, x_in: StackedInput, adj: Propagation) -> list[StackedInput]:
-        """The hops ``[X_0, …, X_K]`` as the seeds' shared inputs (``X_0`` is ``x_in``
-        itself), cached per ``x`` and adjacency: the very same tensors (and ``x``'s in-place
-        version counter) reuse them; an ``x`` that requires grad (a Jacobian diagnostic) is
-        propagated afresh with autograd and not cached."""
+    def features(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
+        """The hops ``[X_0, …, X_K]`` (``X_0`` is ``x`` itself), cached per ``x`` and adjacency:
+        the very same tensors (and ``x``'s in-place version counter) reuse them; an ``x`` that
+        requires grad (a Jacobian diagnostic) is propagated afresh with autograd and not
+        cached."""
         x, a = x_in.x, adj.adj
         if x.requires_grad:
-            hops = hop_features(x, a, self.steps, self.operator, self.ppr_alpha)
-            return [x_in, *(StackedInput(h) for h in hops[1:])]
+            return hop_features(x, a, self.steps, self.operator, self.ppr_alpha)
         cache = self._cache
         if cache is None or cache[0] is not x or cache[1] is not a or cache[2] != x._version:
             self._cache = None  # free the old hops before computing the new ones
             with torch.no_grad():
                 hops = hop_features(x, a, self.steps, self.operator, self.ppr_alpha)
-            cache = (x, a, x._version, [StackedInput(h) for h in hops[1:]])
+            cache = (x, a, x._version, hops[1:])
             self._cache = cache
-        return [x_in, *cache[3]]
+        return [x, *cache[3]]
 
     def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
                 ) -> Tensor:
         """Logits ``[N, S, out_dim]`` from the shared features ``x_in`` and ``adj``."""
         p = self.dropout if self.training else 0.0
-        branches = zip(self.features(x_in, adj), self.lins, self.norms, strict=True)
-        z = [stacked_dropout(self.act(norm(hop(lin.weight, 0.0, None) + lin.bias)), p, True,
-                             self.mask_fn)
-             for hop, lin, norm in branches]
+        z = []
+        for hop, lin, norm in zip(self.features(x_in, adj), self.lins, self.norms, strict=True):
+            if hop.layout == torch.strided:  # dense: the hops, and a dense X
+                h = precomputed_product(hop, lin.weight)
+            else:  # a sparse CSR X_0: one SpMM for all seeds
+                h = x_in(lin.weight, 0.0, None)
+            z.append(stacked_dropout(self.act(norm(h + lin.bias)), p, True, self.mask_fn))
         out = self.lin_out(torch.cat(z, dim=-1))
         return out if rows is None else out[rows]
 
