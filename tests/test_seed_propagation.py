@@ -65,8 +65,9 @@ def cfg(name: str, **kw):
 
 
 def seed_slice(p: torch.Tensor, s: int, seeds: int) -> torch.Tensor:
-    """Seed ``s``'s slice of a seed-major tensor (``[S, ...]``, or a norm's flat ``[S·d]``)."""
-    return p[s] if p.dim() > 1 or p.shape[0] == seeds else p.view(seeds, -1)[s]
+    """Seed ``s``'s slice of a seed-major tensor ``[S, ...]``."""
+    assert p.shape[0] == seeds
+    return p[s]
 
 
 def t(w: torch.Tensor) -> torch.Tensor:
@@ -328,8 +329,7 @@ def test_s_seeds_are_s_one_seed_runs(float64, name, norm, depth, kw, sparse):
     assert out.shape == (N, len(SEEDS), OUT)
     close(out, out_apart)
     for key, g in grads.items():
-        # seed-major: [S, ...] (today's stacked BatchNorm: [S·d])
-        assert g.shape[0] % len(SEEDS) == 0 and torch.isfinite(g).all(), key
+        assert g.shape[0] == len(SEEDS) and torch.isfinite(g).all(), key  # seed-major
         close(g, grads_apart[key])
 
 

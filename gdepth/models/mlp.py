@@ -38,7 +38,7 @@ from gdepth.nn.kernels import (
     relu_dropout,
     stacked_dropout,
 )
-from gdepth.nn.seeds import SeedLinear, SeedNorm
+from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 
 MLP_CONVENTION = (
@@ -49,14 +49,9 @@ MLP_CONVENTION = (
 
 
 def norm_weight_parameters(norm: nn.Module) -> list[nn.Parameter]:
-    """The tensors of a seed-native norm that its one-seed norm names ``*weight*`` (the L1
-    penalty's): the norm's own ``weight_parameters()`` where it has one, else its parameters
-    named ``*weight*``."""
-    if hasattr(norm, "weight_parameters"):
-        return list(norm.weight_parameters())
-    if isinstance(norm, SeedNorm):
-        return norm.stack.weight_parameters()
-    return [p for name, p in norm.named_parameters() if "weight" in name]
+    """The tensors of a seed-native norm that the module it replaces named ``*weight*`` (the
+    L1 penalty's): the norm's ``weight_parameters()`` (none for the identity)."""
+    return list(norm.weight_parameters()) if hasattr(norm, "weight_parameters") else []
 
 
 def no_first_layer(name: str) -> NotBatchable:
