@@ -40,9 +40,9 @@ from models_speed import cell_cfg  # noqa: E402
 
 from gdepth import data, engine, models  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
-from gdepth.engine import StackedSGC, fit_batched  # noqa: E402
-from gdepth.engine import sgc as engine_sgc  # noqa: E402
+from gdepth.engine import fit_batched  # noqa: E402
 from gdepth.models import sgc as model_sgc  # noqa: E402
+from gdepth.models.sgc import SGC  # noqa: E402
 from gdepth.nn.kernels import StackedInput, propagation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,12 +59,12 @@ def sparse_mm_steps(x: torch.Tensor, adj: torch.Tensor, steps: int) -> torch.Ten
 @contextlib.contextmanager
 def before() -> Iterator[None]:
     """The engine as it was: every row scored, ``sparse.mm`` propagation."""
-    saved = (StackedSGC.rowwise, engine_sgc.propagate_features)
-    StackedSGC.rowwise, engine_sgc.propagate_features = False, sparse_mm_steps
+    saved = (SGC.rowwise, model_sgc.propagate_features)
+    SGC.rowwise, model_sgc.propagate_features = False, sparse_mm_steps
     try:
         yield
     finally:
-        StackedSGC.rowwise, engine_sgc.propagate_features = saved
+        SGC.rowwise, model_sgc.propagate_features = saved
 
 
 def best_of(repeats: int, run: Callable[[], float]) -> float:

@@ -1,4 +1,7 @@
-"""gdepth.models: DropEdge's ResGCN, DenseGCN and IncepGCN, each against a hand computation."""
+"""gdepth.models: DropEdge's ResGCN, DenseGCN and IncepGCN, each against a hand computation.
+
+``models.build`` gives the one-seed interface (:class:`gdepth.nn.seeds.OneSeed`); its ``native``
+is the seed-native backbone (one seed), whose tensors the hand computations read."""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torch_geometric.nn import GCNConv
 
 from gdepth import models
 from gdepth.cli import config_dir
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.models.dropedge_backbones import GCNUnit
+from gdepth.models.dropedge_backbones import GCNConvolution, GCNUnit
+from gdepth.nn.kernels import Propagation, StackedInput
 from gdepth.norms import NORMS
 
 N, IN, OUT, D = 15, 6, 3, 8
@@ -32,6 +35,18 @@ def model_cfg(name: str, **kw):
     return OmegaConf.create({"name": name, "hidden": D, **kw})
 
 
+class RecordedMasks:
+    """A ``mask_fn`` for a one-seed model that keeps the masks it hands out, in order."""
+
+    def __init__(self, seed: int = 1) -> None:
+        self.gen, self.drawn = torch.Generator().manual_seed(seed), []
+
+    def __call__(self, shape, p):
+        mask = (torch.rand((1, *shape), generator=self.gen) >= p).float() / (1 - p)
+        self.drawn.append(mask[0])
+        return mask
+
+
 def conv_count(name: str, depth: int) -> int:
     """Graph convolutions the convention promises: L, or (L-2)(L-1)/2 + 2 for the inception."""
     return (depth - 2) * (depth - 1) // 2 + 2 if name == "incepgcn" else depth
@@ -40,8 +55,9 @@ def conv_count(name: str, depth: int) -> int:
 # --- the manual forward: the aggregation really is residual / concatenation / inception -------
 
 
-def manual_forward(name: str, model, x, a, p: float, training: bool, nodenorm: bool):
-    """The backbone written out with the model's weights and the dense adjacency ``a``."""
+def manual_forward(name: str, model, x, a, masks: list | None, nodenorm: bool):
+    """The backbone written out with the (one-seed native) model's weights, the dense adjacency
+    ``a`` and, in training, the dropout ``masks`` in the order the model drew them."""
 
     def norm(h):
         if not nodenorm:
@@ -49,11 +65,14 @@ def manual_forward(name: str, model, x, a, p: float, training: bool, nodenorm: b
         mu = h.mean(dim=1, keepdim=True)
         return (h - mu) / (((h - mu) ** 2).mean(dim=1, keepdim=True) + 1e-5).sqrt()
 
+    masks = None if masks is None else list(masks)
+
     def conv(c, h):
-        return a @ (h @ c.lin.weight.T) + c.bias
+        return a @ (h @ c.weight[0]) + c.bias[0]
 
     def u(unit, h):  # conv -> norm -> relu -> dropout
-        return F.dropout(torch.relu(norm(conv(unit.conv, h))), p=p, training=training)
+        h = torch.relu(norm(conv(unit.conv, h)))
+        return h if masks is None else h * masks.pop(0)
 
     h0 = u(model.input, x)
     if name == "resgcn":
@@ -97,10 +116,11 @@ def test_forward_equals_manual_computation(name, depth, kw, norm, training):
     a = adj.to_dense()
     model = models.build(model_cfg(name, **kw), {"name": norm}, depth, IN, OUT)
     model.train(training)
-    torch.manual_seed(1)  # train mode: the same dropout masks in the same order
+    model.native.mask_fn = recorded = RecordedMasks()  # train mode: the masks drawn, in order
     out = model(x, adj)
-    torch.manual_seed(1)
-    expected = manual_forward(name, model, x, a, 0.5, training, norm == "nodenorm")
+    assert len(recorded.drawn) == (conv_count(name, depth) - 1 if training else 0)
+    expected = manual_forward(name, model.native, x, a, recorded.drawn if training else None,
+                              norm == "nodenorm")
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -108,11 +128,12 @@ def test_aggregations_differ_from_a_plain_chain():
     """Same weights, skip removed: the residual sum changes the output (it is not a no-op)."""
     adj, x = random_graph()
     model = models.build(model_cfg("resgcn"), None, 4, IN, OUT).eval()
-    h = model.input(x, adj)
-    for block in model.blocks:
+    native, prop = model.native, Propagation(adj)
+    h = native.input(StackedInput(x), prop, None)
+    for block in native.blocks:
         for unit in block:
-            h = unit(h, adj)
-    assert not torch.allclose(model(x, adj), model.output(h, adj))
+            h = unit(h, prop, None)
+    assert not torch.allclose(model(x, adj), native.output(h, prop)[:, 0])
 
 
 # --- depth accounting ----------------------------------------------------------------------
@@ -121,14 +142,16 @@ def test_aggregations_differ_from_a_plain_chain():
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("depth", [3, 4, 8, 16])
 def test_depth_counts_graph_convolutions(name, depth):
-    model = models.build(model_cfg(name), {"name": "batchnorm"}, depth, IN, OUT)
-    convs = [m for m in model.modules() if isinstance(m, GCNConv)]
+    model = models.build(model_cfg(name), {"name": "batchnorm"}, depth, IN, OUT).native
+    convs = [m for m in model.modules() if isinstance(m, GCNConvolution)]
     units = [m for m in model.modules() if isinstance(m, GCNUnit)]
     assert len(convs) == conv_count(name, depth) and len(units) == len(convs) - 1
-    assert all(unit.norm.module.num_features == D for unit in units)  # PyG BatchNorm wraps one
+    # each norm has the width of its convolution's output: BatchNorm's scale and shift, D each
+    assert all(sum(p.numel() for p in unit.norm.parameters()) == 2 * D for unit in units)
+    assert all(unit.conv.weight.shape == (1, unit.conv.d_in, D) for unit in units)
     concat = name != "resgcn"
-    assert (convs[0].in_channels, model.output.out_channels) == (IN, OUT)
-    assert model.output.in_channels == (D * (depth - 1) if concat else D)
+    assert (convs[0].d_in, model.output.d_out) == (IN, OUT)
+    assert model.output.d_in == (D * (depth - 1) if concat else D)
     assert "depth L" in models.convention(name)
 
 
@@ -179,7 +202,7 @@ def test_forward_backward_dense_and_sparse(name, depth):
         out = model(features, adj)
         assert out.shape == (N, OUT) and torch.isfinite(out).all()
         F.cross_entropy(out, torch.arange(N) % OUT).backward()
-        grad = model.input.conv.lin.weight.grad
+        grad = model.native.input.conv.weight.grad
         assert grad is not None and torch.isfinite(grad).all()
         if name == "resgcn" and depth == 64:
             assert grad.abs().sum() > 0  # the skips carry the gradient to the input layer
@@ -192,7 +215,8 @@ def test_every_norm_fits_every_layer(name, norm):
     model = models.build(model_cfg(name), {"name": norm}, 5, IN, OUT)
     out = model(x, adj)
     F.cross_entropy(out, torch.arange(N) % OUT).backward()
-    assert torch.isfinite(out).all() and torch.isfinite(model.input.conv.lin.weight.grad).all()
+    grad = model.native.input.conv.weight.grad
+    assert torch.isfinite(out).all() and torch.isfinite(grad).all()
 
 
 def test_invalid_settings_name_the_valid_ones():
@@ -218,8 +242,8 @@ def test_invalid_settings_name_the_valid_ones():
 def test_yaml_composes_and_builds_with_the_defaults(composed_models, name):
     cfg = composed_models[name]
     assert cfg.name == name and (Path(config_dir()) / "model" / f"{name}.yaml").is_file()
-    model = models.build(cfg, None, 4, IN, OUT)
-    assert model.input.conv.out_channels == 64 and model.input.dropout == 0.5
+    model = models.build(cfg, None, 4, IN, OUT).native
+    assert model.input.conv.d_out == 64 and model.input.dropout == 0.5
     assert isinstance(model.input.act, torch.nn.ReLU)
     if name == "resgcn":
         assert cfg.nbaseblocklayer == 1 and len(model.blocks) == 2

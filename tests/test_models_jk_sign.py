@@ -18,6 +18,7 @@ from gdepth.cli import config_dir
 from gdepth.models import sign
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.sign import hop_features
+from gdepth.nn.kernels import Propagation, StackedInput
 
 N, IN, OUT, D = 15, 6, 3, 8
 NAMES = ["jknet", "mlp", "sign"]
@@ -212,15 +213,16 @@ def test_sign_forward_equals_hand_computation(operator):
     depth = 3
     cfg = model_cfg("sign", operator=operator, ppr_alpha=0.3)
     model = models.build(cfg, None, depth, IN, OUT).eval()
+    m = model.native  # one seed: weights [1, d_in, d_out]
     if operator == "sym":
         hops = [torch.linalg.matrix_power(adj.to_dense(), k) @ x for k in range(depth + 1)]
     else:
         hops = [x] + [APPNP(k, 0.3)(x, edge_index) for k in range(1, depth + 1)]
-    pairs = zip(hops, model.lins, strict=True)
-    z = torch.cat([torch.relu(h @ lin.weight.T + lin.bias) for h, lin in pairs], dim=1)
-    expected = z @ model.lin_out.weight.T + model.lin_out.bias
+    pairs = zip(hops, m.lins, strict=True)
+    z = torch.cat([torch.relu(h @ lin.weight[0] + lin.bias[0]) for h, lin in pairs], dim=1)
+    expected = z @ m.lin_out.weight[0] + m.lin_out.bias[0]
     torch.testing.assert_close(model(x, adj), expected, atol=1e-5, rtol=0)
-    assert len(model.lins) == depth + 1 and model.lin_out.in_features == D * (depth + 1)
+    assert len(m.lins) == depth + 1 and m.lin_out.d_in == D * (depth + 1)
 
 
 def test_sign_precomputes_once_per_input(monkeypatch):
@@ -234,19 +236,23 @@ def test_sign_precomputes_once_per_input(monkeypatch):
         model.train()(x, adj).sum().backward()
         model.eval()(x, adj)
     assert len(calls) == 1
-    hops, expected = model.features(x, adj), model(x, adj)
-    assert model.features(x, adj) is hops
+
+    def features(x: torch.Tensor) -> list[torch.Tensor]:  # the hops as the native sees them
+        return model.native.features(StackedInput(x), Propagation(adj))
+
+    hops, expected = features(x), model(x, adj)
+    assert features(x)[1] is hops[1] and hops[0] is x
     x2 = x.clone()
     torch.testing.assert_close(model(x2, adj), expected)  # a new tensor: computed again
     x2.mul_(2.0)  # in place: the cache sees the version change
-    torch.testing.assert_close(model.features(x2, adj)[2], 2 * hops[2])
+    torch.testing.assert_close(features(x2)[2], 2 * hops[2])
     assert len(calls) == 3
     model(x2, normalized_adjacency(edge_index, N))  # a new adj: computed again
     assert len(calls) == 4
     xg = x.clone().requires_grad_()  # a Jacobian diagnostic: autograd through the hops, no cache
     model(xg, adj).sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0 and len(calls) == 5
-    assert model._cache[0] is not xg
+    assert model.native._cache[0] is not xg
     assert not any("cache" in key for key in model.state_dict())
 
 
@@ -256,14 +262,15 @@ def test_mlp_ignores_the_graph_and_equals_hand_computation():
     model = models.build(model_cfg("mlp"), None, 3, IN, OUT).eval()
     out = model(x, normalized_adjacency(edge_index, N))
     torch.testing.assert_close(model(x, normalized_adjacency(other, N, normalization="row")), out)
-    torch.testing.assert_close(model(x, None), out)
+    lins = model.native.lins  # one seed: weights [1, d_in, d_out]
+    torch.testing.assert_close(model.native(StackedInput(x), None)[:, 0], out)  # no graph
     h = x
-    for lin in model.lins[:-1]:
-        h = torch.relu(h @ lin.weight.T + lin.bias)
-    expected = h @ model.lins[-1].weight.T + model.lins[-1].bias
+    for lin in lins[:-1]:
+        h = torch.relu(h @ lin.weight[0] + lin.bias[0])
+    expected = h @ lins[-1].weight[0] + lins[-1].bias[0]
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
-    assert len(model.lins) == 3
-    assert len(models.build(model_cfg("mlp"), None, 1, IN, OUT).lins) == 1
+    assert len(lins) == 3
+    assert len(models.build(model_cfg("mlp"), None, 1, IN, OUT).native.lins) == 1
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -314,4 +321,4 @@ def test_yaml_composes_and_builds(composed_models, name):
         assert native.jk.mode == "cat" and native.lin_out.d_in == 2 * cfg.hidden
         assert cfg.shared_dropout is False and native.shared_dropout is False
     if name == "sign":
-        assert (model.operator, model.ppr_alpha) == ("sym", 0.15)
+        assert (model.native.operator, model.native.ppr_alpha) == ("sym", 0.15)

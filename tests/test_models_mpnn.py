@@ -1,5 +1,6 @@
 """gdepth.models: GAT, GIN and GGNN, each checked against the same PyG layers with copied weights
-on the original (directed) edge_index."""
+on the original (directed) edge_index. (GIN is seed-native: ``models.build`` gives its one-seed
+interface, whose ``native`` holds the ``[1, ...]`` tensors copied into the PyG layers.)"""
 
 from __future__ import annotations
 
@@ -46,16 +47,17 @@ def test_edge_index_from_adj_is_source_to_target(self_loops):
     assert edge_set(edge_index_from_adj(adj.to_sparse_coo())) == edge_set(edge_index)
 
 
-def test_edge_index_is_cached_per_adjacency_object():
+def test_neighbour_sum_is_cached_per_adjacency_object():
     edge_index, x = directed_graph()
     adj = normalized_adjacency(edge_index, N)
     model = models.build(model_cfg("gin"), None, 2, IN, OUT).eval()
+    sums = model.native.sums
     model(x, adj)
-    first = model.edges._edge_index
+    first = sums._cache[0][3]
     model(x, adj)
-    assert model.edges._edge_index is first
+    assert len(sums._cache) == 1 and sums._cache[0][3] is first
     model(x, normalized_adjacency(edge_index, N))
-    assert model.edges._edge_index is not first
+    assert sums._cache[0][3] is not first and sums._cache[1][3] is first  # two most recent
 
 
 def reference_gat(model, x, edge_index, act):
@@ -69,12 +71,23 @@ def reference_gat(model, x, edge_index, act):
     return ref.eval()(x, edge_index)
 
 
+def _copy(lin, seed_linear):
+    """Seed 0 of a ``SeedLinear`` into the torch ``Linear`` ``lin``; returns ``lin``."""
+    lin.weight.data.copy_(seed_linear.weight[0].t())
+    lin.bias.data.copy_(seed_linear.bias[0])
+    return lin
+
+
 def reference_gin(model, x, edge_index, act):
-    for conv in model.convs:
-        ref = GINConv(copy.deepcopy(conv.nn), train_eps=True)
-        ref.load_state_dict(conv.state_dict())
+    native = model.native
+    for conv in native.convs:
+        mlp = torch.nn.Sequential(torch.nn.Linear(conv.lin1.d_in, D), copy.deepcopy(conv.act),
+                                  torch.nn.Linear(D, D))
+        ref = GINConv(mlp, train_eps=True)  # its reset_parameters redraws the MLP: copy after
+        _copy(ref.nn[0], conv.lin1), _copy(ref.nn[2], conv.lin2)
+        ref.eps.data.copy_(conv.eps[0])
         x = act(ref(x, edge_index))
-    return model.lin_out(x)
+    return _copy(torch.nn.Linear(D, OUT), native.lin_out)(x)
 
 
 def reference_ggnn(model, x, edge_index, act):
@@ -100,7 +113,7 @@ def test_forward_equals_pyg_layers_on_the_original_edges(name, kw, reference, ac
     model = models.build(model_cfg(name, **kw), None, depth, IN, OUT).eval()
     if name == "gin" and kw.get("train_eps"):
         with torch.no_grad():
-            for conv in model.convs:
+            for conv in model.native.convs:
                 conv.eps.fill_(torch.rand(()).item())
     adj = normalized_adjacency(edge_index, N)
     out = model(x, adj)

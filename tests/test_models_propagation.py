@@ -36,6 +36,15 @@ def model_cfg(name: str, **kw):
     return OmegaConf.create({"name": name, "hidden": D, **kw})
 
 
+def copy_linear(seeded: torch.nn.Module, linear: torch.nn.Module) -> None:
+    """A PyG / torch ``Linear``'s weight ``[out, in]`` (and bias) into a one-seed
+    ``SeedLinear`` (``[1, in, out]``)."""
+    with torch.no_grad():
+        seeded.weight[0].copy_(linear.weight.t())
+        if linear.bias is not None:
+            seeded.bias[0].copy_(linear.bias)
+
+
 @pytest.mark.parametrize("steps", [1, 2, 10])
 @pytest.mark.parametrize("alpha", [0.1, 0.5])
 def test_appnp_propagation_equals_pyg(steps, alpha):
@@ -48,7 +57,8 @@ def test_appnp_propagation_equals_pyg(steps, alpha):
 def test_appnp_model_is_mlp_then_pyg_propagation():
     edge_index, x = random_graph()
     model = models.build(model_cfg("appnp", alpha=0.2), None, 5, IN, OUT).eval()
-    h = model.lin2(torch.relu(model.lin1(x)))
+    m = model.native  # one seed: weights [1, d_in, d_out]
+    h = torch.relu(x @ m.lin1.weight[0] + m.lin1.bias[0]) @ m.lin2.weight[0] + m.lin2.bias[0]
     expected = APPNP(5, 0.2)(h, edge_index)
     out = model(x, normalized_adjacency(edge_index, N))
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
@@ -60,10 +70,10 @@ def test_sgc_equals_pyg_sgconv_and_dense_powers(steps):
     adj = normalized_adjacency(edge_index, N)
     reference = SGConv(IN, OUT, K=steps)
     model = models.build(model_cfg("sgc"), None, steps, IN, OUT).eval()
-    model.lin.load_state_dict(reference.lin.state_dict())
+    copy_linear(model.native.lin, reference.lin)
     torch.testing.assert_close(model(x, adj), reference(x, edge_index), atol=1e-5, rtol=0)
     powers = torch.linalg.matrix_power(adj.to_dense(), steps) @ x  # SIGN-style Â^K X
-    torch.testing.assert_close(model.features(x, adj), powers, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.native.propagated(x, adj), powers, atol=1e-5, rtol=0)
 
 
 def test_sgc_propagates_once_per_input_and_reuses_it_in_eval(monkeypatch):
@@ -77,18 +87,19 @@ def test_sgc_propagates_once_per_input_and_reuses_it_in_eval(monkeypatch):
         model.train()(x, adj).sum().backward()
         model.eval()(x, adj)
     assert len(calls) == 1
-    ax, expected = model.features(x, adj), model(x, adj)
+    lin = model.native.lin
+    ax, expected = model.native.propagated(x, adj), model(x, adj)
     x2 = x.clone()
     torch.testing.assert_close(model(x2, adj), expected)  # a new tensor: computed again
     x2.mul_(2.0)  # in place: the cache sees the version change
-    torch.testing.assert_close(model(x2, adj), model.lin(2 * ax))
+    torch.testing.assert_close(model(x2, adj), 2 * ax @ lin.weight[0] + lin.bias[0])
     assert len(calls) == 3
     xg = x.clone().requires_grad_()  # a Jacobian diagnostic: autograd through Â^K X, no cache
     model(xg, adj).sum().backward()
     assert xg.grad is not None and xg.grad.abs().sum() > 0 and len(calls) == 4
     assert "_cache" not in dict(model.named_buffers()) and set(model.state_dict()) == {
-        "lin.weight",
-        "lin.bias",
+        "native.lin.weight",
+        "native.lin.bias",
     }
 
 
@@ -102,10 +113,10 @@ def test_sgc_without_bias_equals_pyg_sgconv_without_bias(composed_models):
     adj = normalized_adjacency(edge_index, N)
     model = models.build(cfg.model, cfg.norm, 3, IN, OUT).eval()
     reference = SGConv(IN, OUT, K=3, bias=False)
-    assert model.lin.bias is None and set(model.state_dict()) == {"lin.weight"}
-    model.lin.load_state_dict(reference.lin.state_dict())
+    assert model.native.lin.bias is None and set(model.state_dict()) == {"native.lin.weight"}
+    copy_linear(model.native.lin, reference.lin)
     torch.testing.assert_close(model(x, adj), reference(x, edge_index), atol=1e-5, rtol=0)
-    assert models.build(composed_models["sgc"], None, 3, IN, OUT).lin.bias is not None
+    assert models.build(composed_models["sgc"], None, 3, IN, OUT).native.lin.bias is not None
 
 
 @pytest.mark.parametrize("layer", [1, 2, 7])
@@ -229,4 +240,4 @@ def test_yaml_composes_and_builds(composed_models, name):
         conv = model.native.convs[0]
         assert (conv.alpha, conv.theta) == (0.1, math.log(0.5 / 1 + 1))
     if name == "sgc":
-        assert model.dropout == 0.0
+        assert model.native.dropout == 0.0

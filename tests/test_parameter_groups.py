@@ -69,10 +69,11 @@ def test_appnp_decays_its_input_and_output_layers_apart():
     model = build("appnp")
     cfg = _train_cfg(weight_decay=1e-4, weight_decay_groups={"input": 5e-3, "output": 0.0})
     assert decays(model, train.make_optimizer(model, cfg)) == {
-        "lin1.weight": 5e-3, "lin1.bias": 5e-3, "lin2.weight": 0.0, "lin2.bias": 0.0}
+        "native.lin1.weight": 5e-3, "native.lin1.bias": 5e-3, "native.lin2.weight": 0.0,
+        "native.lin2.bias": 0.0}
     only_input = decays(model, train.make_optimizer(
         model, _train_cfg(weight_decay=1e-4, weight_decay_groups={"input": 5e-3})))
-    assert only_input["lin1.weight"] == 5e-3 and only_input["lin2.weight"] == 1e-4
+    assert only_input["native.lin1.weight"] == 5e-3 and only_input["native.lin2.weight"] == 1e-4
 
 
 def test_a_decay_on_the_input_group_moves_only_the_input_layer():
@@ -86,8 +87,8 @@ def test_a_decay_on_the_input_group_moves_only_the_input_layer():
         p.grad = torch.zeros_like(p)
     opt.step()
     moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
-    assert moved["lin2.weight"] == moved["lin2.bias"] == 0.0
-    assert moved["lin1.weight"] == pytest.approx(0.1, rel=1e-4)
+    assert moved["native.lin2.weight"] == moved["native.lin2.bias"] == 0.0
+    assert moved["native.lin1.weight"] == pytest.approx(0.1, rel=1e-4)
 
 
 def test_weight_decay_graph_is_the_groups_graph_shorthand():
@@ -196,7 +197,7 @@ def test_a_decayed_output_group_ends_smaller_and_leaves_the_input_layers_first_s
 
     def trained(groups, steps):
         model = build("appnp", dropout=0.0)
-        start = model.lin2.weight.detach().clone()
+        start = model.native.lin2.weight.detach().clone()
         opt = train.make_optimizer(model, _train_cfg(optimizer="sgd", lr=0.5, weight_decay=0.0,
                                                      weight_decay_groups=groups))
         for _ in range(steps):
@@ -206,11 +207,12 @@ def test_a_decayed_output_group_ends_smaller_and_leaves_the_input_layers_first_s
         return model, start
 
     (plain, start), (decayed, _) = trained({}, 1), trained({"output": 0.5}, 1)
-    torch.testing.assert_close(decayed.lin1.weight, plain.lin1.weight, rtol=0, atol=0)
-    torch.testing.assert_close(plain.lin2.weight - decayed.lin2.weight, 0.5 * 0.5 * start,
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(decayed.native.lin1.weight, plain.native.lin1.weight, rtol=0,
+                               atol=0)
+    torch.testing.assert_close(plain.native.lin2.weight - decayed.native.lin2.weight,
+                               0.5 * 0.5 * start, rtol=1e-5, atol=1e-6)
     (plain, _), (decayed, _) = trained({}, 10), trained({"output": 0.5}, 10)
-    assert decayed.lin2.weight.norm() < plain.lin2.weight.norm()
+    assert decayed.native.lin2.weight.norm() < plain.native.lin2.weight.norm()
 
 
 def test_the_new_keys_at_their_defaults_keep_every_records_key():

@@ -28,6 +28,7 @@ from gdepth.models import (
     sgc,
     sign,
 )
+from gdepth.nn.seeds import OneSeed
 from gdepth.options import option, unknown
 
 
@@ -64,13 +65,17 @@ MODELS: dict[str, ModelSpec] = {
         seeded=gcn.build_gcn_res,
     ),
     "appnp": ModelSpec(
-        appnp.build_appnp,
+        lambda *a: OneSeed(appnp.build_appnp(*a, 1)),
         appnp.APPNP_CONVENTION,
         "APPNP (Gasteiger et al., ICLR 2019): 2-layer MLP then K personalized-PageRank steps",
         ("input", "output"),
+        seeded=appnp.build_appnp,
     ),
     "sgc": ModelSpec(
-        sgc.build_sgc, sgc.SGC_CONVENTION, "SGC (Wu et al., ICML 2019): linear on cached A^K X"
+        lambda *a: OneSeed(sgc.build_sgc(*a, 1)),
+        sgc.SGC_CONVENTION,
+        "SGC (Wu et al., ICML 2019): linear on cached A^K X",
+        seeded=sgc.build_sgc,
     ),
     "gcnii": ModelSpec(
         gcnii.build_gcnii,
@@ -94,27 +99,34 @@ MODELS: dict[str, ModelSpec] = {
         seeded=jknet.build_seeded_jknet,
     ),
     "mlp": ModelSpec(
-        mlp.build_mlp, mlp.MLP_CONVENTION, "MLP: graph-free baseline, depth = linear layers"
+        lambda *a: OneSeed(mlp.build_mlp(*a, 1)),
+        mlp.MLP_CONVENTION,
+        "MLP: graph-free baseline, depth = linear layers",
+        seeded=mlp.build_mlp,
     ),
     "sign": ModelSpec(
-        sign.build_sign,
+        lambda *a: OneSeed(sign.build_sign(*a, 1)),
         sign.SIGN_CONVENTION,
         "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
+        seeded=sign.build_sign,
     ),
     "resgcn": ModelSpec(
         dropedge_backbones.build_resgcn,
         dropedge_backbones.RESGCN_CONVENTION,
         "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
+        seeded=dropedge_backbones.build_seeded_resgcn,
     ),
     "densegcn": ModelSpec(
         dropedge_backbones.build_densegcn,
         dropedge_backbones.DENSEGCN_CONVENTION,
         "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
+        seeded=dropedge_backbones.build_seeded_densegcn,
     ),
     "incepgcn": ModelSpec(
         dropedge_backbones.build_incepgcn,
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
+        seeded=dropedge_backbones.build_seeded_incepgcn,
     ),
     "gat": ModelSpec(
         gat.build_gat,
@@ -124,7 +136,8 @@ MODELS: dict[str, ModelSpec] = {
     "gin": ModelSpec(
         gin.build_gin,
         gin.GIN_CONVENTION,
-        "GIN (Xu et al., ICLR 2019): PyG GINConv layers (2-layer MLP each), linear out",
+        "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
+        seeded=gin.build_seeded_gin,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,

@@ -25,17 +25,29 @@ Parameter groups (:meth:`APPNP.named_parameter_groups`, for ``train.weight_decay
 ``input`` = the first linear layer and the norm, ``output`` = the second linear layer. Bag of
 Tricks' APPNP (``models/APPNP.py``) decays ``input`` with ``weight_decay1`` = 5e-3 and ``output``
 with ``weight_decay2`` = 0 (``options/configs/APPNP.yml``); the propagation has no weights.
+
+Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, the MLP's layers as
+``[S, d_in, d_out]`` (:class:`gdepth.nn.seeds.SeedLinear`, drawn as the ``torch.nn.Linear``
+layers of the one-seed model), features ``[N, S, d]``. The first layer multiplies the shared
+features X for all seeds at once (:class:`gdepth.nn.kernels.StackedInput`). The propagation
+runs for all seeds at once on the ``[N, S·C]`` view: K sparse products instead of S·K; the
+propagation has no weights, so this is where the seed axis pays most (K = 10..64 steps per
+seed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
-from gdepth.norms import build_norm
+from gdepth.models.mlp import norm_weight_parameters
+from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.seeds import SeedLinear
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
 APPNP_CONVENTION = (
@@ -45,21 +57,24 @@ APPNP_CONVENTION = (
 )
 
 
-def appnp_propagate(h: Tensor, adj: Tensor, steps: int, alpha: float,
-                    model: nn.Module | None = None) -> Tensor:
+def appnp_propagate(h: Tensor, adj: Tensor | Propagation, steps: int, alpha: float,
+                    tap: Callable[[Tensor], Any] | None = None) -> Tensor:
     r"""``steps`` personalized-PageRank steps :math:`Z \leftarrow (1-\alpha)\hat{A}Z + \alpha H`
-    from :math:`Z = H`, on ``h [N, F]`` with the sparse normalized ``adj [N, N]`` (each step's
-    :math:`Z` handed to ``model``'s diagnostics tap, if given)."""
+    from :math:`Z = H`, on ``h [N, k]`` (k = S·C: every seed in one product) with the
+    normalized adjacency ``adj`` (a :class:`gdepth.nn.kernels.Propagation`, or the sparse
+    ``[N, N]`` tensor itself); each step's :math:`Z` is handed to ``tap``, if given."""
+    product = adj if isinstance(adj, Propagation) else (lambda z: torch.sparse.mm(adj, z))
     z = h
     for _ in range(steps):
-        z = (1.0 - alpha) * torch.sparse.mm(adj, z) + alpha * h
-        if model is not None:
-            common.tap(model, z)
+        z = (1.0 - alpha) * product(z) + alpha * h
+        if tap is not None:
+            tap(z)
     return z
 
 
 class APPNP(nn.Module):
-    """A 2-layer MLP then ``depth`` APPNP propagation steps (see the module docstring).
+    """A 2-layer MLP then ``depth`` APPNP propagation steps, for S seeds (see the module
+    docstring). ``forward(x_in, adj)`` returns logits ``[N, S, out_dim]``.
 
     Args:
         in_dim: input features (dense or sparse CSR).
@@ -71,6 +86,7 @@ class APPNP(nn.Module):
             (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability before each linear layer. (default: ``0.5``)
+        num_seeds: S. (default: ``1``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
@@ -85,27 +101,50 @@ class APPNP(nn.Module):
         norm_cfg: Any = None,
         activation: str = "relu",
         dropout: float = 0.5,
+        num_seeds: int = 1,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
-        self.lin1 = nn.Linear(in_dim, hidden)
-        self.norm = build_norm(norm_cfg, hidden)
+        self.num_seeds = num_seeds
+        # the one-seed model's draw order: lin1, its norm, lin2 (torch.nn.Linear init)
+        self.lin1 = SeedLinear(num_seeds, in_dim, hidden, init="kaiming")
+        self.norm = build_seeded_norm(norm_cfg, hidden, num_seeds)
         self.act = common.activation(activation)
-        self.lin2 = nn.Linear(hidden, out_dim)
+        self.lin2 = SeedLinear(num_seeds, hidden, out_dim, init="kaiming")
         self.steps = depth
         self.alpha = float(alpha)
         self.dropout = float(dropout)
+        self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
+        self.layer_sink: Any = None
 
-    def mlp(self, x: Tensor) -> Tensor:
-        """The prediction :math:`H = f_\\theta(X)` before propagation."""
-        h = self.act(self.norm(self.lin1(common.dropout(x, self.dropout, self.training))))
-        return self.lin2(common.dropout(h, self.dropout, self.training))
+    def mlp(self, x_in: StackedInput) -> Tensor:
+        """The prediction :math:`H = f_\\theta(X)` ``[N, S, C]`` before propagation."""
+        p = self.dropout if self.training else 0.0
+        h = x_in(self.lin1.weight, p, self.mask_fn) + self.lin1.bias
+        h = stacked_dropout(self.act(self.norm(h)), p, True, self.mask_fn)
+        return self.lin2(h)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        h = common.tap(self, self.mlp(common.tap(self, x)))
-        return appnp_propagate(h, adj, self.steps, self.alpha, self)
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                ) -> Tensor:
+        """Logits ``[N, S, out_dim]`` from the shared features ``x_in`` and the propagation
+        ``adj``."""
+        common.tap(self, x_in.x)  # the input features, shared by the seeds
+        h = common.tap(self, self.mlp(x_in))
+        n, s, c = h.shape
+        tap = None if self.layer_sink is None else (
+            lambda z: common.tap(self, z.view(n, s, c)))
+        out = appnp_propagate(h.reshape(n, s * c), adj, self.steps, self.alpha, tap)
+        out = out.view(n, s, c)
+        return out if rows is None else out[rows]
+
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """The input layer ``lin1`` (as the seed-batched engine decayed it)."""
+        return [self.lin1.weight, self.lin1.bias]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """``lin1``'s and ``lin2``'s weights and the norm's ``*weight*`` tensors."""
+        return [self.lin1.weight, *norm_weight_parameters(self.norm), self.lin2.weight]
 
     def named_parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """``input``: the first linear layer and the norm; ``output``: the second linear layer."""
@@ -113,10 +152,12 @@ class APPNP(nn.Module):
                 "output": list(self.lin2.parameters())}
 
     def extra_repr(self) -> str:
-        return f"K={self.steps}, alpha={self.alpha}, dropout={self.dropout}"
+        return (f"seeds={self.num_seeds}, K={self.steps}, alpha={self.alpha}, "
+                f"dropout={self.dropout}")
 
 
-def build_appnp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> APPNP:
+def build_appnp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                num_seeds: int = 1) -> APPNP:
     """``appnp`` from a ``model`` config: keys hidden (64), alpha (0.1), dropout (0.5),
     activation ("relu")."""
     return APPNP(
@@ -124,5 +165,6 @@ def build_appnp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim:
         out_dim=out_dim,
         depth=depth,
         alpha=float(option(model_cfg, "alpha", 0.1)),
+        num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )

@@ -43,21 +43,39 @@ convolution. ``dropout_layers`` must be ``all`` (``io`` is not defined for these
 Norm: ``norm`` (DropEdge: none, or BatchNorm with ``--withbn``) after each convolution but the
 output one, before the activation, with the width of that convolution's output (always
 ``hidden``). Differences from the official code: its ``--withbn`` also batch-normalizes the
-logits, its ``--withloop`` (an extra :math:`H W_{self}` term) is not offered, PyG's ``GCNConv``
-initializes with Glorot instead of :math:`U(\pm 1/\sqrt{out})`, and DropEdge itself (random edge
-removal) is not part of the model.
+logits, its ``--withloop`` (an extra :math:`H W_{self}` term) is not offered, the weights are
+initialized as PyG's ``GCNConv`` initializes them (Glorot, bias 0; the loop model of gdepth was
+built from ``GCNConv``) instead of the official :math:`U(\pm 1/\sqrt{out})`, and DropEdge itself
+(random edge removal) is not part of the model.
+
+Seed-native (:mod:`gdepth.nn.seeds`): every convolution holds its S seeds' weights stacked
+(``[S, d_in, d_out]``) and computes them with one :func:`gdepth.nn.kernels.stacked_conv` (one
+sparse product for all seeds); the blocks are wired identically for every seed, so seed ``s``
+computes what a one-seed model with its weights computes. (Cells with ``train.dropedge`` draw a
+graph per seed and train the seeds one at a time.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import GCNConv
 
 from gdepth.models import common
-from gdepth.norms import build_norm
+from gdepth.nn.kernels import (
+    MaskFn,
+    NotBatchable,
+    Propagation,
+    StackedInput,
+    StackedNorm,
+    relu_dropout,
+    stacked_conv,
+    stacked_dropout,
+)
+from gdepth.nn.seeds import OneSeed, glorot_
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
 _PATH = (
@@ -81,34 +99,68 @@ INCEPGCN_CONVENTION = _PATH + (
 )
 
 
-class GCNUnit(nn.Module):
-    """``dropout(act(norm(conv(x, adj))))``: one hidden graph convolution of DropEdge's blocks
-    (``GraphConvolutionBS`` followed by the block's ``F.dropout``)."""
+class GCNConvolution(nn.Module):
+    r""":math:`\hat{A} H_s W_s + b_s` for S seeds: PyG's ``GCNConv(d_in, d_out, normalize=False)``
+    on the given :math:`\hat{A}` (``GraphConvolutionBS`` of DropEdge's code), ``weight
+    [S, d_in, d_out]``, ``bias [S, d_out]``; ``forward(h, adj) -> [N, S, d_out]``, ``h`` the
+    hidden ``[N, S, d_in]`` or the shared input features (:class:`StackedInput`).
+    """
 
-    def __init__(
-        self, in_dim: int, out_dim: int, norm_cfg: Any, activation: str, dropout: float
-    ) -> None:
+    def __init__(self, num_seeds: int, d_in: int, d_out: int) -> None:
         super().__init__()
-        self.conv = GCNConv(in_dim, out_dim, normalize=False)
-        self.norm = build_norm(norm_cfg, out_dim)
+        self.num_seeds, self.d_in, self.d_out = num_seeds, d_in, d_out
+        self.weight = nn.Parameter(torch.empty(num_seeds, d_in, d_out))
+        self.bias = nn.Parameter(torch.zeros(num_seeds, d_out))
+        for s in range(num_seeds):
+            self.reset_seed(s)
+
+    def reset_seed(self, s: int) -> None:
+        """``GCNConv``'s draws: Glorot twice (its ``Linear`` draws when built, then
+        ``GCNConv.reset_parameters`` draws again; the second is kept), the bias zeros."""
+        with torch.no_grad():
+            glorot_(self.weight[s], self.d_in, self.d_out)
+            glorot_(self.weight[s], self.d_in, self.d_out)
+            self.bias[s].zero_()
+
+    def forward(self, h: Tensor | StackedInput, adj: Propagation) -> Tensor:
+        if isinstance(h, StackedInput):  # the input unit: no dropout on the features
+            z = h(self.weight, 0.0, None)
+            n, s, d = z.shape
+            return adj(z.reshape(n, s * d)).view(n, s, d) + self.bias
+        return stacked_conv(h, self.weight, self.bias, adj)
+
+    def extra_repr(self) -> str:
+        return f"seeds={self.num_seeds}, {self.d_in} -> {self.d_out}"
+
+
+class GCNUnit(nn.Module):
+    """``drop(act(norm(Â H W_s + b_s)))`` for S seeds: one hidden graph convolution of DropEdge's
+    blocks (``GraphConvolutionBS`` followed by the block's ``F.dropout``)."""
+
+    def __init__(self, num_seeds: int, in_dim: int, out_dim: int, norm_cfg: Any,
+                 activation: str, dropout: float) -> None:
+        super().__init__()
+        self.conv = GCNConvolution(num_seeds, in_dim, out_dim)
+        self.norm = build_seeded_norm(norm_cfg, out_dim, num_seeds)
         self.act = common.activation(activation)
         self.dropout = float(dropout)
+        self.fused = type(self.norm) is StackedNorm and isinstance(self.act, nn.ReLU)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        h = self.act(self.norm(self.conv(x, adj)))
-        return common.dropout(h, self.dropout, self.training)
-
-
-def _chain(units: nn.ModuleList, h: Tensor, adj: Tensor) -> Tensor:
-    for unit in units:
-        h = unit(h, adj)
-    return h
+    def forward(self, h: Tensor | StackedInput, adj: Propagation,
+                mask_fn: MaskFn | None) -> Tensor:
+        out = self.conv(h, adj)
+        p = self.dropout if self.training else 0.0
+        if self.fused:  # ReLU + dropout in place, only the output saved
+            return relu_dropout(out, p, True, mask_fn)
+        return stacked_dropout(self.act(self.norm(out)), p, True, mask_fn)
 
 
 class DropEdgeBackbone(nn.Module):
-    """Input unit, hidden blocks (:meth:`hidden`), output ``GCNConv`` (module docstring).
+    """Input unit, hidden blocks (:meth:`hidden`), output convolution (module docstring), for
+    S seeds: ``forward(x_in, adj) -> [N, S, out_dim]``.
 
     Args:
+        num_seeds: S.
         in_dim: input features (dense or sparse CSR).
         hidden: width of every hidden convolution.
         out_dim: output features (classes).
@@ -126,6 +178,7 @@ class DropEdgeBackbone(nn.Module):
 
     def __init__(
         self,
+        num_seeds: int,
         in_dim: int,
         hidden: int,
         out_dim: int,
@@ -136,34 +189,60 @@ class DropEdgeBackbone(nn.Module):
         nbaseblocklayer: int = 1,
     ) -> None:
         super().__init__()
+        self.num_seeds = int(num_seeds)
         self.depth, self.hidden_dim = int(depth), int(hidden)
         self.check_depth(self.depth, int(nbaseblocklayer))
 
         def unit(a: int) -> GCNUnit:
-            return GCNUnit(a, hidden, norm_cfg, activation, dropout)
+            return GCNUnit(self.num_seeds, a, hidden, norm_cfg, activation, dropout)
 
         self.input = unit(in_dim)
         out_in = self.make_blocks(unit, int(nbaseblocklayer))
-        self.output = GCNConv(out_in, out_dim, normalize=False)
+        self.output = GCNConvolution(self.num_seeds, out_in, out_dim)
+        self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
 
     def check_depth(self, depth: int, nbaseblocklayer: int) -> None:
         if depth < 3:
             raise ValueError(f"{self.name}: depth {depth} is not valid; valid: L >= 3 (3, 4, 5, …)")
 
-    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+    def make_blocks(self, unit: Callable[[int], GCNUnit], nbaseblocklayer: int) -> int:
         """Create the hidden blocks; return the width the output convolution reads."""
         raise NotImplementedError
 
-    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
-        """:math:`Z` from the input unit's output :math:`H^{(0)}`."""
+    def hidden(self, h: Tensor, adj: Propagation) -> Tensor:
+        """:math:`Z` ``[N, S, ·]`` from the input unit's output :math:`H^{(0)}`."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        return self.output(self.hidden(self.input(x, adj), adj), adj)
+    def _chain(self, units: nn.ModuleList, h: Tensor, adj: Propagation) -> Tensor:
+        for unit in units:
+            h = unit(h, adj, self.mask_fn)
+        return h
+
+    def units(self) -> list[GCNUnit]:
+        """Every hidden unit, the input one first, in module order."""
+        return [m for m in self.modules() if isinstance(m, GCNUnit)]
+
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """None: the backbones have no ``first_layer()`` (Kipf & Welling's first-layer decay)."""
+        raise NotBatchable(f"train.weight_decay_first_only=true but model "
+                           f"{type(self).__name__} has no first_layer()")
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """What the one-seed PyG model named ``*weight*``: the convolutions' weights and the
+        norms' (BatchNorm's scale), the output convolution's last."""
+        out: list[nn.Parameter] = []
+        for unit in self.units():
+            out += [unit.conv.weight, *unit.norm.weight_parameters()]
+        return [*out, self.output.weight]
+
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None) -> Tensor:
+        """Logits ``[N, S, out_dim]`` (``[R, S, out_dim]`` for ``rows``) from the shared
+        features and the propagation of the normalized adjacency."""
+        out = self.output(self.hidden(self.input(x_in, adj, self.mask_fn), adj), adj)
+        return out if rows is None else out[rows]
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}"
+        return f"seeds={self.num_seeds}, depth={self.depth}"
 
 
 class ResGCN(DropEdgeBackbone):
@@ -184,7 +263,7 @@ class ResGCN(DropEdgeBackbone):
                 f"valid: L = 2 + n*{b}, n >= 1 ({valid}, …)"
             )
 
-    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+    def make_blocks(self, unit: Callable[[int], GCNUnit], nbaseblocklayer: int) -> int:
         b = nbaseblocklayer or self.depth - 2
         self.blocks = nn.ModuleList(
             nn.ModuleList(unit(self.hidden_dim) for _ in range(b))
@@ -192,9 +271,9 @@ class ResGCN(DropEdgeBackbone):
         )
         return self.hidden_dim
 
-    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+    def hidden(self, h: Tensor, adj: Propagation) -> Tensor:
         for block in self.blocks:
-            h = _chain(block, h, adj) + h
+            h = self._chain(block, h, adj) + h
         return h
 
 
@@ -203,16 +282,16 @@ class DenseGCN(DropEdgeBackbone):
 
     name = "densegcn"
 
-    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+    def make_blocks(self, unit: Callable[[int], GCNUnit], nbaseblocklayer: int) -> int:
         k = self.depth - 2
         self.layers = nn.ModuleList(unit(self.hidden_dim) for _ in range(k))
         return self.hidden_dim * (k + 1)
 
-    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
+    def hidden(self, h: Tensor, adj: Propagation) -> Tensor:
         outs = [h]
         for unit in self.layers:
-            outs.append(unit(outs[-1], adj))
-        return torch.cat(outs, dim=1)
+            outs.append(unit(outs[-1], adj, self.mask_fn))
+        return torch.cat(outs, dim=-1)
 
 
 class IncepGCN(DropEdgeBackbone):
@@ -221,15 +300,16 @@ class IncepGCN(DropEdgeBackbone):
 
     name = "incepgcn"
 
-    def make_blocks(self, unit: Any, nbaseblocklayer: int) -> int:
+    def make_blocks(self, unit: Callable[[int], GCNUnit], nbaseblocklayer: int) -> int:
         k = self.depth - 2
         self.branches = nn.ModuleList(
             nn.ModuleList(unit(self.hidden_dim) for _ in range(j)) for j in range(1, k + 1)
         )
         return self.hidden_dim * (k + 1)
 
-    def hidden(self, h: Tensor, adj: Tensor) -> Tensor:
-        return torch.cat([h] + [_chain(branch, h, adj) for branch in self.branches], dim=1)
+    def hidden(self, h: Tensor, adj: Propagation) -> Tensor:
+        return torch.cat([h] + [self._chain(branch, h, adj) for branch in self.branches],
+                         dim=-1)
 
 
 def _build(
@@ -239,11 +319,13 @@ def _build(
     depth: int,
     in_dim: int,
     out_dim: int,
+    num_seeds: int,
 ) -> DropEdgeBackbone:
     dropout_layers = option(model_cfg, "dropout_layers", "all")
     if dropout_layers != "all":
         raise unknown(f"dropout_layers for {cls.name}", dropout_layers, ["all"])
     return cls(
+        num_seeds,
         in_dim,
         out_dim=out_dim,
         depth=depth,
@@ -252,23 +334,39 @@ def _build(
     )
 
 
-def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> ResGCN:
-    """``resgcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation ("relu"),
-    nbaseblocklayer (1; 0: one block of L-2)."""
-    return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_seeded_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                        num_seeds: int) -> ResGCN:
+    """``resgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
+    (0.5), activation ("relu"), nbaseblocklayer (1; 0: one block of L-2)."""
+    return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_densegcn(
-    model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-) -> DenseGCN:
-    """``densegcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation
-    ("relu")."""
-    return _build(DenseGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_seeded_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                          num_seeds: int) -> DenseGCN:
+    """``densegcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
+    (0.5), activation ("relu")."""
+    return _build(DenseGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_incepgcn(
-    model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-) -> IncepGCN:
-    """``incepgcn`` from a ``model`` config: keys hidden (64), dropout (0.5), activation
-    ("relu")."""
-    return _build(IncepGCN, model_cfg, norm_cfg, depth, in_dim, out_dim)
+def build_seeded_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                          num_seeds: int) -> IncepGCN:
+    """``incepgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
+    (0.5), activation ("relu")."""
+    return _build(IncepGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
+
+
+def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
+    """``resgcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_resgcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
+
+
+def build_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+                   ) -> OneSeed:
+    """``densegcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_densegcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
+
+
+def build_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+                   ) -> OneSeed:
+    """``incepgcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
+    return OneSeed(build_seeded_incepgcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))

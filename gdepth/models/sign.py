@@ -39,6 +39,20 @@ a different ``x`` or ``adj`` recomputes them, an ``x`` that requires grad is pro
 with autograd and not cached. :math:`X_0` is ``x`` itself (sparse CSR stays sparse); the other
 hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats (Cora, :math:`K = 64`:
 about 1 GB; Coauthor CS: 0.5 GB per hop).
+
+Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, each hop's :math:`\Theta_k` as
+``[S, F, d]`` and :math:`\Omega` as ``[S, (K+1)d, C]`` (:class:`gdepth.nn.seeds.SeedLinear`,
+drawn as the one-seed model's ``torch.nn.Linear`` layers), features ``[N, S, d]``:
+
+.. math::
+    Z_s = \big[\,\mathrm{drop}_s(\sigma(\mathrm{norm}(X_0\Theta_{0,s} + c_{0,s})))\,\|\,\dots
+    \,\|\,\mathrm{drop}_s(\sigma(\mathrm{norm}(X_K\Theta_{K,s} + c_{K,s})))\,\big],
+    \qquad \text{logits}_s = Z_s\,\Omega_s + b_s.
+
+The hops are the same for every seed and no dropout acts on them, so hop k is one product
+:math:`X_k\,[\Theta_{k,1}|\dots|\Theta_{k,S}]` for all seeds (dense hops by
+:func:`gdepth.models.sgc.precomputed_product`; a sparse :math:`X_0` stays sparse,
+:class:`gdepth.nn.kernels.StackedInput`), instead of S products of the same rows.
 """
 
 from __future__ import annotations
@@ -49,7 +63,11 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
-from gdepth.norms import build_norm
+from gdepth.models.mlp import no_first_layer, norm_weight_parameters
+from gdepth.models.sgc import precomputed_product
+from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.seeds import SeedLinear
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
 OPERATORS = ("sym", "ppr")
@@ -78,7 +96,8 @@ def hop_features(
 
 
 class SIGN(nn.Module):
-    """SIGN on ``depth`` cached hops (see the module docstring).
+    """SIGN on ``depth`` cached hops for S seeds (see the module docstring).
+    ``forward(x_in, adj)`` returns logits ``[N, S, out_dim]``.
 
     Args:
         in_dim: input features (dense or sparse CSR).
@@ -91,6 +110,7 @@ class SIGN(nn.Module):
             (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability after each hop's activation. (default: ``0.5``)
+        num_seeds: S. (default: ``1``)
     """
 
     def __init__(
@@ -104,52 +124,85 @@ class SIGN(nn.Module):
         norm_cfg: Any = None,
         activation: str = "relu",
         dropout: float = 0.5,
+        num_seeds: int = 1,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         if operator not in OPERATORS:
             raise unknown("sign operator", operator, OPERATORS)
-        self.lins = nn.ModuleList(nn.Linear(in_dim, hidden) for _ in range(depth + 1))
-        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth + 1))
+        self.num_seeds = num_seeds
+        # the one-seed model's draw order: the K + 1 hop layers, their norms, the output
+        self.lins = nn.ModuleList(SeedLinear(num_seeds, in_dim, hidden, init="kaiming")
+                                  for _ in range(depth + 1))
+        self.norms = nn.ModuleList(build_seeded_norm(norm_cfg, hidden, num_seeds)
+                                   for _ in range(depth + 1))
         self.act = common.activation(activation)
-        self.lin_out = nn.Linear(hidden * (depth + 1), out_dim)
+        self.lin_out = SeedLinear(num_seeds, hidden * (depth + 1), out_dim, init="kaiming")
         self.steps = depth
         self.operator = operator
         self.ppr_alpha = float(ppr_alpha)
         self.dropout = float(dropout)
+        self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
+        # (x, adj, x's version, the hops [X_1, ..., X_K])
         self._cache: tuple[Tensor, Tensor, int, list[Tensor]] | None = None
 
-    def features(self, x: Tensor, adj: Tensor) -> list[Tensor]:
-        """``[X_0, …, X_K]``, from the cache when ``x`` and ``adj`` are the cached ones."""
-        if x.requires_grad:
-            return hop_features(x, adj, self.steps, self.operator, self.ppr_alpha)
-        cache = self._cache
-        if cache is not None and cache[0] is x and cache[1] is adj and cache[2] == x._version:
-            return cache[3]
-        self._cache = None  # free the old hops before computing the new ones
-        with torch.no_grad():
-            hops = hop_features(x, adj, self.steps, self.operator, self.ppr_alpha)
-        self._cache = (x, adj, x._version, hops)
-        return hops
+    def __getstate__(self) -> dict[str, Any]:  # copies (select_seeds, pickling): no cache
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        branches = zip(self.features(x, adj), self.lins, self.norms, strict=True)
-        z = [
-            common.dropout(self.act(norm(lin(h))), self.dropout, self.training)
-            for h, lin, norm in branches
-        ]
-        return self.lin_out(torch.cat(z, dim=1))
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        """SIGN has no ``first_layer()`` (K + 1 parallel input layers)."""
+        raise no_first_layer("SIGN")
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The hop layers', the norms' and the output layer's ``*weight*`` tensors."""
+        return [*(lin.weight for lin in self.lins),
+                *(p for norm in self.norms for p in norm_weight_parameters(norm)),
+                self.lin_out.weight]
+
+    def features(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
+        """The hops ``[X_0, …, X_K]`` (``X_0`` is ``x`` itself), cached per ``x`` and adjacency:
+        the very same tensors (and ``x``'s in-place version counter) reuse them; an ``x`` that
+        requires grad (a Jacobian diagnostic) is propagated afresh with autograd and not
+        cached."""
+        x, a = x_in.x, adj.adj
+        if x.requires_grad:
+            return hop_features(x, a, self.steps, self.operator, self.ppr_alpha)
+        cache = self._cache
+        if cache is None or cache[0] is not x or cache[1] is not a or cache[2] != x._version:
+            self._cache = None  # free the old hops before computing the new ones
+            with torch.no_grad():
+                hops = hop_features(x, a, self.steps, self.operator, self.ppr_alpha)
+            cache = (x, a, x._version, hops[1:])
+            self._cache = cache
+        return [x, *cache[3]]
+
+    def forward(self, x_in: StackedInput, adj: Propagation, rows: Tensor | None = None
+                ) -> Tensor:
+        """Logits ``[N, S, out_dim]`` from the shared features ``x_in`` and ``adj``."""
+        p = self.dropout if self.training else 0.0
+        z = []
+        for hop, lin, norm in zip(self.features(x_in, adj), self.lins, self.norms, strict=True):
+            if hop.layout == torch.strided:  # dense: the hops, and a dense X
+                h = precomputed_product(hop, lin.weight)
+            else:  # a sparse CSR X_0: one SpMM for all seeds
+                h = x_in(lin.weight, 0.0, None)
+            z.append(stacked_dropout(self.act(norm(h + lin.bias)), p, True, self.mask_fn))
+        out = self.lin_out(torch.cat(z, dim=-1))
+        return out if rows is None else out[rows]
 
     def extra_repr(self) -> str:
         return (
-            f"K={self.steps}, operator={self.operator}, ppr_alpha={self.ppr_alpha}, "
-            f"dropout={self.dropout}, cached={self._cache is not None}"
+            f"seeds={self.num_seeds}, K={self.steps}, operator={self.operator}, "
+            f"ppr_alpha={self.ppr_alpha}, dropout={self.dropout}, "
+            f"cached={self._cache is not None}"
         )
 
 
-def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> SIGN:
+def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+               num_seeds: int = 1) -> SIGN:
     """``sign`` from a ``model`` config: keys hidden (64), operator ("sym"), ppr_alpha (0.15),
     dropout (0.5), activation ("relu")."""
     return SIGN(
@@ -158,5 +211,6 @@ def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: 
         depth=depth,
         operator=option(model_cfg, "operator", "sym"),
         ppr_alpha=float(option(model_cfg, "ppr_alpha", 0.15)),
+        num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )

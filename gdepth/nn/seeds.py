@@ -299,6 +299,8 @@ class OneSeed(nn.Module):
     def _propagation(self, adj: Tensor) -> Any:
         from gdepth.nn.kernels import Propagation
 
+        if adj is None:  # a graph-free model (mlp)
+            return None
         if self._props.key is not adj:
             self._props.key, self._props.value = adj, Propagation(adj)  # transposed once per adj
         return self._props.value
