@@ -115,12 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.dropout = dropout
 
         def epochs(rowwise: bool) -> float:
-            loop = []
-            for s in range(args.seeds):
-                torch.manual_seed(s)
-                loop.append(models.build(cfg.model, cfg.norm, args.depth,
-                                         graphs[0].num_features, graphs[0].num_classes))
-            stacked = engine.stack(loop)
+            stacked = models.build_seeded(cfg.model, cfg.norm, args.depth,
+                                          graphs[0].num_features, graphs[0].num_classes,
+                                          seeds=list(range(args.seeds)))
             stacked.rowwise = rowwise
             stacked.features(StackedInput(x), propagation(adj))  # cached: epochs alone
             return timed(lambda: fit_batched(stacked, graphs, adj, cfg.train,
