@@ -129,9 +129,11 @@ MODELS: dict[str, ModelSpec] = {
         seeded=dropedge_backbones.build_seeded_incepgcn,
     ),
     "gat": ModelSpec(
-        gat.build_gat,
+        lambda *a: OneSeed(gat.build_gat_seeded(*a, 1)),
         gat.GAT_CONVENTION,
-        "GAT (Velickovic et al., ICLR 2018): PyG GATConv stack, multi-head hidden layers",
+        "GAT (Velickovic et al., ICLR 2018): GATConv stack (seed-native), multi-head hidden "
+        "layers",
+        seeded=gat.build_gat_seeded,
     ),
     "gin": ModelSpec(
         gin.build_gin,
@@ -140,9 +142,11 @@ MODELS: dict[str, ModelSpec] = {
         seeded=gin.build_seeded_gin,
     ),
     "ggnn": ModelSpec(
-        ggnn.build_ggnn,
+        lambda *a: OneSeed(ggnn.build_ggnn_seeded(*a, 1)),
         ggnn.GGNN_CONVENTION,
-        "GGNN (Li et al., ICLR 2016): linear in, PyG GatedGraphConv (L GRU steps), linear out",
+        "GGNN (Li et al., ICLR 2016): linear in, GatedGraphConv (L GRU steps, seed-native), "
+        "linear out",
+        seeded=ggnn.build_ggnn_seeded,
     ),
     "bottleneck": ModelSpec(
         bottleneck.build_bottleneck,
