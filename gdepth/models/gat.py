@@ -23,7 +23,8 @@ attention_dropout)`` (negative_slope 0.2, add_self_loops, bias) computes, for S 
 one ``bmm`` for every seed's transform (``[N, S, heads·d]``), the two scores gathered at the
 edge endpoints once for all seeds (``[E, S, heads]``), one softmax over each node's incoming
 edges and one weighted sum for all seeds and heads. The initial weights are GATConv's draws
-(glorot ``lin`` weight, glorot ``att_src`` then ``att_dst``, zero bias, per layer in order), so
+(glorot ``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias,
+per layer in order), so
 seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
 
 Only the structure of ``adj`` is used, not its weights: the edges are read from the sparse
@@ -94,6 +95,11 @@ class PerAdjacency:
         self.make = make
         self._adj: Tensor | None = None
         self._value: Any = None
+
+    def __deepcopy__(self, memo: dict) -> PerAdjacency:
+        """An empty cache (``copy.deepcopy`` of a model, as ``select_seeds`` and
+        ``concat_seeds`` make, cannot copy a sparse CSR adjacency; the copy rebuilds)."""
+        return PerAdjacency(self.make)
 
     def __call__(self, adj: Tensor) -> Any:
         if adj is not self._adj or self._value is None:
@@ -204,11 +210,13 @@ class SeedGATConv(nn.Module):
             self.reset_seed(s)
 
     def reset_seed(self, s: int) -> None:
-        r"""GATConv's draws: glorot ``lin`` ``[heads·channels, d_in]``, glorot ``att_src`` then
-        ``att_dst`` (PyG's ``glorot`` on ``[1, heads, channels]``: bound
+        r"""GATConv's draws: glorot ``lin`` ``[heads·channels, d_in]`` twice (PyG's ``Linear``
+        draws it when built, ``GATConv.reset_parameters`` again; the second stays), glorot
+        ``att_src`` then ``att_dst`` (PyG's ``glorot`` on ``[1, heads, channels]``: bound
         :math:`\sqrt{6/(heads + channels)}`), zero bias."""
         with torch.no_grad():
-            glorot_(self.weight[s], self.d_in, self.heads * self.channels)
+            for _ in range(2):
+                glorot_(self.weight[s], self.d_in, self.heads * self.channels)
             a = math.sqrt(6.0 / (self.heads + self.channels))
             for att in (self.att_src, self.att_dst):
                 att[s].copy_(torch.empty(self.heads, self.channels, dtype=att.dtype)

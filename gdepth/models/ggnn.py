@@ -93,14 +93,14 @@ class SeedGRUCell(nn.Module):
     :math:`U(-1/\sqrt d, 1/\sqrt d)`); the owner calls it (its draw order is the owner's).
     """
 
-    def __init__(self, num_seeds: int, dim: int) -> None:
+    def __init__(self, num_seeds: int, dim: int, draw: bool = True) -> None:
         super().__init__()
         self.num_seeds, self.dim = num_seeds, dim
         self.weight_ih = nn.Parameter(torch.empty(num_seeds, 3 * dim, dim))
         self.weight_hh = nn.Parameter(torch.empty(num_seeds, 3 * dim, dim))
         self.bias_ih = nn.Parameter(torch.empty(num_seeds, 3 * dim))
         self.bias_hh = nn.Parameter(torch.empty(num_seeds, 3 * dim))
-        for s in range(num_seeds):
+        for s in range(num_seeds if draw else 0):  # draw=False: the owner draws
             self.draw(s)
 
     def draw(self, s: int) -> None:
@@ -136,7 +136,7 @@ class SeedGatedGraphConv(nn.Module):
         super().__init__()
         self.num_seeds, self.dim, self.num_layers = num_seeds, dim, num_layers
         self.weight = nn.Parameter(torch.empty(num_seeds, num_layers, dim, dim))
-        self.rnn = SeedGRUCell(num_seeds, dim)
+        self.rnn = SeedGRUCell(num_seeds, dim, draw=False)
         for s in range(num_seeds):
             self.reset_seed(s)
 
