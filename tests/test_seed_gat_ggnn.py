@@ -107,16 +107,16 @@ def test_ggnn_one_seed_equals_pyg_gatedgraphconv(float64, depth, training):
 
 @pytest.mark.parametrize("name", ["gat", "ggnn"])
 def test_only_the_structure_of_adj_counts(float64, name):
-    """GAT and GGNN read the edges of adj, not its values, and handle self loops themselves
-    (GAT adds one per node, GGNN drops them): all of these adjacencies give one result."""
+    """GAT and GGNN read the edges of adj, not its values or dtype, and handle self loops
+    themselves (GAT adds one per node, GGNN drops them): all of these adjacencies give one
+    result."""
     edge_index, x = directed_graph()
     model = models.build_seeded(cfg(name), None, 2, IN, OUT, seeds=[0]).eval()
     base = normalized_adjacency(edge_index, N).to(torch.float64)
     out = model(StackedInput(x), Propagation(base))
     for adj in (normalized_adjacency(edge_index, N, self_loops=False, normalization="row"),
-                base.to_sparse_coo() * 7.0):
-        torch.testing.assert_close(model(StackedInput(x), Propagation(adj.to(torch.float64))),
-                                   out, **TOL)
+                base.to_sparse_coo() * 7.0, normalized_adjacency(edge_index, N)):  # float32
+        torch.testing.assert_close(model(StackedInput(x), Propagation(adj)), out, **TOL)
 
 
 def test_attention_edges_are_gatconvs_edge_set_sorted_by_target():

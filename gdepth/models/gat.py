@@ -88,12 +88,13 @@ def attention_edges(adj: Tensor) -> AttentionEdges:
 
 
 class PerAdjacency:
-    """``make(adj)`` once per adjacency object (same object → cached), as
-    :class:`gdepth.models.adjacency.EdgeIndexCache`."""
+    """``make(adj, *key)`` once per adjacency object and key (the same object and key: cached),
+    as :class:`gdepth.models.adjacency.EdgeIndexCache`."""
 
     def __init__(self, make) -> None:
         self.make = make
         self._adj: Tensor | None = None
+        self._key: tuple = ()
         self._value: Any = None
 
     def __deepcopy__(self, memo: dict) -> PerAdjacency:
@@ -101,10 +102,10 @@ class PerAdjacency:
         ``concat_seeds`` make, cannot copy a sparse CSR adjacency; the copy rebuilds)."""
         return PerAdjacency(self.make)
 
-    def __call__(self, adj: Tensor) -> Any:
-        if adj is not self._adj or self._value is None:
-            self._value = self.make(adj)
-            self._adj = adj
+    def __call__(self, adj: Tensor, *key: Any) -> Any:
+        if adj is not self._adj or key != self._key or self._value is None:
+            self._value = self.make(adj, *key)
+            self._adj, self._key = adj, key
         return self._value
 
 

@@ -65,14 +65,15 @@ GGNN_CONVENTION = (
 )
 
 
-def sum_adjacency(adj: Tensor) -> Propagation:
+def sum_adjacency(adj: Tensor, dtype: torch.dtype | None = None) -> Propagation:
     r"""The unweighted adjacency :math:`A` (``A[target, source] = 1`` for every edge of the
     sparse ``adj``, its values unused, self loops dropped) as a CSR
     :class:`gdepth.nn.kernels.Propagation`: :math:`AZ` is ``GatedGraphConv``'s ``add``
-    aggregation over :func:`gdepth.models.adjacency.edge_index_from_adj`'s edges."""
+    aggregation over :func:`gdepth.models.adjacency.edge_index_from_adj`'s edges; its values
+    of ``dtype`` (the features'; default ``adj``'s)."""
     source, target = edge_index_from_adj(adj)
     n = adj.shape[0]
-    ones = torch.ones(source.numel(), dtype=adj.dtype, device=adj.device)
+    ones = torch.ones(source.numel(), dtype=dtype or adj.dtype, device=adj.device)
     coo = torch.sparse_coo_tensor(torch.stack([target, source]), ones, (n, n)).coalesce()
     return Propagation(coo.to_sparse_csr() if adj.device.type == "cpu" else coo)
 
@@ -221,7 +222,7 @@ class GGNN(nn.Module):
         :class:`gdepth.nn.kernels.StackedInput` or ``[N, in_dim]``) and the propagation (a
         :class:`gdepth.nn.kernels.Propagation` or the sparse ``adj``); only its edges are read."""
         x_in = x_in if isinstance(x_in, StackedInput) else StackedInput(x_in)
-        prop = self.adjacency(getattr(adj, "adj", adj))
+        prop = self.adjacency(getattr(adj, "adj", adj), self.lin_in.weight.dtype)
         common.tap(self, x_in.x)
         p = self.dropout if 0 in self.dropout_at and self.training else 0.0
         h = common.tap(self, x_in(self.lin_in.weight, p, self.mask_fn) + self.lin_in.bias)
