@@ -20,12 +20,13 @@ Each layer computes what PyG's ``GATConv(d_in, d / heads, heads, concat, dropout
 attention_dropout)`` (negative_slope 0.2, add_self_loops, bias) computes, for S seeds at once
 (:mod:`gdepth.nn.seeds`): :math:`\mathbf{a}^{k\top} [W^{k} \mathbf{h}_i \| W^{k} \mathbf{h}_j]
 = \mathbf{a}_{dst}^{k} \cdot W^k\mathbf{h}_i + \mathbf{a}_{src}^{k} \cdot W^k\mathbf{h}_j`,
-one ``bmm`` for every seed's transform (``[N, S, heads·d]``), the two scores gathered at the
-edge endpoints once for all seeds (``[E, S, heads]``), one softmax over each node's incoming
-edges and one weighted sum for all seeds and heads. The initial weights are GATConv's draws
-(glorot ``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias,
-per layer in order), so
-seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
+one ``bmm`` for every seed's transform (seed-major ``[S, N, heads·d]``), the two scores of all
+seeds gathered at the edge endpoints at once (``[S, E, heads]``), then the softmax over each
+node's incoming edges and the weighted sum by hand (:class:`_EdgeSoftmax`,
+:class:`_Aggregate`: seed by seed inside one autograd node, which keeps each seed's edge
+messages in cache; measured numbers there). The initial weights are GATConv's draws (glorot
+``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias, per
+layer in order), so seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
 
 Only the structure of ``adj`` is used, not its weights: the edges are read from the sparse
 ``adj`` (row = target, column = source) once per adjacency object and cached on the module, self
@@ -151,12 +152,12 @@ class _Aggregate(torch.autograd.Function):
 
     Why by hand, seed by seed: the messages ``[E, S, heads, C]`` of all seeds at once (gather,
     multiply, ``index_add``) spill every cache; one seed's ``[E, heads, C]`` does not. Measured
-    on a Cora-sized graph (E = 13k edges with self loops, S = 10, 8 heads of 8, one thread,
-    forward + backward of this sum alone): 111 ms seed by seed on seed-major tensors against
-    341 ms for all seeds in one autograd gather / multiply / ``index_add``, 394 ms for the same
-    seed-major, 229 ms for a per-seed autograd loop on node-major slices. Autograd would also
-    save the gathered ``[E, S, heads, C]`` messages for the backward; this saves ``z`` and
-    ``alpha`` only."""
+    on a Cora-sized graph (E = 13k edges with self loops, S = 10, 8 heads of 8, one thread of
+    the shared 2-core dev machine, forward + backward of this sum alone): 111 ms seed by seed
+    on seed-major tensors; 286 ms for the same loop on node-major ``[N, S, ...]`` slices;
+    341 ms (node-major) and 394 ms (seed-major) for all seeds in one autograd gather /
+    multiply / ``index_add``. Autograd would also save the gathered messages for the backward;
+    this saves ``z`` and ``alpha`` only."""
 
     @staticmethod
     def forward(ctx, z: Tensor, alpha: Tensor,  # type: ignore[override]
