@@ -68,12 +68,17 @@ def reference_gat(native: GAT, s: int, x, edge_index, act, training: bool):
     return convs[-1](x, edge_index)
 
 
-def reference_ggnn(native: GGNN, s: int, x, edge_index):
+def copy_ggc(native: GGNN, s: int) -> GatedGraphConv:
     ref = GatedGraphConv(D, num_layers=native.ggc.num_layers)
     with torch.no_grad():
         ref.weight.copy_(native.ggc.weight[s])
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             getattr(ref.rnn, name).copy_(getattr(native.ggc.rnn, name)[s])
+    return ref
+
+
+def reference_ggnn(native: GGNN, s: int, x, edge_index, ref=None):
+    ref = copy_ggc(native, s) if ref is None else ref
     lin_in, lin_out = native.lin_in, native.lin_out
     h = x @ lin_in.weight[s] + lin_in.bias[s]
     return ref(h, edge_index) @ lin_out.weight[s] + lin_out.bias[s]
@@ -103,6 +108,58 @@ def test_ggnn_one_seed_equals_pyg_gatedgraphconv(float64, depth, training):
                                 seeds=[depth]).train(training)
     out = model(StackedInput(x), Propagation(adj))
     torch.testing.assert_close(out[:, 0], reference_ggnn(model, 0, x, edge_index), **TOL)
+
+
+def test_gat_gradients_equal_pygs(float64):
+    """The hand-written backward passes (edge softmax, attention-weighted sum) against autograd
+    through PyG's GATConv: every parameter's gradient and the input's."""
+    edge_index, x = directed_graph(5)
+    adj = normalized_adjacency(edge_index, N).to(torch.float64)
+    model = models.build_seeded(cfg("gat", dropout=0.0, attention_dropout=0.0), None, 3, IN,
+                                OUT, seeds=[5]).train()
+    weights = torch.randn(N, OUT, generator=torch.Generator().manual_seed(1),
+                          dtype=torch.float64)
+    xg = x.clone().requires_grad_()
+    convs = [copy_gat(c, 0).train() for c in model.convs]
+    h = xg
+    for conv in convs[:-1]:
+        h = F.relu(conv(h, edge_index))
+    (convs[-1](h, edge_index) * weights).sum().backward()
+    # the model's input features take no gradient: the input's is checked on a second layer
+    (model(StackedInput(x), Propagation(adj))[:, 0] * weights).sum().backward()
+    for conv, ref in zip(model.convs, convs, strict=True):
+        torch.testing.assert_close(conv.weight.grad[0], ref.lin.weight.grad.t(), **TOL)
+        torch.testing.assert_close(conv.att_src.grad[0], ref.att_src.grad[0], **TOL)
+        torch.testing.assert_close(conv.att_dst.grad[0], ref.att_dst.grad[0], **TOL)
+        torch.testing.assert_close(conv.bias.grad[0], ref.bias.grad, **TOL)
+    conv, ref = model.convs[1], convs[1]
+    z = torch.randn(N, 1, D, dtype=torch.float64, requires_grad=True)
+    zr = z.detach()[:, 0].clone().requires_grad_()
+    edges = model.edges(adj)
+    (conv(conv.transform(z), edges, True)[:, 0] * weights.sum()).sum().backward()
+    (ref(zr, edge_index) * weights.sum()).sum().backward()
+    torch.testing.assert_close(z.grad[:, 0], zr.grad, **TOL)
+
+
+def test_ggnn_gradients_equal_pygs(float64):
+    """The GRU cell and the stacked sum aggregation against autograd through PyG's
+    GatedGraphConv and torch's GRUCell: every parameter's gradient."""
+    edge_index, x = directed_graph(6)
+    adj = normalized_adjacency(edge_index, N).to(torch.float64)
+    model = models.build_seeded(cfg("ggnn", dropout=0.0), None, 3, IN, OUT, seeds=[6]).train()
+    weights = torch.randn(N, OUT, generator=torch.Generator().manual_seed(2),
+                          dtype=torch.float64)
+    ref = copy_ggc(model, 0)
+    (reference_ggnn(model, 0, x, edge_index, ref) * weights).sum().backward()
+    lin_grads = {n: p.grad.clone() for n, p in model.named_parameters() if "lin" in n}
+    model.zero_grad()
+    (model(StackedInput(x), Propagation(adj))[:, 0] * weights).sum().backward()
+    torch.testing.assert_close(model.ggc.weight.grad[0], ref.weight.grad, **TOL)
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        torch.testing.assert_close(getattr(model.ggc.rnn, name).grad[0],
+                                   getattr(ref.rnn, name).grad, **TOL, msg=name)
+    for n, g in lin_grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[n].grad, g, **TOL, msg=n)
 
 
 @pytest.mark.parametrize("name", ["gat", "ggnn"])
