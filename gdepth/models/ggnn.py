@@ -89,7 +89,7 @@ class SeedGRUCell(nn.Module):
         n = \tanh(W_{in}x + b_{in} + r \odot (W_{hn}h + b_{hn})),\quad
         h' = (1 - z) \odot n + z \odot h.
 
-    The two products are one ``baddbmm`` each for all seeds. :meth:`draw` draws seed s's
+    Computed by :class:`_GRUCell`. :meth:`draw` draws seed s's
     tensors as ``GRUCell.reset_parameters`` (each of the four in order,
     :math:`U(-1/\sqrt d, 1/\sqrt d)`); the owner calls it (its draw order is the owner's).
     """
@@ -112,19 +112,77 @@ class SeedGRUCell(nn.Module):
                 p[s].copy_(torch.empty(p.shape[1:], dtype=p.dtype).uniform_(-bound, bound))
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        hs = h.transpose(0, 1)  # [S, N, d]: seed-major for the products and the gates
-        gi = torch.baddbmm(self.bias_ih.unsqueeze(1), x.transpose(0, 1),
-                           self.weight_ih.transpose(1, 2))
-        gh = torch.baddbmm(self.bias_hh.unsqueeze(1), hs, self.weight_hh.transpose(1, 2))
-        i_r, i_z, i_n = gi.chunk(3, dim=-1)
-        h_r, h_z, h_n = gh.chunk(3, dim=-1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        n = torch.tanh(i_n + r * h_n)
-        return (n + z * (hs - n)).transpose(0, 1)
+        return _GRUCell.apply(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
     def extra_repr(self) -> str:
         return f"seeds={self.num_seeds}, {self.dim} -> {self.dim}"
+
+
+class _GRUCell(torch.autograd.Function):
+    r""":class:`SeedGRUCell`'s step seed by seed, ``x``, ``h [N, S, d]`` (any strides) to
+    ``[N, S, d]`` (a view of a seed-major tensor). Forward per seed:
+    :math:`g_i = xW_{ih}^\top + b_{ih}`, :math:`g_h = hW_{hh}^\top + b_{hh}`, the gates as
+    :class:`SeedGRUCell` says; it saves the gates :math:`r, z, n` and :math:`h_n = (g_h)_n`.
+    Backward, with :math:`G = \partial L/\partial h'`:
+    :math:`\partial n^{pre} = G(1 - z)(1 - n^2)`, :math:`\partial z^{pre} = G(h - n)z(1 - z)`,
+    :math:`\partial r^{pre} = \partial n^{pre} h_n r(1 - r)`;
+    :math:`\partial g_i = [\partial r^{pre}, \partial z^{pre}, \partial n^{pre}]`,
+    :math:`\partial g_h = [\partial r^{pre}, \partial z^{pre}, r\,\partial n^{pre}]`;
+    :math:`\partial x = \partial g_i W_{ih}`, :math:`\partial h = \partial g_h W_{hh} + Gz`,
+    :math:`\partial W_{ih} = \partial g_i^\top x`, :math:`\partial W_{hh} = \partial g_h^\top h`,
+    the biases' the column sums.
+
+    Why by hand, seed by seed: the gate arithmetic of all seeds at once runs on ``[S, N, 3d]``
+    tensors that leave the cache (and autograd's backward of the gate split concatenates
+    them); one seed's ``[N, 3d]`` stays in it. Measured (Cora-sized N = 2708, d = 64, S = 10,
+    one thread of the shared 2-core dev machine, forward + backward of one step): 184 ms
+    against 213 ms for autograd on ``baddbmm`` over all seeds (186 ms for torch's
+    ``GRUCell`` once per seed). The products dominate either way. It also saves 4 ``[N, d]``
+    tensors per seed and step instead of autograd's 8."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, h: Tensor, w_ih: Tensor,  # type: ignore[override]
+                w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+        n_nodes, seeds, d = h.shape
+        out = h.new_empty(seeds, n_nodes, d)
+        gates = h.new_empty(seeds, n_nodes, 3 * d)  # r, z, n after their nonlinearities
+        h_n = h.new_empty(seeds, n_nodes, d)
+        for s in range(seeds):
+            hs = h[:, s]
+            gi = torch.addmm(b_ih[s], x[:, s], w_ih[s].t())
+            gh = torch.addmm(b_hh[s], hs, w_hh[s].t())
+            g = gates[s]
+            torch.add(gi[:, :2 * d], gh[:, :2 * d], out=g[:, :2 * d]).sigmoid_()
+            h_n[s].copy_(gh[:, 2 * d:])
+            n = torch.addcmul(gi[:, 2 * d:], g[:, :d], h_n[s], out=g[:, 2 * d:]).tanh_()
+            torch.addcmul(n, g[:, d:2 * d], hs - n, out=out[s])
+        ctx.save_for_backward(x, h, w_ih, w_hh, gates, h_n)
+        return out.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, h, w_ih, w_hh, gates, h_n = ctx.saved_tensors
+        n_nodes, seeds, d = h.shape
+        grad_x, grad_h = x.new_empty(seeds, n_nodes, d), h.new_empty(seeds, n_nodes, d)
+        grad_w_ih, grad_w_hh = torch.empty_like(w_ih), torch.empty_like(w_hh)
+        grad_b_ih, grad_b_hh = w_ih.new_empty(seeds, 3 * d), w_hh.new_empty(seeds, 3 * d)
+        for s in range(seeds):
+            g, hs = grad[:, s], h[:, s]
+            r, z, n = gates[s, :, :d], gates[s, :, d:2 * d], gates[s, :, 2 * d:]
+            d_gi = x.new_empty(n_nodes, 3 * d)
+            d_n = torch.mul(g, 1 - z, out=d_gi[:, 2 * d:]).mul_(1 - n * n)
+            torch.mul(g * (hs - n), z * (1 - z), out=d_gi[:, d:2 * d])
+            torch.mul(d_n * h_n[s], r * (1 - r), out=d_gi[:, :d])
+            d_gh = d_gi.clone()
+            d_gh[:, 2 * d:].mul_(r)
+            torch.mm(d_gi.t(), x[:, s], out=grad_w_ih[s])
+            torch.mm(d_gh.t(), hs, out=grad_w_hh[s])
+            torch.sum(d_gi, 0, out=grad_b_ih[s])
+            torch.sum(d_gh, 0, out=grad_b_hh[s])
+            torch.mm(d_gi, w_ih[s], out=grad_x[s])
+            torch.addmm(g * z, d_gh, w_hh[s], out=grad_h[s])
+        return (grad_x.transpose(0, 1), grad_h.transpose(0, 1), grad_w_ih, grad_w_hh,
+                grad_b_ih, grad_b_hh)
 
 
 class SeedGatedGraphConv(nn.Module):
