@@ -232,6 +232,9 @@ class SeedGATConv(nn.Module):
 
     def forward(self, z: Tensor, edges: AttentionEdges, training: bool = False,
                 mask_fn=None) -> Tensor:
+        """The layer's output for every seed from ``z [N, S, heads·channels]``; in training the
+        attention coefficients get dropout, each seed its own mask (``mask_fn((E, heads), p)
+        -> [S, E, heads]`` when one is injected)."""
         n, s = z.shape[:2]
         zs = z.transpose(0, 1).contiguous().view(s, n, self.heads, self.channels)  # seed-major
         score_src = (zs * self.att_src.unsqueeze(1)).sum(-1)  # [S, N, heads]
