@@ -236,17 +236,22 @@ class SeedGATConv(nn.Module):
         attention coefficients get dropout, each seed its own mask (``mask_fn((E, heads), p)
         -> [S, E, heads]`` when one is injected)."""
         n, s = z.shape[:2]
-        zs = z.transpose(0, 1).contiguous().view(s, n, self.heads, self.channels)  # seed-major
-        score_src = (zs * self.att_src.unsqueeze(1)).sum(-1)  # [S, N, heads]
-        score_dst = (zs * self.att_dst.unsqueeze(1)).sum(-1)
-        e = F.leaky_relu(score_src.index_select(1, edges.src)
-                         + score_dst.index_select(1, edges.dst), self.negative_slope)
+        h, c = self.heads, self.channels
+        zs = z.transpose(0, 1).contiguous()  # [S, N, heads·C], seed-major
+        # both scores of every head as one product with the block-diagonal [heads·C, 2 heads]
+        # matrix of a_src, a_dst (instead of a product and a sum over [S, N, heads, C]).
+        eye = torch.eye(h, dtype=zs.dtype, device=zs.device)
+        att = torch.cat([self.att_src, self.att_dst], dim=1)  # [S, 2 heads, C]
+        blocks = (att.view(s, 2, h, c, 1) * eye.view(1, 1, h, 1, h)).permute(0, 2, 3, 1, 4)
+        scores = torch.bmm(zs, blocks.reshape(s, h * c, 2 * h))  # [S, N, 2·heads]
+        e = F.leaky_relu(scores[..., :h].index_select(1, edges.src)
+                         + scores[..., h:].index_select(1, edges.dst), self.negative_slope)
         alpha = _EdgeSoftmax.apply(e, edges)  # [S, E, heads]
         if training and self.attention_dropout > 0.0:
             p = self.attention_dropout
             alpha = alpha * (mask_fn(tuple(alpha.shape[1:]), p).to(alpha.dtype)
                              if mask_fn is not None else keep_mask(alpha, p))
-        out = _Aggregate.apply(zs, alpha, edges)  # [S, N, heads, channels]
+        out = _Aggregate.apply(zs.view(s, n, h, c), alpha, edges)  # [S, N, heads, C]
         out = out.view(s, n, -1) if self.concat else out.mean(dim=2)
         return (out + self.bias.unsqueeze(1)).transpose(0, 1)
 
