@@ -20,8 +20,9 @@ Each layer computes what PyG's ``GATConv(d_in, d / heads, heads, concat, dropout
 attention_dropout)`` (negative_slope 0.2, add_self_loops, bias) computes, for S seeds at once
 (:mod:`gdepth.nn.seeds`): :math:`\mathbf{a}^{k\top} [W^{k} \mathbf{h}_i \| W^{k} \mathbf{h}_j]
 = \mathbf{a}_{dst}^{k} \cdot W^k\mathbf{h}_i + \mathbf{a}_{src}^{k} \cdot W^k\mathbf{h}_j`,
-one ``bmm`` for every seed's transform (seed-major ``[S, N, heads·d]``), the two scores of all
-seeds gathered at the edge endpoints at once (``[S, E, heads]``), then the softmax over each
+one ``bmm`` for every seed's transform (seed-major ``[S, N, heads·d]``), one more for both
+scores of every head, the scores of all seeds gathered at the edge endpoints at once
+(``[S, E, heads]``), then the softmax over each
 node's incoming edges and the weighted sum by hand (:class:`_EdgeSoftmax`,
 :class:`_Aggregate`: seed by seed inside one autograd node, which keeps each seed's edge
 messages in cache; measured numbers there). The initial weights are GATConv's draws (glorot
