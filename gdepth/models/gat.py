@@ -361,7 +361,7 @@ class GAT(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_gat_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                      num_seeds: int) -> GAT:
     """``gat`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), heads (8),
     output_heads (1), attention_dropout (0.6), dropout (0.5), dropout_layers ("all"),

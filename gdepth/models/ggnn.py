@@ -291,7 +291,7 @@ class GGNN(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_ggnn_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_ggnn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                       num_seeds: int) -> GGNN:
     """``ggnn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
     (0.5), dropout_layers ("all"); ``activation`` is ignored (see the module docstring)."""
