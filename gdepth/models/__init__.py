@@ -70,7 +70,7 @@ MODELS: dict[str, ModelSpec] = {
     "gcn": ModelSpec(
         gcn.build_gcn,
         gcn.GCN_CONVENTION,
-        "GCN (Kipf & Welling, ICLR 2017), GCNConv stack (seed-native)",
+        "GCN (Kipf & Welling, ICLR 2017): GCNConv stack; Bag-of-Tricks skips, identity mapping",
     ),
     "gcn_res": ModelSpec(
         gcn.build_gcn_res,
@@ -134,8 +134,7 @@ MODELS: dict[str, ModelSpec] = {
     "gat": ModelSpec(
         gat.build_gat,
         gat.GAT_CONVENTION,
-        "GAT (Velickovic et al., ICLR 2018): GATConv stack (seed-native), multi-head hidden "
-        "layers",
+        "GAT (Velickovic et al., ICLR 2018): GATConv stack, multi-head hidden layers",
     ),
     "gin": ModelSpec(
         gin.build_gin,
@@ -145,8 +144,7 @@ MODELS: dict[str, ModelSpec] = {
     "ggnn": ModelSpec(
         ggnn.build_ggnn,
         ggnn.GGNN_CONVENTION,
-        "GGNN (Li et al., ICLR 2016): linear in, GatedGraphConv (L GRU steps, seed-native), "
-        "linear out",
+        "GGNN (Li et al., ICLR 2016): linear in, GatedGraphConv (L GRU steps), linear out",
     ),
     "bottleneck": ModelSpec(
         PerSeed(bottleneck.build_bottleneck),
