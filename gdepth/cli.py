@@ -279,7 +279,9 @@ def _list(args: list[str]) -> int:
     from gdepth import data, models, norms
 
     groups = {
-        "models": {k: v.description for k, v in models.MODELS.items()},
+        "models": {k: v.description + ("" if v.per_seed is None else
+                                       f" [seeds one module each: {v.per_seed}]")
+                   for k, v in models.MODELS.items()},
         "norms": {k: v.description for k, v in norms.NORMS.items()},
         "datasets": {k: v.description for k, v in data.DATASETS.items()},
         "train": {p.stem: p.read_text().splitlines()[0].lstrip("# ")

@@ -166,6 +166,14 @@ def test_list_shows_every_registry(cli_env, tmp_path):
     for name in ("gcn_res", "nodenorm", "pairnorm", "coauthor_cs", "csbm", "ogbn_arxiv",
                  "default"):
         assert re.search(rf"^  {name} ", out.stdout, re.M), name
+    # which models run one module per seed, and why; the seed-native ones say nothing
+    from gdepth import models
+
+    per_seed = [k for k, v in models.MODELS.items() if v.per_seed is not None]
+    assert per_seed == ["bottleneck"]
+    line = re.search(r"^  bottleneck .*$", out.stdout, re.M).group(0)
+    assert "[seeds one module each: its layers are PyG's own" in line
+    assert not re.search(r"^  gcn_res .*one module each", out.stdout, re.M)
 
 
 def test_wheel_ships_the_config_tree(tmp_path):

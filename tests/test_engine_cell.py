@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, collect, models, plan, records
+from gdepth import cell, collect, plan, records
 from gdepth.cli import config_dir
 
 torch.set_num_threads(1)
@@ -281,9 +281,6 @@ def test_a_seed_job_from_seed_2_batches_exactly_its_seeds(tmp_path):
     assert all(s["test_acc"] > CHANCE + 0.1 for s in part["seeds"])
 
 
-@pytest.mark.skipif(models.MODELS["gcn_res"].seeded is None,
-                    reason="gcn_res is not seed-native in this tree (SeedStack refuses "
-                           "activation checkpointing)")
 def test_activation_checkpointing_batches_with_the_same_numbers(tmp_path):
     args = ("depth=6", "seeds=2", "train.epochs=8", "norm=nodenorm")
     plain = run(tmp_path / "plain", *args)

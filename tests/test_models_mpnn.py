@@ -60,15 +60,25 @@ def test_neighbour_sum_is_cached_per_adjacency_object():
     assert sums._cache[0][3] is not first and sums._cache[1][3] is first  # two most recent
 
 
+def pyg_gat_convs(model):
+    """PyG ``GATConv`` layers holding seed 0's weights of the seed-native GAT behind ``model``."""
+    refs = []
+    for conv in model.native.convs:
+        ref = GATConv(conv.d_in, conv.channels, heads=conv.heads, concat=conv.concat)
+        with torch.no_grad():
+            ref.lin.weight.copy_(conv.weight[0].t())
+            ref.att_src.copy_(conv.att_src[:1])
+            ref.att_dst.copy_(conv.att_dst[:1])
+            ref.bias.copy_(conv.bias[0])
+        refs.append(ref.eval())
+    return refs
+
+
 def reference_gat(model, x, edge_index, act):
-    for conv in model.convs[:-1]:
-        ref = GATConv(conv.in_channels, conv.out_channels, heads=conv.heads, concat=True)
-        ref.load_state_dict(conv.state_dict())
-        x = act(ref.eval()(x, edge_index))
-    last = model.convs[-1]
-    ref = GATConv(last.in_channels, last.out_channels, heads=last.heads, concat=False)
-    ref.load_state_dict(last.state_dict())
-    return ref.eval()(x, edge_index)
+    refs = pyg_gat_convs(model)
+    for ref in refs[:-1]:
+        x = act(ref(x, edge_index))
+    return refs[-1](x, edge_index)
 
 
 def _copy(lin, seed_linear):
@@ -90,10 +100,26 @@ def reference_gin(model, x, edge_index, act):
     return _copy(torch.nn.Linear(D, OUT), native.lin_out)(x)
 
 
+def pyg_ggnn(model):
+    """``(lin_in, GatedGraphConv, lin_out)``, torch / PyG modules holding seed 0's weights of
+    the seed-native GGNN behind ``model``."""
+    native = model.native
+    lin_in, lin_out = (torch.nn.Linear(lin.d_in, lin.d_out) for lin in (native.lin_in,
+                                                                          native.lin_out))
+    ref = GatedGraphConv(D, num_layers=native.ggc.num_layers)
+    with torch.no_grad():
+        for lin, seeded in ((lin_in, native.lin_in), (lin_out, native.lin_out)):
+            lin.weight.copy_(seeded.weight[0].t())
+            lin.bias.copy_(seeded.bias[0])
+        ref.weight.copy_(native.ggc.weight[0])
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref.rnn, name).copy_(getattr(native.ggc.rnn, name)[0])
+    return lin_in, ref, lin_out
+
+
 def reference_ggnn(model, x, edge_index, act):
-    ref = GatedGraphConv(D, num_layers=model.ggc.num_layers)
-    ref.load_state_dict(model.ggc.state_dict())
-    return model.lin_out(ref(model.lin_in(x), edge_index))
+    lin_in, ref, lin_out = pyg_ggnn(model)
+    return lin_out(ref(lin_in(x), edge_index))
 
 
 @pytest.mark.parametrize("depth", [1, 3])
@@ -156,7 +182,7 @@ def test_errors():
 
 def test_shapes_and_parameter_counts():
     gat = models.build(model_cfg("gat", heads=4), None, 3, IN, OUT)
-    assert [(c.heads, c.out_channels, c.concat) for c in gat.convs] == [
+    assert [(c.heads, c.channels, c.concat) for c in gat.native.convs] == [
         (4, 2, True),
         (4, 2, True),
         (1, OUT, False),

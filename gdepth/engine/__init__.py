@@ -52,14 +52,14 @@ def unsupported(cfg: Any) -> str | None:
 def batched_kernels(cfg: Any) -> bool:
     """Whether a batch of the cell's seeds shares its kernels (one product per layer for all
     seeds, cost per seed well below a batch of one's): the seeds can share a batch, the model
-    is written seed-native (``ModelSpec.seeded``; a :class:`gdepth.nn.seeds.SeedStack` runs
-    its seeds one after another inside the batch) and no per-seed DropEdge / DropNode cuts the
-    batches to one seed."""
+    is written seed-native (not one module per seed, :func:`gdepth.models.per_seed`: a
+    :class:`gdepth.nn.seeds.SeedStack` runs its seeds one after another inside the batch) and
+    no per-seed DropEdge / DropNode cuts the batches to one seed."""
     from gdepth import models
 
-    spec = models.MODELS.get(str(option(option(cfg, "model"), "name", "")))
-    return (unsupported(cfg) is None and spec is not None and spec.seeded is not None
-            and graph_dropout_mode(cfg) != "per seed")
+    name = str(option(option(cfg, "model"), "name", ""))
+    return (unsupported(cfg) is None and name in models.MODELS
+            and models.per_seed(name) is None and graph_dropout_mode(cfg) != "per seed")
 
 
 def graph_dropout_mode(cfg: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from gdepth.models import (
@@ -28,126 +29,129 @@ from gdepth.models import (
     sgc,
     sign,
 )
-from gdepth.nn.seeds import OneSeed
+from gdepth.nn.seeds import OneSeed, SeedStack, reset_seeds
 from gdepth.options import option, unknown
 
 
-class ModelSpec(NamedTuple):
-    """A registry entry.
+class PerSeed:
+    """The builder of a model whose layers are not seed-native: S one-seed modules behind the
+    seed-native contract (:class:`gdepth.nn.seeds.SeedStack`); ``one_seed`` builds one."""
 
-    ``builder(model_cfg, norm_cfg, depth, in_dim, out_dim) -> nn.Module``; ``convention``: how
-    ``depth`` counts layers; ``description``: one line for ``gdepth list models``; ``groups``:
-    the parameter groups the model declares for ``train.weight_decay_groups`` (its
-    ``named_parameter_groups()``, or ``graph`` / ``dense`` for the two-group
-    ``parameter_groups``; see :func:`gdepth.models.common.optimizer_groups`).
+    def __init__(self, one_seed: Callable[[Any, Any, int, int, int], nn.Module]) -> None:
+        self.one_seed = one_seed
+
+    def __call__(self, model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                 num_seeds: int) -> nn.Module:
+        return SeedStack(lambda: self.one_seed(model_cfg, norm_cfg, depth, in_dim, out_dim),
+                         num_seeds)
+
+
+class ModelSpec(NamedTuple):
+    """A registry entry, the one place a model is declared.
+
+    ``builder(model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds) -> nn.Module``: the
+    seed-native model (:mod:`gdepth.nn.seeds`: S seeds side by side, logits ``[N, S, C]``);
+    ``convention``: how ``depth`` counts layers; ``description``: one line for ``gdepth list
+    models``; ``groups``: the parameter groups the model declares for
+    ``train.weight_decay_groups`` (its ``named_parameter_groups()``; see
+    :func:`gdepth.models.common.optimizer_groups`); ``per_seed``: ``None`` when the model's
+    layers compute every seed at once, else why its seeds run one module each
+    (:class:`gdepth.nn.seeds.SeedStack`, same training loop and numbers, S forward passes).
     """
 
-    builder: Callable[[Any, Any, int, int, int], nn.Module]
+    builder: Callable[[Any, Any, int, int, int, int], nn.Module]
     convention: str
     description: str
     groups: tuple[str, ...] = ()
-    # the seed-native builder ``(model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)``
-    # (issue 17, transitional): None runs ``builder``'s one-seed module per seed (SeedStack)
-    seeded: Callable[[Any, Any, int, int, int, int], nn.Module] | None = None
+    per_seed: str | None = None
 
 
 MODELS: dict[str, ModelSpec] = {
     "gcn": ModelSpec(
-        gcn.one_seed_gcn,
+        gcn.build_gcn,
         gcn.GCN_CONVENTION,
-        "GCN (Kipf & Welling, ICLR 2017), GCNConv stack (seed-native)",
-        seeded=gcn.build_gcn,
+        "GCN (Kipf & Welling, ICLR 2017): GCNConv stack; Bag-of-Tricks skips, identity mapping",
     ),
     "gcn_res": ModelSpec(
-        gcn.one_seed_gcn_res,
+        gcn.build_gcn_res,
         gcn.GCN_RES_CONVENTION,
         "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
-        seeded=gcn.build_gcn_res,
     ),
     "appnp": ModelSpec(
-        lambda *a: OneSeed(appnp.build_appnp(*a, 1)),
+        appnp.build_appnp,
         appnp.APPNP_CONVENTION,
         "APPNP (Gasteiger et al., ICLR 2019): 2-layer MLP then K personalized-PageRank steps",
         ("input", "output"),
-        seeded=appnp.build_appnp,
     ),
     "sgc": ModelSpec(
-        lambda *a: OneSeed(sgc.build_sgc(*a, 1)),
+        sgc.build_sgc,
         sgc.SGC_CONVENTION,
         "SGC (Wu et al., ICML 2019): linear on cached A^K X",
-        seeded=sgc.build_sgc,
     ),
     "gcnii": ModelSpec(
         gcnii.build_gcnii,
         gcnii.GCNII_CONVENTION,
         "GCNII (Chen et al., ICML 2020, official code): initial residual + identity mapping",
         common.LEGACY_GROUPS,
-        seeded=gcnii.build_seeded_gcnii,
     ),
     "gcnii_star": ModelSpec(
         gcnii.build_gcnii_star,
         gcnii.GCNII_STAR_CONVENTION,
         "GCNII* (Chen et al., ICML 2020, official code): separate weights for A H and H0",
         common.LEGACY_GROUPS,
-        seeded=gcnii.build_seeded_gcnii_star,
     ),
     "jknet": ModelSpec(
         jknet.build_jknet,
         jknet.JKNET_CONVENTION,
         "JKNet (Xu et al., ICML 2018): GCN layers, jumping knowledge (cat|max|lstm), linear out",
         ("graph", "output"),
-        seeded=jknet.build_seeded_jknet,
     ),
     "mlp": ModelSpec(
-        lambda *a: OneSeed(mlp.build_mlp(*a, 1)),
+        mlp.build_mlp,
         mlp.MLP_CONVENTION,
         "MLP: graph-free baseline, depth = linear layers",
-        seeded=mlp.build_mlp,
     ),
     "sign": ModelSpec(
-        lambda *a: OneSeed(sign.build_sign(*a, 1)),
+        sign.build_sign,
         sign.SIGN_CONVENTION,
         "SIGN (Frasca et al., 2020): one linear per cached hop [X, AX, ..., A^K X], concatenated",
-        seeded=sign.build_sign,
     ),
     "resgcn": ModelSpec(
         dropedge_backbones.build_resgcn,
         dropedge_backbones.RESGCN_CONVENTION,
         "ResGCN (DropEdge, Rong et al., ICLR 2020, official code): GCN blocks with a skip each",
-        seeded=dropedge_backbones.build_seeded_resgcn,
     ),
     "densegcn": ModelSpec(
         dropedge_backbones.build_densegcn,
         dropedge_backbones.DENSEGCN_CONVENTION,
         "DenseGCN (DropEdge code; its README's JKNet): GCN chain, all outputs concatenated",
-        seeded=dropedge_backbones.build_seeded_densegcn,
     ),
     "incepgcn": ModelSpec(
         dropedge_backbones.build_incepgcn,
         dropedge_backbones.INCEPGCN_CONVENTION,
         "IncepGCN (DropEdge code): branches of 1..L-2 GCN layers, outputs concatenated",
-        seeded=dropedge_backbones.build_seeded_incepgcn,
     ),
     "gat": ModelSpec(
         gat.build_gat,
         gat.GAT_CONVENTION,
-        "GAT (Velickovic et al., ICLR 2018): PyG GATConv stack, multi-head hidden layers",
+        "GAT (Velickovic et al., ICLR 2018): GATConv stack, multi-head hidden layers",
     ),
     "gin": ModelSpec(
         gin.build_gin,
         gin.GIN_CONVENTION,
         "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
-        seeded=gin.build_seeded_gin,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,
         ggnn.GGNN_CONVENTION,
-        "GGNN (Li et al., ICLR 2016): linear in, PyG GatedGraphConv (L GRU steps), linear out",
+        "GGNN (Li et al., ICLR 2016): linear in, GatedGraphConv (L GRU steps), linear out",
     ),
     "bottleneck": ModelSpec(
-        bottleneck.build_bottleneck,
+        PerSeed(bottleneck.build_bottleneck),
         bottleneck.BOTTLENECK_CONVENTION,
         "Alon & Yahav (ICLR 2021) GraphModel: gcn|gin|gat|ggnn layers, residual + LayerNorm",
+        per_seed="its layers are PyG's own (GCNConv, GINConv, GATConv, GatedGraphConv) over "
+                 "mini-batches of trees (dataset tree_match, one seed per run)",
     ),
 }
 
@@ -159,20 +163,32 @@ def _spec(name: Any) -> ModelSpec:
 
 
 def build(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> nn.Module:
-    """Build the model named ``model_cfg.name``.
+    """One seed of the model named ``model_cfg.name`` behind the one-seed interface
+    ``model(x [N, F], adj) -> [N, C]`` (diagnostics, the tree task, scripts).
+
+    Its initial tensors are drawn from the global RNG as :func:`build_seeded` draws seed 0's
+    (every block's ``reset_seed(0)``, in module order, from the RNG state this call found):
+    after ``torch.manual_seed(s)`` it equals ``build_seeded(..., seeds=[s])``.
 
     Args:
         model_cfg: ``model`` config node: ``name`` and the model's keys (for ``gcn`` and
             ``gcn_res``: hidden 64, dropout 0.5, dropout_layers "all", activation "relu").
-        norm_cfg: ``norm`` config node for :func:`gdepth.norms.build_norm` (``None``: no norm).
+        norm_cfg: ``norm`` config node for :func:`gdepth.norms.build_seeded_norm` (``None``:
+            no norm).
         depth: number of layers as the model's convention counts them, >= 1.
         in_dim: input features.
         out_dim: output features (classes).
     """
-    spec = _spec(option(model_cfg, "name", None))
-    if int(depth) < 1:
-        raise ValueError(f"depth must be >= 1, got {depth}")
-    return spec.builder(model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
+    spec, args = _checked(model_cfg, norm_cfg, depth, in_dim, out_dim)
+    if isinstance(spec.builder, PerSeed):
+        return spec.builder.one_seed(*args)
+    state = torch.get_rng_state()
+    model = spec.builder(*args, 1)
+    torch.set_rng_state(state)  # the constructor's own draws are redrawn below
+    with torch.no_grad():
+        for block in [m for m in model.modules() if hasattr(m, "reset_seed")]:
+            block.reset_seed(0)
+    return OneSeed(model)
 
 
 def build_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
@@ -180,17 +196,21 @@ def build_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim
     """The model named ``model_cfg.name`` for the seeds ``seeds`` at once, seed-native
     (:mod:`gdepth.nn.seeds`): logits ``[N, S, C]``, seed ``s`` initialized after
     ``torch.manual_seed(seeds[s])``. Arguments as :func:`build`."""
-    from gdepth.nn.seeds import SeedStack, reset_seeds
+    spec, args = _checked(model_cfg, norm_cfg, depth, in_dim, out_dim)
+    return reset_seeds(spec.builder(*args, len(seeds)), seeds)
 
+
+def _checked(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
+             ) -> tuple[ModelSpec, tuple[Any, Any, int, int, int]]:
     spec = _spec(option(model_cfg, "name", None))
     if int(depth) < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
-    args = (model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
-    if spec.seeded is not None:
-        model = spec.seeded(*args, len(seeds))
-    else:
-        model = SeedStack(lambda: spec.builder(*args), len(seeds))
-    return reset_seeds(model, seeds)
+    return spec, (model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
+
+
+def per_seed(name: str) -> str | None:
+    """Why model ``name``'s seeds run one module each (``None``: its layers are seed-native)."""
+    return _spec(name).per_seed
 
 
 def convention(name: str) -> str:
@@ -247,6 +267,5 @@ def checkpoint_layers(model: nn.Module) -> None:
     native.checkpoint_layers = True
 
 
-__all__ = ["MODELS", "ModelSpec", "build", "build_seeded", "checkpoint_layers", "convention",
-           "count_parameters", "groups"]
-
+__all__ = ["MODELS", "ModelSpec", "PerSeed", "build", "build_seeded", "checkpoint_layers",
+           "convention", "count_parameters", "groups", "per_seed"]

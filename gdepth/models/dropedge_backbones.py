@@ -74,7 +74,7 @@ from gdepth.nn.kernels import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.nn.seeds import OneSeed, glorot_
+from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
@@ -334,39 +334,27 @@ def _build(
     )
 
 
-def build_seeded_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                         num_seeds: int) -> ResGCN:
     """``resgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
     (0.5), activation ("relu"), nbaseblocklayer (1; 0: one block of L-2)."""
     return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_seeded_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                           num_seeds: int) -> DenseGCN:
     """``densegcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
     (0.5), activation ("relu")."""
     return _build(DenseGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_seeded_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                           num_seeds: int) -> IncepGCN:
     """``incepgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
     (0.5), activation ("relu")."""
     return _build(IncepGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
-    """``resgcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_resgcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
 
 
-def build_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                   ) -> OneSeed:
-    """``densegcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_densegcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
 
-
-def build_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                   ) -> OneSeed:
-    """``incepgcn`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_incepgcn(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))

@@ -1,4 +1,4 @@
-r"""GAT: a stack of PyG ``GATConv`` attention layers on the graph structure of the adjacency.
+r"""GAT: a stack of graph attention layers on the graph structure of the adjacency, seed-native.
 
 Veličković, Cucurull, Casanova, Romero, Liò and Bengio, "Graph Attention Networks", ICLR 2018,
 arXiv 1710.10903, https://arxiv.org/abs/1710.10903. Each head :math:`k` of a layer attends over
@@ -14,12 +14,25 @@ the neighbors :math:`j \in \mathcal{N}(i) \cup \{i\}`:
 ``heads`` concatenated heads of ``hidden / heads`` channels each, so their width is ``hidden``;
 the output layer has ``output_heads`` heads of ``out`` channels, averaged (the paper: 1 head on
 Cora/Citeseer, 8 averaged on PubMed). The paper uses ELU; here ``activation`` from the config.
-Attention coefficients get dropout ``attention_dropout`` (PyG's ``GATConv(dropout=...)``).
+Attention coefficients get dropout ``attention_dropout``.
+
+Each layer computes what PyG's ``GATConv(d_in, d / heads, heads, concat, dropout=
+attention_dropout)`` (negative_slope 0.2, add_self_loops, bias) computes, for S seeds at once
+(:mod:`gdepth.nn.seeds`): :math:`\mathbf{a}^{k\top} [W^{k} \mathbf{h}_i \| W^{k} \mathbf{h}_j]
+= \mathbf{a}_{dst}^{k} \cdot W^k\mathbf{h}_i + \mathbf{a}_{src}^{k} \cdot W^k\mathbf{h}_j`,
+one ``bmm`` for every seed's transform (seed-major ``[S, N, heads·d]``), one more for both
+scores of every head, the scores of all seeds gathered at the edge endpoints at once
+(``[S, E, heads]``), then the softmax over each
+node's incoming edges and the weighted sum by hand (:class:`_EdgeSoftmax`,
+:class:`_Aggregate`: seed by seed inside one autograd node, which keeps each seed's edge
+messages in cache; measured numbers there). The initial weights are GATConv's draws (glorot
+``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias, per
+layer in order), so seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
 
 Only the structure of ``adj`` is used, not its weights: the edges are read from the sparse
 ``adj`` (row = target, column = source) once per adjacency object and cached on the module, self
-loops dropped; ``GATConv`` adds one self loop per node itself, so every node attends to itself
-whether or not the dataset adds self loops.
+loops dropped, then one self loop per node added (as ``GATConv`` does), so every node attends to
+itself whether or not the dataset adds self loops.
 
 Depth convention: depth :math:`L` = number of GAT layers, input (in → hidden) and output
 (hidden → out) included; :math:`L = 1` is one in → out layer. Each layer but the last is followed
@@ -29,14 +42,18 @@ selected by ``dropout_layers`` (``all`` or ``io``: first and last only).
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv
 
 from gdepth.models import common
-from gdepth.models.adjacency import EdgeIndexCache
-from gdepth.norms import build_norm
+from gdepth.models.adjacency import edge_index_from_adj
+from gdepth.nn.kernels import NotBatchable, StackedInput, keep_mask, stacked_dropout
+from gdepth.nn.seeds import glorot_
+from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
 GAT_CONVENTION = (
@@ -47,8 +64,217 @@ GAT_CONVENTION = (
 )
 
 
-class GAT(common.LayerDropout, nn.Module):
-    """``depth`` GAT layers on the edges of ``adj`` (see the module docstring).
+class AttentionEdges(NamedTuple):
+    """The edges a GAT layer attends over: ``src``, ``dst`` ``[E]`` sorted by target (then
+    source), one self loop per node included; ``ptr [N + 1]`` the target segments (CSR)."""
+
+    src: Tensor
+    dst: Tensor
+    ptr: Tensor
+
+
+def attention_edges(adj: Tensor) -> AttentionEdges:
+    """The edges of the sparse ``adj`` (rows targets, columns sources; its values unused), self
+    loops dropped and one per node added: the edge set ``GATConv`` attends over when given
+    :func:`gdepth.models.adjacency.edge_index_from_adj` (its ``remove_self_loops`` then
+    ``add_self_loops``)."""
+    source, target = edge_index_from_adj(adj)
+    n = adj.shape[0]
+    loops = torch.arange(n, device=source.device)
+    src, dst = torch.cat([source, loops]), torch.cat([target, loops])
+    order = torch.argsort(dst * n + src)
+    src, dst = src[order], dst[order]
+    ptr = torch.zeros(n + 1, dtype=torch.long, device=src.device)
+    ptr[1:] = torch.bincount(dst, minlength=n).cumsum(0)
+    return AttentionEdges(src, dst, ptr)
+
+
+class PerAdjacency:
+    """``make(adj, *key)`` once per adjacency object and key (the same object and key: cached),
+    as :class:`gdepth.models.adjacency.EdgeIndexCache`."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self._adj: Tensor | None = None
+        self._key: tuple = ()
+        self._value: Any = None
+
+    def __deepcopy__(self, memo: dict) -> PerAdjacency:
+        """An empty cache (``copy.deepcopy`` of a model, as ``select_seeds`` and
+        ``concat_seeds`` make, cannot copy a sparse CSR adjacency; the copy rebuilds)."""
+        return PerAdjacency(self.make)
+
+    def __call__(self, adj: Tensor, *key: Any) -> Any:
+        if adj is not self._adj or key != self._key or self._value is None:
+            self._value = self.make(adj, *key)
+            self._adj, self._key = adj, key
+        return self._value
+
+
+class _EdgeSoftmax(torch.autograd.Function):
+    r"""Softmax of the edge scores ``e [S, E, heads]`` over each target's incoming edges
+    (:math:`\alpha_e = \exp(e_e - m_i) / \sum_{e': dst_{e'} = i} \exp(e_{e'} - m_i)`,
+    :math:`m_i` the segment's maximum; PyG's ``utils.softmax`` up to its ``+1e-16`` in the
+    denominator, which is at least 1 here), seed by seed with ``torch.segment_reduce`` over the
+    target-sorted edges; backward from the output alone,
+    :math:`\partial e = \alpha \odot (G - \sum_{seg} \alpha \odot G)`.
+    Why by hand: PyG's index path (``scatter_reduce`` of the maximum on ``[S, E, heads]``)
+    measured 81 ms against 24 ms for this, forward + backward, Cora-sized, S = 10, 8 heads."""
+
+    @staticmethod
+    def forward(ctx, e: Tensor, edges: AttentionEdges) -> Tensor:  # type: ignore[override]
+        out = torch.empty_like(e)
+        for s in range(e.shape[0]):
+            top = torch.segment_reduce(e[s], "max", offsets=edges.ptr, axis=0)
+            ex = torch.sub(e[s], top.index_select(0, edges.dst), out=out[s]).exp_()
+            total = torch.segment_reduce(ex, "sum", offsets=edges.ptr, axis=0)
+            ex.div_(total.index_select(0, edges.dst))
+        ctx.save_for_backward(out)
+        ctx.edges = edges
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (alpha,) = ctx.saved_tensors
+        edges = ctx.edges
+        out = grad * alpha
+        for s in range(alpha.shape[0]):
+            total = torch.segment_reduce(out[s], "sum", offsets=edges.ptr, axis=0)
+            out[s].sub_(alpha[s] * total.index_select(0, edges.dst))
+        return out, None
+
+
+class _Aggregate(torch.autograd.Function):
+    r"""The attention-weighted sum :math:`O_{s,i} = \sum_{e: dst_e = i} \alpha_{s,e}
+    Z_{s, src_e}` per seed and head, ``z [S, N, heads, C]``, ``alpha [S, E, heads]``, seed by
+    seed. Backward, with :math:`G = \partial L/\partial O`:
+    :math:`\partial\alpha_{s,e} = G_{s,dst_e} \cdot Z_{s,src_e}` (over the channels),
+    :math:`\partial Z_{s,j} = \sum_{e: src_e = j} \alpha_{s,e} G_{s,dst_e}`.
+
+    Why by hand, seed by seed: the messages ``[E, S, heads, C]`` of all seeds at once (gather,
+    multiply, ``index_add``) spill every cache; one seed's ``[E, heads, C]`` does not. Measured
+    on a Cora-sized graph (E = 13k edges with self loops, S = 10, 8 heads of 8, one thread of
+    the shared 2-core dev machine, forward + backward of this sum alone): 111 ms seed by seed
+    on seed-major tensors; 286 ms for the same loop on node-major ``[N, S, ...]`` slices;
+    341 ms (node-major) and 394 ms (seed-major) for all seeds in one autograd gather /
+    multiply / ``index_add``. Autograd would also save the gathered messages for the backward;
+    this saves ``z`` and ``alpha`` only."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, alpha: Tensor,  # type: ignore[override]
+                edges: AttentionEdges) -> Tensor:
+        out = z.new_zeros(z.shape)
+        for s in range(z.shape[0]):
+            msg = z[s].index_select(0, edges.src).mul_(alpha[s].unsqueeze(-1))
+            out[s].index_add_(0, edges.dst, msg)
+        ctx.save_for_backward(z, alpha)
+        ctx.edges = edges
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        z, alpha = ctx.saved_tensors
+        edges = ctx.edges
+        grad = grad.contiguous()
+        grad_z = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
+        grad_alpha = torch.empty_like(alpha) if ctx.needs_input_grad[1] else None
+        for s in range(z.shape[0]):
+            g = grad[s].index_select(0, edges.dst)  # [E, heads, C]
+            if grad_alpha is not None:
+                torch.sum(g * z[s].index_select(0, edges.src), dim=-1, out=grad_alpha[s])
+            if grad_z is not None:
+                grad_z[s].index_add_(0, edges.src, g.mul_(alpha[s].unsqueeze(-1)))
+        return grad_z, grad_alpha, None
+
+
+class SeedGATConv(nn.Module):
+    r"""PyG's ``GATConv(d_in, channels, heads, concat, negative_slope, dropout)`` (self loops
+    added, bias) for S seeds: ``weight [S, d_in, heads·channels]`` (``lin.weight`` transposed),
+    ``att_src`` / ``att_dst [S, heads, channels]``, ``bias [S, heads·channels]`` (concat) or
+    ``[S, channels]`` (mean over the heads).
+
+    ``forward(z, edges, training, mask_fn)`` takes the transformed features
+    :math:`Z = HW` ``[N, S, heads·channels]`` (:meth:`transform`, or the first layer's
+    :class:`gdepth.nn.kernels.StackedInput`) and returns ``[N, S, heads·channels]`` or
+    ``[N, S, channels]``.
+    """
+
+    def __init__(self, num_seeds: int, d_in: int, channels: int, heads: int, concat: bool,
+                 attention_dropout: float = 0.0, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        self.num_seeds, self.d_in, self.channels, self.heads = num_seeds, d_in, channels, heads
+        self.concat, self.negative_slope = concat, float(negative_slope)
+        self.attention_dropout = float(attention_dropout)
+        self.weight = nn.Parameter(torch.empty(num_seeds, d_in, heads * channels))
+        self.att_src = nn.Parameter(torch.empty(num_seeds, heads, channels))
+        self.att_dst = nn.Parameter(torch.empty(num_seeds, heads, channels))
+        self.bias = nn.Parameter(torch.zeros(num_seeds, heads * channels if concat else channels))
+        for s in range(num_seeds):
+            self.reset_seed(s)
+
+    def reset_seed(self, s: int) -> None:
+        r"""GATConv's draws: glorot ``lin`` ``[heads·channels, d_in]`` twice (PyG's ``Linear``
+        draws it when built, ``GATConv.reset_parameters`` again; the second stays), glorot
+        ``att_src`` then ``att_dst`` (PyG's ``glorot`` on ``[1, heads, channels]``: bound
+        :math:`\sqrt{6/(heads + channels)}`), zero bias."""
+        with torch.no_grad():
+            for _ in range(2):
+                glorot_(self.weight[s], self.d_in, self.heads * self.channels)
+            a = math.sqrt(6.0 / (self.heads + self.channels))
+            for att in (self.att_src, self.att_dst):
+                att[s].copy_(torch.empty(self.heads, self.channels, dtype=att.dtype)
+                             .uniform_(-a, a))
+            self.bias[s].zero_()
+
+    def transform(self, h: Tensor) -> Tensor:
+        """:math:`Z_s = H_s W_s` for every seed, ``h [N, S, d_in] -> [N, S, heads·channels]``
+        (a node-major view of a seed-major tensor, the layout :meth:`forward` reads)."""
+        return torch.bmm(h.transpose(0, 1), self.weight).transpose(0, 1)
+
+    def forward(self, z: Tensor, edges: AttentionEdges, training: bool = False,
+                mask_fn=None) -> Tensor:
+        """The layer's output for every seed from ``z [N, S, heads·channels]``; in training the
+        attention coefficients get dropout, each seed its own mask (``mask_fn((E, heads), p)
+        -> [S, E, heads]`` when one is injected)."""
+        n, s = z.shape[:2]
+        h, c = self.heads, self.channels
+        zs = z.transpose(0, 1).contiguous()  # [S, N, heads·C], seed-major
+        # both scores of every head as one product with the block-diagonal [heads·C, 2 heads]
+        # matrix of a_src, a_dst (instead of a product and a sum over [S, N, heads, C]).
+        eye = torch.eye(h, dtype=zs.dtype, device=zs.device)
+        att = torch.cat([self.att_src, self.att_dst], dim=1)  # [S, 2 heads, C]
+        blocks = (att.view(s, 2, h, c, 1) * eye.view(1, 1, h, 1, h)).permute(0, 2, 3, 1, 4)
+        scores = torch.bmm(zs, blocks.reshape(s, h * c, 2 * h))  # [S, N, 2·heads]
+        e = F.leaky_relu(scores[..., :h].index_select(1, edges.src)
+                         + scores[..., h:].index_select(1, edges.dst), self.negative_slope)
+        alpha = _EdgeSoftmax.apply(e, edges)  # [S, E, heads]
+        if training and self.attention_dropout > 0.0:
+            p = self.attention_dropout
+            alpha = alpha * (mask_fn(tuple(alpha.shape[1:]), p).to(alpha.dtype)
+                             if mask_fn is not None else keep_mask(alpha, p))
+        out = _Aggregate.apply(zs.view(s, n, h, c), alpha, edges)  # [S, N, heads, C]
+        out = out.view(s, n, -1) if self.concat else out.mean(dim=2)
+        return (out + self.bias.unsqueeze(1)).transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return (f"seeds={self.num_seeds}, {self.d_in} -> {self.heads}x{self.channels}, "
+                f"concat={self.concat}, attention_dropout={self.attention_dropout}")
+
+
+def weight_parameters_of(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``module`` a one-seed model names ``*weight*``: a block's own
+    ``weight_parameters()`` where it declares one (a seeded norm), else by name."""
+    if hasattr(module, "weight_parameters"):
+        return list(module.weight_parameters())
+    out = [p for n, p in module.named_parameters(recurse=False) if "weight" in n]
+    for child in module.children():
+        out += weight_parameters_of(child)
+    return out
+
+
+class GAT(nn.Module):
+    """``depth`` GAT layers on the edges of ``adj`` for ``num_seeds`` seeds (see the module
+    docstring): ``forward(x_in, adj) -> [N, S, out_dim]``.
 
     Args:
         in_dim: input features (dense or sparse CSR).
@@ -63,6 +289,7 @@ class GAT(common.LayerDropout, nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability of the layer inputs. (default: ``0.5``)
         dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        num_seeds: seeds held side by side. (default: ``1``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
@@ -80,6 +307,7 @@ class GAT(common.LayerDropout, nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         dropout_layers: str = "all",
+        num_seeds: int = 1,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -88,29 +316,56 @@ class GAT(common.LayerDropout, nn.Module):
             raise ValueError(f"heads and output_heads must be >= 1, got {heads}, {output_heads}")
         if depth > 1 and hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be a multiple of heads ({heads})")
+        self.num_seeds = num_seeds
         dims = [in_dim] + [hidden] * (depth - 1)
         att = float(attention_dropout)
         self.convs = nn.ModuleList(
-            GATConv(a, hidden // heads, heads=heads, concat=True, dropout=att) for a in dims[:-1]
-        )
-        self.convs.append(GATConv(dims[-1], out_dim, heads=output_heads, concat=False, dropout=att))
-        self.norms = nn.ModuleList(build_norm(norm_cfg, hidden) for _ in range(depth - 1))
+            SeedGATConv(num_seeds, a, hidden // heads, heads, True, att) for a in dims[:-1])
+        self.convs.append(SeedGATConv(num_seeds, dims[-1], out_dim, output_heads, False, att))
+        self.norms = nn.ModuleList(build_seeded_norm(norm_cfg, hidden, num_seeds)
+                                   for _ in range(depth - 1))
         self.act = common.activation(activation)
-        self.set_dropout(dropout, dropout_layers, depth)
-        self.edges = EdgeIndexCache()
+        self.dropout = float(dropout)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.mask_fn = None
+        self.layer_sink: list | None = None
+        self.edges = PerAdjacency(attention_edges)
 
-    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
-        """Logits ``[N, out_dim]`` from features ``x [N, in_dim]`` and the sparse ``adj``."""
-        edge_index = self.edges(adj)
-        x = common.tap(self, x)
-        for i, (conv, norm) in enumerate(zip(self.convs[:-1], self.norms, strict=True)):
-            x = common.tap(self, self.act(norm(conv(self._drop(x, i), edge_index))))
-        return common.tap(self, self.convs[-1](self._drop(x, len(self.convs) - 1), edge_index))
+    def first_layer_parameters(self) -> list[nn.Parameter]:
+        raise NotBatchable("train.weight_decay_first_only=true but model GAT has no "
+                           "first_layer()")
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """The layers' ``weight`` (GATConv's ``lin.weight``; ``att_src`` / ``att_dst`` are not
+        named weight) and the norms' weights."""
+        return [p for child in self.children() for p in weight_parameters_of(child)]
+
+    def _drop(self, h: Tensor, position: int) -> Tensor:
+        p = self.dropout if position in self.dropout_at else 0.0
+        return stacked_dropout(h, p, self.training, self.mask_fn)
+
+    def forward(self, x_in: Any, adj: Any, rows: Tensor | None = None) -> Tensor:
+        """Logits ``[N, S, out_dim]`` from the input features (a
+        :class:`gdepth.nn.kernels.StackedInput` or ``[N, in_dim]``) and the propagation (a
+        :class:`gdepth.nn.kernels.Propagation` or the sparse ``adj``); only its edges are read."""
+        x_in = x_in if isinstance(x_in, StackedInput) else StackedInput(x_in)
+        edges = self.edges(getattr(adj, "adj", adj))
+        common.tap(self, x_in.x)
+        first = self.convs[0]
+        p = self.dropout if 0 in self.dropout_at and self.training else 0.0
+        out = first(x_in(first.weight, p, self.mask_fn), edges, self.training, self.mask_fn)
+        for i, conv in enumerate(self.convs[1:], start=1):
+            h = common.tap(self, self.act(self.norms[i - 1](out)))
+            out = conv(conv.transform(self._drop(h, i)), edges, self.training, self.mask_fn)
+        common.tap(self, out)
+        return out if rows is None else out[rows]
 
 
-def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> GAT:
-    """``gat`` from a ``model`` config: keys hidden (64), heads (8), output_heads (1),
-    attention_dropout (0.6), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
+def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+                     num_seeds: int) -> GAT:
+    """``gat`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), heads (8),
+    output_heads (1), attention_dropout (0.6), dropout (0.5), dropout_layers ("all"),
+    activation ("relu")."""
     return GAT(
         in_dim,
         out_dim=out_dim,
@@ -118,5 +373,6 @@ def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: i
         heads=int(option(model_cfg, "heads", 8)),
         output_heads=int(option(model_cfg, "output_heads", 1)),
         attention_dropout=float(option(model_cfg, "attention_dropout", 0.6)),
+        num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )

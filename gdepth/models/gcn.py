@@ -69,7 +69,6 @@ from gdepth.nn.kernels import (
     keep_mask,
     stacked_dropout,
 )
-from gdepth.nn.seeds import OneSeed
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
@@ -353,29 +352,3 @@ def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_di
     return GCNRes(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
                   **common.model_options(model_cfg, norm_cfg))
 
-
-def one_seed(native: Any, *args: Any) -> nn.Module:
-    """``native(*args, 1)`` behind the one-seed interface (:class:`OneSeed`), its initial
-    tensors drawn from the global RNG as :func:`gdepth.nn.seeds.reset_seeds` draws seed 0's
-    (``reset_seed(0)`` on every block, in module order, from the RNG state this call found):
-    after ``torch.manual_seed(s)`` it equals ``models.build_seeded(..., seeds=[s])``, whatever
-    a block's constructor draws, and leaves the RNG where the one-seed PyG model left it."""
-    state = torch.get_rng_state()
-    model = native(*args, 1)
-    torch.set_rng_state(state)
-    with torch.no_grad():
-        for block in [m for m in model.modules() if hasattr(m, "reset_seed")]:
-            block.reset_seed(0)
-    return OneSeed(model)
-
-
-def one_seed_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                 ) -> nn.Module:
-    """:func:`build_gcn` for one seed behind the one-seed interface (:func:`one_seed`)."""
-    return one_seed(build_gcn, model_cfg, norm_cfg, depth, in_dim, out_dim)
-
-
-def one_seed_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                     ) -> nn.Module:
-    """:func:`build_gcn_res` for one seed behind the one-seed interface (:func:`one_seed`)."""
-    return one_seed(build_gcn_res, model_cfg, norm_cfg, depth, in_dim, out_dim)

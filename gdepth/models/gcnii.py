@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from gdepth.models import common
 from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, stacked_dropout
-from gdepth.nn.seeds import OneSeed, SeedLinear
+from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
@@ -219,26 +219,18 @@ def _build(variant: bool, model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int
     )
 
 
-def build_seeded_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                        num_seeds: int) -> GCNII:
     """``gcnii`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), alpha (0.1),
     lamda (0.5), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
     return _build(False, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_seeded_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int,
+def build_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int,
                             out_dim: int, num_seeds: int) -> GCNII:
     """``gcnii_star`` (GCNII*) for ``num_seeds`` seeds, same keys and defaults as
-    :func:`build_seeded_gcnii`."""
+    :func:`build_gcnii`."""
     return _build(True, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
-    """``gcnii`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_gcnii(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
 
-
-def build_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                     ) -> OneSeed:
-    """``gcnii_star`` (GCNII*) as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_gcnii_star(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))

@@ -48,7 +48,7 @@ from gdepth.nn.kernels import (
     propagation,
     stacked_dropout,
 )
-from gdepth.nn.seeds import OneSeed, SeedLinear
+from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option
 
@@ -239,7 +239,7 @@ class GIN(nn.Module):
                 f"dropout_at={sorted(self.dropout_at)}")
 
 
-def build_seeded_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                      num_seeds: int) -> GIN:
     """``gin`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), train_eps
     (False), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
@@ -252,7 +252,3 @@ def build_seeded_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out
         **common.model_options(model_cfg, norm_cfg),
     )
 
-
-def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) -> OneSeed:
-    """``gin`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``."""
-    return OneSeed(build_seeded_gin(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))

@@ -67,7 +67,7 @@ from gdepth.nn.kernels import (
     stacked_conv,
     stacked_dropout,
 )
-from gdepth.nn.seeds import OneSeed, SeedLinear, glorot_, kaiming_linear_
+from gdepth.nn.seeds import SeedLinear, glorot_, kaiming_linear_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
@@ -332,7 +332,7 @@ class JKNet(common.LayerDropout, nn.Module):
                 f"shared_dropout={self.shared_dropout}")
 
 
-def build_seeded_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
+def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
                        num_seeds: int) -> JKNet:
     """``jknet`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), mode
     ("cat"), dropout (0.5), dropout_layers ("all"), activation ("relu"), shared_dropout
@@ -347,9 +347,3 @@ def build_seeded_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, o
         **common.model_options(model_cfg, norm_cfg),
     )
 
-
-def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                ) -> OneSeed:
-    """``jknet`` as a one-seed model ``forward(x [N, F], adj) -> [N, C]``
-    (:class:`gdepth.nn.seeds.OneSeed`)."""
-    return OneSeed(build_seeded_jknet(model_cfg, norm_cfg, depth, in_dim, out_dim, 1))
