@@ -29,7 +29,7 @@ class Engine(str, Enum):
 
     auto = "auto"  # batched where the cell supports it, else the per-seed loop
     batched = "batched"  # batched, or the cell fails with the reason
-    loop = "loop"  # one train.fit per seed
+    loop = "loop"  # the same loop, batches of one seed
 
 
 class Adjacency(str, Enum):

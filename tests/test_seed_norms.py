@@ -285,35 +285,6 @@ def test_groupnorm_draws_twice_as_pyg():
     assert torch.equal(native.lin_weight[0].t(), pyg.lin.weight)
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_stack_norms_concatenates_the_seeds_of_one_seed_norms(case):
-    """kernels.stack_norms (the engine twins') over S build_norm modules is the S-seed native
-    norm holding their slices in order; ``none`` stays exactly StackedNorm (fast paths)."""
-    cfg = CASES[case]
-    ones = [randomized(build_norm(cfg, D)) for _ in range(S)]
-    with torch.no_grad():
-        for i, one in enumerate(ones):
-            for p in one.parameters():
-                p.add_(i)  # each seed its own tensors
-    stacked = kernels.stack_norms(ones)
-    assert type(stacked) is type(ones[0].module) and stacked.num_seeds == S
-    if cfg["name"] == "none":
-        assert type(stacked) is kernels.StackedNorm
-    for s, one in enumerate(ones):
-        assert_same(as_reference(cfg["name"], stacked.state_dict(), s),
-                    as_reference(cfg["name"], one.module.state_dict()), exact=True)
-    x = features(S)
-    want = torch.stack([one(x[:, s]) for s, one in enumerate(ones)], dim=1)
-    torch.testing.assert_close(stacked(x), want, **TOL)
-    assert type(concat_seeds([one.module for one in ones])) is type(stacked)
-
-
-def test_stack_norms_refuses_mixed_kinds():
-    with pytest.raises(kernels.NotBatchable, match="differ"):
-        kernels.stack_norms([build_norm({"name": "nodenorm"}, D), build_norm(None, D)])
-    with pytest.raises(kernels.NotBatchable, match="not a one-seed native norm"):
-        kernels.stack_norms([nn.LayerNorm(D)])
-
 
 def test_select_and_concat_seeds_round_trip():
     norm = randomized(build_seeded_norm(CASES["combnorm-n"], D, S))

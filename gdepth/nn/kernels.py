@@ -4,7 +4,7 @@ Seed ``s`` of a stacked tensor ``H`` of shape ``[N, S, d]`` is ``H[:, s]``, the 
 features one seed's model would hold. Every block here acts on each seed's slice exactly as
 the one-seed module it copies from (same formula, same statistics), so S stacked seeds are S
 independent runs. The normalizations are seed-native in :mod:`gdepth.norms` (which imports
-this module, never the other way); :func:`stack_norms` concatenates one-seed ones.
+this module, never the other way).
 
 Dropout masks come from a :data:`MaskFn` when one is given (the equivalence test injects the
 masks the loop models draw); otherwise from ``F.dropout`` over the whole stacked tensor, which
@@ -13,7 +13,7 @@ draws an independent mask per seed and element: the same distribution as S separ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -398,19 +398,3 @@ class StackedNorm(nn.Module):
 
     def weight_parameters(self) -> list[nn.Parameter]:
         return []
-
-
-def stack_norms(modules: Sequence[nn.Module]) -> nn.Module:
-    """One seed-native norm holding the seeds of ``modules``: S one-seed norms of one kind from
-    :func:`gdepth.norms.build_norm` (:class:`gdepth.nn.seeds.OneSeedNorm`), their seed slices
-    concatenated in order (``OneSeedNorm.stack_seeds``, i.e. :func:`gdepth.nn.seeds.concat_seeds`;
-    reached through the modules, so this module imports neither :mod:`gdepth.norms` nor
-    :mod:`gdepth.nn.seeds`). Transitional (issue 17): the engine twins stack their loop models'
-    norms with it."""
-    first = modules[0]
-    if any(type(m) is not type(first) for m in modules):
-        raise NotBatchable("the seeds' norms differ")
-    stack = getattr(first, "stack_seeds", None)
-    if stack is None:
-        raise NotBatchable(f"norm {type(first).__name__} is not a one-seed native norm")
-    return stack(modules)

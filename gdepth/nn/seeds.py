@@ -349,17 +349,6 @@ class OneSeedNorm(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         return list(self.module.weight_parameters())
 
-    @staticmethod
-    def stack_seeds(norms: Sequence[OneSeedNorm]) -> nn.Module:
-        """The seed-native norm holding the seeds of ``norms`` in order (their modules'
-        slices concatenated, :func:`concat_seeds`): ``gdepth.nn.kernels.stack_norms``."""
-        modules = [n.module for n in norms]
-        if any(type(m) is not type(modules[0]) for m in modules):
-            from gdepth.nn.kernels import NotBatchable
-
-            raise NotBatchable("the seeds' norms differ")
-        return concat_seeds(modules)
-
 
 __all__ = ["INITS", "OneSeed", "OneSeedNorm", "SeedLinear", "SeedStack", "concat_seeds",
            "glorot_", "kaiming_linear_", "reset_seeds", "select_seeds"]
