@@ -86,7 +86,8 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
     folder = tmp_path / "outputs/sweeps/f"
     running = wait_for(lambda: (m := live_markers(folder)) and len(m) >= 2 and m, timeout=180)
     preempt = min(running, key=lambda m: m["slurm_job_id"])
-    wait_for(lambda: list(folder.glob(f"checkpoints/{preempt['key']}/seed-0.pt")), timeout=120)
+    wait_for(lambda: list(folder.glob(f"checkpoints/{preempt['key']}/batch-0-*.pt")),
+             timeout=120)
     # cancel a job that is still training now (a fast machine may have finished the first one)
     cancel = wait_for(lambda: next((m for m in live_markers(folder)
                                     if m["key"] != preempt["key"]), None), timeout=120)
@@ -112,7 +113,8 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
     assert started - time.timezone >= int(signalled) - 1  # the cell restarted after requeue
     logs = "".join(p.read_text(errors="replace") for p in folder.rglob("*")
                    if p.is_file() and p.suffix in (".log", ".err", ".out"))
-    assert re.search(r"seed 0 resumes from its checkpoint at epoch [1-9]\d*0\b", logs)
+    assert re.search(r"seeds \[0(, \d+)*\] resume from their checkpoint at epoch [1-9]\d*0\b",
+                     logs)
     assert not (folder / "checkpoints" / preempt["key"]).exists()
     assert "gdepth: not every cell is done (1 failed)" in err
     assert re.search(r"^\| gcn·none +\|(.*\|)? failed +\|", out, re.M)  # marked in the table
