@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from gdepth import models
 from gdepth.cli import config_dir
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.models.dropedge_backbones import GCNConvolution, GCNUnit
+from gdepth.models.dropedge_backbones import GCNUnit
+from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import Propagation, StackedInput
 from gdepth.norms import NORMS
 
@@ -143,7 +144,7 @@ def test_aggregations_differ_from_a_plain_chain():
 @pytest.mark.parametrize("depth", [3, 4, 8, 16])
 def test_depth_counts_graph_convolutions(name, depth):
     model = models.build(model_cfg(name), {"name": "batchnorm"}, depth, IN, OUT).native
-    convs = [m for m in model.modules() if isinstance(m, GCNConvolution)]
+    convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
     units = [m for m in model.modules() if isinstance(m, GCNUnit)]
     assert len(convs) == conv_count(name, depth) and len(units) == len(convs) - 1
     # each norm has the width of its convolution's output: BatchNorm's scale and shift, D each

@@ -28,7 +28,7 @@ from torch_geometric.nn import GCNConv, GINConv
 
 from gdepth import models, train
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.models.dropedge_backbones import GCNConvolution
+from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
 from gdepth.nn.seeds import concat_seeds
 from gdepth.norms import build_norm
@@ -144,7 +144,7 @@ def pyg_dropedge(name, depth, kw, units, output, x, adj, masks, act):
     return output(z, adj)
 
 
-def copy_gcnconv(conv: GCNConv, seed_conv: GCNConvolution, s: int = 0) -> GCNConv:
+def copy_gcnconv(conv: GCNConv, seed_conv: SeedGCNConv, s: int = 0) -> GCNConv:
     with torch.no_grad():
         conv.lin.weight.copy_(seed_conv.weight[s].t())
         conv.bias.copy_(seed_conv.bias[s])
@@ -163,7 +163,7 @@ def test_dropedge_one_seed_equals_pyg_gcnconv(name, depth, kw, norm, activation,
     x = x.clone().requires_grad_(True)
     out = model(StackedInput(x), Propagation(adj))[:, 0]
     (grad,) = torch.autograd.grad(out.square().sum(), x)
-    convs = [m for m in model.modules() if isinstance(m, GCNConvolution)]
+    convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
     units = [(copy_gcnconv(GCNConv(c.d_in, c.d_out, normalize=False), c),
               build_norm(norm_cfg(norm), D).double().train(training)) for c in convs[:-1]]
     output = copy_gcnconv(GCNConv(convs[-1].d_in, OUT, normalize=False), convs[-1])
@@ -189,7 +189,7 @@ def test_dropedge_initial_weights_are_the_pyg_loop_models(name, depth, kw):
         loop = models.build(cfg(name, **kw), norm_cfg("batchnorm"), depth, IN, OUT).native
         for model, s in ((batch, i), (native(name, depth, [seed], "batchnorm", **kw), 0),
                          (loop, 0)):
-            convs = [m for m in model.modules() if isinstance(m, GCNConvolution)]
+            convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
             assert len(convs) == len(expected)
             for ours, ref in zip(convs, expected, strict=True):
                 assert torch.equal(ours.weight[s].float(), ref.lin.weight.t())

@@ -64,6 +64,7 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
+from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
@@ -71,10 +72,8 @@ from gdepth.nn.kernels import (
     StackedInput,
     StackedNorm,
     relu_dropout,
-    stacked_conv,
     stacked_dropout,
 )
-from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
@@ -99,38 +98,6 @@ INCEPGCN_CONVENTION = _PATH + (
 )
 
 
-class GCNConvolution(nn.Module):
-    r""":math:`\hat{A} H_s W_s + b_s` for S seeds: PyG's ``GCNConv(d_in, d_out, normalize=False)``
-    on the given :math:`\hat{A}` (``GraphConvolutionBS`` of DropEdge's code), ``weight
-    [S, d_in, d_out]``, ``bias [S, d_out]``; ``forward(h, adj) -> [N, S, d_out]``, ``h`` the
-    hidden ``[N, S, d_in]`` or the shared input features (:class:`StackedInput`).
-    """
-
-    def __init__(self, num_seeds: int, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.num_seeds, self.d_in, self.d_out = num_seeds, d_in, d_out
-        self.weight = nn.Parameter(torch.empty(num_seeds, d_in, d_out))
-        self.bias = nn.Parameter(torch.zeros(num_seeds, d_out))
-        for s in range(num_seeds):
-            self.reset_seed(s)
-
-    def reset_seed(self, s: int) -> None:
-        """``GCNConv``'s draws: Glorot twice (its ``Linear`` draws when built, then
-        ``GCNConv.reset_parameters`` draws again; the second is kept), the bias zeros."""
-        with torch.no_grad():
-            glorot_(self.weight[s], self.d_in, self.d_out)
-            glorot_(self.weight[s], self.d_in, self.d_out)
-            self.bias[s].zero_()
-
-    def forward(self, h: Tensor | StackedInput, adj: Propagation) -> Tensor:
-        if isinstance(h, StackedInput):  # the input unit: no dropout on the features
-            z = h(self.weight, 0.0, None)
-            n, s, d = z.shape
-            return adj(z.reshape(n, s * d)).view(n, s, d) + self.bias
-        return stacked_conv(h, self.weight, self.bias, adj)
-
-    def extra_repr(self) -> str:
-        return f"seeds={self.num_seeds}, {self.d_in} -> {self.d_out}"
 
 
 class GCNUnit(nn.Module):
@@ -140,7 +107,7 @@ class GCNUnit(nn.Module):
     def __init__(self, num_seeds: int, in_dim: int, out_dim: int, norm_cfg: Any,
                  activation: str, dropout: float) -> None:
         super().__init__()
-        self.conv = GCNConvolution(num_seeds, in_dim, out_dim)
+        self.conv = SeedGCNConv(num_seeds, in_dim, out_dim)
         self.norm = build_seeded_norm(norm_cfg, out_dim, num_seeds)
         self.act = common.activation(activation)
         self.dropout = float(dropout)
@@ -198,7 +165,7 @@ class DropEdgeBackbone(nn.Module):
 
         self.input = unit(in_dim)
         out_in = self.make_blocks(unit, int(nbaseblocklayer))
-        self.output = GCNConvolution(self.num_seeds, out_in, out_dim)
+        self.output = SeedGCNConv(self.num_seeds, out_in, out_dim)
         self.mask_fn: MaskFn | None = None  # injected masks (tests); None: keep_mask
 
     def check_depth(self, depth: int, nbaseblocklayer: int) -> None:

@@ -73,8 +73,11 @@ TRICKS_CONVENTION = (
 class SeedGCNConv(nn.Module):
     r"""The parameters of PyG's ``GCNConv(d_in, d_out, normalize=False)`` for S seeds:
     ``weight [S, d_in, d_out]`` (seed s's ``lin.weight`` transposed) and ``bias [S, d_out]``
-    (``None`` for ``bias=False``). The convolution :math:`\hat{A}(H_s W_s) + b_s` itself is
-    :func:`identity_mapped` (with :math:`\beta = 1`) or the models' fused kernels.
+    (``None`` for ``bias=False``); ``forward(h, adj)`` is :math:`\hat{A}(H_s W_s) + b_s`,
+    ``h`` the hidden ``[N, S, d_in]`` or the shared input features (:class:`StackedInput`, no
+    dropout on them). The one seed-native GCN convolution of gcn, gcn_res, the tricks GCN,
+    JKNet and DropEdge's backbones (:func:`identity_mapped` adds GCNII's identity mapping; the
+    models' fused kernels read its tensors).
 
     ``reset_seed(s)``: what ``GCNConv.__init__`` draws: PyG glorot on ``lin.weight`` twice (its
     ``Linear`` initializes itself when built, then ``GCNConv.reset_parameters`` resets it
@@ -95,6 +98,15 @@ class SeedGCNConv(nn.Module):
             glorot_(self.weight[s], self.d_in, self.d_out)  # GCNConv.reset_parameters'
             if self.bias is not None:
                 self.bias[s].zero_()
+
+    def forward(self, h: Tensor | StackedInput, adj: Propagation) -> Tensor:
+        if isinstance(h, StackedInput):  # the input layer: one product for all seeds
+            z = h(self.weight, 0.0, None)
+            n, s, d = z.shape
+            out = adj(z.reshape(n, s * d)).view(n, s, d)
+            return out if self.bias is None else out + self.bias
+        bias = self.bias if self.bias is not None else h.new_zeros(self.num_seeds, self.d_out)
+        return stacked_conv(h, self.weight, bias, adj)
 
     def extra_repr(self) -> str:
         return (f"seeds={self.num_seeds}, {self.d_in} -> {self.d_out}, "

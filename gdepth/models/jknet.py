@@ -59,15 +59,15 @@ import torch
 from torch import Tensor, nn
 
 from gdepth.models import common
+from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import (
     MaskFn,
     NotBatchable,
     Propagation,
     StackedInput,
-    stacked_conv,
     stacked_dropout,
 )
-from gdepth.nn.seeds import SeedLinear, glorot_, kaiming_linear_
+from gdepth.nn.seeds import SeedLinear, kaiming_linear_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import option, unknown
 
@@ -79,34 +79,6 @@ JKNET_CONVENTION = (
 )
 
 
-class SeedGCNConv(nn.Module):
-    r"""PyG's ``GCNConv(d_in, d_out, normalize=False)`` for S seeds: ``weight [S, d_in, d_out]``
-    (PyG's ``lin.weight`` transposed), ``bias [S, d_out]``; :math:`\hat{A}(H_s W_s) + b_s`.
-
-    ``reset_seed`` draws as ``GCNConv.__init__`` does: its ``Linear`` draws a glorot weight when
-    built, then ``GCNConv.reset_parameters`` draws it again (the second draw is kept), the bias
-    is zero."""
-
-    def __init__(self, num_seeds: int, d_in: int, d_out: int) -> None:
-        super().__init__()
-        self.num_seeds, self.d_in, self.d_out = num_seeds, d_in, d_out
-        self.weight = nn.Parameter(torch.empty(num_seeds, d_in, d_out))
-        self.bias = nn.Parameter(torch.zeros(num_seeds, d_out))
-        for s in range(num_seeds):
-            self.reset_seed(s)
-
-    def reset_seed(self, s: int) -> None:
-        with torch.no_grad():
-            for _ in range(2):  # Linear.__init__, then GCNConv.reset_parameters
-                glorot_(self.weight[s], self.d_in, self.d_out)
-            self.bias[s].zero_()
-
-    def forward(self, h: Tensor, adj: Propagation) -> Tensor:
-        """``h [N, S, d_in]`` -> ``[N, S, d_out]``."""
-        return stacked_conv(h, self.weight, self.bias, adj)
-
-    def extra_repr(self) -> str:
-        return f"seeds={self.num_seeds}, {self.d_in} -> {self.d_out}"
 
 
 class SeedJumpingKnowledge(nn.Module):
