@@ -599,40 +599,6 @@ def test_block_diagonal_propagation_is_one_graph_copy_per_seed() -> None:
     torch.testing.assert_close(coo.adj.to_dense(), torch.block_diag(*[adj.to_dense()] * 2))
 
 
-@pytest.mark.parametrize(("residual", "masked"), [(True, True), (False, True), (True, False)])
-def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual: bool,
-                                                        masked: bool) -> None:
-    """seed_major_layer's hand-written backward (ReLU gate from a boolean mask, the residual
-    gradient fused into the dropout's) = autograd of ReLU(Â(H⊙M)W + b) (+ H), directed Â
-    (float64)."""
-    seed_major_layer = _seed_major_layer()
-
-    s, n, d = 3, 6, 5
-    adj = _directed_adjacency(n, torch.sparse_csr)
-    blocks = Propagation(adj).block_diagonal(s)
-    gen = torch.Generator().manual_seed(5)
-    h, weight = torch.randn(s, n, d, generator=gen), torch.randn(s, d, d, generator=gen)
-    bias = torch.randn(s, d, generator=gen)
-    mask = (torch.rand(s, n, d, generator=gen) > 0.5).to(h.dtype) * 2 if masked else None
-    upstream = torch.randn(s, n, d, generator=gen)
-    leaves = [t.clone().requires_grad_() for t in (h, weight, bias)]
-    refs = [t.clone().requires_grad_() for t in (h, weight, bias)]
-    out = seed_major_layer(leaves[0], mask, leaves[1], leaves[2], blocks, residual)
-    (out * upstream).sum().backward()
-    dense = adj.to_dense()
-    x = refs[0] * mask if masked else refs[0]
-    ref = torch.stack([(dense @ (x[k] @ refs[1][k]) + refs[2][k]).relu() for k in range(s)])
-    if residual:
-        ref = ref + refs[0]
-    (ref * upstream).sum().backward()
-    _assert_close64(out.detach(), ref.detach(), "output")
-    for name, got, want in zip(("h", "weight", "bias"), leaves, refs, strict=True):
-        _assert_close64(got.grad, want.grad, f"gradient of {name}")
-    with torch.no_grad():  # evaluation: the same numbers, nothing kept for a backward
-        _assert_close64(seed_major_layer(h, mask, weight, bias, blocks, residual),
-                        ref.detach(), "evaluation output")
-
-
 def test_adjacency_storage_auto_is_sparse_on_cpu_and_names_the_choices():
     from gdepth.nn.kernels import DensePropagation, adjacency_storage, propagation
 
