@@ -24,25 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 
-from gdepth import (
-    checkpoint,
-    data,
-    engine,
-    models,
-    parts,
-    plan,
-    progress,
-    protocol,
-    records,
-    train,
-    train_progress,
-    train_trees,
-)
+from gdepth import data, engine, models, protocol, train, train_progress, train_trees
 from gdepth.diagnostics import run as diagnostics
 from gdepth.engine import slices
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import adjacency_storage
 from gdepth.options import unknown
+from gdepth.sweep import checkpoint, parts, plan, progress, records
 
 log = logging.getLogger("gdepth")
 

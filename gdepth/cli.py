@@ -21,9 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gdepth import __version__, config, launchers, progress
+from gdepth import __version__, config
 from gdepth.depth import DepthError, parse_depths
 from gdepth.paths import config_dir
+from gdepth.sweep import launchers, progress
 
 config.register()
 launchers.register_resolvers()  # the pool's threads per job; job processes import this module
@@ -69,7 +70,7 @@ def hydra_task(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
-    from gdepth import parts, plan, status
+    from gdepth.sweep import parts, plan, status
 
     overrides = list(hc.overrides.task)
     key, _ = plan.cell_identity(cfg, overrides)
@@ -168,7 +169,7 @@ def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
 def _dry_run(cells: list, folder: Path) -> int:
     """``--dry-run``: each cell's key, label, whether its record is done, and the dataset /
     model / train settings it will run with (the preset applied), launching nothing."""
-    from gdepth import status
+    from gdepth.sweep import status
 
     done = 0
     for cell in cells:
@@ -225,7 +226,7 @@ def _launch(command: str, args: list[str]) -> int:
     hydra_args = [*(["--multirun", "hydra/sweeper=gdepth"] if command == "sweep" else []),
                   *overrides]  # gdepth's sweeper: plan.json, skip done cells, record dead jobs
     sys.argv = [f"gdepth {command}", *hydra_args]
-    from gdepth import callbacks, sweeper
+    from gdepth.sweep import callbacks, sweeper
 
     callbacks.LAST.clear()
     sweeper.LAST.clear()
@@ -234,7 +235,7 @@ def _launch(command: str, args: list[str]) -> int:
         return _fail(sweeper.LAST["launch_error"], 1)
     statuses = callbacks.LAST.get("statuses", [])
     if sweeper.LAST.get("keys"):  # this sweep's cells only: another sweep may share the folder
-        from gdepth import status
+        from gdepth.sweep import status
 
         statuses = [status.cell_status(sweeper.LAST["dir"], k) for k in sweeper.LAST["keys"]]
     bad = {s: statuses.count(s) for s in ("failed", "oom", "corrupt", "running", "missing")
@@ -317,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     if command == "list":
         return _list(rest)
     if command == "status":
-        from gdepth import status
+        from gdepth.sweep import status
 
         return status.main(rest)
     if command == "inspect":
-        from gdepth import inspect
+        from gdepth import inspect_graphs
 
-        return inspect.main(rest)
+        return inspect_graphs.main(rest)
     if command == "plot":
         from gdepth.diagnostics import plot
 

@@ -27,7 +27,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gdepth import config as schema
-from gdepth import plan, protocol
+from gdepth import protocol
+from gdepth.sweep import plan
 
 
 class ComposeError(ValueError):

@@ -350,7 +350,7 @@ class GdepthConfig:
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
-    seeds_per_job: int | None = None  # sweep: seeds per job (None: all; gdepth/parts.py)
+    seeds_per_job: int | None = None  # sweep: seeds per job (None: all; gdepth/sweep/parts.py)
     seed_range: list[int] | None = None  # [lo, hi]: a part's seeds (set by the sweeper)
     name: str | None = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
     device: Device = Device.auto

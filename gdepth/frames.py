@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from gdepth import records
+from gdepth.sweep import records
 
 ROW_KEYS = ("model.name", "norm.name")
 # Keys that vary between cells without defining a row of their own.

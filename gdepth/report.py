@@ -33,8 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdepth import collect, frames, records
+from gdepth import frames
 from gdepth.frames import check_metric, is_accuracy, row_keys
+from gdepth.sweep import collect, records
 
 BATCH_KEYS = ("wall_s", "epoch_s", "epochs")
 

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from gdepth import collect, frames, records
+from gdepth import frames
+from gdepth.sweep import collect, records
 
 BEYOND = math.inf  # a curve that does not collapse within the depths measured
 

@@ -1,7 +1,7 @@
 """Training progress of the cell this process runs: a job-log line every N seconds, and the
 current epoch for ``gdepth status``.
 
-The epoch bar (:func:`gdepth.progress.epoch_bar`) shows only on a terminal; a job whose stderr
+The epoch bar (:func:`gdepth.sweep.progress.epoch_bar`) shows only on a terminal; a job whose stderr
 is a file (Slurm, a joblib worker, Hydra's ``gdepth.log``) would say nothing from its first
 epoch to its record. The training loops (:func:`gdepth.engine.fit.fit_batched` for a seed or a
 batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epoch to a
@@ -12,7 +12,7 @@ batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epo
   only when stderr is not a terminal (there the bar shows progress);
 - keeps the latest such state as this process's *current progress*, a lock-guarded snapshot
   that :func:`current` copies for another thread (the running marker's heartbeat,
-  :mod:`gdepth.status`) and :func:`describe` words.
+  :mod:`gdepth.sweep.status`) and :func:`describe` words.
 
 ``s/epoch`` is measured over the epochs since the previous line (the first line: since the
 training started); for a seed batch it is the time of one epoch of all its seeds together.

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from gdepth import config, plan
+from gdepth import config
 from gdepth.paths import config_dir
+from gdepth.sweep import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = [

@@ -1,5 +1,5 @@
-"""Training checkpoints (gdepth/checkpoint.py): a batch of seeds (one, or several) resumed from
-its last checkpoint ends exactly as the uninterrupted run, bit for bit in float64, and a cell
+"""Training checkpoints (gdepth/sweep/checkpoint.py): a batch of seeds (one, or several) resumed
+from its last checkpoint ends exactly as the uninterrupted run, bit for bit in float64, and a cell
 killed with ``kill -9`` resumes where it was."""
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from omegaconf import OmegaConf
 from test_faults import wait_for
 from test_launchers import GDEPTH, gdepth
 
-from gdepth import cell, collect, data, graph_dropout, models, train_progress
-from gdepth.checkpoint import BatchCheckpoint, CellCheckpoints
+from gdepth import cell, data, graph_dropout, models, train_progress
 from gdepth.engine import fit_batched
+from gdepth.sweep import collect
+from gdepth.sweep.checkpoint import BatchCheckpoint, CellCheckpoints
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 CPU = torch.device("cpu")

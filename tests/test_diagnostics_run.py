@@ -11,10 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import collect, data, models, train
+from gdepth import data, models, train
 from gdepth.diagnostics import run as diagnostics
 from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.sweep import collect
 
 SMALL = ["dataset.num_nodes=150", "dataset.num_features=8", "train.epochs=8", "seeds=2",
          "progress=false"]

@@ -12,8 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, collect, plan, records
+from gdepth import cell
 from gdepth.cli import config_dir
+from gdepth.sweep import collect, plan, records
 
 torch.set_num_threads(1)
 CHANCE = 0.25

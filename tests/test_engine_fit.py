@@ -12,13 +12,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, collect, data, models, records, report
+from gdepth import cell, data, models, report
 from gdepth.cli import config_dir
 from gdepth.engine import fit as engine_fit
 from gdepth.engine import fit_batched
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.sweep import collect, records
 
 torch.set_num_threads(1)
 SEEDS = 3

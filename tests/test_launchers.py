@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gdepth import collect, launchers, plan, records
+from gdepth.sweep import collect, launchers, plan, records
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 TINY = ["seeds=1", "train.epochs=5", "dataset.num_nodes=300", "progress=false"]

@@ -218,7 +218,7 @@ def test_a_decayed_output_group_ends_smaller_and_leaves_the_input_layers_first_s
 def test_the_new_keys_at_their_defaults_keep_every_records_key():
     """train.weight_decay_groups, train.per_model and model.shared_dropout at their defaults
     leave a cell's key as it was before they existed (records.NEUTRAL)."""
-    from gdepth import records
+    from gdepth.sweep import records
 
     old = {"dataset": {"name": "cora"}, "model": {"name": "jknet", "hidden": 8},
            "norm": {"name": "none"}, "train": {"name": "default", "lr": 0.01}, "depth": 2,

@@ -10,9 +10,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import collect, data, protocol
+from gdepth import data, protocol
 from gdepth.cli import config_dir
 from gdepth.data import splits
+from gdepth.sweep import collect
 
 PRESETS = ("kipf2017", "nodenorm2021", "pairnorm2020", "dropedge2020", "gcnii2020", "bot2021")
 

@@ -16,10 +16,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, models, status, train_progress, train_trees
+from gdepth import data, models, train_progress, train_trees
 from gdepth.data import tree_match
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.sweep import status
 
 torch.set_num_threads(1)
 LINE = re.compile(r"^(seeds? [0-9–,]+): epoch (\d+)/(\d+), best (val acc|val loss|train acc) "
@@ -215,8 +216,8 @@ def test_a_sgc_cell_keeps_its_key_without_the_bias_option():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from gdepth import records
     from gdepth.cli import config_dir
+    from gdepth.sweep import records
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["model=sgc", "depth=4"])

@@ -128,7 +128,7 @@ def run_seeds(
         on_batch: called with each batch's results, trained model and kept states (per seed,
             ``keep_states``) as soon as it is trained (to keep them when a later batch is
             killed, and to measure each seed's model).
-        checkpoints: a :class:`gdepth.checkpoint.CellCheckpoints`: each batch saves its
+        checkpoints: a :class:`gdepth.sweep.checkpoint.CellCheckpoints`: each batch saves its
             training state there and resumes from it.
         keep_states: keep each seed's state at its selected epoch (handed to ``on_batch``).
 

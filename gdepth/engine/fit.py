@@ -25,7 +25,7 @@ label smoothing, the L1 penalty and NodeNorm's adaptive gradient clipping (per s
 :mod:`gdepth.train`. ``keep_states`` receives each seed's state at its selected epoch (its
 slices of the model's state, :func:`gdepth.engine.slices.seed_state`) for the diagnostics;
 ``checkpoint`` saves the whole batch every ``checkpoint_every`` epochs and resumes from it
-(:mod:`gdepth.checkpoint`) with the numbers of the uninterrupted run.
+(:mod:`gdepth.sweep.checkpoint`) with the numbers of the uninterrupted run.
 
 A *row-wise* stacked model (``rowwise = True``: node i's logits depend on row i of features
 fixed for the whole training and on nothing else, as SGC's on :math:`\hat{A}^K X`) is asked
@@ -55,10 +55,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdepth import train_progress
-from gdepth.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.engine.slices import seed_state
 from gdepth.nn.kernels import StackedInput, propagation
 from gdepth.options import option
+from gdepth.sweep.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.train import (
     Clipper,
     SeedResult,
@@ -151,7 +151,7 @@ def fit_batched(
     ``keep_states``, if given (a list), receives per seed its state at its selected epoch
     (:func:`gdepth.engine.slices.seed_state`; ``None`` while no epoch is selected).
     ``checkpoint``, if given, saves the batch's training state every ``checkpoint.every``
-    epochs and resumes from the last saved one (:mod:`gdepth.checkpoint`).
+    epochs and resumes from the last saved one (:mod:`gdepth.sweep.checkpoint`).
     """
     num = len(graphs)
     if getattr(model, "num_seeds", None) != num or len(seeds) != num:

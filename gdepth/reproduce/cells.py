@@ -1,7 +1,7 @@
 """The cells of an experiment: each sub-sweep expanded, composed, keyed and labelled.
 
 Every cell is composed with Hydra's compose API exactly as a sweep job composes it, and keyed
-with :func:`gdepth.plan.cell_identity` (the record key ``cell.run_cell`` writes), so the
+with :func:`gdepth.sweep.plan.cell_identity` (the record key ``cell.run_cell`` writes), so the
 comparison finds a cell's record by key, never by guessing from file names or overrides.
 """
 
@@ -55,8 +55,8 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     """
     from hydra import compose, initialize_config_dir
 
-    from gdepth import plan as sweep_plan
     from gdepth.paths import config_dir
+    from gdepth.sweep import plan as sweep_plan
 
     out: list[Cell] = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

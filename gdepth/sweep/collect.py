@@ -1,29 +1,30 @@
 """A sweep folder's records as one list: :func:`load` (part records merged, planned cells
-without a usable record as placeholders). Above :mod:`gdepth.records`, :mod:`gdepth.parts`
-and :mod:`gdepth.status`, which it reads."""
+without a usable record as placeholders). Above :mod:`gdepth.sweep.records`,
+:mod:`gdepth.sweep.parts`
+and :mod:`gdepth.sweep.status`, which it reads."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from gdepth import parts, records, status
+from gdepth.sweep import layout, parts, records, status
 
 
 def load(directory: str | Path, planned: bool = True) -> list[dict[str, Any]]:
     """Every record below ``directory``; where a key occurs twice, the newest ok one wins.
 
     The part records of a cell split into seed jobs are merged into one record per key
-    (:func:`gdepth.parts.merge`; a whole-cell record wins unless it is not done and the parts
+    (:func:`gdepth.sweep.parts.merge`; a whole-cell record wins unless it is not done and the parts
     are). A merged cell whose parts are not all done has ``partial: true`` and the seeds done.
 
     With ``planned``, every cell of a ``plan.json`` below ``directory`` that has no usable
     record is added as a placeholder (no seeds) whose ``status`` is ``running``, ``missing`` or
-    ``corrupt`` and whose ``error`` says why (see ``gdepth.status``).
+    ``corrupt`` and whose ``error`` says why (see ``gdepth.sweep.status``).
     """
     best: dict[str, dict[str, Any]] = {}
     split: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(Path(directory).rglob("records/*.json")):
+    for path in sorted(Path(directory).rglob(f"{layout.RECORDS}/*.json")):
         record = records.read(path)
         if record is None:
             continue

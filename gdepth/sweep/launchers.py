@@ -172,10 +172,10 @@ class SlurmMixin:
         The requeued job runs the cell again (``cell.run_cell`` skips it if its record got
         written meanwhile): seeds that finished keep their results and the running seed
         continues from its last training checkpoint (``checkpoint_every`` epochs,
-        :mod:`gdepth.checkpoint`; the seed-batched engine restarts its batch). The marker says
+        :mod:`gdepth.sweep.checkpoint`; the seed-batched engine restarts its batch). The marker says
         ``queued`` until the requeued job starts.
         """
-        from gdepth import status
+        from gdepth.sweep import status
 
         status.requeued()
         return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
@@ -186,7 +186,7 @@ class SlurmMixin:
         from hydra.core.utils import JobReturn, JobStatus, filter_overrides
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-        from gdepth import status
+        from gdepth.sweep import status
 
         params: dict[str, Any] = dict(self.params)  # type: ignore[attr-defined]
         init = {"folder": params.pop("submitit_folder"),

@@ -14,7 +14,7 @@ loop) is an optional field of version 2: records without it read as before.
 A record of another version (older than 1, or newer than this gdepth) is not trusted: it reads
 as ``corrupt`` with the reason, and the cell runs again on resume.
 
-A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.parts`) has one record per part,
+A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.sweep.parts`) has one record per part,
 ``records/<key>.seeds-<lo>-<hi>.json``, with ``seed_range: [lo, hi]`` (optional field of
 version 2); ``load`` merges the parts of a key into one cell record.
 """
@@ -33,6 +33,8 @@ from typing import Any
 
 import pandas as pd
 
+from gdepth.sweep import layout
+
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 METRICS = ("train_acc", "val_acc", "test_acc")
@@ -44,7 +46,7 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # not part of the cell's identity, so a re-run from another folder or device resumes. The
 # engine (seeds batched or looped) computes the same results in distribution (other dropout
 # masks), so a re-run with another engine is the same cell. A cell split into seed jobs
-# (``seeds_per_job``, each job's ``seed_range``: gdepth.parts) is the same cell too.
+# (``seeds_per_job``, each job's ``seed_range``: gdepth.sweep.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
                 "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
                 "adjacency", "seeds_per_batch", "progress_log_s")
@@ -122,7 +124,7 @@ def slurm_job_id() -> str | None:
 
 
 def record_path(base_dir: str | Path, key: str) -> Path:
-    return Path(base_dir) / "records" / f"{key}.json"
+    return layout.record_path(base_dir, key)
 
 
 class RecordWriteError(OSError):

@@ -36,8 +36,10 @@ from typing import Any
 
 import torch
 
+from gdepth.sweep import layout
+
 log = logging.getLogger("gdepth")
-FOLDER = "checkpoints"
+FOLDER = layout.CHECKPOINTS
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -88,7 +90,7 @@ class CellCheckpoints:
         if every is not None and int(every) < 1:
             raise ValueError(f"checkpoint_every={every}: must be a number of epochs >= 1, "
                              "or null to turn checkpoints off")
-        self.folder = Path(base_dir) / FOLDER / key
+        self.folder = layout.checkpoint_dir(base_dir, key)
         self.every = None if every is None else int(every)
 
     def batch(self, seeds: list[int]) -> BatchCheckpoint | None:

@@ -17,11 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gdepth.sweep import layout
+
 TOTAL_ENV = "GDEPTH_SWEEP_TOTAL"
 START_ENV = "GDEPTH_SWEEP_START"
 DONE_ENV = "GDEPTH_SWEEP_DONE_AT_START"
 SKIPPED_ENV = "GDEPTH_SWEEP_SKIPPED"  # the cells (seed jobs) the sweep found done
-LAUNCH_ENV = "GDEPTH_SWEEP_LAUNCH"  # this launch's entry in plan.json (gdepth.plan)
+LAUNCH_ENV = "GDEPTH_SWEEP_LAUNCH"  # this launch's entry in plan.json (gdepth.sweep.plan)
 
 
 def _duration(seconds: float) -> str:
@@ -35,13 +37,13 @@ def _duration(seconds: float) -> str:
 
 
 def count_records(base_dir: str | Path) -> int:
-    return len(list((Path(base_dir) / "records").glob("*.json")))
+    return len(list((Path(base_dir) / layout.RECORDS).glob("*.json")))
 
 
 def record_mtime(base_dir: str | Path, unit: str) -> int | None:
     """The modification time (ns) of the unit's record file, None if it has none."""
     try:
-        return (Path(base_dir) / "records" / f"{unit}.json").stat().st_mtime_ns
+        return layout.record_path(base_dir, unit).stat().st_mtime_ns
     except OSError:
         return None
 
@@ -52,7 +54,7 @@ def _written(base_dir: str | Path) -> int | None:
     launch = os.environ.get(LAUNCH_ENV)
     if not launch:
         return None
-    from gdepth import plan  # it imports omegaconf and pandas: not at the CLI's start
+    from gdepth.sweep import plan  # it imports omegaconf and pandas: not at the CLI's start
 
     entry = plan.launch_entry(plan.read(base_dir), launch)
     if entry is None or not isinstance(entry.get("units"), dict):

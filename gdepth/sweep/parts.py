@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gdepth import records
+from gdepth.sweep import layout, records
 
-# the folder of a sweep where a running unit keeps its live marker (gdepth.status)
-MARKERS = "running"
+# the folder of a sweep where a running unit keeps its live marker (gdepth.sweep.status)
+MARKERS = layout.MARKERS
 
 Part = tuple[int, int]
 SEP = ".seeds-"
@@ -89,7 +89,7 @@ def label(part: Part) -> str:
 def found(sweep_dir: str | Path, key: str) -> list[Part]:
     """The parts of ``key`` with a record or a marker in ``sweep_dir``."""
     out = set()
-    for folder in ("records", MARKERS):
+    for folder in (layout.RECORDS, MARKERS):
         for path in (Path(sweep_dir) / folder).glob(f"{key}{SEP}*.json"):
             part = parse(path.stem)[1]
             if part is not None:
@@ -205,6 +205,6 @@ def done_record(base_dir: str | Path, key: str, part: Part | None) -> dict[str, 
         whole = records.read(records.record_path(base_dir, key))
         return whole if whole is not None and whole["status"] in records.DONE else own
     found_records = [r for r in (records.read(p) for p in sorted(
-        (Path(base_dir) / "records").glob(f"{key}{SEP}*.json"))) if r and r.get("seed_range")]
+        (Path(base_dir) / layout.RECORDS).glob(f"{key}{SEP}*.json"))) if r and r.get("seed_range")]
     merged = merge(found_records) if found_records else None
     return merged if merged is not None and merged["status"] in records.DONE else own

@@ -12,7 +12,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from gdepth import collect, progress, records, report, sweeper
+from gdepth import report
+from gdepth.sweep import collect, progress, records, sweeper
 
 log = logging.getLogger("gdepth")
 

@@ -6,7 +6,7 @@ after the launching process is gone. A second sweep into the same folder merges 
 (under an exclusive lock, then an atomic rename), so two sweeps never lose each other's plan.
 
 Each launch (one ``gdepth sweep`` process) adds an entry to ``sweeps``: its id, the job units it
-launches with the modification time (ns) their record had then (``gdepth.progress`` counts
+launches with the modification time (ns) their record had then (``gdepth.sweep.progress`` counts
 those written since), and the job folders it reserved, ``jobs/<lo>`` … ``jobs/<hi - 1>``
 (:func:`reserve_jobs`: numbered after every folder and reservation already there, under the
 lock, so two sweeps started together never share a job folder).
@@ -37,9 +37,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from gdepth import records
+from gdepth.sweep import layout, records
 
-PLAN = "plan.json"
+PLAN = layout.PLAN
 log = logging.getLogger("gdepth")
 
 
@@ -96,7 +96,7 @@ def read(sweep_dir: str | Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def locked(folder: Path, name: str = ".plan.lock") -> Iterator[None]:
+def locked(folder: Path, name: str = layout.PLAN_LOCK) -> Iterator[None]:
     """An exclusive lock on ``folder/name`` (``fcntl.flock``) while the block runs."""
     with open(folder / name, "a") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -153,7 +153,7 @@ def reserve_jobs(sweep_dir: str | Path, count: int, launch: str) -> int:
     sweep_dir = Path(sweep_dir)
     with locked(sweep_dir):
         plan = read(sweep_dir)
-        taken = [int(p.name) for p in (sweep_dir / "jobs").glob("*") if p.name.isdigit()]
+        taken = [int(p.name) for p in (sweep_dir / layout.JOBS).glob("*") if p.name.isdigit()]
         taken += [int(hi) - 1 for s in plan["sweeps"] for _, hi in s.get("jobs") or []]
         first = max(taken, default=-1) + 1
         entry = launch_entry(plan, launch)

@@ -4,8 +4,8 @@ Hydra's basic sweeper launches every combination; a re-run of a 64-cell Slurm sw
 submit 64 jobs that each find their record and exit. This one (``hydra/sweeper=gdepth``, set by
 the CLI) composes every job's config first, as the basic sweeper does to validate them, and:
 
-1. writes the cells into ``plan.json`` (``gdepth.plan``), so the folder knows the whole sweep,
-   with this launch's entry (an id, the units it launches: ``gdepth.progress`` counts them);
+1. writes the cells into ``plan.json`` (``gdepth.sweep.plan``), so the folder knows the whole sweep,
+   with this launch's entry (an id, the units it launches: ``gdepth.sweep.progress`` counts them);
 2. skips a cell whose record is ``ok``/``diverged`` or that runs elsewhere (a live marker, e.g.
    a Slurm job of an earlier, killed launch, or a job of another sweep into the same folder),
    logging one ``skip`` line each; a job that finds its cell started elsewhere meanwhile does
@@ -14,7 +14,7 @@ the CLI) composes every job's config first, as the basic sweeper does to validat
    after every existing and reserved one (``plan.reserve_jobs``, under the plan's lock), so a
    resumed sweep never overwrites an earlier job's logs and two sweeps started together never
    share a folder. A cell with ``seeds_per_job: k`` is launched as ceil(seeds/k) jobs, one per
-   part (``gdepth.parts``), each with its ``seed_range``; a part is skipped when done or
+   part (``gdepth.sweep.parts``), each with its ``seed_range``; a part is skipped when done or
    running, so a re-run launches only the missing or failed parts;
 4. if the launcher itself breaks (a pool worker killed with ``kill -9`` takes the pool down),
    launches the cells still without a record once more; a cell whose process died twice, or
@@ -36,9 +36,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from gdepth import parts, plan, progress, records, status
-from gdepth.launchers import SubmissionError, one_line
 from gdepth.search import study as search_study
+from gdepth.sweep import layout, parts, plan, progress, records, status
+from gdepth.sweep.launchers import SubmissionError, one_line
 
 log = logging.getLogger("gdepth")
 # Read by the CLI after the sweep: a one-line launch error, if the launcher refused the jobs.
@@ -198,7 +198,7 @@ class ResumeSweeper(BasicSweeper):
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        OmegaConf.save(self.config, sweep_dir / layout.MULTIRUN)
         jobs = [job for batch in self.overrides for job in batch]
         try:
             cells = self._plan(jobs)
@@ -211,7 +211,7 @@ class ResumeSweeper(BasicSweeper):
         jobs = [job for job in jobs if tuple(job) in cells]
         todo = self._todo(sweep_dir, jobs, cells)
         # this launch in plan.json: its id, and its units with their record's mtime now, from
-        # which the jobs count their progress (gdepth.progress) and reserve their job folders
+        # which the jobs count their progress (gdepth.sweep.progress) and reserve their job folders
         self.launch_id = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         self.refused = set()
         units = {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo}

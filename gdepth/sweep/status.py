@@ -3,13 +3,13 @@
 The launching process is not the source of truth (a Slurm sweep outlives it, a killed one
 leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
 
-- ``plan.json`` (``gdepth.plan``): the cells the sweeps into this folder asked for;
+- ``plan.json`` (``gdepth.sweep.plan``): the cells the sweeps into this folder asked for;
 - ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``);
 - ``running/<key>.json``: a marker a job writes when its cell starts (host, pid, Slurm job id)
   and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
   The Slurm launcher writes one with ``state: queued`` when it submits a job.
 
-A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.parts`) has these files per part,
+A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.sweep.parts`) has these files per part,
 named ``<key>.seeds-<lo>-<hi>.json``; the cell is done when done parts cover its seeds, and
 otherwise takes the state of its worst unfinished part (failed, running, missing), the detail
 naming each (``1/2 seed jobs done; seeds 2–3 failed (ValueError: …)``).
@@ -45,7 +45,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gdepth import parts, plan, records, train_progress
+from gdepth import train_progress
+from gdepth.sweep import layout, parts, plan, records
 
 MARKERS = parts.MARKERS
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
@@ -76,7 +77,7 @@ def heartbeat_s() -> float:
 
 
 def marker_path(sweep_dir: str | Path, key: str) -> Path:
-    return Path(sweep_dir) / MARKERS / f"{key}.json"
+    return layout.marker_path(sweep_dir, key)
 
 
 def mark_queued(sweep_dir: str | Path, key: str, job_id: str) -> None:
@@ -113,7 +114,7 @@ def _claim(path: Path, marker: dict[str, Any]) -> None:
     there (``RunningElsewhere``). Under a lock, so two jobs starting one cell at once cannot
     both claim it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with plan.locked(path.parent, ".claim.lock"):
+    with plan.locked(path.parent, layout.CLAIM_LOCK):
         try:
             old = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -312,7 +313,7 @@ def cell_states(directory: str | Path) -> list[CellState]:
             state = _state(sweep_dir, key, cell.get("config"), jobs or None)
             if key not in out or out[key].status not in records.DONE:
                 out[key] = state
-    for path in sorted(Path(directory).rglob("records/*.json")):
+    for path in sorted(Path(directory).rglob(f"{layout.RECORDS}/*.json")):
         key = parts.parse(path.stem)[0]
         if key not in out:
             out[key] = _state(path.parent.parent, key, None)
@@ -330,7 +331,8 @@ def summary(states: list[CellState]) -> dict[str, int]:
 def is_sweep(directory: str | Path) -> bool:
     """Whether ``directory`` holds a sweep or run: a ``plan.json`` or a record below it."""
     found = Path(directory).rglob
-    return any(True for _ in found(plan.PLAN)) or any(True for _ in found("records/*.json"))
+    records_glob = f"{layout.RECORDS}/*.json"
+    return any(True for _ in found(plan.PLAN)) or any(True for _ in found(records_glob))
 
 
 def main(args: list[str]) -> int:
