@@ -3,9 +3,14 @@
 - :mod:`.tables`: records → tidy frame → ``mean ± std (n)`` table per depth with each row's
   collapse depth; Markdown, CSV and LaTeX (``gdepth table DIR``);
 - :mod:`.plots`: the static ``accuracy_vs_depth.png`` (matplotlib);
+- :mod:`.html`: ``gdepth report DIR [DIR…] [-o FILE]``, one HTML file with Plotly's JavaScript
+  inlined (opens offline): accuracy against depth with interval bands and collapse depths,
+  per-layer smoothing, influence per hop, the datasets' structure, published vs ours, and
+  each cell's config, engine, time and memory on hover and click (:mod:`.figures`,
+  :mod:`.profiles`, :mod:`.reproduced`, :mod:`.datasets`; the command in :mod:`.command`).
 
 :func:`write_report` writes the table files and the PNG into a folder (the sweep's end and
-``gdepth table`` call it).
+``gdepth table`` call it); :func:`write_html` writes the page.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gdepth.report.html import write_html
 from gdepth.report.plots import plot
 from gdepth.report.tables import (
     BATCH_KEYS,
@@ -28,7 +34,8 @@ from gdepth.report.tables import (
 )
 
 __all__ = ["BATCH_KEYS", "batch_columns", "build_table", "collapse_column", "collapses",
-           "load_frame", "plot", "render", "std_header", "with_collapse", "write_report"]
+           "load_frame", "plot", "render", "std_header", "with_collapse", "write_html",
+           "write_report"]
 
 
 def write_report(directory: str | Path, metric: str = "test_acc", ddof: int = 0,
