@@ -3,7 +3,8 @@
 ``gdepth run|sweep [overrides]`` rewrites ``sys.argv`` (expanding the depth grammar, adding
 ``--multirun`` and a unique sweep name) and calls the Hydra app, so every Hydra feature works
 unchanged: launchers, ``--cfg``, ``--info``, tab completion, output folders. Hydra's compose
-API cannot multirun, hence the dispatcher. ``table`` and ``list`` need no Hydra at all.
+API cannot multirun, hence the dispatcher. ``table``, ``report`` and ``list`` need no Hydra at
+all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ commands:
   table DIR [--metric M] [--format md|csv|tex] [--ddof 0|1] [--delta 2]
                               re-aggregate the records below DIR into the report files
                               (mean ± std with the ddof stated; each row's collapse depth)
+  report DIR [DIR...] [-o FILE] [--metric M] [--ddof 0|1] [--delta 2] [--no-structure]
+                              one self-contained HTML file (opens offline): curves with
+                              interval bands and collapse depths, diagnostics, structure,
+                              published vs ours; each cell's config, engine, time, memory
   compare DIR A B [--metric M] [--delta 2]
                               two table rows per depth: paired differences over the same
                               seeds, Holm-corrected p-values, bootstrap 95 % intervals,
@@ -315,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         return _launch(command, rest)
     if command == "table":
         return _table(rest)
+    if command == "report":
+        from gdepth.report import command as report_command
+
+        return report_command.main(rest)
     if command == "list":
         return _list(rest)
     if command == "status":
@@ -342,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce.main(rest)
     return _fail(f"unknown command '{command}'; valid: run, sweep, table, compare, tune-report, "
-                 "list, status, inspect, plot, reproduce")
+                 "list, status, inspect, plot, reproduce, report")
 
 
 if __name__ == "__main__":

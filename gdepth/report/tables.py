@@ -1,4 +1,5 @@
-"""Accuracy-vs-depth tables and plots from a folder of cell records.
+"""Accuracy-vs-depth tables from a folder of cell records (:func:`gdepth.report.write_report`
+writes them with the PNG of :mod:`gdepth.report.plots`).
 
 ``write_report(DIR)`` writes into DIR:
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdepth import frames
+from gdepth import frames, stats
 from gdepth.frames import check_metric, is_accuracy, row_keys
 from gdepth.sweep import collect, records
 
@@ -91,11 +92,10 @@ def collapse_column(delta: float) -> str:
     return f"collapse δ={delta:g}"
 
 
-def _collapses(frame: pd.DataFrame, metric: str, delta: float, seed: int = 0
-               ) -> dict[str, str]:
-    """Each row's collapse depth and bootstrap interval (:mod:`gdepth.stats`), as text."""
-    from gdepth import stats  # stats imports this module
-
+def collapses(frame: pd.DataFrame, metric: str, delta: float, seed: int = 0
+              ) -> dict[str, tuple[stats.Collapse, int]]:
+    """Each row's collapse depth with its bootstrap interval (:func:`gdepth.stats.collapse`,
+    the ``mlp·none`` row of the folder as baseline) and the row's deepest depth measured."""
     rows = stats.curves(frame, metric)
     out = {}
     for label, curve in rows.items():
@@ -103,7 +103,7 @@ def _collapses(frame: pd.DataFrame, metric: str, delta: float, seed: int = 0
         if curve.empty:
             continue
         result = stats.collapse(curve, delta, stats.baseline_of(label, rows), seed=seed)
-        out[label] = stats.collapse_text(result, int(max(curve.index)))
+        out[label] = (result, int(max(curve.index)))
     return out
 
 
@@ -148,7 +148,8 @@ def build_table(frame: pd.DataFrame, metric: str = "test_acc", ddof: int = 0,
     table.columns = [f"L={d}" for d in depths]
     table.attrs["ddof"] = ddof
     if is_accuracy(metric):
-        found = _collapses(frame, metric, delta)
+        found = {label: stats.collapse_text(result, deepest)
+                 for label, (result, deepest) in collapses(frame, metric, delta).items()}
         table.attrs["collapse"] = {collapse_column(delta): {
             label: found.get(label, "–") for label in table.index}}
     return table
@@ -189,65 +190,18 @@ def _tex(text: str) -> str:
     return (text.replace("_", "\\_").replace("±", "$\\pm$").replace("δ", "$\\delta$"))
 
 
-def plot(table: pd.DataFrame, frame: pd.DataFrame, metric: str, path: Path, ddof: int = 0
-         ) -> None:
-    """Mean ± std (``ddof``) of ``metric`` over log₂ depth, one line per table row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = row_keys(frame)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ok = frame[frame["status"].isin(records.DONE) & (frame["seed_status"] == "ok")]
-    for values, group in ok.groupby(keys, sort=True, dropna=False):
-        label = frames.label(keys, values if isinstance(values, tuple) else (values,))
-        scale = 100 if is_accuracy(metric) else 1
-        stats = group.groupby("depth")[metric].agg(["mean", lambda s: s.std(ddof=ddof)]) * scale
-        stats.columns = ["mean", "std"]
-        stats = stats.dropna(subset=["mean"])  # e.g. epoch_s of seed-batched cells: nan
-        if stats.empty:
-            continue
-        line = ax.plot(stats.index, stats["mean"], marker="o", label=label)[0]
-        ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                        color=line.get_color(), alpha=0.2)
-    if ax.lines:  # a log axis with nothing on it cannot be drawn (e.g. no test nodes)
-        ax.set_xscale("log", base=2)
-    depths = sorted(frame["depth"].dropna().astype(int).unique())
-    ax.set_xticks(depths, [str(d) for d in depths])
-    ax.set_xlabel("depth (layers)")
-    ax.set_ylabel(metric.replace("_", " ") + (" (%)" if is_accuracy(metric) else "")
-                  + f", mean ± std (ddof={ddof})")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def write_report(directory: str | Path, metric: str = "test_acc", ddof: int = 0,
-                 delta: float = 2.0) -> tuple[pd.DataFrame, str]:
-    """Aggregate every record below ``directory`` and write the report files into it
-    (``ddof``: the std's; ``delta``: the collapse column's δ in points).
-
-    Returns the table and its Markdown text; raises FileNotFoundError when there is no record.
-    """
-    directory = Path(directory)
+def load_frame(directory: str | Path) -> tuple[list[dict], pd.DataFrame]:
+    """The records below ``directory`` (a search's trial cells left out: its final cell
+    stands for them) and their tidy frame (:func:`batch_columns` applied, the searched keys in
+    ``attrs["searched"]``). Raises FileNotFoundError when there is no record."""
     from gdepth.search import study
 
-    trials = study.trial_only_keys(directory)  # a search's trials: its final cell stands
-    found = [r for r in collect.load(directory) if r["key"] not in trials]  # for them
+    directory = Path(directory)
+    trials = study.trial_only_keys(directory)
+    found = [r for r in collect.load(directory) if r["key"] not in trials]
     if not found:
         raise FileNotFoundError(f"no gdepth records below '{directory}'")
     frame = batch_columns(records.to_frame(found))
     frame.attrs["searched"] = sorted({k for s in study.load_summaries(directory)
                                       for k in s["space"]})
-    frame.to_csv(directory / "results.csv", index=False)
-    table = build_table(frame, metric, ddof, delta)
-    stem = "table" if metric == "test_acc" else f"table_{metric}"
-    for fmt in ("md", "csv", "tex"):
-        (directory / f"{stem}.{fmt}").write_text(render(table, fmt) + "\n")
-    png = "accuracy_vs_depth.png" if metric == "test_acc" else f"{metric}_vs_depth.png"
-    plot(table, frame, metric, directory / png, ddof)
-    return table, render(table, "md")
+    return found, frame
