@@ -30,6 +30,7 @@ accuracies exactly (computed in float32), losses and means to float32's precisio
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import logging
@@ -78,19 +79,14 @@ def _number(value: Any) -> float | None:
 
 def seed_metrics(record: dict[str, Any]) -> list[tuple[str, float, int]]:
     """``(name, value, step)``: each seed's numbers (step = seed), then ``mean/<m>`` and
-    ``std/<m>`` of the record's summary (step 0). nan (not measured) is left out."""
-    out = []
-    for entry in record.get("seeds") or []:
-        for name, value in entry.items():
-            number = _number(value)
-            if name != "seed" and number is not None:
-                out.append((name, number, int(entry["seed"])))
-    for metric, stats in (record.get("summary") or {}).items():
-        for stat in ("mean", "std"):
-            number = _number(stats.get(stat))
-            if number is not None:
-                out.append((f"{stat}/{metric}", number, 0))
-    return out
+    ``std/<m>`` of the record's summary (step 0; not for a seed job's part of a cell, whose
+    summary is not the cell's). nan (not measured) is left out."""
+    out = [(name, number, int(entry["seed"])) for entry in record.get("seeds") or []
+           for name, value in entry.items()
+           if name != "seed" and (number := _number(value)) is not None]
+    summary = {} if record.get("seed_range") else record.get("summary") or {}
+    return out + [(f"{stat}/{metric}", number, 0) for metric, stats in summary.items()
+                  for stat in ("mean", "std") if (number := _number(stats.get(stat))) is not None]
 
 
 def curve_metrics(curves: train_progress.Curves) -> list[tuple[str, float, int]]:
@@ -164,9 +160,8 @@ def log_mlflow(settings: Any, base_dir: Path, record: dict[str, Any],
 
     uri, experiment = mlflow_target(settings, base_dir, record["config"].get("name"))
     client = _mlflow_client(uri)
-    run = client.create_run(mlflow_experiment(uri, experiment), run_name=run_name(record),
-                            tags=tags(record))
-    run_id = run.info.run_id
+    run_id = client.create_run(mlflow_experiment(uri, experiment), run_name=run_name(record),
+                               tags=tags(record)).info.run_id
     now = int(time.time() * 1000)
     params = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in flat_params(record["config"]).items()]
     metrics = [Metric(k, v, now, step) for k, v, step in
@@ -220,6 +215,10 @@ def check(name: str) -> str | None:
     return None
 
 
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
+
+
 def _base_dir(config: DictConfig) -> Path:
     """The job's run or sweep folder (where its record is)."""
     multirun = OmegaConf.select(config, "hydra.mode") in (RunMode.MULTIRUN, "MULTIRUN")
@@ -227,10 +226,8 @@ def _base_dir(config: DictConfig) -> Path:
 
 
 def _settings(config: DictConfig) -> dict[str, Any]:
-    node = config.get("tracking")
-    if node is None:
-        return {"name": "none"}
-    out = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    node = config.get("tracking")  # a config from before tracking existed: none
+    out = OmegaConf.to_container(node, resolve=True) if node is not None else None
     return out if isinstance(out, dict) else {"name": "none"}
 
 
@@ -252,7 +249,7 @@ class TrackingCallback(Callback):
             try:
                 mlflow_experiment(*mlflow_target(settings, base_dir, config.get("name")))
             except Exception as err:  # each job tries again and warns
-                problem = f"tracking=mlflow: {type(err).__name__}: {str(err).splitlines()[0]}"
+                problem = f"tracking=mlflow: {_one_line(err)}"
         if problem:
             log.warning("%s; the cells run and keep their records", problem)
 
@@ -290,17 +287,13 @@ class TrackingCallback(Callback):
             where = LOGGERS[name](settings, _base_dir(config), record, curves)
             log.info("tracking=%s: logged cell %s (%s)", name, record["key"], where)
         except Exception as err:  # tracking must never lose a record
-            log.warning("tracking=%s could not log cell %s: %s: %s; its record is kept", name,
-                        record["key"], type(err).__name__, str(err).splitlines()[0][:300])
+            log.warning("tracking=%s could not log cell %s: %s; its record is kept", name,
+                        record["key"], _one_line(err))
 
     def _ran_now(self, record: dict[str, Any]) -> bool:
         """Whether this job ran the cell (its record started after the job did)."""
-        if self.job_started is None or not record.get("started_at"):
-            return True
-        import datetime as dt
-
         try:
             started = dt.datetime.fromisoformat(str(record["started_at"])).timestamp()
-        except ValueError:
+        except (KeyError, ValueError):
             return True
-        return started >= self.job_started
+        return self.job_started is None or started >= self.job_started
