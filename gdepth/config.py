@@ -334,6 +334,25 @@ class SearchConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking of every cell (gdepth/tracking.py, configs/tracking/); not identity."""
+
+    name: str = "none"  # none | mlflow | tensorboard
+    curves: bool = True  # also log every seed's per-epoch train/val/test curves
+
+
+@dataclass
+class MLflowTrackingConfig(TrackingConfig):
+    uri: str | None = None  # tracking URI (None: sqlite:///<sweep dir>/mlflow.db)
+    experiment: str | None = None  # experiment name (None: the sweep's name)
+
+
+@dataclass
+class TensorBoardTrackingConfig(TrackingConfig):
+    log_dir: str | None = None  # event files' root (None: <sweep dir>/tensorboard)
+
+
+@dataclass
 class DataConfig:
     root: str | None = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
     mirror: str | None = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
@@ -347,6 +366,7 @@ class GdepthConfig:
     train: TrainConfig = MISSING
     diagnostics: DiagnosticsConfig = MISSING
     search: Any = MISSING  # {name: none} or a SearchConfig (configs/search/)
+    tracking: TrackingConfig = MISSING  # none | mlflow | tensorboard (configs/tracking/)
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
@@ -400,6 +420,9 @@ def register() -> None:
         ("train", "train", TrainConfig),
         ("diagnostics", "diagnostics", DiagnosticsConfig),
         ("search", "search", SearchConfig),
+        ("tracking", "tracking", TrackingConfig),
+        ("tracking", "mlflow", MLflowTrackingConfig),
+        ("tracking", "tensorboard", TensorBoardTrackingConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node)
 

@@ -19,6 +19,10 @@ training started); for a seed batch it is the time of one epoch of all its seeds
 The interval: :func:`configure` (the cell, from the config), else the environment variable
 ``GDEPTH_PROGRESS_S``, else :data:`DEFAULT_INTERVAL_S`; 0 logs every epoch, a negative value or
 ``configure(None)`` never.
+
+While :func:`collect_curves` is on (``tracking=...``: :mod:`gdepth.tracking` turns it on for the
+job it runs), every epoch's metrics of every seed are kept too (:meth:`Tracker.record`), and
+:func:`take_curves` hands them over: the per-epoch curves, which a record does not keep.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ _UNSET = object()
 _configured: Any = _UNSET  # configure()'s value, while set
 _lock = threading.Lock()
 _current: dict[str, Any] | None = None  # the snapshot of the running Tracker
+# While collect_curves() is on: {seed: {metric: [(epoch, value), ...]}} of this process's job.
+Curves = dict[int, dict[str, list[tuple[int, float]]]]
+_curves: Curves | None = None
+
+
+def collect_curves() -> None:
+    """From now on keep every epoch's metrics of the seeds this process trains (none yet)."""
+    global _curves
+    _curves = {}
+
+
+def take_curves() -> Curves:
+    """The curves kept since :func:`collect_curves` (``{}`` if off); stop keeping them."""
+    global _curves
+    out, _curves = _curves or {}, None
+    return out
 
 
 def configure(seconds: float | None | object = _UNSET) -> None:
@@ -154,6 +174,13 @@ class Tracker:
             self.mark = (now, epoch)
             if self.logs:
                 log.info("%s", describe(snapshot))
+
+    def record(self, seed: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Seed ``seed``'s metrics of epoch ``epoch`` (kept only while collecting curves)."""
+        if _curves is not None:
+            per_metric = _curves.setdefault(int(seed), {})
+            for name, value in metrics.items():
+                per_metric.setdefault(name, []).append((int(epoch), float(value)))
 
     def close(self) -> None:
         """Training ended: this process trains nothing now (until the next tracker)."""

@@ -246,6 +246,7 @@ def fit_trees(
         loss_avg = loss_sum / instances
         metrics = {"train_acc": train_acc, "val_acc": train_acc, "train_loss": loss_avg,
                    "val_loss": loss_avg}
+        tracker.record(seed, epoch, {"train_acc": train_acc, "train_loss": loss_avg})
         if selector.update(epoch, metrics):
             selector.metrics["test_acc"] = evaluate(model, x, adj, ptr, y, test_trees,
                                                     b.batch_size)

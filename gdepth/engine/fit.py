@@ -227,6 +227,7 @@ def fit_batched(
             metrics = _metrics(stats, s, eval_rows.masks, nonempty, logits, eval_rows.y,
                                evaluator)
             val_losses[s].append(metrics["val_loss"])
+            tracker.record(seeds[s], epoch, metrics)  # the per-epoch curves (tracking)
             if selectors[s].update(epoch, metrics):
                 selected.append(s)
             epochs_run[s], ran = epoch, ran + 1

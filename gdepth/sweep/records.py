@@ -49,7 +49,7 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # (``seeds_per_job``, each job's ``seed_range``: gdepth.sweep.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
                 "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
-                "adjacency", "seeds_per_batch", "progress_log_s")
+                "adjacency", "seeds_per_batch", "progress_log_s", "tracking")
 
 log = logging.getLogger(__name__)
 
