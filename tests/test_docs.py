@@ -114,7 +114,7 @@ def test_reference_lists_every_schema_key_with_its_default():
 def test_reference_types_name_every_enum_choice():
     rows = {key: kind for key, kind, _ in _reference_rows()["Top level"]}
     assert rows["engine"] == " \\| ".join(f"`{m.value}`" for m in config.Engine)
-    assert rows["threads"] == "`int | None`"
+    assert rows["threads"] == "`int` \\| `None`"
 
 
 def test_benchmark_json_renders_its_fields_and_every_row():

@@ -19,8 +19,9 @@ def cell(text: str) -> str:
 
 
 def code(text: str) -> str:
-    """Code in a table cell (Python-Markdown's tables keep pipes inside backticks)."""
-    return f"`{text}`"
+    """Code in a table cell; ``a | b`` as two code spans around an escaped pipe, which both
+    Python-Markdown and GitHub render as one cell (they disagree on pipes inside backticks)."""
+    return " \\| ".join(f"`{part}`" for part in text.split(" | "))
 
 
 def value(obj: object) -> str:
@@ -43,7 +44,8 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def summary(path: Path) -> str:
-    """The first sentence (at most three lines) of a YAML file's header comment."""
+    """The first sentence (at most three lines) of a YAML file's header comment, without the
+    colon that introduces an example."""
     lines: list[str] = []
     for line in path.read_text().splitlines():
         text = line.lstrip("#").strip()
@@ -53,4 +55,4 @@ def summary(path: Path) -> str:
             lines.append(text)
             if text.endswith((".", ":")) or len(lines) == 3:
                 break
-    return " ".join(lines)
+    return " ".join(lines).removesuffix(":")

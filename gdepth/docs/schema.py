@@ -142,7 +142,7 @@ def _rows(cls: type, items: dict[str, list[Item]], prefix: str = "",
         enum = _enum(str(f.type))
         kind = code(str(f.type))
         if enum:
-            kind = " \\| ".join(code(m.value) for m in enum)
+            kind = code(" | ".join(m.value for m in enum))
             members = items.get(enum.__name__, [])
             doc = "; ".join([doc] * bool(doc) + [f"`{m.name}`: {m.doc}" for m in members if m.doc])
         if item.note:
