@@ -52,7 +52,8 @@ def summary(path: Path) -> str:
     lines: list[str] = []
     for line in path.read_text().splitlines():
         text = line.lstrip("#").strip()
-        if not line.startswith("#") or (not text and lines):
+        if not line.startswith("#") or (lines and (not text or text.startswith(
+                ("Read by", "Source")))):
             break
         if text and "@package" not in text:
             lines.append(text)
