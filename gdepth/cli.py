@@ -50,21 +50,22 @@ commands:
   tune-report DIR [--trials]  what each cell's search=... chose (hyperparameters.csv) and the
                               tuned rows beside the fixed ones (tuned.md)
   status DIR [--all]          cells done / running / failed / missing, from the folder alone
-launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "Launchers")
+launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, docs/sweeps/launchers.md)
   list  [models|norms|datasets|train|experiments]
                               what each config group offers
-  inspect dataset=A[,B] [dataset.KEY=V]  graph structure side by side (README "Graph structure")
+  inspect dataset=A[,B] [dataset.KEY=V]
+                              graph structure side by side (docs/diagnostics/structure.md)
   plot  smoothing|influence DIR [--measure M] [--at selected|init]
                               per-layer diagnostics of a diagnostics=... sweep
   reproduce NAME [overrides] [--dry-run|--no-run] | reproduce --list
-                              rerun a paper's depth table, print ours next to it (README)
+                              rerun a paper's depth table, print ours next to it (docs/reproduce.md)
 
 depth ranges: {forms}
 After run/sweep: --cfg job|hydra|all [-p KEY] prints the config each cell will run (the train
 preset applied; command-line values win over it), --dry-run lists the cells, their record keys
 and whether each is done; --help, --hydra-help, --info [defaults|...]: Hydra's. None of them
 launches or writes anything.
-Every option and the output layout are described in README.md."""
+Every option and the output layout: docs/ (configuration/reference.md, guide/sweep-folder.md)."""
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")

@@ -335,7 +335,8 @@ class SearchConfig:
 
 @dataclass
 class TrackingConfig:
-    """Experiment tracking of every cell (gdepth/tracking.py, configs/tracking/); not identity."""
+    """Experiment tracking of every cell (gdepth/sweep/tracking.py, configs/tracking/); not
+    identity."""
 
     name: str = "none"  # none | mlflow | tensorboard
     curves: bool = True  # also log every seed's per-epoch train/val/test curves

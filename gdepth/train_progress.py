@@ -20,7 +20,8 @@ The interval: :func:`configure` (the cell, from the config), else the environmen
 ``GDEPTH_PROGRESS_S``, else :data:`DEFAULT_INTERVAL_S`; 0 logs every epoch, a negative value or
 ``configure(None)`` never.
 
-While :func:`collect_curves` is on (``tracking=...``: :mod:`gdepth.tracking` turns it on for the
+While :func:`collect_curves` is on (``tracking=...``: :mod:`gdepth.sweep.tracking` turns it on
+for the
 job it runs), every epoch's metrics of every seed are kept too (:meth:`Tracker.record`), and
 :func:`take_curves` hands them over: the per-epoch curves, which a record does not keep.
 """

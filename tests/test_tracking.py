@@ -21,9 +21,9 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from gdepth import cli, tracking
+from gdepth import cli
 from gdepth.paths import config_dir
-from gdepth.sweep import collect, plan
+from gdepth.sweep import collect, plan, tracking
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 TINY = ["dataset=csbm", "depth=1,2", "seeds=2", "train.epochs=5", "progress=false",
