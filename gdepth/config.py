@@ -50,8 +50,9 @@ class Selection(str, Enum):
 
 class DropoutLayers(str, Enum):
     all = "all"  # dropout before every convolution (Kipf & Welling)
-    io = "io"  # only before the first and the last convolution (NodeNorm's code)
+    io = "io"  # only before the first and the last convolution
     hidden = "hidden"  # before every convolution but the first: not on the input (DropEdge)
+    nodenorm = "nodenorm"  # after the input block and on the logits (NodeNorm's code; gcn, gcn_res)
 
 
 @dataclass

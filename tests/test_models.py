@@ -296,3 +296,37 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(monkeypatch,
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert saved.checkpoint_layers and not plain.checkpoint_layers
     torch.testing.assert_close(saved.eval()(x, adj), plain.eval()(x, adj), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_res"])
+def test_dropout_layers_nodenorm_drops_the_second_input_and_the_logits(name):
+    """NodeNorm's code (miafei/NodeNorm config.py get_structure, dropout.layer=[1, -1]) puts
+    nn.Dropout after the input block and after the output layer: never on the features."""
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(model_cfg(name, dropout_layers="nodenorm"), None, 4, IN, OUT)
+    assert model.native.dropout_at == {1} and model.native.logits_dropout
+    convs = model.native.convs
+
+    def manual(masks: list[torch.Tensor]) -> torch.Tensor:
+        h = x
+        for i, conv in enumerate(convs):
+            z = adj @ ((h * masks[0] if i == 1 else h) @ conv.weight[0]) + conv.bias[0]
+            h = z if i == 3 else (torch.relu(z) + h if name == "gcn_res" and 0 < i else
+                                  torch.relu(z))
+        return h * masks[1]
+
+    torch.manual_seed(1)
+    model.native.mask_fn = RecordedMasks()
+    out = model.train()(x, adj)
+    shapes = [tuple(m.shape) for m in model.native.mask_fn.masks]
+    assert shapes == [(N, 8), (N, OUT)]  # the hidden input of layer 1, then the logits
+    torch.testing.assert_close(out, manual(model.native.mask_fn.masks))
+    eval_out = model.eval()(x, adj)
+    torch.testing.assert_close(eval_out, manual([torch.ones(N, 8), torch.ones(N, OUT)]))
+
+
+@pytest.mark.parametrize("name", ["gat", "jknet", "gin", "mlp"])
+def test_dropout_layers_nodenorm_is_refused_where_the_logits_are_not_dropped(name):
+    with pytest.raises(ValueError, match=r"dropout_layers=nodenorm .*model=gcn and gcn_res only"):
+        models.build(model_cfg(name, dropout_layers="nodenorm"), None, 4, IN, OUT)

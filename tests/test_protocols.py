@@ -79,7 +79,7 @@ def test_nodenorm_splits_differ_per_seed_and_cycle_every_50(mirror, data_cache):
 def test_nodenorm_preset_sets_their_model_and_training():
     config = composed("train=nodenorm2021", "dataset=coauthor_cs", "model=gcn_res")
     assert {k: config["model"][k] for k in ("hidden", "dropout", "dropout_layers")} == {
-        "hidden": 64, "dropout": 0.8, "dropout_layers": "io"}
+        "hidden": 64, "dropout": 0.8, "dropout_layers": "nodenorm"}
     train = config["train"]
     assert (train["l1_weight"], train["grad_clip"], train["epochs"], train["patience"]) == (
         1e-3, "adaptive", 400, None)

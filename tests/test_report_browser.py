@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STUDY = ROOT / "results" / "sweeps" / "seed_table_cora"
+STUDY = ROOT / "results" / "sweeps" / "seed_table_cora_io"
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]  # the installed console script
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 

@@ -17,7 +17,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 
-DROPOUT_LAYERS = ("all", "io", "hidden")
+DROPOUT_LAYERS = ("all", "io", "hidden", "nodenorm")
+LOGITS_DROPOUT = "nodenorm"  # the one placement that also drops the logits
 
 
 def activation(name: str) -> nn.Module:
@@ -27,19 +28,32 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def dropout_positions(dropout_layers: str, num_layers: int) -> frozenset[int]:
+def dropout_positions(dropout_layers: str, num_layers: int, logits: bool = False
+                      ) -> frozenset[int]:
     """Indices of the layers whose input gets dropout.
 
     Args:
         dropout_layers: ``"all"``: every layer (Kipf & Welling); ``"io"``: only the first and the
-            last layer, as the NodeNorm code does (``dropout.layer=[1,-1]``); ``"hidden"``: every
-            layer but the first, i.e. never on the raw input features, as DropEdge's ``mutigcn``
-            (Rong et al., ICLR 2020, ``src/models.py``: dropout after every convolution's
-            activation except the output one).
+            last layer; ``"hidden"``: every layer but the first, i.e. never on the raw input
+            features, as DropEdge's ``mutigcn`` (Rong et al., ICLR 2020, ``src/models.py``:
+            dropout after every convolution's activation except the output one);
+            ``"nodenorm"``: the input of the second layer and the logits, as the NodeNorm code
+            builds it (Zhou et al., CIKM 2021, github.com/miafei/NodeNorm ``config.py``
+            ``get_structure``: ``dropout.layer=[1, -1]`` inserts ``nn.Dropout`` at list index 1
+            and, after that insert, at index ``num_layers + 1``, i.e. after the input block and
+            after the output layer, before ``log_softmax``; never on the input features). The
+            logits' dropout is the model's own (``logits=True`` says the model applies it).
         num_layers: number of layers the dropout can precede.
+        logits: whether the calling model drops its logits under ``"nodenorm"``.
     """
     if dropout_layers not in DROPOUT_LAYERS:
         raise unknown("dropout_layers", dropout_layers, DROPOUT_LAYERS)
+    if dropout_layers == LOGITS_DROPOUT:
+        if not logits:
+            raise ValueError("dropout_layers=nodenorm (after the input block and on the logits, "
+                             "as NodeNorm's code) is defined for model=gcn and gcn_res only; "
+                             "valid here: all, io, hidden")
+        return frozenset({1}) if num_layers > 1 else frozenset()
     if dropout_layers == "all":
         return frozenset(range(num_layers))
     if dropout_layers == "hidden":

@@ -22,7 +22,8 @@ Depth convention (both): depth :math:`L` = number of graph convolutions, the inp
 (in → hidden) and output (hidden → out) ones included; :math:`L = 1` is one in → out
 convolution, :math:`L = 2` is input + output, and :math:`L - 2` hidden layers follow the input
 one. Dropout with probability ``dropout`` is applied to the input of the convolutions selected by
-``dropout_layers`` (``all``; ``io``: first and last only, as the NodeNorm code; ``hidden``: all
+``dropout_layers`` (``all``; ``io``: first and last only; ``nodenorm``: the second layer's input
+and the logits, as the NodeNorm code; ``hidden``: all
 but the first, never on the input features, as DropEdge's ``mutigcn``).
 
 Seed axis (issue 17): one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
@@ -100,7 +101,7 @@ class GCN(nn.Module):
             each convolution but the last; ``None`` for none. (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"``, ``"hidden"`` or ``"nodenorm"``. (default: ``"all"``)
         identity_mapping: GCNII's identity mapping on the hidden → hidden convolutions,
             :math:`\beta_l(\hat{A}H)W + (1-\beta_l)\hat{A}H`, :math:`\beta_l =
             \log(\lambda/l + 1)` with l the layer's 1-based index (Bag of Tricks'
@@ -142,7 +143,8 @@ class GCN(nn.Module):
                                    for _ in range(depth - 1))
         self.act = common.activation(activation)
         self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth, logits=True)
+        self.logits_dropout = dropout_layers == common.LOGITS_DROPOUT
         # beta per conv: 1 (plain) unless identity mapping, which needs hidden -> hidden
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
                       else 1.0 for i in range(depth)]
@@ -150,7 +152,8 @@ class GCN(nn.Module):
         self.layer_sink: Any = None
 
     def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
+        logits = ", logits" if self.logits_dropout else ""
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}{logits}"
 
     def first_layer_parameters(self) -> list[nn.Parameter]:
         """The input convolution's weight and bias (Kipf & Welling decay only those)."""
@@ -164,6 +167,9 @@ class GCN(nn.Module):
 
     def _p(self, layer: int) -> float:
         return self.dropout if self.training and layer in self.dropout_at else 0.0
+
+    def _p_logits(self) -> float:
+        return self.dropout if self.training else 0.0
 
     def _seed_major_applies(self) -> bool:
         return (type(self.act) is nn.ReLU and all(type(n) is StackedNorm for n in self.norms)
@@ -241,6 +247,8 @@ class GCN(nn.Module):
             out = self._forward_seed_major(x_in, adj)
         else:
             out = self._forward_node_major(x_in, adj)
+        if self.logits_dropout:  # NodeNorm's placement: dropout on the logits too
+            out = stacked_dropout(out, self._p_logits(), True, self.mask_fn)
         out = common.tap(self, out)
         return out if rows is None else out[rows]
 
