@@ -179,3 +179,46 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+INSPECT = re.compile(r"^\s*gdepth inspect (.*)$", re.MULTILINE)
+
+
+def inspect_commands() -> list[tuple[Path, list[str]]]:
+    """``(study, args)`` of every ``gdepth inspect`` line in a committed study README."""
+    found = []
+    for readme in sorted(RESULTS.rglob("README.md")):
+        for match in INSPECT.finditer(readme.read_text()):
+            found.append((readme.parent, match.group(1).split()))
+    return found
+
+
+@pytest.mark.parametrize(("study", "args"), inspect_commands(),
+                         ids=lambda v: v.name if isinstance(v, Path) else " ".join(v))
+def test_committed_structure_tables_regenerate(study: Path, args: list[str], tmp_path: Path,
+                                               cli_env):
+    """A study's ``gdepth inspect`` table (synthetic graphs: no data needed) equals a rerun."""
+    name = next(a.partition("=")[2] for a in args if a.startswith("name="))
+    out_dir = next(a.partition("=")[2] for a in args if a.startswith("out_dir="))
+    rest = [a for a in args if not a.startswith(("out_dir=", "name="))]
+    subprocess.run([sys.executable, "-m", "gdepth.cli", "inspect", *rest, f"name={name}",
+                    f"out_dir={tmp_path}"], check=True, cwd=ROOT, capture_output=True,
+                   text=True, env=cli_env)
+    committed = ROOT / out_dir / "inspect" / name / "table.md"
+    assert committed.read_text() == (tmp_path / "inspect" / name / "table.md").read_text()
+
+
+LOCAL_PATH = re.compile(r'"(/(?:tmp|work|home|root|Users|mnt|scratch|var|opt)/[^"]*)"')
+
+
+def test_committed_records_name_no_local_path():
+    """Records and plans are machine-free: no absolute path of the machine that ran them
+    (a dataset cache given through GDEPTH_DATA, say) is committed."""
+    leaks = {}
+    kept = [p for study in studies() for pattern in KEPT for p in study.glob(pattern)]
+    assert kept
+    for path in sorted(kept):
+        found = LOCAL_PATH.findall(path.read_text())
+        if found:
+            leaks[str(path.relative_to(ROOT))] = sorted(set(found))[:3]
+    assert not leaks, f"local paths in committed results: {leaks}"
