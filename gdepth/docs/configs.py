@@ -8,7 +8,8 @@ from pathlib import Path
 from gdepth.docs.markdown import HEADER, cell, summary, table
 from gdepth.paths import config_dir
 
-GROUPS = ("dataset", "model", "norm", "train", "diagnostics", "search", "launcher", "experiment")
+GROUPS = ("dataset", "model", "norm", "train", "diagnostics", "search", "tracking", "launcher",
+          "experiment")
 
 
 def _yamls(group: str) -> list[Path]:

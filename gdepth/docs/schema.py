@@ -19,7 +19,7 @@ from gdepth import config
 from gdepth.docs.markdown import HEADER, cell, code, table, value
 from gdepth.paths import config_dir
 
-GROUPS = ("dataset", "model", "norm", "train", "diagnostics", "search")
+GROUPS = ("dataset", "model", "norm", "train", "diagnostics", "search", "tracking")
 
 
 @dataclasses.dataclass
