@@ -222,3 +222,23 @@ def test_committed_records_name_no_local_path():
         if found:
             leaks[str(path.relative_to(ROOT))] = sorted(set(found))[:3]
     assert not leaks, f"local paths in committed results: {leaks}"
+
+
+def test_compare_on_a_searched_study_sees_the_table_rows(capsys):
+    """``gdepth compare`` on a per-cell search folder pairs the tuned cells (the table's rows),
+    not the trials: a trial's label (with its hyperparameters) is not a row."""
+    from gdepth import stats
+    from gdepth.report import tables
+
+    study = RESULTS / "sweeps" / "fair_depth_cora"
+    if not (study / "search").is_dir():
+        pytest.skip("results/sweeps/fair_depth_cora is not there")
+    _, frame = tables.load_frame(study)
+    labels = sorted(stats.curves(frame))
+    assert labels == ["gcn_res·nodenorm seeds=10", "gcn_res·none seeds=10"]
+    assert stats.main([str(study), *labels]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("|") and "depth" not in line
+            and "---" not in line]
+    assert rows and all(int(line.split("|")[2]) == 10 for line in rows)  # n = 10 paired seeds
+    assert stats.main([str(study), "gcn_res·none seeds=3", labels[0]]) == 2

@@ -36,7 +36,7 @@ import pandas as pd
 
 from gdepth import frames, stats
 from gdepth.frames import check_metric, is_accuracy, row_keys
-from gdepth.sweep import collect, records
+from gdepth.sweep import records
 
 BATCH_KEYS = ("wall_s", "epoch_s", "epochs")
 
@@ -192,16 +192,12 @@ def _tex(text: str) -> str:
 
 def load_frame(directory: str | Path) -> tuple[list[dict], pd.DataFrame]:
     """The records below ``directory`` (a search's trial cells left out: its final cell
-    stands for them) and their tidy frame (:func:`batch_columns` applied, the searched keys in
-    ``attrs["searched"]``). Raises FileNotFoundError when there is no record."""
-    from gdepth.search import study
-
-    directory = Path(directory)
-    trials = study.trial_only_keys(directory)
-    found = [r for r in collect.load(directory) if r["key"] not in trials]
+    stands for them; :func:`gdepth.frames.table_records`) and their tidy frame
+    (:func:`batch_columns` applied, the searched keys in ``attrs["searched"]``). Raises
+    FileNotFoundError when there is no record."""
+    found, searched = frames.table_records(directory)
     if not found:
         raise FileNotFoundError(f"no gdepth records below '{directory}'")
-    frame = batch_columns(records.to_frame(found))
-    frame.attrs["searched"] = sorted({k for s in study.load_summaries(directory)
-                                      for k in s["space"]})
+    frame = batch_columns(frames.table_frame(found, searched))
+    frame.attrs["searched"] = searched
     return found, frame
