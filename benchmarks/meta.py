@@ -104,6 +104,13 @@ def command() -> str:
     return " ".join(["python", str(shown), *sys.argv[1:]])
 
 
+def finish(info: dict[str, Any]) -> dict[str, Any]:
+    """Add the load average at the end of the run to ``info`` (the machine's contention)."""
+    if hasattr(os, "getloadavg"):
+        info["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    return info
+
+
 def default_path(name: str) -> Path:
     """``benchmarks/results/<name>.json``."""
     return RESULTS / f"{name}.json"
@@ -112,6 +119,7 @@ def default_path(name: str) -> Path:
 def write(path: str | Path, benchmark: str, info: dict[str, Any], results: Any) -> Path:
     """Write ``{"benchmark", "meta", "results"}`` to ``path`` (folders made); the path."""
     path = Path(path)
+    finish(info)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": benchmark, "meta": info, "results": results},
                                indent=1) + "\n")

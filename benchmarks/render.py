@@ -63,9 +63,10 @@ def _acc(values: list[float]) -> str:
 def header(info: dict[str, Any]) -> str:
     """One paragraph: machine, threads, device, versions, commit, date, command, note."""
     m, v, g, d = info["machine"], info["versions"], info["git"], info["device"]
-    load = m.get("load_average_at_start")
+    load, end = m.get("load_average_at_start"), m.get("load_average_at_end")
     where = (f"{m['cpu']} ({m['cores']} cores, {m['usable_cores']} usable"
-             + (f"; load average {load[0]:.2f} at the start" if load else "") + ")")
+             + (f"; 1-min load average {load[0]:.2f} at the start" if load else "")
+             + (f", {end[0]:.2f} at the end" if end else "") + ")")
     device = d["name"] + (f" ({d['gpu']}, {d['gpu_memory_gib']} GiB)" if d.get("gpu") else "")
     commit = (g.get("commit") or "unknown")[:10] + (" with uncommitted changes"
                                                      if g.get("dirty") else "")
