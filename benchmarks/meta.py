@@ -116,12 +116,14 @@ def default_path(name: str) -> Path:
     return RESULTS / f"{name}.json"
 
 
-def write(path: str | Path, benchmark: str, info: dict[str, Any], results: Any) -> Path:
+def write(path: str | Path, benchmark: str, info: dict[str, Any], results: Any,
+          quiet: bool = False) -> Path:
     """Write ``{"benchmark", "meta", "results"}`` to ``path`` (folders made); the path."""
     path = Path(path)
     finish(info)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": benchmark, "meta": info, "results": results},
                                indent=1) + "\n")
-    print(f"results written to {path}", flush=True)
+    if not quiet:
+        print(f"results written to {path}", flush=True)
     return path

@@ -83,6 +83,8 @@ def _sweep_speed(r: dict[str, Any]) -> str:
     title = (f"### {r['workload']}: {r['model']} on {r['dataset']}, depths "
              f"{', '.join(map(str, r['depths']))} × {r['seeds']} seeds × {r['epochs']} epochs"
              + (f", DropEdge {r['dropedge']:g}" if r["dropedge"] else ""))
+    if r.get("complete") is False:
+        title += f" (stopped after depth {r['rows'][-1]['depth']}: an incomplete run)"
     adj = r["adjacency"]
     split = r.get("seeds_per_batch") or {}
     batches = "".join(f"; {LABELS[e]}: {n} seed(s) per batch" for e, n in split.items())

@@ -42,7 +42,8 @@ rendered by ``python benchmarks/render.py``.
 
     python benchmarks/sweep_speed.py --quick                    # ~2 min smoke run (Cora)
     python benchmarks/sweep_speed.py --workload cora_small --threads 1
-    python benchmarks/sweep_speed.py --workload cora_small --threads 1 --dropedge 0.3
+    python benchmarks/sweep_speed.py --workload cora_d16 --threads 1 --dropedge 0.3 \
+        --engines pyg_sparse,loop,batched,batched_shared --no-cli
     python benchmarks/sweep_speed.py --workload cora            # gcn_res, depth 2..64, 10 seeds
     python benchmarks/sweep_speed.py --workload coauthor_cs     # gcn, depth 2..32, 10 seeds
 """
@@ -76,6 +77,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # model, dataset, depths, seeds, epochs
     "cora": ("gcn_res", "cora", [2, 4, 8, 16, 32, 64], 10, 200),
     "cora_small": ("gcn_res", "cora", [2, 8, 32], 5, 100),
+    "cora_d16": ("gcn_res", "cora", [16], 5, 100),  # with --dropedge: DropEdge's depth
     "coauthor_cs": ("gcn", "coauthor_cs", [2, 4, 8, 16, 32], 10, 200),
     "quick": ("gcn_res", "cora", [2, 8], 3, 20),
 }
@@ -177,7 +179,9 @@ def run_engine(eng: str, depth: int, spec: dict, args, device) -> list[float]:
 
 
 def run_workload(name: str, args: argparse.Namespace, device: torch.device,
-                 engines: list[str]) -> dict[str, Any]:
+                 engines: list[str], save: Any = None) -> dict[str, Any]:
+    """The workload's columns depth by depth, then ``gdepth sweep``; ``save(result)`` after
+    every depth (``"complete": false`` until the end), so a run cut short keeps its rows."""
     model, dataset, depths, seeds, epochs = WORKLOADS[name]
     depths, seeds = args.depths or depths, args.seeds or seeds
     epochs = args.epochs or epochs
@@ -221,15 +225,18 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device,
         means = " | ".join(f"{100 * statistics.fmean(accs[e][depth]):.1f}" for e in engines)
         print(f"{depth:5d} " + " ".join(f"{took[e]:16.1f}" for e in engines) + f"   {means}",
               flush=True)
-    result = {"workload": name, "model": model, "dataset": dataset, "depths": depths,
-              "seeds": seeds, "epochs": epochs, "dropedge": args.dropedge,
-              "adjacency": {"requested": args.adjacency, "used": storage},
-              "engines": engines, "wall_s": wall, "rows": rows,
-              "floor_s": None if args.dropedge else flops / rate,
-              "matmul_gflops": rate / 1e9, "steps": step_gains(wall),
-              "seeds_per_batch": spec["split"], "baseline": base,
-              "agreement": {e: agreement(accs[e], accs[base]) for e in engines
-                            if base is not None and e != base}}
+        result = {"workload": name, "model": model, "dataset": dataset, "depths": depths,
+                  "seeds": seeds, "epochs": epochs, "dropedge": args.dropedge,
+                  "adjacency": {"requested": args.adjacency, "used": storage},
+                  "engines": engines, "wall_s": dict(wall), "rows": rows,
+                  "floor_s": None if args.dropedge else flops / rate,
+                  "matmul_gflops": rate / 1e9, "steps": step_gains(wall),
+                  "seeds_per_batch": spec["split"], "baseline": base,
+                  "agreement": {e: agreement(accs[e], accs[base]) for e in engines
+                                if base is not None and e != base},
+                  "complete": False}
+        if save is not None:
+            save(result)
     if args.cli and "batched" in engines:
         cli = cli_timing.run_cli(
             cli_timing.overrides(model, dataset, depths, seeds, epochs, device.type,
@@ -237,6 +244,7 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device,
             {k: v for k, v in (("GDEPTH_DATA", args.data_root),
                                ("GDEPTH_DATA_MIRROR", args.mirror)) if v})
         result["cli"] = cli_timing.compare(cli, wall["batched"])
+    result["complete"] = True
     _print_summary(result)
     return result
 
@@ -297,12 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     workload = "quick" if args.quick else args.workload
     names = ["cora", "coauthor_cs"] if workload == "all" else [workload]
     info = meta.meta(device, torch.get_num_threads(), args.note)
-    results = [run_workload(n, args, device, engines) for n in names]
     suffix = f"_dropedge{args.dropedge:g}" if args.dropedge else ""
     if args.depths or args.seeds or args.epochs:  # not the named workload: keep its file
         suffix += "_custom"
-    meta.write(args.json or meta.default_path(f"sweep_speed_{workload}{suffix}"),
-               "sweep_speed", info, results)
+    path = args.json or meta.default_path(f"sweep_speed_{workload}{suffix}")
+    results: list[dict[str, Any]] = []
+    for n in names:
+        results.append(run_workload(
+            n, args, device, engines,
+            save=lambda partial: meta.write(path, "sweep_speed", info, [*results, partial],
+                                            quiet=True)))
+        meta.write(path, "sweep_speed", info, results)
     return 0
 
 
