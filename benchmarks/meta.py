@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def command() -> str:
     """The command line, the script's path relative to the repository (no local paths)."""
     script = Path(sys.argv[0]).resolve()
     shown = script.relative_to(ROOT) if script.is_relative_to(ROOT) else Path(script.name)
-    return " ".join(["python", str(shown), *sys.argv[1:]])
+    return shlex.join(["python", str(shown), *sys.argv[1:]])
 
 
 def finish(info: dict[str, Any]) -> dict[str, Any]:

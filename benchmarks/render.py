@@ -144,7 +144,9 @@ def _cli(c: dict[str, Any]) -> str:
             ["CLI overhead (`gdepth sweep` − library calls)", _s(c["overhead_s"]),
              f"{100 * c['overhead_share']:.0f} %"]]
     return ("End to end, the same sweep by the CLI (`engine=batched`), after the library "
-            "calls:\n\n" + _table(["", "s", "share of the CLI's time"], "lrr", rows)
+            "calls (not interleaved with them: where the load changes between the two, their "
+            "difference moves with it; the part outside the cells is measured within the one "
+            "process):\n\n" + _table(["", "s", "share of the CLI's time"], "lrr", rows)
             + f"\n\nCommand: `{c['command']}`")
 
 
