@@ -122,9 +122,11 @@ def _accuracy(r: dict[str, Any]) -> str:
                 p = agree[e]["p"].get(str(row["depth"]))
                 cells.append("–" if p is None else f"{p:.2f}")
         rows.append(cells)
-    base = LABELS[r.get("baseline", "pyg")]
-    text = ("Test accuracy (%, mean ± sample std over the seeds; p: Welch's test against "
-            f"{base}, per depth):\n\n" + _table(head, "r" * len(head), rows))
+    base = r.get("baseline", "pyg")  # None: no PyG column, nothing to test against
+    base = LABELS[base] if base else None
+    against = f"; p: Welch's test against {base}, per depth" if base else ""
+    text = (f"Test accuracy (%, mean ± sample std over the seeds{against}):\n\n"
+            + _table(head, "r" * len(head), rows))
     verdicts = [f"{LABELS[e]}: {a['verdict']}" + ("" if a["z"] is None
                                                    else f" (pooled z {a['z']:+.2f})")
                 for e, a in agree.items()]

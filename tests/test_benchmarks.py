@@ -92,6 +92,17 @@ def test_step_gains_without_the_dense_column_start_from_pyg_sparse():
         ("shared DropEdge draws", 1.5), ("all: PyG, sparse features → gdepth batched", 2.0)]
 
 
+def test_a_run_without_pyg_columns_renders_without_a_test(tmp_path):
+    r = sweep_result()
+    r.update(engines=["loop", "batched"], baseline=None, agreement={}, dropedge=0.3,
+             floor_s=None, wall_s={"loop": 10.0, "batched": 5.0})
+    for row in r["rows"]:
+        row["wall_s"] = {"loop": 5.0, "batched": 2.5}
+    text = render.render(write(tmp_path, "sweep_speed", [r]))
+    assert "| seed batching | gdepth loop (batches of 1) | gdepth batched | 2.00× |" in text
+    assert "DropEdge 0.3" in text and "Welch" not in text and "Floor" not in text
+
+
 def test_models_and_sgc_speed_tables(tmp_path):
     rows = [{"model": "appnp", "depth": 10, "wall_s": {"loop": 8.0, "batched": 2.5},
              "test_acc": {"loop": ACC, "batched": [0.82, 0.83, 0.84]}}]
