@@ -38,8 +38,9 @@ def test_check_mode_names_a_stale_page_and_writes_nothing(tmp_path, monkeypatch)
         target = docs / page.relative_to(build.DOCS)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page.read_text())
-    (docs / "speed.md").write_text((docs / "speed.md").read_text().replace(
-        "No benchmark result", "A typed table"))
+    speed = (docs / "speed.md").read_text()
+    start = speed.index("<!-- gdepth.docs: speed -->") + len("<!-- gdepth.docs: speed -->")
+    (docs / "speed.md").write_text(speed[:start] + "\n| a typed | table |" + speed[start:])
     monkeypatch.setattr(build, "DOCS", docs)
     monkeypatch.setattr(build, "ROOT", tmp_path)
     before = (docs / "speed.md").read_text()
@@ -117,28 +118,19 @@ def test_reference_types_name_every_enum_choice():
     assert rows["threads"] == "`int` \\| `None`"
 
 
-def test_benchmark_json_renders_its_fields_and_every_row():
-    data = [{"workload": "cora", "ratio": 6.1893, "machine": {"cpu": "x86", "threads": 2},
-             "rows": [{"depth": 2, "pyg_s": 116.49, "batched_s": 9.04},
-                      {"depth": 4, "pyg_s": 167.4, "batched_s": 13.94, "note": "a|b"}]}]
-    lines = results.render_benchmark(data)
-    assert "- `workload`: cora" in lines and "- `ratio`: 6.189" in lines
-    assert "- `machine.threads`: 2" in lines
-    assert "| `depth` | `pyg_s` | `batched_s` | `note` |" in lines
-    assert "| 2 | 116.5 | 9.04 |  |" in lines and "| 4 | 167.4 | 13.94 | a\\|b |" in lines
-    flat = results.render_benchmark([{"mode": "plain", "peak_rss_gib": 9.161}])
-    assert flat == ["| `mode` | `peak_rss_gib` |", "| --- | --- |", "| plain | 9.161 |"]
-
-
-def test_speed_block_renders_each_benchmark_file(tmp_path):
+def test_speed_block_includes_each_rendered_benchmark(tmp_path):
     folder = tmp_path / "benchmarks" / "results"
     assert "python -m gdepth.docs" in results.speed_block(folder)  # none yet: says how
     folder.mkdir(parents=True)
-    (folder / "b.json").write_text('{"threads": 1, "rows": [{"depth": 2}]}')
-    (folder / "a.json").write_text('[{"mode": "plain"}]')
+    for name in ("b", "a"):
+        (folder / f"{name}.json").write_text("{}")
+        (folder / f"{name}.md").write_text(f"## {name}\n")
+    (folder / "c.json").write_text("{}")  # no Markdown rendered for it: not included
     block = results.speed_block(folder)
-    assert block.index("### `benchmarks/results/a.json`") < block.index("results/b.json`")
-    assert "| plain |" in block and "- `threads`: 1" in block and "| 2 |" in block
+    assert block.splitlines()[::2] == [f'--8<-- "{folder}/a.md"', f'--8<-- "{folder}/b.md"']
+    committed = results.speed_block()
+    for md in sorted((ROOT / "benchmarks" / "results").glob("*.md")):
+        assert f'"benchmarks/results/{md.name}"' in committed
 
 
 def _quickstart_block() -> list[str]:

@@ -1,12 +1,11 @@
 """Blocks generated from committed results: the studies of ``results/`` and the benchmark
-JSON files of ``benchmarks/results/``."""
+results of ``benchmarks/results/``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from gdepth.docs.markdown import ROOT, cell, table, value
+from gdepth.docs.markdown import ROOT
 
 
 def studies(results: Path = ROOT / "results") -> list[Path]:
@@ -34,63 +33,15 @@ def results_block(results: Path = ROOT / "results") -> str:
     return "\n".join(out) or "No study is committed under `results/` yet."
 
 
-def _fmt(obj: object) -> str:
-    if isinstance(obj, float):
-        return f"{obj:.4g}"
-    if isinstance(obj, dict | list):
-        return json.dumps(obj, separators=(",", ":"))
-    return value(obj)
-
-
-def _flat(obj: dict, prefix: str = "") -> dict[str, object]:
-    """Nested objects of plain values flattened to ``a.b`` keys."""
-    out: dict[str, object] = {}
-    for key, item in obj.items():
-        if isinstance(item, dict) and item and not any(isinstance(v, dict | list)
-                                                       for v in item.values()):
-            out.update(_flat(item, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = item
-    return out
-
-
-def _records(obj: object) -> bool:
-    return isinstance(obj, list) and bool(obj) and all(isinstance(x, dict) for x in obj)
-
-
-def _rows_table(rows: list[dict]) -> list[str]:
-    flat = [_flat(r) for r in rows]
-    columns = list(dict.fromkeys(k for r in flat for k in r))
-    return table([f"`{c}`" for c in columns],
-                 [[cell(_fmt(r.get(c, ""))) for c in columns] for r in flat])
-
-
-def render_benchmark(data: object) -> list[str]:
-    """One benchmark JSON as Markdown, whatever the benchmark wrote: an object's plain fields
-    as a list and each of its lists of objects as a table (nested objects flattened to ``a.b``
-    columns); a list of flat objects as one table; a list of objects with lists, each in turn."""
-    if _records(data):
-        if not any(_records(v) for d in data for v in d.values()):
-            return _rows_table(data)
-        return [line for d in data for line in [*render_benchmark(d), ""]][:-1]
-    if not isinstance(data, dict):
-        return [f"`{_fmt(data)}`"]
-    out = [f"- `{k}`: {cell(_fmt(v))}" for k, v in _flat(data).items() if not _records(v)]
-    for key, item in data.items():
-        if _records(item):
-            out += ["", f"`{key}`:", "", *_rows_table(item)]
-    return out
-
-
 def speed_block(folder: Path = ROOT / "benchmarks" / "results") -> str:
-    """Each committed benchmark result, rendered by :func:`render_benchmark`."""
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    """Each committed benchmark result: the Markdown ``benchmarks/render.py`` made from its
+    JSON (``tests/test_benchmarks.py`` checks the pair), included with pymdownx.snippets."""
+    files = sorted(p for p in folder.glob("*.json") if p.with_suffix(".md").exists()) \
+        if folder.is_dir() else []
     if not files:
         return ("No benchmark result is committed yet. The commands under *Running the "
                 "benchmarks* above write them into `benchmarks/results/`; commit those JSON "
-                "files and run `python -m gdepth.docs`, and their tables appear here.")
-    out = []
-    for path in files:
-        out += [f"### `{path.relative_to(folder.parent.parent).as_posix()}`", "",
-                *render_benchmark(json.loads(path.read_text())), ""]
-    return "\n".join(out)
+                "files with `python benchmarks/render.py --write`'s Markdown and run "
+                "`python -m gdepth.docs`, and their tables appear here.")
+    rel = folder.relative_to(ROOT).as_posix() if folder.is_relative_to(ROOT) else folder
+    return "\n".join(f'--8<-- "{rel}/{path.with_suffix(".md").name}"\n' for path in files)
