@@ -35,7 +35,7 @@ def test_generated_docs_are_current():
 def test_check_mode_names_a_stale_page_and_writes_nothing(tmp_path, monkeypatch):
     docs = tmp_path / "docs"
     for page in build.pages():
-        target = docs / page.relative_to(build.DOCS)
+        target = tmp_path / page.relative_to(build.ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page.read_text())
     speed = (docs / "speed.md").read_text()
@@ -193,3 +193,20 @@ def test_site_builds_strictly(tmp_path):
                           env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "configuration" / "reference" / "index.html").exists()
+
+
+def test_found_block_copies_each_summarized_study_and_its_table(tmp_path, monkeypatch):
+    from gdepth.docs import markdown
+
+    monkeypatch.setattr(results, "ROOT", tmp_path)
+    monkeypatch.setattr(markdown, "ROOT", tmp_path)
+    for name, short in (("a", "Two sentences. Here."), ("b", None)):
+        study = tmp_path / "results" / "sweeps" / name
+        (study / "records").mkdir(parents=True)
+        (study / "table.md").write_text(f"| {name} | 1.0 ± 0.1 (3) |\n")
+        text = f"# {name} — Title {name}\n\nIntro.\n"
+        (study / "README.md").write_text(text + (f"\n## In short\n\n{short}\n\n## Command\n"
+                                                 if short else ""))
+    block = results.found_block(tmp_path / "results")
+    assert block.splitlines() == ["**[Title a](results/sweeps/a/README.md).** Two sentences. "
+                                  "Here.", "", "| a | 1.0 ± 0.1 (3) |"]

@@ -30,6 +30,8 @@ def pages(docs: Path | None = None) -> dict[Path, str]:
               ("speed.md", "speed", results.speed_block())]
     for page, name, block in blocks:
         out[docs / page] = fill((docs / page).read_text(), name, block)
+    readme = docs.parent / "README.md"
+    out[readme] = fill(readme.read_text(), "found", results.found_block())
     return out
 
 

@@ -33,6 +33,34 @@ def results_block(results: Path = ROOT / "results") -> str:
     return "\n".join(out) or "No study is committed under `results/` yet."
 
 
+IN_SHORT = "## In short"
+
+
+def in_short(readme: Path) -> str | None:
+    """The paragraph under a study README's ``## In short`` heading (its two-sentence
+    summary), or None when it has none."""
+    text = readme.read_text() if readme.exists() else ""
+    if IN_SHORT not in text:
+        return None
+    return text.split(IN_SHORT, 1)[1].split("\n## ", 1)[0].strip()
+
+
+def found_block(results: Path = ROOT / "results") -> str:
+    """README's "What gdepth found": for each study with an ``## In short`` summary, its
+    title (linked), the summary and its generated ``table.md``, copied as they are."""
+    out = []
+    for study in studies(results):
+        readme = study / "README.md"
+        summary = in_short(readme)
+        if summary is None or not (study / "table.md").exists():
+            continue
+        rel = study.relative_to(ROOT).as_posix()
+        title = readme.read_text().splitlines()[0].lstrip("# ").split(" — ", 1)[-1]
+        out += [f"**[{title}]({rel}/README.md).** {summary}", "",
+                (study / "table.md").read_text().strip(), ""]
+    return "\n".join(out) or "No study with a summary is committed under `results/` yet."
+
+
 def speed_block(folder: Path = ROOT / "benchmarks" / "results") -> str:
     """Each committed benchmark result: the Markdown ``benchmarks/render.py`` made from its
     JSON (``tests/test_benchmarks.py`` checks the pair), included with pymdownx.snippets."""
