@@ -32,6 +32,7 @@ a large plain matmul measured here, on the same device and threads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -43,10 +44,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv
 
-from gdepth import data, engine
+from gdepth import config, data, engine
 from gdepth.cell import prepare
 from gdepth.nn.kernels import adjacency_storage
 
@@ -106,13 +106,15 @@ def run_loop(cfg, graphs, adj, storage) -> list[float]:
     return [r.test_acc for r in results]
 
 
-def cell_cfg(model: str, depth: int, seeds: int, epochs: int):
-    return OmegaConf.create({
+def cell_cfg(model: str, dataset_cfg: config.DatasetConfig, depth: int, seeds: int,
+             epochs: int) -> config.GdepthConfig:
+    return config.typed({
         "model": {"name": model, "hidden": HIDDEN, "dropout": DROPOUT, "dropout_layers": "all",
                   "activation": "relu"},
-        "norm": {"name": "none"}, "depth": depth, "seeds": seeds,
-        "train": {"optimizer": "adam", "lr": LR, "weight_decay": WD, "epochs": epochs,
-                  "patience": None, "selection": "best_val_acc"}})
+        "norm": {"name": "none"}, "dataset": dataclasses.asdict(dataset_cfg), "depth": depth,
+        "seeds": seeds,
+        "train": {"name": "benchmark", "optimizer": "adam", "lr": LR, "weight_decay": WD,
+                  "epochs": epochs, "patience": None, "selection": "best_val_acc"}})
 
 
 def matmul_flops(device: torch.device, n: int = 2048) -> float:
@@ -164,10 +166,10 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device) -> d
     depths, seeds = args.depths or depths, args.seeds or seeds
     epochs = args.epochs or epochs
     engines = args.engines.split(",")
-    dataset_cfg = {"name": dataset, "normalize_features": False, "adjacency": "sym",
-                   "self_loops": True}
-    data_cfg = OmegaConf.create({"root": args.data_root, "mirror": args.mirror})
-    raw = [data.load(OmegaConf.create(dataset_cfg), data_cfg, s) for s in range(seeds)]
+    dataset_cfg = config.dataset(dataset, split=data.spec(dataset).default_split,
+                                 normalize_features=False, adjacency="sym", self_loops=True)
+    data_cfg = config.DataConfig(root=args.data_root, mirror=args.mirror)
+    raw = [data.load(dataset_cfg, data_cfg, s) for s in range(seeds)]
     pyg_graphs = [_to(g, device) for g in raw]
     print(f"\n== {name}: {model} on {dataset}, depths {depths}, {seeds} seeds, {epochs} epochs, "
           f"device {device}, threads {torch.get_num_threads()}, engines {engines}, "
@@ -182,7 +184,7 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device) -> d
     for i, depth in enumerate(depths):
         order = engines if i % 2 == 0 else engines[::-1]
         took: dict[str, float] = {}
-        cfg = cell_cfg(model, depth, seeds, epochs)
+        cfg = cell_cfg(model, dataset_cfg, depth, seeds, epochs)
         for eng in order:
             _sync(device)
             t0 = time.perf_counter()

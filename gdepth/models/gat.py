@@ -49,12 +49,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.config import GATConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.nn.kernels import NotBatchable, StackedInput, keep_mask, stacked_dropout
 from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GAT_CONVENTION = (
     "depth L = number of GATConv layers, input (in->hidden) and output (hidden->out) included "
@@ -361,18 +361,17 @@ class GAT(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                     num_seeds: int) -> GAT:
-    """``gat`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), heads (8),
-    output_heads (1), attention_dropout (0.6), dropout (0.5), dropout_layers ("all"),
-    activation ("relu")."""
+def build_gat(model_cfg: GATConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int) -> GAT:
+    """``gat`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GATConfig`:
+    hidden, heads, output_heads, attention_dropout, dropout, dropout_layers, activation)."""
     return GAT(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        heads=int(option(model_cfg, "heads", 8)),
-        output_heads=int(option(model_cfg, "output_heads", 1)),
-        attention_dropout=float(option(model_cfg, "attention_dropout", 0.6)),
+        heads=int(model_cfg.heads),
+        output_heads=int(model_cfg.output_heads),
+        attention_dropout=float(model_cfg.attention_dropout),
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.models.gat import PerAdjacency, weight_parameters_of
@@ -291,10 +292,10 @@ class GGNN(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_ggnn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                      num_seeds: int) -> GGNN:
-    """``ggnn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), dropout_layers ("all"); ``activation`` is ignored (see the module docstring)."""
+def build_ggnn(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+               out_dim: int, num_seeds: int) -> GGNN:
+    """``ggnn`` for ``num_seeds`` seeds from its config (hidden, dropout, dropout_layers;
+    ``activation`` is ignored, see the module docstring)."""
     return GGNN(
         in_dim,
         out_dim=out_dim,

@@ -49,10 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.config import NormConfig, SGCConfig
 from gdepth.models.mlp import no_first_layer
 from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, keep_mask
 from gdepth.nn.seeds import SeedLinear
-from gdepth.options import option
 
 SGC_CONVENTION = (
     "depth K = number of propagation steps in logits = A^K X W (Wu et al. 2019); linear, no "
@@ -255,14 +255,13 @@ def _rows_of(mask_fn: MaskFn, n: int, rows: Tensor) -> MaskFn:
     return masks
 
 
-def build_sgc(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> SGC:
-    """``sgc`` from a ``model`` config: keys dropout (0.0 here; the YAML also sets 0) and bias
-    (true)."""
-    norm = "none" if norm_cfg is None else option(norm_cfg, "name", "none")
+def build_sgc(model_cfg: SGCConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int = 1) -> SGC:
+    """``sgc`` from its config (:class:`gdepth.config.SGCConfig`: dropout, bias)."""
+    norm = "none" if norm_cfg is None else norm_cfg.name
     if norm != "none":
         raise ValueError(
             f"model sgc has no hidden layer to normalize; got norm '{norm}', use norm=none"
         )
-    return SGC(in_dim, out_dim, depth, dropout=float(option(model_cfg, "dropout", 0.0)),
-               bias=bool(option(model_cfg, "bias", True)), num_seeds=num_seeds)
+    return SGC(in_dim, out_dim, depth, dropout=float(model_cfg.dropout),
+               bias=bool(model_cfg.bias), num_seeds=num_seeds)
