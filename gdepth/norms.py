@@ -1,6 +1,6 @@
 r"""Normalization layers placed between a graph convolution and its activation, seed-native.
 
-Every norm is written once, with the seed axis built in (issue 17, :mod:`gdepth.nn.seeds`):
+Every norm is written once, with the seed axis built in (:mod:`gdepth.nn.seeds`):
 it maps hidden features ``h [N, S, d]`` (seed ``s`` is ``h[:, s]``) to ``[N, S, d]``, takes
 its statistics per seed, and holds its affine parameters and running statistics seed-major
 ``[S, d]``. Seed ``s``'s slice computes exactly what the PyG / torch module it replaces

@@ -1,4 +1,4 @@
-"""A cell's seeds trained by the one training loop, in batches (issues 7, 17).
+"""A cell's seeds trained by the one training loop, in batches.
 
 A depth sweep is hundreds of small trainings of identical shape. Every model is seed-native
 (:mod:`gdepth.nn.seeds`: parameters ``[S, ...]``, features ``[N, S, d]``), so the S seeds of a

@@ -212,7 +212,7 @@ def fit_batched(
             logits = _forward(model, x_in, prop, eval_rows)
             correct = logits.argmax(dim=-1) == eval_rows.y[:, None]
             # count / size: a sum of rounded 1/size weights gives equal counts unequal values
-            # and breaks best_val_acc's first-best tie rule (issue 16)
+            # and breaks best_val_acc's first-best tie rule
             rows = [(correct & m).sum(dim=0) / m.sum(dim=0).clamp(min=1)
                     for m in (eval_rows.masks[k] for k in ("train", "val", "test"))]
             rows += [loss.detach(), _masked_mean(_nll(logits, eval_rows), eval_rows.weights["val"]),

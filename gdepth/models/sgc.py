@@ -69,8 +69,8 @@ def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
 
     A CSR ``adj`` on CPU multiplies as ``F.embedding_bag`` over its rows (bag i = row i's
     columns weighted by its values; the same sums as ``torch.sparse.mm``, as
-    :class:`gdepth.nn.kernels.Propagation`): 1.8x faster for Cora's 32 steps of 1,433
-    columns (``benchmarks/sgc_speed.py``). With autograd (``x`` requires grad):
+    :class:`gdepth.nn.kernels.Propagation`; ``benchmarks/sgc_speed.py`` times it against
+    ``torch.sparse.mm``). With autograd (``x`` requires grad):
     ``torch.sparse.mm``.
     """
     h = x.to_dense() if x.layout != torch.strided else x
@@ -93,10 +93,8 @@ def precomputed_product(x: Tensor, weight: Tensor, mask: Tensor | None = None) -
     layout this CPU's BLAS reads fastest: the forward with the weight transposed to ``[S, d,
     F]`` (a copy of the small weight), the weight gradient as :math:`G_s^\top X_s` (``[d, F]``)
     instead of autograd's :math:`X_s^\top G_s`. Why by hand: a dense ``[N, F] @ [F, d]`` product
-    with a narrow ``d`` (the classes) and its gradient were slow in autograd's layouts, measured
-    on Cora's :math:`\hat{A}^K X` (2,708 × 1,433, d = 7, one thread): forward 15.4 vs 9.3 ms,
-    weight gradient 51 vs 6.9 ms at S = 1; with masks at S = 10, 190 vs 82 ms and 510 vs 86 ms.
-    The one-seed SGC was 4x slower per epoch than ``torch.nn.Linear`` without it.
+    with a narrow ``d`` (the classes) and its gradient are slow in autograd's layouts
+    (``benchmarks/sgc_speed.py`` times the SGC cell).
     """
     return _PrecomputedProduct.apply(x, weight, mask)
 

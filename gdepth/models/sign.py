@@ -37,8 +37,7 @@ the module (not in its ``state_dict``) with the ``x`` and ``adj`` they came from
 rules as ``sgc``: the very same tensor objects (and ``x``'s in-place version counter) reuse them,
 a different ``x`` or ``adj`` recomputes them, an ``x`` that requires grad is propagated afresh
 with autograd and not cached. :math:`X_0` is ``x`` itself (sparse CSR stays sparse); the other
-hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats (Cora, :math:`K = 64`:
-about 1 GB; Coauthor CS: 0.5 GB per hop).
+hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats.
 
 Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, each hop's :math:`\Theta_k` as
 ``[S, F, d]`` and :math:`\Omega` as ``[S, (K+1)d, C]`` (:class:`gdepth.nn.seeds.SeedLinear`,
