@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from gdepth.sweep import parts, plan, records
+from gdepth.sweep import parts, records
+from gdepth.sweep.plan import label as describe  # ``csbm gcn_res·nodenorm L=8``
 
 OPTIONAL = {"optional": True}
 
@@ -99,11 +100,6 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
             "hydra": metadata.version("hydra-core"), "omegaconf": metadata.version("omegaconf"),
             "python": platform.python_version()}
-
-
-def describe(config: dict[str, Any]) -> str:
-    """A short human label of a cell, e.g. ``csbm gcn_res·nodenorm L=8``."""
-    return plan.label(config)
 
 
 def summary_line(record: dict[str, Any]) -> str:
