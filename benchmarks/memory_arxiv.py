@@ -66,9 +66,8 @@ def synthetic_arxiv(seed: int = 0):
 def child(args: argparse.Namespace) -> None:
     """One setting, in this (fresh) process: print a JSON line with its figures."""
     import torch
-    from omegaconf import OmegaConf
 
-    from gdepth import models
+    from gdepth import config, models
     from gdepth.engine import fit_batched, slices
     from gdepth.models.adjacency import normalized_adjacency
 
@@ -76,13 +75,13 @@ def child(args: argparse.Namespace) -> None:
     graph = synthetic_arxiv()
     adj = normalized_adjacency(graph.edge_index, NODES)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = models.build_seeded({"name": args.model, "hidden": args.hidden}, None, args.depth,
+    model = models.build_seeded(config.model(args.model, hidden=args.hidden), None, args.depth,
                                 FEATURES, CLASSES, seeds=[0])
     if args.mode == "checkpointing":
         slices.checkpoint_layers(model)
-    cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                            "epochs": args.epochs, "patience": None,
-                            "selection": "best_val_acc"})
+    cfg = config.make(config.TrainConfig, name="benchmark", optimizer="adam", lr=0.01,
+                      weight_decay=5e-4, epochs=args.epochs, patience=None,
+                      selection="best_val_acc")
     start = time.perf_counter()
     (result,) = fit_batched(model, [graph], adj, cfg, [0])
     wall = time.perf_counter() - start

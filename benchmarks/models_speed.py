@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import meta  # noqa: E402
 
-from gdepth import data, engine
+from gdepth import config, data, engine  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
 from gdepth.cli import config_dir  # noqa: E402
 
@@ -47,7 +47,7 @@ def cell_cfg(model: str, depth: int, seeds: int, epochs: int, dataset: str):
         cfg = compose("config", overrides=[
             f"model={model}", f"depth={depth}", f"seeds={seeds}", f"dataset={dataset}",
             f"train.epochs={epochs}", "train.patience=null", "progress=false"])
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    return config.typed(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         name, depth = item.split(":")
         cfg = cell_cfg(name, int(depth), args.seeds, args.epochs, args.dataset)
         cfg.data.mirror = args.mirror
-        ds = OmegaConf.to_container(cfg.dataset)
-        prepared = [prepare(data.load(cfg.dataset, cfg.data, s), ds, device)
+        prepared = [prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
                     for s in range(args.seeds)]
         adj, graphs = prepared[0][1], [p[0] for p in prepared]
         wall, accs = {}, {}

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import meta  # noqa: E402
@@ -108,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.data.mirror = args.mirror
     graphs, adj = [], None
     for s in range(args.seeds):
-        graph, adj, kind = prepare(data.load(cfg.dataset, cfg.data, s),
-                                   OmegaConf.to_container(cfg.dataset), device)
+        graph, adj, kind = prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
         graphs.append(graph)
     print(f"{args.dataset} ({kind} features, adjacency {adj.layout}), depth {args.depth}, "
           f"{args.seeds} seeds, {args.epochs} epochs, threads {torch.get_num_threads()}, "

@@ -51,6 +51,7 @@ rendered by ``python benchmarks/render.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import statistics
@@ -61,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cli_timing  # noqa: E402
@@ -69,8 +69,9 @@ import meta  # noqa: E402
 from pyg_loop import DROPOUT, HIDDEN, LR, WD, run_pyg  # noqa: E402
 from render import step_gains  # noqa: E402
 
-from gdepth import data, engine  # noqa: E402
+from gdepth import config, data, engine  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
+from gdepth.engine import slices  # noqa: E402
 from gdepth.nn.kernels import adjacency_storage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,16 +86,17 @@ ENGINES = ("pyg", "pyg_sparse", "loop", "batched", "batched_shared")
 DEFAULT_ENGINES = "pyg,pyg_sparse,loop,batched"
 
 
-def cell_cfg(model: str, dataset_cfg: dict, depth: int, seeds: int, epochs: int,
-             dropedge: float, shared: bool):
-    """The cell's config for ``engine.run_seeds``: the benchmark's hyperparameters."""
-    return OmegaConf.create({
+def cell_cfg(model: str, dataset_cfg: config.DatasetConfig, depth: int, seeds: int,
+             epochs: int, dropedge: float, shared: bool) -> config.GdepthConfig:
+    """The cell's typed config for ``engine.run_seeds``: the benchmark's hyperparameters."""
+    return config.typed({
         "model": {"name": model, "hidden": HIDDEN, "dropout": DROPOUT, "dropout_layers": "all",
                   "activation": "relu"},
-        "norm": {"name": "none"}, "depth": depth, "seeds": seeds, "dataset": dataset_cfg,
-        "train": {"optimizer": "adam", "lr": LR, "weight_decay": WD, "epochs": epochs,
-                  "patience": None, "selection": "best_val_acc", "dropedge": dropedge,
-                  "shared_graph_dropout": shared}})
+        "norm": {"name": "none"}, "depth": depth, "seeds": seeds,
+        "dataset": dataclasses.asdict(dataset_cfg),
+        "train": {"name": "benchmark", "optimizer": "adam", "lr": LR, "weight_decay": WD,
+                  "epochs": epochs, "patience": None, "selection": "best_val_acc",
+                  "dropedge": dropedge, "shared_graph_dropout": shared}})
 
 
 def matmul_flops(device: torch.device, n: int = 2048) -> float:
@@ -169,11 +171,10 @@ def run_engine(eng: str, depth: int, spec: dict, args, device) -> list[float]:
     adj, graphs = prepared[0][1], [p[0] for p in prepared]
     cfg = cell_cfg(model, spec["dataset_cfg"], depth, seeds, epochs, dropedge,
                    eng == "batched_shared")
-    def on_split(step: int, reason: str | None) -> None:
-        spec["split"][eng] = step  # seeds per batch the engine chose
-
-    results = engine.run_seeds(cfg, lambda s: graphs[s], adj, device, on_split=on_split,
-                               max_seeds=1 if eng == "loop" else None,
+    max_seeds = 1 if eng == "loop" else None
+    probe = slices.parameters_per_seed(engine.build(cfg, graphs[0], [0], device, False))
+    spec["split"][eng], _ = engine.batch_size(cfg, graphs, probe, device, max_seeds)
+    results = engine.run_seeds(cfg, lambda s: graphs[s], adj, device, max_seeds=max_seeds,
                                adjacency=adjacency_storage(args.adjacency, adj))
     return [r.test_acc for r in results]
 
@@ -185,10 +186,10 @@ def run_workload(name: str, args: argparse.Namespace, device: torch.device,
     model, dataset, depths, seeds, epochs = WORKLOADS[name]
     depths, seeds = args.depths or depths, args.seeds or seeds
     epochs = args.epochs or epochs
-    dataset_cfg = {"name": dataset, "normalize_features": False, "adjacency": "sym",
-                   "self_loops": True}
-    data_cfg = OmegaConf.create({"root": args.data_root, "mirror": args.mirror})
-    raw = [data.load(OmegaConf.create(dataset_cfg), data_cfg, s) for s in range(seeds)]
+    dataset_cfg = config.dataset(dataset, split=data.spec(dataset).default_split,
+                                 normalize_features=False, adjacency="sym", self_loops=True)
+    data_cfg = config.DataConfig(root=args.data_root, mirror=args.mirror)
+    raw = [data.load(dataset_cfg, data_cfg, s) for s in range(seeds)]
     pyg_graphs = [_to(g, device) for g in raw]
     x_dense = pyg_graphs[0].x
     spec = {"model": model, "seeds": seeds, "epochs": epochs, "raw": raw,

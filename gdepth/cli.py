@@ -22,12 +22,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gdepth import __version__, config
+from gdepth import __version__, compose
 from gdepth.depth import DepthError, parse_depths
 from gdepth.paths import config_dir
 from gdepth.sweep import launchers, progress
 
-config.register()
+compose.register()
 launchers.register_resolvers()  # the pool's threads per job; job processes import this module
 
 USAGE = """usage: gdepth COMMAND [ARGS]
@@ -134,8 +134,6 @@ def _hydra_flags(args: list[str]) -> tuple[argparse.Namespace, list[str], bool]:
 
 def _hydra_shows(ns: argparse.Namespace, overrides: list[str]) -> int:
     """Hydra's ``--help``, ``--hydra-help``, ``--info``: one cell's config, nothing written."""
-    from gdepth import compose
-
     flags = ["--help"] if ns.help else ["--hydra-help"] if ns.hydra_help else \
         ["--info", ns.info]
     sys.argv = ["gdepth", *flags, *compose.first_values(overrides)]
@@ -150,8 +148,6 @@ def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
     """``--cfg job|hydra|all [-p PACKAGE]``: what each cell will run (the preset applied, the
     command line winning), one YAML document per cell."""
     from omegaconf import OmegaConf
-
-    from gdepth import compose
 
     hydra_node = compose.hydra_node(overrides, config_dir()) if ns.cfg != "job" else None
     for i, cell in enumerate(cells):
@@ -203,8 +199,6 @@ def _dry_run(cells: list, folder: Path) -> int:
 
 
 def _launch(command: str, args: list[str]) -> int:
-    from gdepth import compose
-
     try:
         ns, overrides, dry = _hydra_flags(args)
     except SystemExit as bad:  # argparse printed its one-line usage error

@@ -46,6 +46,49 @@ class Cell:
     applied: dict[str, dict[str, Any]]  # what the train preset set in dataset / model
 
 
+def register() -> None:
+    """Put the schemas of :mod:`gdepth.config` into Hydra's ConfigStore (idempotent): the
+    YAML options name them in their defaults lists (``/schema/<group>/<name>@_here_``)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="gdepth_schema", node=schema.GdepthConfig)
+    for group, name, node in [
+        ("dataset", "dataset", schema.DatasetConfig),
+        ("dataset", "csbm", schema.CSBMConfig),
+        ("dataset", "range_task", schema.RangeTaskConfig),
+        ("dataset", "grid2d", schema.Grid2dConfig),
+        ("dataset", "small_world", schema.SmallWorldConfig),
+        ("dataset", "transfer", schema.TransferConfig),
+        ("dataset", "tree_match", schema.TreeMatchConfig),
+        ("model", "model", schema.ModelConfig),
+        ("model", "gcn", schema.GCNConfig),
+        ("model", "appnp", schema.APPNPConfig),
+        ("model", "gcnii", schema.GCNIIConfig),
+        ("model", "resgcn", schema.ResGCNConfig),
+        ("model", "jknet", schema.JKNetConfig),
+        ("model", "sgc", schema.SGCConfig),
+        ("model", "sign", schema.SIGNConfig),
+        ("model", "gat", schema.GATConfig),
+        ("model", "gin", schema.GINConfig),
+        ("model", "bottleneck", schema.BottleneckConfig),
+        ("norm", "norm", schema.NormConfig),
+        ("norm", "pairnorm", schema.PairNormConfig),
+        ("norm", "nodenorm", schema.NodeNormConfig),
+        ("norm", "layernorm", schema.LayerNormConfig),
+        ("norm", "groupnorm", schema.GroupNormConfig),
+        ("norm", "graphnorm", schema.GraphNormConfig),
+        ("norm", "combnorm", schema.CombNormConfig),
+        ("train", "train", schema.TrainConfig),
+        ("diagnostics", "diagnostics", schema.DiagnosticsConfig),
+        ("search", "search", schema.SearchConfig),
+        ("tracking", "tracking", schema.TrackingConfig),
+        ("tracking", "mlflow", schema.MLflowTrackingConfig),
+        ("tracking", "tensorboard", schema.TensorBoardTrackingConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)
+
+
 def expand(overrides: Sequence[str]) -> list[list[str]]:
     """The Cartesian product of Hydra's comma lists (``model=gcn,gat``), as plain overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -149,6 +149,7 @@ def main(argv: list[str]) -> int:
         return _fail(" ".join(line.strip() for line in text.strip().splitlines()))
 
     import pandas as pd
+    from omegaconf import OmegaConf
 
     from gdepth.diagnostics.structure import describe
 
@@ -156,7 +157,8 @@ def main(argv: list[str]) -> int:
     for name, cfg in zip(datasets, configs, strict=True):
         start = time.perf_counter()
         try:
-            graph = data.load(cfg.dataset, cfg.data, seed=0)
+            graph = data.load(OmegaConf.to_object(cfg.dataset), OmegaConf.to_object(cfg.data),
+                              seed=0)
         except (data.DatasetUnavailable, ValueError) as err:
             return _fail(str(err), code=1)
         structures[name] = describe(graph.edge_index, graph.num_nodes, graph.y)

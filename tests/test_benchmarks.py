@@ -157,12 +157,10 @@ def test_sparse_dropout_keeps_the_pattern_and_drops_at_the_rate():
 
 def test_the_pyg_baseline_is_the_same_model_on_sparse_and_dense_features(mirror, data_cache,
                                                                          float64):
-    from omegaconf import OmegaConf
+    from gdepth import config, data
 
-    from gdepth import data
-
-    graph = data.load(OmegaConf.create({"name": "cora"}),
-                      OmegaConf.create({"root": str(data_cache), "mirror": str(mirror)}), 0)
+    graph = data.load(config.dataset("cora", split="public"),
+                      config.DataConfig(root=str(data_cache), mirror=str(mirror)), 0)
     x = graph.x.to(torch.float64)
     torch.manual_seed(0)
     model = pyg_loop.PygNet(graph.num_features, graph.num_classes, 4, residual=True).eval()

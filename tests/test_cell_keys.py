@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from gdepth import config
+from gdepth import compose as gdepth_compose
 from gdepth.paths import config_dir
 from gdepth.sweep import plan
 
@@ -41,7 +41,7 @@ PINNED = [
 
 
 def _key(overrides: list[str]) -> str:
-    config.register()
+    gdepth_compose.register()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=list(overrides))
     return plan.cell_identity(cfg, list(overrides))[0]

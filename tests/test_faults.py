@@ -25,8 +25,8 @@ env = test_launchers.env  # the fixture: one thread, offline, a private data cac
 
 # The real CLI with one function replaced, in a fresh process (the basic launcher runs the
 # cells in that process, so the replacement is what the cells call).
-PATCHED = "import sys, torch\nfrom gdepth import engine\nfrom gdepth.sweep import records\n" \
-          "{patch}\nfrom gdepth.cli import main\nsys.exit(main(sys.argv[1:]))"
+PATCHED = ("import sys, torch\nfrom gdepth import engine\nfrom gdepth.sweep import records\n"
+           "{patch}\nfrom gdepth.cli import main\nsys.exit(main(sys.argv[1:]))")
 
 
 def patched(patch: str, args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

@@ -142,10 +142,12 @@ def test_a_deferred_import_and_a_package_import_count(tmp_path):
     assert cycles(graph) == [["gdepth.sub", "gdepth.top"]]
 
 
-# Below the cell runner (DESIGN.md "Nothing below the cell knows about Hydra"): the training
-# code, models, norms, data and diagnostics must run from a plain script with no Hydra.
-BELOW_THE_CELL = ("gdepth.data", "gdepth.models", "gdepth.nn", "gdepth.norms", "gdepth.train",
-                  "gdepth.train_trees", "gdepth.engine", "gdepth.diagnostics.oversmoothing",
+# The cell runner and below (DESIGN.md "Nothing below the cell knows about Hydra"): the cell
+# (its Hydra job hands it plain arguments), the typed schemas, the training code, models,
+# norms, data and diagnostics must run from a plain script with no Hydra.
+BELOW_THE_CELL = ("gdepth.cell", "gdepth.config", "gdepth.data", "gdepth.models", "gdepth.nn",
+                  "gdepth.norms", "gdepth.train", "gdepth.train_trees", "gdepth.engine",
+                  "gdepth.diagnostics.oversmoothing", "gdepth.diagnostics.run",
                   "gdepth.diagnostics.structure", "gdepth.graph_dropout", "gdepth.stats")
 
 

@@ -185,9 +185,9 @@ def test_tracking_from_pool_workers_with_seed_jobs(name, env, tmp_path):
 def test_tracking_is_not_part_of_a_cells_identity(name):
     from hydra import compose, initialize_config_dir
 
-    from gdepth import config
+    from gdepth import compose as gdepth_compose
 
-    config.register()
+    gdepth_compose.register()
     overrides = ["model=gcn", "depth=2", f"tracking={name}"]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=overrides)

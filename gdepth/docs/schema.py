@@ -15,7 +15,7 @@ import tokenize
 from enum import Enum
 from pathlib import Path
 
-from gdepth import config
+from gdepth import compose, config
 from gdepth.docs.markdown import HEADER, cell, code, table, value
 from gdepth.paths import config_dir
 
@@ -152,11 +152,11 @@ def _rows(cls: type, items: dict[str, list[Item]], prefix: str = "",
 
 
 def _schemas() -> dict[str, list[tuple[str, type]]]:
-    """group → [(schema name, dataclass)] as ``config.register`` stores them."""
+    """group → [(schema name, dataclass)] as ``compose.register`` stores them."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    config.register()
+    compose.register()
     repo = ConfigStore.instance().repo["schema"]
     return {group: [(name.removesuffix(".yaml"), OmegaConf.get_type(node.node))
                     for name, node in repo[group].items()] for group in repo}

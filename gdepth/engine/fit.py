@@ -55,9 +55,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdepth import train_progress
+from gdepth.config import TrainConfig
 from gdepth.engine.slices import seed_state
 from gdepth.nn.kernels import StackedInput, propagation
-from gdepth.options import option
 from gdepth.sweep.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.train import (
     Clipper,
@@ -128,7 +128,7 @@ def fit_batched(
     model: nn.Module,
     graphs: Sequence[Any],
     adj: Tensor,
-    train_cfg: Any,
+    train_cfg: TrainConfig,
     seeds: Sequence[int],
     on_epoch: Callable[[int], None] | None = None,
     adjacency: str = "sparse",
@@ -170,8 +170,8 @@ def fit_batched(
     optimizer = make_optimizer(model, train_cfg)
     rule, stopping = selection_rule(train_cfg), stopping_rule(train_cfg)
     patience = train_cfg.patience
-    smoothing = float(option(train_cfg, "label_smoothing", 0.0))
-    l1_weight = float(option(train_cfg, "l1_weight", 0.0))
+    smoothing = float(train_cfg.label_smoothing)
+    l1_weight = float(train_cfg.l1_weight)
     clipper = Clipper(train_cfg, num)
     selectors = [Selector(rule) for _ in range(num)]
     val_losses: list[list[float]] = [[] for _ in range(num)]
@@ -212,7 +212,7 @@ def fit_batched(
             logits = _forward(model, x_in, prop, eval_rows)
             correct = logits.argmax(dim=-1) == eval_rows.y[:, None]
             # count / size: a sum of rounded 1/size weights gives equal counts unequal values
-            # and breaks best_val_acc's first-best tie rule (issue 16)
+            # and breaks best_val_acc's first-best tie rule
             rows = [(correct & m).sum(dim=0) / m.sum(dim=0).clamp(min=1)
                     for m in (eval_rows.masks[k] for k in ("train", "val", "test"))]
             rows += [loss.detach(), _masked_mean(_nll(logits, eval_rows), eval_rows.weights["val"]),

@@ -26,7 +26,7 @@ one. Dropout with probability ``dropout`` is applied to the input of the convolu
 and the logits, as the NodeNorm code; ``hidden``: all
 but the first, never on the input features, as DropEdge's ``mutigcn``).
 
-Seed axis (issue 17): one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
+Seed axis: one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
 PyG ``GCNConv``: :math:`W^{(l)}_s` (``lin.weight`` transposed, ``[d_in, d_out]``) and
 :math:`b^{(l)}_s`, stacked into ``weight [S, d_in, d_out]`` and ``bias [S, d_out]``
 (:class:`gdepth.models.gcn_tricks.SeedGCNConv`, drawn as ``GCNConv`` draws them). With ``H`` of
@@ -54,6 +54,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from gdepth.config import GCNConfig, ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import (
     TRICKS_CONVENTION,
@@ -71,7 +72,6 @@ from gdepth.nn.kernels import (
     stacked_dropout,
 )
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GCN_CONVENTION = (
     "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
@@ -282,8 +282,8 @@ def seed_major_layer(h: Tensor, mask: Tensor | None, weight: Tensor, bias: Tenso
     :math:`\mathrm{ReLU}(\hat{A}(\mathrm{drop}_s(H_s) W_s) + b_s)\;(+\,H_s)` as ``[S, N, d]``.
 
     Why by hand (:class:`_SeedMajorLayer`): the layer's products in the layout their kernels
-    read fastest (``bmm`` on contiguous seed-major operands: 5.1 vs 9.5 ms for Cora, S = 10,
-    one thread, against node-major strides), the ReLU and the residual sum in place, the
+    read fastest (``bmm`` on contiguous seed-major operands rather than node-major strides),
+    the ReLU and the residual sum in place, the
     backward's ReLU gate from a saved boolean mask and its residual gradient fused into the
     dropout's (``addcmul``): fewer passes over ``[S, N, d]`` tensors, which is what a deep
     layer's time is spent on here. No torch or PyG op fuses these.
@@ -333,30 +333,30 @@ class _SeedMajorLayer(torch.autograd.Function):
         return grad_h, None, grad_weight, grad_bias, None, None, None
 
 
-def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> nn.Module:
-    """``gcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), dropout_layers ("all"), activation ("relu"), and the tricks skip ("none"),
-    skip_alpha (0.1), identity_mapping (False), lamda (0.5), embedding_dropout (0.6). A skip
-    other than ``none`` builds :class:`gdepth.models.gcn_tricks.TricksGCN`."""
-    skip = str(option(model_cfg, "skip", "none"))
-    identity = bool(option(model_cfg, "identity_mapping", False))
-    lamda = float(option(model_cfg, "lamda", 0.5))
+def build_gcn(model_cfg: GCNConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int = 1) -> nn.Module:
+    """``gcn`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GCNConfig`:
+    hidden, dropout, dropout_layers, activation, and the tricks skip, skip_alpha,
+    identity_mapping, lamda, embedding_dropout). A skip other than ``none`` builds
+    :class:`gdepth.models.gcn_tricks.TricksGCN`."""
+    skip = str(model_cfg.skip)
+    identity = bool(model_cfg.identity_mapping)
+    lamda = float(model_cfg.lamda)
     if skip == "none":
         return GCN(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
                    identity_mapping=identity, lamda=lamda,
                    **common.model_options(model_cfg, norm_cfg))
     return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip, num_seeds=num_seeds,
-                     skip_alpha=float(option(model_cfg, "skip_alpha", 0.1)),
+                     skip_alpha=float(model_cfg.skip_alpha),
                      identity_mapping=identity, lamda=lamda,
-                     embedding_dropout=float(option(model_cfg, "embedding_dropout", 0.6)),
+                     embedding_dropout=float(model_cfg.embedding_dropout),
                      **common.model_options(model_cfg, norm_cfg))
 
 
-def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                  num_seeds: int = 1) -> GCN:
-    """``gcn_res`` for ``num_seeds`` seeds from a ``model`` config, keys and defaults as
-    :func:`build_gcn` (no skip / identity mapping)."""
+def build_gcn_res(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                  out_dim: int, num_seeds: int = 1) -> GCN:
+    """``gcn_res`` for ``num_seeds`` seeds from its config (hidden, dropout, dropout_layers,
+    activation)."""
     return GCNRes(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
                   **common.model_options(model_cfg, norm_cfg))
 

@@ -89,11 +89,10 @@ def estimate_seconds(cell: Cell) -> float:
     reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
     would be a useless bound of thousands of hours).
     """
-    from omegaconf import OmegaConf
-
-    from gdepth import engine, models
+    from gdepth import config, engine, models
 
     c = cell.config
+    typed = config.typed(c)
     seeds, hidden = int(c["seeds"]), int(c["model"]["hidden"])
     convs = models.convolutions(c["model"]["name"], int(c["depth"]))
     if c["dataset"]["name"] == "tree_match":
@@ -102,7 +101,7 @@ def estimate_seconds(cell: Cell) -> float:
 
         r = int(c["dataset"]["depth_r"])
         trees = tree_match.example_count(r) * float(c["dataset"]["train_fraction"])
-        b = train_trees.batching(c["train"], c["model"].get("conv"), r)
+        b = train_trees.batching(typed.train, c["model"].get("conv"), r)
         rounds = int(c["train"]["epochs"])
         if c["train"].get("patience") is not None:
             rounds = min(rounds, int(c["train"]["patience"]) + 1)
@@ -116,7 +115,7 @@ def estimate_seconds(cell: Cell) -> float:
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
     batched = (str(c.get("engine", "auto")) != "loop"
-               and engine.batched_kernels(OmegaConf.create(c)))
+               and engine.batched_kernels(typed))
     return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
 
 

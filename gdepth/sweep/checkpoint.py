@@ -126,7 +126,7 @@ class CellCheckpoints:
         the checkpoints folder if nothing else is left in them (another seed job of the cell,
         another cell may still be running)."""
         seeds = {int(s) for s in seeds}
-        for seed in seeds:  # seed-<s>.pt: a per-seed checkpoint of gdepth before issue 17
+        for seed in seeds:  # seed-<s>.pt: an older gdepth's per-seed checkpoint
             for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json"):
                 (self.folder / name).unlink(missing_ok=True)
         for path in self.folder.glob("batch-*-*.pt") if self.folder.is_dir() else []:

@@ -71,7 +71,7 @@ def cell_identity(cfg: DictConfig, overrides: list[str] | None = None
 
 
 def label(config: dict[str, Any]) -> str:
-    """``csbm gcn_res·nodenorm L=8`` (as ``cell.describe``, without importing torch)."""
+    """``csbm gcn_res·nodenorm L=8``: a cell's label (``cell.describe``), without torch."""
     try:
         return (f"{config['dataset']['name']} {config['model']['name']}·"
                 f"{config['norm']['name']} L={config['depth']}")
