@@ -14,7 +14,7 @@ from gdepth.paths import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = sorted(ROOT.glob("results/sweeps/*/records/*.json"))
-OPTIONS = [(group, path.stem) for group in ("dataset", "model", "norm")
+OPTIONS = [(group, path.stem) for group in ("dataset", "model", "norm", "tracking")
            for path in sorted(Path(config_dir(), group).glob("*.yaml"))]
 
 
