@@ -76,3 +76,23 @@ def test_a_fresh_record_has_the_fields_of_a_committed_one_in_their_order(tmp_pat
     assert list(fresh["engine"]) == list(committed["engine"])
     on_disk = (tmp_path / "records" / f"{fresh['key']}.json").read_text()
     assert on_disk == json.dumps(fresh, indent=1, default=str)
+
+
+def test_a_record_keeps_no_dataset_folder_of_the_machine(tmp_path, mirror, data_cache):
+    """data.root / data.mirror (here a real Cora mirror and cache) load the data but are not
+    stored: a committed record names no local path."""
+    from hydra import compose, initialize_config_dir
+
+    from gdepth import compose as gdepth_compose
+    from gdepth.paths import config_dir
+
+    gdepth_compose.register()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "name=t", "progress=false", "threads=1", "seeds=1", "train.epochs=2",
+            "dataset=cora", "model.hidden=8", f"data.root={data_cache}", f"data.mirror={mirror}"])
+    fresh = cell.run_cell(cfg, tmp_path)
+    assert fresh["status"] == "ok", fresh["error"]
+    assert fresh["config"]["data"] == {"root": None, "mirror": None}
+    text = (tmp_path / "records" / f"{fresh['key']}.json").read_text()
+    assert str(data_cache) not in text and str(mirror) not in text

@@ -92,6 +92,19 @@ class CellRecord:
         return out
 
 
+def portable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config a record stores: the resolved one, less the machine's own dataset folders.
+
+    ``data.root`` / ``data.mirror`` say where this machine caches and mirrors raw files
+    (often from ``GDEPTH_DATA`` / ``GDEPTH_DATA_MIRROR``): not part of a cell's identity, not
+    what was computed, and a local path a committed study must not carry. The record keeps
+    the keys, as null; the job's own ``.hydra/config.yaml`` keeps the values."""
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return config
+    return {**config, "data": {key: None for key in data}}
+
+
 def versions() -> dict[str, str]:
     """The versions of the libraries a result depends on (read from the installed packages'
     metadata: no import of Hydra in the cell)."""

@@ -33,6 +33,7 @@ from gdepth.cell.record import (
     describe,
     merged_diagnostics,
     now,
+    portable,
     summary_line,
 )
 from gdepth.diagnostics import run as diagnostics
@@ -72,7 +73,7 @@ def run_cell(cfg: DictConfig | Mapping[str, Any], base_dir: str | Path,
         torch.set_num_threads(int(config["threads"]))
     if "progress_log_s" in config:  # progress lines in the job log off a terminal
         train_progress.configure(config["progress_log_s"])
-    record = CellRecord(key=key, config=config, overrides=list(overrides or []),
+    record = CellRecord(key=key, config=portable(config), overrides=list(overrides or []),
                         seed_range=list(part) if part is not None else None)
     start = time.perf_counter()
     try:
