@@ -210,7 +210,7 @@ def test_config_defaults_and_errors():
         models.build(model_cfg(activation="swish"), None, 2, IN, OUT)
     # a choice the schema types (an enum) fails when the config is made, naming the choices
     with pytest.raises(ValueError, match=r"^GCNConfig.dropout_layers: Invalid value 'some', "
-                                         r"expected one of \[all, io, hidden\]$"):
+                                         r"expected one of \[all, io, hidden, nodenorm\]$"):
         model_cfg(dropout_layers="some")
 
 
