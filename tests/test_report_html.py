@@ -179,7 +179,7 @@ def test_structure_columns_are_gdepth_inspects_rows():
     from gdepth.diagnostics.structure import describe
     from gdepth.inspect_graphs import rows
 
-    graph = data.load(graphs["csbm homophily=0.2"], None, seed=0)
+    graph = data.load(datasets.typed(graphs["csbm homophily=0.2"]), None, seed=0)
     table = datasets.table(described, {"ogbn_gone": "DatasetUnavailable: offline"})
     assert table["csbm homophily=0.2"].to_dict() == rows(describe(graph.edge_index,
                                                                   graph.num_nodes, graph.y))

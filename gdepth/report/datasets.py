@@ -1,7 +1,7 @@
 """The structure table of the datasets a report's records ran on (as ``gdepth inspect``).
 
 Each distinct base graph of the records (a dataset name and its generation parameters,
-:attr:`gdepth.data.DatasetSpec.params`; the split does not change the graph) is loaded with
+:func:`gdepth.data.params`; the split does not change the graph) is loaded with
 :func:`gdepth.data.load` from the record's own resolved config and described by
 :func:`gdepth.diagnostics.structure.describe`; the rows are
 :func:`gdepth.inspect_graphs.rows`, so the
@@ -20,6 +20,14 @@ import plotly.graph_objects as go
 from gdepth.report.figures import COLORS
 
 
+def typed(config: dict[str, Any]) -> Any:
+    """A record's dataset config as its schema (a key it lacks: the dataset's default)."""
+    from gdepth import config as schema
+    from gdepth import data
+
+    return schema.group("dataset", {"split": data.spec(config["name"]).default_split, **config})
+
+
 def graphs(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{column label: dataset config}``, one per distinct base graph (first record's config);
     a name shared by several graphs is labelled with the parameters that differ."""
@@ -29,10 +37,9 @@ def graphs(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for record in found:
         config = (record.get("config") or {}).get("dataset") or {}
         name = config.get("name")
-        spec = data.DATASETS.get(name)
-        if spec is None:
+        if name not in data.DATASETS:
             continue
-        params = {k: config.get(k, v) for k, v in spec.params.items()}
+        params = data.params(typed(config))
         by_identity.setdefault(json.dumps([name, params], sort_keys=True, default=str), config)
     names = [json.loads(k)[0] for k in by_identity]
     out = {}
@@ -56,7 +63,7 @@ def describe_all(configs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], di
     described, failed = {}, {}
     for label, config in configs.items():
         try:
-            graph = data.load(config, None, seed=0)
+            graph = data.load(typed(config), None, seed=0)
             described[label] = describe(graph.edge_index, graph.num_nodes, graph.y)
         except Exception as err:  # noqa: BLE001 — one unavailable dataset must not end the report
             failed[label] = f"{type(err).__name__}: {err}"
