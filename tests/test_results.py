@@ -240,10 +240,10 @@ def test_compare_on_a_searched_study_sees_the_table_rows(capsys):
         pytest.skip("results/sweeps/fair_depth_cora is not there")
     _, frame = tables.load_frame(study)
     labels = sorted(stats.curves(frame))
-    assert labels == ["gcn_res·nodenorm seeds=10", "gcn_res·none seeds=10"]
+    assert labels == ["gcn_res·nodenorm", "gcn_res·none"]  # the tuned cells; no trial row
     assert stats.main([str(study), *labels]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("|") and "depth" not in line
             and "---" not in line]
     assert rows and all(int(line.split("|")[2]) == 10 for line in rows)  # n = 10 paired seeds
-    assert stats.main([str(study), "gcn_res·none seeds=3", labels[0]]) == 2
+    assert stats.main([str(study), "gcn_res·none seeds=3", labels[0]]) == 2  # a trial's row
