@@ -194,6 +194,7 @@ def cells(overrides: Sequence[str], config_dir: str) -> list[Cell]:
     """
     from hydra import compose, initialize_config_dir
 
+    register()
     groups = {p.name for p in Path(config_dir).iterdir() if p.is_dir()} | {"hydra"}
     depth_of = [o for o in overrides if o.partition("=")[0].lstrip("+") == "depth"]
     rest = [o for o in overrides if o not in depth_of]
@@ -235,6 +236,7 @@ def hydra_node(overrides: Sequence[str], config_dir: str) -> dict[str, Any]:
     """The ``hydra`` node of one cell's config, unresolved (as Hydra's ``--cfg hydra``)."""
     from hydra import compose, initialize_config_dir
 
+    register()
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         cfg = compose("config", overrides=first_values(overrides), return_hydra_config=True)
     node = OmegaConf.to_container(cfg.hydra, resolve=False, enum_to_str=True)

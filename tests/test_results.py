@@ -34,12 +34,10 @@ REPRODUCE = re.compile(r"^\s*(?:\S*/)?gdepth reproduce (\S+)(.*)$", re.MULTILINE
 
 
 def studies() -> list[Path]:
-    """Every study folder under results/: a folder with a plan.json or records/."""
-    if not RESULTS.is_dir():
-        return []
-    found = {p.parent for p in RESULTS.rglob("plan.json")}
-    found |= {p.parent for p in RESULTS.rglob("records") if p.is_dir()}
-    return sorted(f for f in found if not {"jobs", "checkpoints", "running"} & set(f.parts))
+    """Every study folder under results/ (the rule the docs generator uses too)."""
+    from gdepth.docs.results import studies as found
+
+    return found(RESULTS) if RESULTS.is_dir() else []
 
 
 def clean_copy(study: Path, dest: Path) -> Path:

@@ -9,8 +9,8 @@ from gdepth.docs.markdown import ROOT
 
 
 def studies(results: Path = ROOT / "results") -> list[Path]:
-    """Every committed study: a folder under results/ with a plan.json or records/ (as
-    ``tests/test_results.py`` finds them)."""
+    """Every committed study: a folder under results/ with a plan.json or records/ (the one
+    rule; ``tests/test_results.py`` uses it too)."""
     found = {p.parent for p in results.rglob("plan.json")}
     found |= {p.parent for p in results.rglob("records") if p.is_dir()}
     return sorted(f for f in found if not {"jobs", "checkpoints", "running"} & set(f.parts))

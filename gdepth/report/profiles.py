@@ -100,33 +100,40 @@ def smoothing_figure(found: list[dict[str, Any]]) -> go.Figure | None:
         next(iter(options))
     fig = go.Figure()
     for record, color, y in zip(cells, _colors(cells), options[first], strict=True):
-        y = y or []
-        fig.add_trace(go.Scatter(
-            x=list(range(len(y))), y=y, mode="lines+markers", name=_label(record),
-            line={"color": color, "width": 1.5}, marker={"size": 4},
-            customdata=[record["key"]] * len(y), hoverinfo="text",
-            hovertext=_hover(record, _label(record), y, "layer"),
-            meta={"role": "smoothing", "key": record["key"]}))
+        fig.add_trace(_trace(record, color, y or [], "layer", "smoothing"))
     buttons = []
     for (measure, at), ys in options.items():
-        flat = [v for y in ys if y for v in y if np.isfinite(v)]
-        log = bool(flat) and min(flat) > 0
         buttons.append({"label": f"{measure} ({AT[at]})", "method": "update", "args": [
             {"y": [y or [] for y in ys], "x": [list(range(len(y or []))) for y in ys],
              "hovertext": [_hover(r, _label(r), y or [], "layer")
                            for r, y in zip(cells, ys, strict=True)]},
-            {"yaxis.type": "log" if log else "linear", "yaxis.title.text": measure}]})
-    flat = [v for y in options[first] if y for v in y if np.isfinite(v)]
+            {"yaxis.type": _axis_type(ys), "yaxis.title.text": measure}]})
     fig.update_layout(
         xaxis={"title": {"text": "layer (0 = input features, last = logits)"}},
-        yaxis={"title": {"text": first[0]},
-               "type": "log" if flat and min(flat) > 0 else "linear"},
+        yaxis={"title": {"text": first[0]}, "type": _axis_type(options[first])},
         height=460, template="plotly_white", margin={"t": 60, "l": 60, "r": 20, "b": 50},
         legend={"font": {"size": 10}}, hovermode="closest",
         updatemenus=[{"type": "dropdown", "x": 0, "xanchor": "left", "y": 1.14,
                       "yanchor": "top", "buttons": buttons,
                       "active": list(options).index(first)}])
     return fig
+
+
+def _trace(record: dict[str, Any], color: str, y: list[float], axis: str, role: str
+           ) -> go.Scatter:
+    """One cell's per-layer (or per-hop) curve, its key in ``customdata`` and ``meta``."""
+    return go.Scatter(
+        x=list(range(len(y))), y=y, mode="lines+markers", name=_label(record),
+        line={"color": color, "width": 1.5}, marker={"size": 4},
+        customdata=[record["key"]] * len(y), hoverinfo="text",
+        hovertext=_hover(record, _label(record), y, axis),
+        meta={"role": role, "key": record["key"]})
+
+
+def _axis_type(ys: list[list[float] | None]) -> str:
+    """``log`` when every finite value of the curves is positive, else ``linear``."""
+    flat = [v for y in ys if y for v in y if np.isfinite(v)]
+    return "log" if flat and min(flat) > 0 else "linear"
 
 
 def influence_figure(found: list[dict[str, Any]]) -> go.Figure | None:
@@ -139,12 +146,7 @@ def influence_figure(found: list[dict[str, Any]]) -> go.Figure | None:
     for record, color in zip(cells, _colors(cells), strict=True):
         y = _mean(record["diagnostics"]["seeds"], lambda s: s.get("influence")) or []
         positive &= all(v > 0 for v in y if np.isfinite(v))
-        fig.add_trace(go.Scatter(
-            x=list(range(len(y))), y=y, mode="lines+markers", name=_label(record),
-            line={"color": color, "width": 1.5}, marker={"size": 4},
-            customdata=[record["key"]] * len(y), hoverinfo="text",
-            hovertext=_hover(record, _label(record), y, "hop"),
-            meta={"role": "influence", "key": record["key"]}))
+        fig.add_trace(_trace(record, color, y, "hop", "influence"))
     fig.update_layout(
         xaxis={"title": {"text": "hop k"}, "dtick": 1},
         yaxis={"title": {"text": "influence I_k / I_0 (mean over seeds)"},

@@ -55,9 +55,11 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     """
     from hydra import compose, initialize_config_dir
 
+    from gdepth import compose as gdepth_compose
     from gdepth.paths import config_dir
     from gdepth.sweep import plan as sweep_plan
 
+    gdepth_compose.register()  # the schemas the YAML options name (idempotent)
     out: list[Cell] = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for sub in exp.subsweeps:
