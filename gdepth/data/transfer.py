@@ -68,7 +68,7 @@ def transfer(topology: str, task_range: int = 5, num_graphs: int = 1000, num_cla
     offsets = torch.arange(num_graphs) * n
     edge_index = (local.unsqueeze(-1) + offsets).reshape(2, -1)
     labels = torch.arange(num_graphs) % num_classes
-    x = torch.ones(num_graphs * n, num_classes)
+    x = torch.ones(num_graphs * n, num_classes, dtype=torch.float32)  # any default dtype
     x[offsets] = 0.0
     x[offsets + source] = torch.nn.functional.one_hot(labels, num_classes).float()
     y = torch.full((num_graphs * n,), -1, dtype=torch.long)
