@@ -43,9 +43,9 @@ class Graph:
             a disjoint union of small graphs (PyG's ``batch`` vector; the transfer tasks), else
             ``None``. The fully-adjacent last layer (``model.fully_adjacent_last``) reads it.
 
-    The tensors ``x``, ``y``, ``edge_index`` and ``instance`` are shared between all graphs loaded from the
-    same base dataset in one process (see :func:`gdepth.data.load`): do not modify them in
-    place.
+    The tensors ``x``, ``y``, ``edge_index`` and ``instance`` are shared between all graphs
+    loaded from the same base dataset in one process (see :func:`gdepth.data.load`): do not
+    modify them in place.
     """
 
     name: str
