@@ -23,10 +23,23 @@ BATCHED_SECONDS_PER_UNIT = 4.2e-8
 # model=bottleneck gcn, threads=1: 2.1 s per pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and
 # 3.7e-8 per unit; the per-tree-batch overhead is included).
 TREE_SECONDS_PER_UNIT = 3.5e-8
-# Nodes per dataset for the estimate (PyG's statistics; the others count as 3000).
+# Nodes per dataset for the estimate (PyG's statistics; the transfer tasks: :func:`nodes`; the
+# others count as 3000).
 NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
          "coauthor_physics": 34493, "amazon_computers": 13752, "amazon_photo": 7650,
          "ogbn_arxiv": 169343, "csbm": 1000}
+
+
+def nodes(dataset: dict[str, Any]) -> int:
+    """Nodes of a cell's graph for the estimate: :data:`NODES`, the transfer tasks' union
+    (``num_graphs`` instances of their size at ``task_range``), else 3000."""
+    name = str(dataset["name"])
+    if name.startswith("transfer_"):
+        from gdepth.data.transfer import instance
+
+        _, size, _ = instance(name.removeprefix("transfer_"), int(dataset["task_range"]))
+        return size * int(dataset["num_graphs"])
+    return NODES.get(name, 3000)
 
 
 @dataclass
@@ -110,15 +123,14 @@ def estimate_seconds(cell: Cell) -> float:
         passes = rounds * b.passes_per_epoch
         if c["train"].get("max_passes") is not None:
             passes = min(passes, int(c["train"]["max_passes"]))
-        nodes = trees * (2 ** (r + 1) - 1)
-        return TREE_SECONDS_PER_UNIT * seeds * passes * nodes * convs * hidden
-    nodes = NODES.get(c["dataset"]["name"], 3000)
-    work = seeds * int(c["train"]["epochs"]) * convs * hidden
+        tree_nodes = trees * (2 ** (r + 1) - 1)
+        return TREE_SECONDS_PER_UNIT * seeds * passes * tree_nodes * convs * hidden
+    work = seeds * int(c["train"]["epochs"]) * convs * hidden * nodes(c["dataset"])
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
     batched = (str(c.get("engine", "auto")) != "loop"
                and engine.batched_kernels(typed))
-    return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
+    return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * work
 
 
 def budget(cell: Cell) -> tuple[int, int] | None:
