@@ -487,10 +487,18 @@ def test_transfer_range_runs_depth_r_on_every_topology_with_and_without_fa():
         "dataset=transfer_ring", "dataset.task_range=8", "model=gcn"]))
     assert [c.config["model"]["fully_adjacent_last"] for c in planned] == [False, True]
     assert len({c.key for c in planned}) == 2
+    from gdepth.reproduce.command import settings  # the dry run shows the layer only when on
+    assert "fully_adjacent_last" not in settings(planned[0].config)
+    assert "activation=relu fully_adjacent_last=True" in settings(planned[1].config)
     cell = planned[0].config
     assert cells.nodes(cell["dataset"]) == 16 * cell["dataset"]["num_graphs"] == 8000
     units = 3 * cell["train"]["epochs"] * 8 * cell["model"]["hidden"] * 8000
     assert math.isclose(cells.estimate_seconds(planned[0]),
                         cells.BATCHED_SECONDS_PER_UNIT * units)
+    (gin,) = cells.plan(experiment.load("transfer_range", [
+        "dataset=transfer_ring", "dataset.task_range=8", "model=gin",
+        "model.fully_adjacent_last=false"]))
+    assert math.isclose(cells.estimate_seconds(gin),
+                        cells.LAYER_COST["gin"] * cells.estimate_seconds(planned[0]))
     clique = {"name": "transfer_clique_path", "task_range": 8, "num_graphs": 500}
     assert cells.nodes(clique) == 14 * 500 and cells.nodes({"name": "cora"}) == 2708

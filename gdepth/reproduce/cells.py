@@ -23,6 +23,10 @@ BATCHED_SECONDS_PER_UNIT = 4.2e-8
 # model=bottleneck gcn, threads=1: 2.1 s per pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and
 # 3.7e-8 per unit; the per-tree-batch overhead is included).
 TREE_SECONDS_PER_UNIT = 3.5e-8
+# Cost of a layer relative to a GCN layer where it differs much: GIN's layer is a two-layer MLP
+# on hidden-wide features (transfer_ring r = 8, 1000 instances, depth 8, hidden 64, 3 seeds
+# batched, threads=1 on the shared machine: 1.80 s per epoch against gcn's 1.15 s).
+LAYER_COST = {"gin": 1.6}
 # Nodes per dataset for the estimate (PyG's statistics; the transfer tasks: :func:`nodes`; the
 # others count as 3000).
 NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
@@ -126,6 +130,7 @@ def estimate_seconds(cell: Cell) -> float:
         tree_nodes = trees * (2 ** (r + 1) - 1)
         return TREE_SECONDS_PER_UNIT * seeds * passes * tree_nodes * convs * hidden
     work = seeds * int(c["train"]["epochs"]) * convs * hidden * nodes(c["dataset"])
+    work *= LAYER_COST.get(c["model"]["name"], 1.0)
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
     batched = (str(c.get("engine", "auto")) != "loop"
