@@ -3,8 +3,8 @@
 ``space`` maps a dotted config key to ``{low, high[, log]}`` (a float range; an int range when
 both bounds are ints) or ``{choices: [...]}``; ``models.<model>`` adds that model's own keys
 (GCNII's α and λ, APPNP's α). :func:`check` refuses, in one line, what cannot be searched:
-``trials`` < 1, a key the composed config does not have, and ``depth`` or a seed (the depth
-is what is compared; seeds are what the objective averages over).
+``trials`` < 1, a key the composed config does not have, ``depth`` or a seed (the depth is
+what is compared; seeds are what the objective averages over), and an unknown ``pruner``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+
+from gdepth.search import prune
 
 # Keys a search may never set: the compared axis, the seeds, where and how a cell runs.
 FORBIDDEN = ("depth", "seeds", "seed_range", "seeds_per_job", "name", "out_dir", "search")
@@ -71,6 +73,10 @@ def check(search: dict[str, Any], config: dict[str, Any]) -> dict[str, BaseDistr
         raise SearchError(f"search.seeds={search.get('seeds')}: must be a whole number >= 1")
     if int(search.get("parallel", 0)) < 1:
         raise SearchError(f"search.parallel={search.get('parallel')}: must be >= 1")
+    try:
+        prune.check(search)
+    except ValueError as err:
+        raise SearchError(str(err)) from None
     space = space_of(search, config["model"]["name"])
     if not space:
         raise SearchError(f"search={search.get('name')} has an empty space for model "
