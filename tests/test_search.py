@@ -239,3 +239,19 @@ def test_a_bad_pruner_is_refused_in_one_line(bad, message):
         space.check({**PRUNED, **bad}, CONFIG)
     assert str(err.value) == message
 
+
+def test_a_resumed_study_asks_new_values_not_its_first_trials_again(tmp_path):
+    """The sampler's seed restarts its random sequence: a resumed study must not draw the
+    values of its first trials again (they would be the same cells: a wasted trial each)."""
+    search = {**SEARCH, "startup_trials": 6}  # every trial drawn at random
+    first = Launcher(die_after=2)  # one batch told, the next killed
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path, "r", "cell", ["model=gcn"], search, CONFIG, first)
+    summary = study.run(tmp_path, "r", "cell", ["model=gcn"], search, CONFIG, Launcher())
+    values = [tuple(sorted(t["params"].items())) for t in summary["trials"]]
+    lrs = [t["params"]["train.lr"] for t in summary["trials"]]
+    assert len(values) == 6 and len(set(lrs)) == 6, values
+    fresh = study.run(tmp_path / "fresh", "r", "cell", ["model=gcn"], search, CONFIG,
+                      Launcher())  # uninterrupted: the sampler seed's own sequence
+    assert [t["params"] for t in fresh["trials"]][:2] == [t["params"]
+                                                          for t in summary["trials"]][:2]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -102,7 +103,17 @@ def overrides(params: dict[str, Any]) -> list[str]:
     return [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
 
 
-def sampler(search: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    """TPE, seeded (Bergstra et al., NeurIPS 2011), after ``startup_trials`` random ones."""
-    return optuna.samplers.TPESampler(seed=int(search.get("sampler_seed", 0)),
+def sampler(search: dict[str, Any], resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE, seeded (Bergstra et al., NeurIPS 2011), after ``startup_trials`` random ones.
+
+    ``resumed_at``: the trials the study already holds when this process opens it. A fresh
+    study is seeded with ``sampler_seed``; a resumed one with a seed drawn from
+    (``sampler_seed``, ``resumed_at``), so that it does not draw again the random values its
+    first trials drew (the same seed restarts the same sequence: the trials after a resume
+    repeated the first ones) and the same killed study still resumes the same way.
+    """
+    seed = int(search.get("sampler_seed", 0))
+    if resumed_at:
+        seed = int(np.random.SeedSequence([seed, int(resumed_at)]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed,
                                       n_startup_trials=int(search.get("startup_trials", 10)))

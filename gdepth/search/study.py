@@ -12,9 +12,10 @@ cell's tuned result.
 The study lives in ``<sweep dir>/search/<study key>.journal`` (Optuna's journal file storage,
 safe for several processes and network file systems), so a killed sweep resumes: finished
 trials stay told, a trial that was running is launched again with the same values (its record,
-if written meanwhile, is found and not retrained). ``<study key>.json`` summarises the study
-for ``gdepth tune-report`` and the tables: budget, space, every trial (values, record key,
-validation accuracy) and the final cell.
+if written meanwhile, is found and not retrained), and the trials asked after it are new ones
+(the sampler of a resumed study is seeded apart: :func:`gdepth.search.space.sampler`).
+``<study key>.json`` summarises the study for ``gdepth tune-report`` and the tables: budget,
+space, every trial (values, record key, validation accuracy) and the final cell.
 
 With ``search.pruner=median`` each trial's job also carries its study and number
 (:func:`gdepth.search.prune.job_overrides`): the trial reports its validation accuracy to the
@@ -116,9 +117,15 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
     folder = Path(sweep_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=prune.storage(sweep_dir, study_key),
-                                study_name=study_key, direction="maximize",
-                                sampler=space_mod.sampler(search), load_if_exists=True)
+    storage = prune.storage(sweep_dir, study_key)
+    try:  # a resumed study's sampler is seeded apart (space.sampler)
+        resumed_at = len(optuna.load_study(study_name=study_key, storage=storage)
+                         .get_trials(deepcopy=False))
+    except KeyError:  # a new study
+        resumed_at = 0
+    study = optuna.create_study(storage=storage, study_name=study_key, direction="maximize",
+                                sampler=space_mod.sampler(search, resumed_at),
+                                load_if_exists=True)
     budget, per_trial = int(search["trials"]), int(search["seeds"])
     path = summary_path(sweep_dir, study_key)
     old = read_summary(path) or {}
