@@ -353,10 +353,9 @@ class SearchConfig:
     parallel: int = 1  # trials launched together
     space: dict[str, Any] = field(default_factory=dict)  # key: {low, high, log} | {choices}
     models: dict[str, Any] = field(default_factory=dict)  # model name: its own extra space
-    pruner: str = "none"  # none | median: stop a trial whose validation falls behind
-    # (gdepth/search/prune.py); with median, no trial is pruned before these are complete:
-    pruner_startup_trials: int = 5
-    pruner_warmup_epochs: int = 50  # no pruning before this epoch
+    pruner: str = "none"  # none | median: stop trials behind the median (gdepth/search/prune.py)
+    pruner_startup_trials: int = 5  # median: complete trials before any trial is pruned
+    pruner_warmup_epochs: int = 50  # median: no trial is pruned before this epoch
     pruner_interval: int = 10  # epochs between a trial's reports to its study
 
 
@@ -367,10 +366,10 @@ class TrialConfig:
 
     study: str | None = None  # the study's key: its journal is <sweep>/search/<study>.journal
     number: int | None = None  # the trial's number in the study
-    pruner: str = "none"  # the search's pruner and its settings (SearchConfig.pruner*)
-    startup_trials: int = 5
-    warmup_epochs: int = 50
-    interval: int = 10
+    pruner: str = "none"  # the search's search.pruner
+    startup_trials: int = 5  # its search.pruner_startup_trials
+    warmup_epochs: int = 50  # its search.pruner_warmup_epochs
+    interval: int = 10  # its search.pruner_interval
 
 
 @dataclass
@@ -426,8 +425,7 @@ class GdepthConfig:
     # stderr is not a terminal (0: every epoch; None: none); not identity
     checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
     activation_checkpointing: bool = False  # recompute layers in backward; not identity
-    trial: TrialConfig = field(default_factory=TrialConfig)  # a pruned search's trial (set by
-    # the search on its trials' jobs); not identity
+    trial: TrialConfig = field(default_factory=TrialConfig)  # a pruned search's trial; not identity
 
 
 # Top-level counts a cell cannot run without (null where the schema allows it). Hydra's typed
