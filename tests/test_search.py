@@ -255,3 +255,39 @@ def test_a_resumed_study_asks_new_values_not_its_first_trials_again(tmp_path):
                       Launcher())  # uninterrupted: the sampler seed's own sequence
     assert [t["params"] for t in fresh["trials"]][:2] == [t["params"]
                                                           for t in summary["trials"]][:2]
+
+
+class FakeTrial:
+    """Optuna's Trial as the reporter uses it: report and should_prune."""
+
+    def __init__(self, prune_at: int | None = None):
+        self.reports: dict[int, float] = {}
+        self.prune_at = prune_at
+
+    def report(self, value, step):
+        assert step not in self.reports  # Optuna ignores (and warns on) a repeated step
+        self.reports[step] = value
+
+    def should_prune(self):
+        return self.prune_at is not None and max(self.reports) >= self.prune_at
+
+
+def test_the_reporter_reports_every_interval_the_seeds_mean_and_fills_an_early_end():
+    from gdepth.search import prune
+
+    settings = {"pruner": "median", "interval": 2}
+    trial = FakeTrial()
+    reporter = prune.Reporter(trial, settings, epochs=12, reported={2: 0.1})  # 2: resumed
+    for epoch in range(1, 8):  # every seed stopped after epoch 7 (patience)
+        reporter(epoch, {0: 0.5 + epoch / 100, 1: math.nan if epoch == 1 else 0.7})
+    reporter(1, {5: 0.9})  # a second batch of seeds: not reported
+    reporter.finish()
+    assert list(trial.reports) == [4, 6, 8, 10, 12]
+    assert trial.reports[4] == pytest.approx((0.54 + 0.7) / 2)
+    assert trial.reports[8] == trial.reports[12] == pytest.approx((0.57 + 0.7) / 2)
+    pruned = prune.Reporter(FakeTrial(prune_at=6), settings, epochs=12, reported={})
+    with pytest.raises(prune.Pruned) as stop:
+        for epoch in range(1, 13):
+            pruned(epoch, {0: epoch / 100})
+    assert stop.value.info == {"epoch": 6, "epochs": 12, "val_acc": 0.06, "pruner": "median",
+                               "interval": 2}
