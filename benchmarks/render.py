@@ -185,9 +185,50 @@ def _memory_arxiv(r: dict[str, Any]) -> str:
                        f"{m['train_loss']:.4f}"] for m in r["modes"] if "peak_rss_gib" in m]))
 
 
+def _prune_search(r: dict[str, Any]) -> str:
+    """Per arm: CPU, wall, trials by state, epochs trained, best val, final test; then each
+    trial of both arms side by side."""
+    arms = r["arms"]
+    base = arms["none"]
+    rows = []
+    for arm, a in arms.items():
+        states = [t["state"] for t in a["trials"]]
+        epochs = sum(t["epochs"] or 0 for t in a["trials"])
+        rows.append([arm, f"{states.count('COMPLETE')} / {states.count('PRUNED')}",
+                     f"{epochs} of {len(states) * r['epochs']}", f"{a['cpu_s']:.0f}",
+                     f"{a['cpu_s'] / base['cpu_s']:.2f}×", f"{a['wall_s']:.0f}",
+                     f"{100 * a['best']['val_acc']:.1f} (trial {a['best']['number']})",
+                     _acc(a["final"]["test_acc"])])
+    search = arms["median"]["search"]
+    head = (f"{r['model']} · {r['norm']} on {r['dataset']}, depth {r['depth']}: "
+            f"{r['trials']} trials ({r['startup_trials']} random, then TPE) of "
+            f"{r['search_seeds']} seeds × {r['epochs']} epochs, the best re-run with "
+            f"{r['seeds']} seeds; median pruner after {search['pruner_startup_trials']} "
+            f"complete trials, from epoch {search['pruner_warmup_epochs']}, every "
+            f"{search['pruner_interval']} epochs. CPU and wall seconds of the whole search "
+            "(trials and final re-run); the two arms ran at the same time:")
+    table = _table(["pruner", "complete / pruned", "epochs trained", "CPU s", "CPU vs none",
+                    "wall s", "best val acc %", "final test acc % (mean ± sd)"], "lrrrrrrr",
+                   rows)
+    trials = []
+    for i in range(r["trials"]):
+        cells = [str(i)]
+        for a in arms.values():
+            t = a["trials"][i]
+            cells += [t["state"].lower(), str(t["epochs"]), f"{100 * t['val_acc']:.1f}"]
+        trials.append(cells)
+    names = list(arms)
+    per_trial = _table(["trial", *(f"{n}: {c}" for n in names
+                                    for c in ("state", "epochs", "val %"))],
+                       "r" + "lrr" * len(names), trials)
+    return "\n\n".join([head, table, "Each trial (val %: its objective; a pruned trial's last "
+                         "report):", per_trial])
+
+
 BODIES: dict[str, Callable[[Any], str]] = {
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
-    "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv}
+    "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv,
+    "prune_search": _prune_search}
 
 
 def render(path: str | Path) -> str:

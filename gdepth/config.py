@@ -356,6 +356,23 @@ class SearchConfig:
     parallel: int = 1  # trials launched together
     space: dict[str, Any] = field(default_factory=dict)  # key: {low, high, log} | {choices}
     models: dict[str, Any] = field(default_factory=dict)  # model name: its own extra space
+    pruner: str = "none"  # none | median: stop trials behind the median (gdepth/search/prune.py)
+    pruner_startup_trials: int = 5  # median: complete trials before any trial is pruned
+    pruner_warmup_epochs: int = 50  # median: no trial is pruned before this epoch
+    pruner_interval: int = 10  # epochs between a trial's reports to its study
+
+
+@dataclass
+class TrialConfig:
+    """The search trial a cell is, set on the trial's job by a search that prunes
+    (gdepth/search/prune.py); not identity."""
+
+    study: str | None = None  # the study's key: its journal is <sweep>/search/<study>.journal
+    number: int | None = None  # the trial's number in the study
+    pruner: str = "none"  # the search's search.pruner
+    startup_trials: int = 5  # its search.pruner_startup_trials
+    warmup_epochs: int = 50  # its search.pruner_warmup_epochs
+    interval: int = 10  # its search.pruner_interval
 
 
 @dataclass
@@ -411,6 +428,7 @@ class GdepthConfig:
     # stderr is not a terminal (0: every epoch; None: none); not identity
     checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
     activation_checkpointing: bool = False  # recompute layers in backward; not identity
+    trial: TrialConfig = field(default_factory=TrialConfig)  # a pruned search's trial; not identity
 
 
 # Top-level counts a cell cannot run without (null where the schema allows it). Hydra's typed
@@ -457,7 +475,7 @@ BASES: dict[str, type] = {"dataset": DatasetConfig, "model": ModelConfig, "norm"
 ABSENT: dict[str, dict[str, Any]] = {"tracking": {"name": "none"}}
 # Groups with one schema for every option.
 GROUPS: dict[str, type] = {"train": TrainConfig, "diagnostics": DiagnosticsConfig,
-                           "search": SearchConfig, "data": DataConfig}
+                           "search": SearchConfig, "data": DataConfig, "trial": TrialConfig}
 
 
 def schema(group: str, name: str) -> type:

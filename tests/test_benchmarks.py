@@ -120,9 +120,29 @@ def test_models_and_sgc_speed_tables(tmp_path):
     assert "| cell, dropout 0.6 | 9.00 s | 3.00 s | 3.00× |" in lines
 
 
+def test_prune_search_tables_carry_the_json_numbers(tmp_path):
+    def arm(cpu, states, epochs, vals, best):
+        return {"cpu_s": cpu, "wall_s": 2 * cpu, "best": {"number": best, "val_acc": 0.805},
+                "search": {"pruner": "median", "pruner_startup_trials": 1,
+                           "pruner_warmup_epochs": 4, "pruner_interval": 2},
+                "final": {"test_acc": ACC},
+                "trials": [{"state": s, "epochs": e, "val_acc": v}
+                           for s, e, v in zip(states, epochs, vals, strict=True)]}
+
+    result = {"dataset": "cora", "model": "gcn_res", "norm": "none", "depth": 4, "trials": 2,
+              "startup_trials": 1, "search_seeds": 3, "seeds": 10, "epochs": 10,
+              "arms": {"none": arm(100.0, ["COMPLETE"] * 2, [10, 10], [0.805, 0.7], 0),
+                       "median": arm(60.0, ["COMPLETE", "PRUNED"], [10, 4], [0.805, 0.5], 0)}}
+    lines = render.render(write(tmp_path, "prune_search", result)).splitlines()
+    assert "| none | 2 / 0 | 20 of 20 | 100 | 1.00× | 200 | 80.5 (trial 0) | 81.0 ± 1.0 |" in lines
+    assert "| median | 1 / 1 | 14 of 20 | 60 | 0.60× | 120 | 80.5 (trial 0) | 81.0 ± 1.0 |" in lines
+    assert "| 1 | complete | 10 | 70.0 | pruned | 4 | 50.0 |" in lines
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: sweep_speed, "
-                                         r"models_speed, sgc_speed, memory_arxiv$"):
+                                         r"models_speed, sgc_speed, memory_arxiv, "
+                                         r"prune_search$"):
         render.render(write(tmp_path, "nope", {}))
 
 

@@ -84,3 +84,24 @@ def test_committed_records_keep_their_keys():
         if _key(record["overrides"]) != record["key"]:
             wrong.append(path.name)
     assert not wrong, f"re-keyed committed records: {wrong}"
+
+
+def test_committed_searches_keep_their_study_keys():
+    """A searched cell's key names its study (``search/<key>.journal``): options added to the
+    search (its pruner) must not re-key it, or a resumed study would start again."""
+    summaries = sorted(ROOT.glob("results/sweeps/*/search/*.json"))
+    assert summaries, "no committed search summaries found under results/sweeps"
+    wrong = []
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        if _key(summary["base_overrides"]) != summary["study"]:
+            wrong.append(path.name)
+    assert not wrong, f"re-keyed committed studies: {wrong}"
+
+
+def test_a_pruner_keys_its_study_apart():
+    """A study with a pruner is another study (other trials end pruned); without one (the
+    default) the key is that of the search before pruners existed."""
+    base = ["model=gcn_res", "depth=4", "search=default"]
+    assert _key([*base, "search.pruner=none"]) == _key(base)
+    assert _key([*base, "search.pruner=median"]) != _key(base)

@@ -155,3 +155,32 @@ def test_sgc_without_bias_batches_without_bias(graphs, float64):
                                    atol=1e-12, rtol=0)
     results = fit_batched(stacked, gs, adj, _train_cfg(epochs=5), [0, 1, 2])
     assert all(r.status == "ok" for r in results)
+
+
+def test_the_monitor_sees_each_seeds_selected_validation_accuracy_not_the_test(graphs):
+    """A search's pruner (gdepth/search/prune.py) reads, after every epoch, each seed's
+    validation accuracy at its selected epoch so far: never decreasing under best-validation
+    selection, at the last epoch exactly what the seed reports, and blind to the test labels."""
+    gs, adj = graphs
+
+    def run(batch):
+        seen: list[tuple[int, dict[int, float]]] = []
+        results = fit_batched(_seeded(gs[0], "gcn", [3, 4, 5]), batch, adj,
+                              _train_cfg(epochs=15), [3, 4, 5],
+                              monitor=lambda epoch, values: seen.append((epoch, dict(values))))
+        return seen, results
+
+    seen, results = run(gs)
+    assert [epoch for epoch, _ in seen] == list(range(1, 16))
+    assert seen[-1][1] == {r.seed: r.val_acc for r in results}  # the same numbers, exactly
+    for seed in (3, 4, 5):
+        curve = [values[seed] for _, values in seen]
+        assert curve == sorted(curve) and len(set(curve)) > 1
+    # other labels on the nodes no seed trains or validates on: other test accuracies, the
+    # same values seen (the labels are shared by the seeds, the splits are not)
+    seen_by_fit = torch.stack([g.train_mask | g.val_mask for g in gs]).any(dim=0)
+    y = torch.where(seen_by_fit, gs[0].y, (gs[0].y + 1) % 3)
+    flipped = [replace(g, y=y) for g in gs]
+    again, moved = run(flipped)
+    assert again == seen
+    assert [r.test_acc for r in moved] != [r.test_acc for r in results]

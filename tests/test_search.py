@@ -4,6 +4,7 @@ only, resume without repeating finished trials."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
@@ -113,3 +114,180 @@ def test_failed_trials_count_against_the_budget(tmp_path):
     summary = study.run(tmp_path, "f", "cell", [], {**SEARCH, "trials": 3}, CONFIG, launch)
     assert [t["state"] for t in summary["trials"]] == ["FAIL"] * 3
     assert summary["best"] is None and summary["final"] is None
+
+
+# A pruned search (gdepth/search/prune.py): each fake job opens its trial from the study's
+# journal, as a real trial's job does, and reports a validation curve that rises to fake_record's
+# value (lr 0.01 best); a job stopped by the pruner returns a pruned record.
+PRUNED = {**SEARCH, "trials": 8, "startup_trials": 8, "parallel": 1, "pruner": "median",
+          "pruner_startup_trials": 2, "pruner_warmup_epochs": 4, "pruner_interval": 2}
+EPOCHS = 20
+
+
+def fake_trial(folder, job: list[str]) -> dict:
+    from gdepth.search import prune
+
+    record = fake_record(job)
+    values = dict(o.split("=", 1) for o in job)
+    trial = {k.removeprefix("trial."): v for k, v in values.items() if k.startswith("trial.")}
+    reporter = prune.open_trial(folder, trial, EPOCHS)
+    final = record["seeds"][0]["val_acc"]
+    try:
+        for epoch in range(1, EPOCHS + 1):  # the selected val acc so far: rises to the final
+            if reporter is not None:
+                reporter(epoch, {s["seed"]: final * min(1.0, epoch / 10)
+                                 for s in record["seeds"]})
+    except prune.Pruned as stop:
+        return {"key": record["key"], "status": "pruned", "pruned": stop.info,
+                "overrides": job, "seeds": []}
+    return record
+
+
+class PruningLauncher(Launcher):
+    def __init__(self, folder, die_after: int | None = None):
+        super().__init__(die_after)
+        self.folder, self.written = folder, {}
+
+    def __call__(self, jobs):
+        if self.die_after is not None and len(self.jobs) + len(jobs) > self.die_after:
+            raise KeyboardInterrupt("killed")
+        self.jobs.extend(jobs)
+        out = [self.written.get(tuple(j)) or fake_trial(self.folder, j) for j in jobs]
+        self.written.update({tuple(j): r for j, r in zip(jobs, out, strict=True)})
+        return out
+
+
+def test_a_pruned_search_stops_the_trials_behind_the_median_and_never_picks_one(tmp_path):
+    launch = PruningLauncher(tmp_path)
+    summary = study.run(tmp_path, "p", "cell", ["model=gcn"], PRUNED, CONFIG, launch)
+    trials, final = summary["trials"], launch.jobs[-1]
+    assert len(trials) == 8 and len(launch.jobs) == 9
+    assert all("trial.number=" not in j for j in [final])  # the final is an ordinary cell
+    pruned = [t for t in trials if t["state"] == "PRUNED"]
+    assert pruned, [(t["state"], t["params"]["train.lr"]) for t in trials]
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    for t in pruned:  # below the median of the complete trials' values at its epoch
+        epoch = t["pruned_at"]
+        assert epoch >= 4 and epoch % 2 == 0
+        before = [c["val_acc"] * min(1.0, epoch / 10) for c in complete
+                  if c["number"] < t["number"]]  # what they reported at that epoch
+        assert len(before) >= 2 and t["val_acc"] < statistics.median(before)
+        record = launch.written[tuple(launch.jobs[t["number"]])]
+        assert record["pruned"]["epoch"] == epoch
+        assert record["pruned"]["val_acc"] == pytest.approx(t["val_acc"], rel=1e-12)
+    assert summary["best"]["number"] in {t["number"] for t in complete}
+    assert summary["best"]["val_acc"] == max(t["val_acc"] for t in complete)
+    assert summary["search"]["pruner"] == "median"
+
+
+def test_a_killed_pruned_search_repeats_no_finished_or_pruned_trial(tmp_path):
+    first = PruningLauncher(tmp_path, die_after=6)
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path, "k", "cell", ["model=gcn"], PRUNED, CONFIG, first)
+    told = {t["number"]: t["state"] for t in study.read_summary(
+        study.summary_path(tmp_path, "k"))["trials"]}
+    assert "PRUNED" in told.values()
+    second = PruningLauncher(tmp_path)
+    summary = study.run(tmp_path, "k", "cell", ["model=gcn"], PRUNED, CONFIG, second)
+    assert all(job not in first.jobs for job in second.jobs)
+    assert len(second.jobs) == 8 - 6 + 1  # the trials never launched, then the final
+    assert {t["number"]: t["state"] for t in summary["trials"] if t["number"] in told} == told
+
+
+def test_a_trial_pruned_before_its_study_heard_is_told_pruned_on_resume(tmp_path):
+    """Killed after the trial's job wrote its pruned record, before the study was told: the
+    resumed study launches the trial again, finds that record (the sweeper does not rerun the
+    job: ``study.pruned_here``) and tells it pruned, not failed."""
+    class KilledAfterWrite(PruningLauncher):
+        def __call__(self, jobs):
+            out = super().__call__(jobs)
+            if any(r["status"] == "pruned" for r in out):
+                raise KeyboardInterrupt("killed before the tell")
+            return out
+
+    first = KilledAfterWrite(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path, "w", "cell", ["model=gcn"], PRUNED, CONFIG, first)
+    job, record = next((list(j), r) for j, r in first.written.items() if r["status"] == "pruned")
+    assert study.pruned_here(record, job)
+    assert not study.pruned_here(record, [*job[:-1], "trial.interval=3"])  # another job's
+    assert not study.pruned_here({**record, "status": "failed"}, job)
+    second = PruningLauncher(tmp_path)
+    second.written = dict(first.written)  # the records on disk: found, not rerun
+    summary = study.run(tmp_path, "w", "cell", ["model=gcn"], PRUNED, CONFIG, second)
+    number = next(t["number"] for t in summary["trials"] if t["key"] == record["key"]
+                  and t["params"]["train.lr"] == pytest.approx(
+                      float(dict(o.split("=", 1) for o in job)["train.lr"])))
+    assert summary["trials"][number]["state"] == "PRUNED"
+    assert summary["trials"][number]["val_acc"] == pytest.approx(record["pruned"]["val_acc"])
+
+
+def test_without_a_pruner_a_trial_job_is_as_before(tmp_path):
+    launch = Launcher()
+    study.run(tmp_path, "n", "cell", ["model=gcn", "trial.number=3"], {**SEARCH, "trials": 2},
+              CONFIG, launch)
+    assert not any(o.startswith("trial.") for job in launch.jobs for o in job)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"pruner": "hyperband"}, "search.pruner=hyperband: unknown pruner; valid: none, median"),
+    ({"pruner_interval": 0}, "search.pruner_interval=0: must be a whole number >= 1"),
+    ({"pruner_warmup_epochs": -1}, "search.pruner_warmup_epochs=-1: must be a whole number >= 0"),
+])
+def test_a_bad_pruner_is_refused_in_one_line(bad, message):
+    with pytest.raises(space.SearchError, match="^[^\n]*$") as err:
+        space.check({**PRUNED, **bad}, CONFIG)
+    assert str(err.value) == message
+
+
+def test_a_resumed_study_asks_new_values_not_its_first_trials_again(tmp_path):
+    """The sampler's seed restarts its random sequence: a resumed study must not draw the
+    values of its first trials again (they would be the same cells: a wasted trial each)."""
+    search = {**SEARCH, "startup_trials": 6}  # every trial drawn at random
+    first = Launcher(die_after=2)  # one batch told, the next killed
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path, "r", "cell", ["model=gcn"], search, CONFIG, first)
+    summary = study.run(tmp_path, "r", "cell", ["model=gcn"], search, CONFIG, Launcher())
+    values = [tuple(sorted(t["params"].items())) for t in summary["trials"]]
+    lrs = [t["params"]["train.lr"] for t in summary["trials"]]
+    assert len(values) == 6 and len(set(lrs)) == 6, values
+    fresh = study.run(tmp_path / "fresh", "r", "cell", ["model=gcn"], search, CONFIG,
+                      Launcher())  # uninterrupted: the sampler seed's own sequence
+    assert [t["params"] for t in fresh["trials"]][:2] == [t["params"]
+                                                          for t in summary["trials"]][:2]
+
+
+class FakeTrial:
+    """Optuna's Trial as the reporter uses it: report and should_prune."""
+
+    def __init__(self, prune_at: int | None = None):
+        self.reports: dict[int, float] = {}
+        self.prune_at = prune_at
+
+    def report(self, value, step):
+        assert step not in self.reports  # Optuna ignores (and warns on) a repeated step
+        self.reports[step] = value
+
+    def should_prune(self):
+        return self.prune_at is not None and max(self.reports) >= self.prune_at
+
+
+def test_the_reporter_reports_every_interval_the_seeds_mean_and_fills_an_early_end():
+    from gdepth.search import prune
+
+    settings = {"pruner": "median", "interval": 2}
+    trial = FakeTrial()
+    reporter = prune.Reporter(trial, settings, epochs=12, reported={2: 0.1})  # 2: resumed
+    for epoch in range(1, 8):  # every seed stopped after epoch 7 (patience)
+        reporter(epoch, {0: 0.5 + epoch / 100, 1: math.nan if epoch == 1 else 0.7})
+    reporter(1, {5: 0.9})  # a second batch of seeds: not reported
+    reporter.finish()
+    assert list(trial.reports) == [4, 6, 8, 10, 12]
+    assert trial.reports[4] == pytest.approx((0.54 + 0.7) / 2)
+    assert trial.reports[8] == trial.reports[12] == pytest.approx((0.57 + 0.7) / 2)
+    pruned = prune.Reporter(FakeTrial(prune_at=6), settings, epochs=12, reported={})
+    with pytest.raises(prune.Pruned) as stop:
+        for epoch in range(1, 13):
+            pruned(epoch, {0: epoch / 100})
+    assert stop.value.info == {"epoch": 6, "epochs": 12, "val_acc": 0.06, "pruner": "median",
+                               "interval": 2}

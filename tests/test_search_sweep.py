@@ -96,6 +96,8 @@ def test_a_bad_search_is_refused_before_anything_runs(tuned):
     for args, message in [
         (["search.trials=0"], "search.trials=0: must be a whole number >= 1"),
         (["search=nope"], "Could not find 'search/nope'; valid: default, none"),
+        (["search.pruner=hyperband"],
+         "search.pruner=hyperband: unknown pruner; valid: none, median"),
         (["+search.space.depth={low: 2, high: 8}"], "'depth' cannot be searched"),
         (["+search.models.gcn={model.hiden: {low: 2, high: 8}}"],
          "the cell's config has no key 'model.hiden'; valid: model.name, model.hidden"),

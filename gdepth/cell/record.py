@@ -60,7 +60,7 @@ class CellRecord:
 
     schema: int = records.SCHEMA_VERSION
     key: str
-    status: str = "failed"  # ok | diverged | oom | failed
+    status: str = "failed"  # ok | diverged | oom | failed | pruned (a search's trial)
     error: str | None = None
     config: dict[str, Any]  # resolved, the train preset's protocol merged in
     overrides: list[str]
@@ -79,6 +79,7 @@ class CellRecord:
     seed_range: list[int] | None = _optional()  # a part of a cell split into seed jobs
     tree_batching: dict[str, Any] | None = _optional()  # the tree task's mini-batches
     diagnostics: dict[str, Any] | None = _optional()  # {"kind", "seeds": [...], "note"?}
+    pruned: dict[str, Any] | None = _optional()  # a pruned trial: epoch, epochs, val_acc, ...
     traceback: str | None = _optional()
     wall_s: float | None = None
     peak_rss_mb: float | None = None
@@ -122,6 +123,8 @@ def summary_line(record: dict[str, Any]) -> str:
     head = f"{describe(record['config'])}{where}: {record['status']}"
     if record["status"] in ("failed", "oom"):
         return f"{head} ({record['error']})"
+    if record["status"] == "pruned":  # a search's trial: validation only, as the search
+        return f"{head} {records.pruned_text(record)}"
     test = record["summary"]["test_acc"]
     return (f"{head} test {100 * test['mean']:.1f} ± {100 * test['std']:.1f} "
             f"({test['n']} seeds, {record['wall_s']:.1f} s)")

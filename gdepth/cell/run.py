@@ -6,9 +6,11 @@
    seeds not kept from a killed run;
 3. the config as the dataclasses of :mod:`gdepth.config`, once (:func:`gdepth.config.typed`);
 4. the trainer of the dataset's task (:data:`gdepth.cell.trainers.TRAINERS`) trains the seeds;
+   a pruned search's trial reports to its study as it trains (:mod:`gdepth.search.prune`);
 5. the record (:class:`gdepth.cell.record.CellRecord`), written atomically. Any exception
    becomes a ``failed`` record (``oom`` for CUDA out of memory) with the error text, so the
-   sweep goes on and the table shows the cell.
+   sweep goes on and the table shows the cell; a trial its study's pruner stopped becomes a
+   ``pruned`` record (its ``pruned`` entry: the epoch, the last reported validation accuracy).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gdepth.cell.record import (
     summary_line,
 )
 from gdepth.diagnostics import run as diagnostics
+from gdepth.search import prune
 from gdepth.sweep import parts, plan, progress, records
 
 log = logging.getLogger("gdepth")
@@ -84,10 +87,15 @@ def run_cell(cfg: DictConfig | Mapping[str, Any], base_dir: str | Path,
             torch.cuda.reset_peak_memory_stats(device)
         record.convention = models.convention(typed.model.name)
         epochs = len(state.seeds) * int(typed.train.epochs)
+        reporter = prune.open_trial(base_dir, config.get("trial"), int(typed.train.epochs))
         with progress.epoch_bar(describe(config), epochs, bool(typed.progress)) as advance:
-            _train(typed, device, state, record, lambda _: advance())
+            _train(typed, device, state, record, lambda _: advance(), reporter)
+        if reporter is not None:
+            reporter.finish()
         diverged = any(s["status"] == "diverged" for s in record.seeds)
         record.status = "diverged" if diverged else "ok"
+    except prune.Pruned as stop:  # the trial's study stopped it: a finished trial, not a failure
+        record.status, record.pruned = "pruned", stop.info
     except torch.cuda.OutOfMemoryError as err:  # too big for this GPU: say so, go on
         record.status, record.error = "oom", f"OutOfMemoryError: {str(err)[:300]}"
         record.traceback = traceback.format_exc()
@@ -105,14 +113,18 @@ def run_cell(cfg: DictConfig | Mapping[str, Any], base_dir: str | Path,
     records.write(path, out)
     if record.status in records.DONE:
         resume.clear(base_dir, key, (s["seed"] for s in record.seeds))
+    elif record.status == "pruned":  # never resumed: its study told it pruned
+        resume.clear(base_dir, key, state.seeds)
     log.info("%s %s", progress.sweep_line(base_dir), summary_line(out))
     return out
 
 
 def _train(cfg: schema.GdepthConfig, device: torch.device, state: resume.Resume,
-           record: CellRecord, on_epoch: Callable[[int], None]) -> None:
+           record: CellRecord, on_epoch: Callable[[int], None],
+           monitor: Callable[[int, dict[int, float]], None] | None = None) -> None:
     """Train the seeds ``state`` leaves, with the trainer of the dataset's task, and put every
-    seed (trained now, or kept from a killed run) into ``record``."""
+    seed (trained now, or kept from a killed run) into ``record``; ``monitor``: see
+    :class:`gdepth.cell.trainers.Setup`."""
     requested = str(cfg.engine)
     reason = "engine=loop" if requested == "loop" else engine.unsupported(cfg)
     record.engine = EngineInfo(requested, None, reason)
@@ -122,7 +134,7 @@ def _train(cfg: schema.GdepthConfig, device: torch.device, state: resume.Resume,
     outcomes = dict(state.finished)
     if state.pending:
         setup = trainers.Setup(cfg, device, state.pending, record.engine, state.checkpoints,
-                               on_epoch)
+                               on_epoch, monitor)
         trainer = trainers.TRAINERS[data.spec(cfg.dataset.name).trainer](setup)
         record.engine, record.tree_batching = trainer.engine, trainer.tree_batching
         record.params, record.features = trainer.params, trainer.features

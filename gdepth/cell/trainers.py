@@ -34,8 +34,10 @@ from gdepth.sweep.checkpoint import CellCheckpoints
 @dataclass
 class Setup:
     """What a trainer of a cell is given: the typed config, the device, the seeds to train, the
-    engine as far as the cell decided it (requested, why the loop), the checkpoints store, and
-    what to call once per seed and epoch (the progress bar)."""
+    engine as far as the cell decided it (requested, why the loop), the checkpoints store, what
+    to call once per seed and epoch (the progress bar) and the ``monitor`` of the selected
+    validation accuracy after each epoch (a pruned search's trial, :mod:`gdepth.search.prune`;
+    the graph trainer's loop only)."""
 
     cfg: GdepthConfig
     device: torch.device
@@ -43,6 +45,7 @@ class Setup:
     engine: EngineInfo
     checkpoints: CellCheckpoints | None = None
     on_epoch: Callable[[int], None] | None = None
+    monitor: Callable[[int, dict[int, float]], None] | None = None
 
 
 class Trainer(Protocol):
@@ -136,7 +139,7 @@ class GraphTrainer:
             kept: list[Any] | None = [] if measure.kind != "none" else None
             ckpt = setup.checkpoints.batch(seeds) if setup.checkpoints is not None else None
             results = engine.train_batch(cfg, model, batch, adj, seeds, self.storage,
-                                         setup.on_epoch, kept, ckpt)
+                                         setup.on_epoch, kept, ckpt, setup.monitor)
             for i, result in enumerate(results):
                 values, diag = result.as_dict(), None
                 if kept is not None:  # the seed's own model at its selected epoch

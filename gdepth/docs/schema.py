@@ -186,8 +186,9 @@ def reference() -> str:
              "out of its key.", "", "## Top level", ""]
     top = config.GdepthConfig
     lines += _rows(top, items, fallback=root_comments(Path(config_dir(), "config.yaml")))
-    data = next(f for f in dataclasses.fields(top) if f.name == "data").default_factory
-    lines += ["", "### data", "", *_rows(data, items, "data.")]
+    for f in dataclasses.fields(top):  # data, trial: a node of keys of its own
+        if dataclasses.is_dataclass(f.default_factory):
+            lines += ["", f"### {f.name}", "", *_rows(f.default_factory, items, f"{f.name}.")]
     schemas = _schemas()
     for group in (g for g in GROUPS if g in schemas):
         users = _users(group)

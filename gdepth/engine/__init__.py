@@ -144,12 +144,14 @@ def train_batch(cfg: GdepthConfig, model: nn.Module, graphs: Sequence[Any], adj:
                 seeds: Sequence[int], adjacency: str = "sparse",
                 on_epoch: Callable[[int], None] | None = None,
                 keep_states: list[Any] | None = None,
-                checkpoint: BatchCheckpoint | None = None) -> list[SeedResult]:
+                checkpoint: BatchCheckpoint | None = None,
+                monitor: Callable[[int, dict[int, float]], None] | None = None
+                ) -> list[SeedResult]:
     """One batch of the cell's seeds trained by :func:`fit_batched` (its DropEdge / DropNode
     draws from :func:`graph_dropout_sampler`); arguments as :func:`fit_batched`'s."""
     return fit_batched(model, graphs, adj, cfg.train, seeds, on_epoch, adjacency,
                        train_adj=graph_dropout_sampler(cfg, graphs[0]),
-                       keep_states=keep_states, checkpoint=checkpoint)
+                       keep_states=keep_states, checkpoint=checkpoint, monitor=monitor)
 
 
 def run_seeds(cfg: GdepthConfig, graph_for_seed: Callable[[int], Any], adj: Tensor,

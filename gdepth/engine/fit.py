@@ -137,6 +137,7 @@ def fit_batched(
     train_adj: Callable[[], Tensor] | None = None,
     keep_states: list[dict[str, Tensor] | None] | None = None,
     checkpoint: BatchCheckpoint | None = None,
+    monitor: Callable[[int, dict[int, float]], None] | None = None,
 ) -> list[SeedResult]:
     """Train the S seeds of the seed-native ``model`` together; one :class:`SeedResult` per seed.
 
@@ -154,6 +155,10 @@ def fit_batched(
     (:func:`gdepth.engine.slices.seed_state`; ``None`` while no epoch is selected).
     ``checkpoint``, if given, saves the batch's training state every ``checkpoint.every``
     epochs and resumes from the last saved one (:mod:`gdepth.sweep.checkpoint`).
+    ``monitor``, if given, is called after every epoch with the epoch and, per seed of the batch,
+    the validation accuracy at its selected epoch so far (what it would report were training to
+    stop now; nan before one is selected): a search's pruner (:mod:`gdepth.search.prune`), which
+    may raise to end the training there.
     """
     num = len(graphs)
     if getattr(model, "num_seeds", None) != num or len(seeds) != num:
@@ -242,6 +247,9 @@ def fit_batched(
                       [sel.epoch for sel in selectors], len(running))
         for _ in range(ran if on_epoch is not None else 0):  # after the progress snapshot
             on_epoch(epoch)
+        if monitor is not None:
+            monitor(epoch, {int(seeds[s]): sel.metrics.get("val_acc", math.nan)
+                            for s, sel in enumerate(selectors)})
         if not running:
             break
         if checkpoint is not None and checkpoint.due(epoch):

@@ -4,7 +4,8 @@ Writes into DIR:
 
 - ``hyperparameters.csv``: one row per searched cell (dataset, model, norm, depth), the values
   its best trial chose, that trial's mean validation accuracy, the budget (trials × seeds per
-  trial) and the final cell's test accuracy over the full seeds;
+  trial), how many trials completed (and, for a search with a pruner, how many were pruned) and
+  the final cell's test accuracy over the full seeds;
 - ``tuned.md``: accuracy against depth, a ``tuned`` row per (dataset, model, norm) next to the
   ``fixed`` row of the same cells run without a search in the same folder, if any; the
   budget and the search space in its header.
@@ -56,6 +57,8 @@ def hyperparameters(directory: Path) -> tuple[pd.DataFrame, dict[str, dict[str, 
                "trials": summary["search"]["trials"],
                "seeds_per_trial": summary["search"]["seeds"],
                "completed": sum(t["state"] == "COMPLETE" for t in summary["trials"]),
+               **({"pruned": sum(t["state"] == "PRUNED" for t in summary["trials"])}
+                  if "pruner" in summary["search"] else {}),
                "best_trial": best.get("number"),
                "best_val_acc": 100 * best["val_acc"] if best else np.nan,
                "test_acc": mean, "test_std": std, "test_n": n}
@@ -98,11 +101,21 @@ def header(summaries: list[dict[str, Any]]) -> str:
         text = (f"- search={search['name']}: {search['trials']} trials per cell, "
                 f"{search['seeds']} seeds per trial, TPE seed {search['sampler_seed']} after "
                 f"{search['startup_trials']} random trials; objective: mean validation "
-                f"accuracy; space: " + "; ".join(f"{k} {v}" for k, v in s["space"].items()))
+                f"accuracy{_pruner_text(search)}; space: "
+                + "; ".join(f"{k} {v}" for k, v in s["space"].items()))
         if text not in seen:
             seen.add(text)
             lines.append(text)
     return "\n".join(lines)
+
+
+def _pruner_text(search: dict[str, Any]) -> str:
+    """``; median pruner (after 5 complete trials, from epoch 50, every 10 epochs)``."""
+    if search.get("pruner", "none") == "none":
+        return ""
+    return (f"; {search['pruner']} pruner (after {search['pruner_startup_trials']} complete "
+            f"trials, from epoch {search['pruner_warmup_epochs']}, every "
+            f"{search['pruner_interval']} epochs)")
 
 
 def write(directory: Path) -> str | None:
@@ -136,8 +149,11 @@ def main(args: list[str]) -> int:
     if ns.trials:
         for s in study.load_summaries(directory):
             print(f"\n{s['label']} ({s['study']}):")
+            pruner = "pruner" in s["search"]  # a pruned trial: val_acc is its last report
             print(pd.DataFrame([{"trial": t["number"], "state": t["state"],
-                                 "val_acc": t["val_acc"], **t["params"]}
+                                 "val_acc": t["val_acc"],
+                                 **({"pruned_at": t.get("pruned_at")} if pruner else {}),
+                                 **t["params"]}
                                 for t in s["trials"]]).to_markdown(index=False))
     print(f"written: {directory / 'hyperparameters.csv'}, {directory / 'tuned.md'}",
           file=sys.stderr)

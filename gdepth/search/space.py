@@ -3,14 +3,15 @@
 ``space`` maps a dotted config key to ``{low, high[, log]}`` (a float range; an int range when
 both bounds are ints) or ``{choices: [...]}``; ``models.<model>`` adds that model's own keys
 (GCNII's α and λ, APPNP's α). :func:`check` refuses, in one line, what cannot be searched:
-``trials`` < 1, a key the composed config does not have, and ``depth`` or a seed (the depth
-is what is compared; seeds are what the objective averages over).
+``trials`` < 1, a key the composed config does not have, ``depth`` or a seed (the depth is
+what is compared; seeds are what the objective averages over), and an unknown ``pruner``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.distributions import (
     BaseDistribution,
@@ -18,6 +19,8 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+
+from gdepth.search import prune
 
 # Keys a search may never set: the compared axis, the seeds, where and how a cell runs.
 FORBIDDEN = ("depth", "seeds", "seed_range", "seeds_per_job", "name", "out_dir", "search")
@@ -71,6 +74,10 @@ def check(search: dict[str, Any], config: dict[str, Any]) -> dict[str, BaseDistr
         raise SearchError(f"search.seeds={search.get('seeds')}: must be a whole number >= 1")
     if int(search.get("parallel", 0)) < 1:
         raise SearchError(f"search.parallel={search.get('parallel')}: must be >= 1")
+    try:
+        prune.check(search)
+    except ValueError as err:
+        raise SearchError(str(err)) from None
     space = space_of(search, config["model"]["name"])
     if not space:
         raise SearchError(f"search={search.get('name')} has an empty space for model "
@@ -96,7 +103,17 @@ def overrides(params: dict[str, Any]) -> list[str]:
     return [f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()]
 
 
-def sampler(search: dict[str, Any]) -> optuna.samplers.BaseSampler:
-    """TPE, seeded (Bergstra et al., NeurIPS 2011), after ``startup_trials`` random ones."""
-    return optuna.samplers.TPESampler(seed=int(search.get("sampler_seed", 0)),
+def sampler(search: dict[str, Any], resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """TPE, seeded (Bergstra et al., NeurIPS 2011), after ``startup_trials`` random ones.
+
+    ``resumed_at``: the trials the study already holds when this process opens it. A fresh
+    study is seeded with ``sampler_seed``; a resumed one with a seed drawn from
+    (``sampler_seed``, ``resumed_at``), so that it does not draw again the random values its
+    first trials drew (the same seed restarts the same sequence: the trials after a resume
+    repeated the first ones) and the same killed study still resumes the same way.
+    """
+    seed = int(search.get("sampler_seed", 0))
+    if resumed_at:
+        seed = int(np.random.SeedSequence([seed, int(resumed_at)]).generate_state(1)[0])
+    return optuna.samplers.TPESampler(seed=seed,
                                       n_startup_trials=int(search.get("startup_trials", 10)))

@@ -12,9 +12,17 @@ cell's tuned result.
 The study lives in ``<sweep dir>/search/<study key>.journal`` (Optuna's journal file storage,
 safe for several processes and network file systems), so a killed sweep resumes: finished
 trials stay told, a trial that was running is launched again with the same values (its record,
-if written meanwhile, is found and not retrained). ``<study key>.json`` summarises the study
-for ``gdepth tune-report`` and the tables: budget, space, every trial (values, record key,
-validation accuracy) and the final cell.
+if written meanwhile, is found and not retrained), and the trials asked after it are new ones
+(the sampler of a resumed study is seeded apart: :func:`gdepth.search.space.sampler`).
+``<study key>.json`` summarises the study for ``gdepth tune-report`` and the tables: budget,
+space, every trial (values, record key, validation accuracy) and the final cell.
+
+With ``search.pruner=median`` each trial's job also carries its study and number
+(:func:`gdepth.search.prune.job_overrides`): the trial reports its validation accuracy to the
+study as it trains and stops when the pruner says so (:mod:`gdepth.search.prune`). Its record is
+then ``pruned``; it is told ``PRUNED`` (Optuna keeps its last reported value), counts against the
+budget, can never be the best trial (Optuna's best is among complete trials) and is not run
+again on resume.
 """
 
 from __future__ import annotations
@@ -28,10 +36,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from gdepth.search import prune
 from gdepth.search import space as space_mod
 from gdepth.sweep import layout, records
 
@@ -39,6 +46,8 @@ log = logging.getLogger("gdepth")
 FOLDER = layout.SEARCH
 # launch(list of override lists) -> their records (None where a job wrote none)
 Launch = Callable[[list[list[str]]], list[dict[str, Any] | None]]
+PRUNER_KEYS = ("pruner", *prune.SETTINGS)  # in a summary only with a pruner
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)  # told: not run again
 
 
 def objective(record: dict[str, Any] | None) -> float | None:
@@ -54,12 +63,14 @@ def objective(record: dict[str, Any] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def trial_job(base: list[str], params: dict[str, Any], seeds: int) -> list[str]:
-    """The overrides of a cell with ``params``: the base cell's, less what the search sets."""
-    drop = {*params, "seeds", "search"}
+def trial_job(base: list[str], params: dict[str, Any], seeds: int,
+              trial: list[str] | None = None) -> list[str]:
+    """The overrides of a cell with ``params``: the base cell's, less what the search sets;
+    ``trial``: a pruned search's ``trial.*`` overrides (:func:`.prune.job_overrides`)."""
+    drop = {*params, "seeds", "search", "trial"}
     kept = [o for o in base if o.partition("=")[0].lstrip("+") not in drop
-            and not o.partition("=")[0].lstrip("+").startswith("search.")]
-    return [*kept, "search=none", f"seeds={seeds}", *space_mod.overrides(params)]
+            and not o.partition("=")[0].lstrip("+").startswith(("search.", "trial."))]
+    return [*kept, "search=none", f"seeds={seeds}", *space_mod.overrides(params), *(trial or [])]
 
 
 def summary_path(sweep_dir: Path, study_key: str) -> Path:
@@ -106,9 +117,15 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
     folder = Path(sweep_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = JournalStorage(JournalFileBackend(str(folder / f"{study_key}.journal")))
+    storage = prune.storage(sweep_dir, study_key)
+    try:  # a resumed study's sampler is seeded apart (space.sampler)
+        resumed_at = len(optuna.load_study(study_name=study_key, storage=storage)
+                         .get_trials(deepcopy=False))
+    except KeyError:  # a new study
+        resumed_at = 0
     study = optuna.create_study(storage=storage, study_name=study_key, direction="maximize",
-                                sampler=space_mod.sampler(search), load_if_exists=True)
+                                sampler=space_mod.sampler(search, resumed_at),
+                                load_if_exists=True)
     budget, per_trial = int(search["trials"]), int(search["seeds"])
     path = summary_path(sweep_dir, study_key)
     old = read_summary(path) or {}
@@ -120,8 +137,11 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
         return summary
 
     def finished() -> int:
-        return sum(t.state in (TrialState.COMPLETE, TrialState.FAIL)
-                   for t in study.get_trials(deepcopy=False))
+        return sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+
+    def job(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> list[str]:
+        return trial_job(base, trial.params, per_trial,
+                         prune.job_overrides(search, study_key, trial.number))
 
     pending = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
     if pending:
@@ -130,11 +150,13 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
         batch = pending or [study.ask(distributions)
                             for _ in range(min(int(search["parallel"]), budget - finished()))]
         pending = []
-        found = launch([trial_job(base, t.params, per_trial) for t in batch])
+        found = launch([job(t) for t in batch])
         for trial, record in zip(batch, found, strict=True):
             value = objective(record)
             keys[trial.number] = record.get("key") if record else None
-            if value is None:
+            if pruned_here(record, job(trial)):  # Optuna keeps its last reported value
+                study.tell(trial.number, state=TrialState.PRUNED)
+            elif value is None:
                 study.tell(trial.number, state=TrialState.FAIL)
             else:
                 study.tell(trial.number, value)
@@ -150,6 +172,13 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
                  "status": record.get("status") if record else "missing"})
 
 
+def pruned_here(record: dict[str, Any] | None, job: list[str]) -> bool:
+    """Whether ``record`` is that of this trial's job, stopped by this study's pruner (a
+    record of the same cell pruned in another study, or run by another job, is not)."""
+    return (record is not None and record.get("status") == records.PRUNED
+            and list(record.get("overrides") or []) == list(job))
+
+
 def _best_text(study: optuna.Study) -> str:
     try:
         return f"{100 * study.best_value:.1f}"
@@ -161,7 +190,8 @@ def _summary(study: optuna.Study, study_key: str, label: str, base: list[str],
              search: dict[str, Any], config: dict[str, Any], keys: dict[int, str | None],
              final: dict[str, Any] | None) -> dict[str, Any]:
     trials = [{"number": t.number, "state": t.state.name, "params": t.params,
-               "val_acc": t.value, "key": keys.get(t.number)}
+               "val_acc": t.value, "key": keys.get(t.number),
+               **({"pruned_at": t.last_step} if t.state == TrialState.PRUNED else {})}
               for t in study.get_trials(deepcopy=False)]
     best = None
     if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
@@ -170,7 +200,8 @@ def _summary(study: optuna.Study, study_key: str, label: str, base: list[str],
     return {"study": study_key, "label": label, "base_overrides": base,
             "config": records.identity(config),
             "search": {k: search.get(k) for k in ("name", "trials", "seeds", "sampler_seed",
-                                                  "startup_trials", "parallel")},
+                                                  "startup_trials", "parallel")
+                       + (PRUNER_KEYS if search.get("pruner", "none") != "none" else ())},
             "space": space_mod.space_of(search, config["model"]["name"]),
             "trials": trials, "best": best, "final": final,
             "written_at": dt.datetime.now(dt.timezone.utc).isoformat()}

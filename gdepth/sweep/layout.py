@@ -10,6 +10,7 @@
   running/<key>.json   the live marker of a cell being trained (gdepth.sweep.status)
   checkpoints/<key>/   training checkpoints of a cell's seed batches (gdepth.sweep.checkpoint)
   search/<key>.json    a searched cell's study summary (gdepth.search.study)
+  search/<key>.journal its Optuna study (journal storage; trials report to it: gdepth.search.prune)
   jobs/<n>/            one folder per launched job (Hydra's job dir: logs, .hydra/)
 ```
 """
@@ -42,3 +43,8 @@ def marker_path(sweep_dir: str | Path, unit: str) -> Path:
 def checkpoint_dir(sweep_dir: str | Path, key: str) -> Path:
     """``checkpoints/<key>/``: the training checkpoints of one cell's seed batches."""
     return Path(sweep_dir) / CHECKPOINTS / key
+
+
+def journal_path(sweep_dir: str | Path, study: str) -> Path:
+    """``search/<study>.journal``: a searched cell's Optuna study (its journal file storage)."""
+    return Path(sweep_dir) / SEARCH / f"{study}.journal"

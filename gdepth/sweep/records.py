@@ -2,11 +2,12 @@
 
 A record holds the fully resolved config, the per-seed metrics, their mean and std, timings,
 parameter count, peak memory, device, torch threads, library versions, the model's depth
-convention and a status (``ok | diverged | oom | failed``, with the error text). Records live
-in ``<sweep dir>/records/<key>.json``; ``load(DIR)`` finds them anywhere below DIR, so folders
-merged from several machines aggregate like one sweep. A cell a sweep planned (``plan.json``)
-that has no readable record yet comes back from ``load`` as a placeholder whose status says why
-(``running | missing | corrupt``), so a table marks it instead of dropping it.
+convention and a status (``ok | diverged | oom | failed``, with the error text; ``pruned``:
+a search's trial its study stopped, :mod:`gdepth.search.prune`, with its ``pruned`` entry).
+Records live in ``<sweep dir>/records/<key>.json``; ``load(DIR)`` finds them anywhere below
+DIR, so folders merged from several machines aggregate like one sweep. A cell a sweep planned
+(``plan.json``) that has no readable record yet comes back from ``load`` as a placeholder whose
+status says why (``running | missing | corrupt``), so a table marks it instead of dropping it.
 
 Schema versions: 2 added the ``oom`` status and ``slurm_job``; a version-1 record reads as is.
 ``engine`` (``{"requested", "used", "reason"}``: whether the seeds ran seed-batched or in a
@@ -39,8 +40,12 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 METRICS = ("train_acc", "val_acc", "test_acc")
 # Statuses of a record a cell wrote, then those of a placeholder for a planned cell without one.
-STATUSES = ("ok", "diverged", "oom", "failed", "corrupt", "running", "missing")
+WRITTEN = ("ok", "diverged", "oom", "failed", "pruned")
+STATUSES = (*WRITTEN, "corrupt", "running", "missing")
 DONE = ("ok", "diverged")  # a resumed sweep does not run these again
+# A search's trial its study's pruner stopped (gdepth.search.prune): finished for that study
+# (which does not run it again), not done for a plain sweep of the same cell (it was cut short).
+PRUNED = "pruned"
 
 # Keys that say where and how a cell runs, not what it computes: they are recorded but are
 # not part of the cell's identity, so a re-run from another folder or device resumes. The
@@ -49,7 +54,7 @@ DONE = ("ok", "diverged")  # a resumed sweep does not run these again
 # (``seeds_per_job``, each job's ``seed_range``: gdepth.sweep.parts) is the same cell too.
 NOT_IDENTITY = ("name", "out_dir", "data", "device", "progress", "threads", "engine",
                 "checkpoint_every", "seeds_per_job", "seed_range", "activation_checkpointing",
-                "adjacency", "seeds_per_batch", "progress_log_s", "tracking")
+                "adjacency", "seeds_per_batch", "progress_log_s", "tracking", "trial")
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,8 @@ NEUTRAL: dict[str, Any] = {
     "diagnostics": {"name": "none", "max_nodes": 1024, "measures": None, "hops": 8,
                     "samples": 50},
     "search": {"name": "none"},  # no per-cell search (gdepth/search/): trials and finals too
+    "search.pruner": "none", "search.pruner_startup_trials": 5,  # a search's pruner: a
+    "search.pruner_warmup_epochs": 50, "search.pruner_interval": 10,  # study without one
     "model.bias": True,  # sgc's bias (configs/model/sgc.yaml), on before the option existed
     "model.fully_adjacent_last": False,  # gcn, gcn_res, gin (bottleneck's: NEUTRAL_EXCEPT)
 }
@@ -202,7 +209,7 @@ def inspect(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
         hint = "upgrade gdepth to read it" if newer else "the cell runs again on resume"
         return None, (f"{path.name} has record schema {schema!r}, this gdepth reads "
                       f"{', '.join(map(str, READABLE_SCHEMAS))}: {hint}")
-    if record["status"] not in STATUSES[:4]:
+    if record["status"] not in WRITTEN:
         return None, f"{path.name} has an unknown status {record['status']!r}"
     return record, None
 
@@ -213,6 +220,16 @@ def read(path: str | Path) -> dict[str, Any] | None:
     if problem:
         log.warning("ignoring %s", problem)
     return record
+
+
+def pruned_text(record: dict[str, Any]) -> str:
+    """``at epoch 60/200, val acc 31.2 (median pruner)``: where a pruned trial stopped."""
+    info = record.get("pruned") or {}
+    try:
+        return (f"at epoch {info['epoch']}/{info['epochs']}, val acc "
+                f"{100 * float(info['val_acc']):.1f} ({info['pruner']} pruner)")
+    except (KeyError, TypeError, ValueError):
+        return "by its study's pruner"
 
 
 def summarize(seeds: Iterable[dict[str, Any]]) -> dict[str, dict[str, float]]:

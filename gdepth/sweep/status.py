@@ -4,7 +4,8 @@ The launching process is not the source of truth (a Slurm sweep outlives it, a k
 leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
 
 - ``plan.json`` (``gdepth.sweep.plan``): the cells the sweeps into this folder asked for;
-- ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``);
+- ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``; ``pruned``: a
+  search's trial its study stopped, finished like a done cell: :mod:`gdepth.search.prune`);
 - ``running/<key>.json``: a marker a job writes when its cell starts (host, pid, Slurm job id)
   and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
   The Slurm launcher writes one with ``state: queued`` when it submits a job.
@@ -51,9 +52,11 @@ from gdepth.sweep import layout, parts, plan, records
 MARKERS = parts.MARKERS
 HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
 WRITE_FAILED = "write_failed"  # the state of a marker whose job could not write its record
-# What `gdepth status` sums up as done / running / failed / corrupt / missing.
+# What `gdepth status` sums up as done / running / failed / corrupt / missing (/ pruned).
 GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
-          "failed": "failed", "corrupt": "corrupt", "missing": "missing"}
+          "failed": "failed", "corrupt": "corrupt", "missing": "missing",
+          records.PRUNED: "pruned"}
+FINISHED = (*records.DONE, records.PRUNED)  # nothing left to run: listed with --all only
 log = logging.getLogger("gdepth")
 
 
@@ -230,8 +233,10 @@ def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> Cel
     from its own record and marker alone."""
     record, problem = records.inspect(records.record_path(sweep_dir, key))
     if record is not None:
-        return CellState(key, plan.label(record["config"]), record["status"],
-                         record.get("error"), record["config"])
+        detail = (records.pruned_text(record) if record["status"] == records.PRUNED
+                  else record.get("error"))
+        return CellState(key, plan.label(record["config"]), record["status"], detail,
+                         record["config"])
     try:
         marker = json.loads(marker_path(sweep_dir, key).read_text())
     except (OSError, ValueError):
@@ -321,10 +326,12 @@ def cell_states(directory: str | Path) -> list[CellState]:
 
 
 def summary(states: list[CellState]) -> dict[str, int]:
-    """How many cells are done, running, failed (``failed``/``oom``), corrupt and missing."""
+    """How many cells are done, running, failed (``failed``/``oom``), corrupt and missing;
+    and ``pruned`` (search trials stopped by their study), when there are any."""
     counts = {"done": 0, "running": 0, "failed": 0, "corrupt": 0, "missing": 0}
     for state in states:
-        counts[GROUPS.get(state.status, "failed")] += 1
+        group = GROUPS.get(state.status, "failed")
+        counts[group] = counts.get(group, 0) + 1
     return counts
 
 
@@ -352,9 +359,9 @@ def main(args: list[str]) -> int:
     states = sorted(cell_states(ns.dir), key=lambda s: (s.status, s.label))
     counts = summary(states)
     for state in states:
-        if ns.all or state.status not in records.DONE:
+        if ns.all or state.status not in FINISHED:
             detail = f"  ({state.detail.splitlines()[0]})" if state.detail else ""
             print(f"{state.status:<9} {state.label:<28} {state.key}{detail}")
     shown = {g: n for g, n in counts.items() if n or g != "corrupt"}  # corrupt: only if any
     print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in shown.items()))
-    return 0 if counts["done"] == len(states) else 1
+    return 0 if counts["done"] + counts.get("pruned", 0) == len(states) else 1

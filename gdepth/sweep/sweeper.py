@@ -269,9 +269,16 @@ class ResumeSweeper(BasicSweeper):
         return todo
 
     def _trials(self, sweep_dir: Path, jobs: list[list[str]]) -> list[dict[str, Any] | None]:
-        """A search's trial (or final) cells: planned, launched unless done, their records."""
+        """A search's trial (or final) cells: planned, launched unless done (or pruned by this
+        very job: a trial told pruned is finished for its study), their records."""
         cells = self._plan(jobs)
-        todo = self._todo(sweep_dir, jobs, cells)
+        todo = []
+        for unit in self._todo(sweep_dir, jobs, cells):
+            if search_study.pruned_here(records.read(records.record_path(sweep_dir, unit.name)),
+                                        unit.job):
+                log.info("skip %s: record is pruned (%s)", plan.label(unit.config), unit.name)
+            else:
+                todo.append(unit)
         plan.extend(sweep_dir, _entries(cells), self.launch_id,
                     {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo})
         if todo:
