@@ -199,14 +199,16 @@ def fit_trees(
     b = batches or batching(train_cfg, None, 0)
     ptr = tree_ptr(graph)
     check_within_trees(adj, ptr)
-    forward, general = (tree_levels.fast_forward(model, graph, adj, ptr) if fast
-                        else (None, "fast=False"))
-    if forward is None:
+    levels, general = (tree_levels.fast_forward(model, graph, adj, ptr) if fast
+                       else (None, "fast=False"))
+    if levels is None:
         log.info("train_trees: PyG's message passing on each batch (%s)", general)
-        x = graph.x
+    x, tree_nodes = graph.x, int(ptr[1] - ptr[0])
 
-        def forward(trees: Tensor) -> Tensor:
-            return _forward(model, tree_batch(x, adj, ptr, trees))
+    def forward(trees: Tensor) -> Tensor:
+        if levels is not None and tree_levels.pays(model, len(trees) * tree_nodes):
+            return levels(trees)
+        return _forward(model, tree_batch(x, adj, ptr, trees))
     roots = ptr[:-1]
     train_trees = torch.nonzero(graph.train_mask[roots]).flatten()
     test_trees = torch.nonzero(graph.test_mask[roots]).flatten()

@@ -24,6 +24,11 @@ from gdepth.models import bottleneck_trees as bt
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.models.bottleneck import Bottleneck
 
+# A model whose layers keep every level (BatchNorm in training mode: GIN) gains nothing by levels
+# on small batches, whose many small operations cost more than message passing does
+# (benchmarks/tree_speed.py: GIN at r = 3, 64 trees of 15 nodes, 0.8 s per pass by levels and
+# 0.6 s by message passing; at r = 4, 1024 trees of 31 nodes, 2.4x faster by levels).
+SMALL_BATCH_NODES = 8192
 MAX_TABLE_NNZ = 16  # a level with rows of more stored features than this is read per tree
 
 
@@ -203,3 +208,9 @@ def fast_forward(model: Any, graph: Any, adj: Tensor, ptr: Tensor
     if not same_trees(adj, ptr, order):
         return None, "the adjacency is not the trees' child -> parent edges"
     return partial(TreeInputs.build(graph.x, ptr, depth_r, order).logits, model), None
+
+
+def pays(model: Bottleneck, nodes: int) -> bool:
+    """Whether the level-wise forward is worth it on a batch of ``nodes`` nodes (see
+    :data:`SMALL_BATCH_NODES`)."""
+    return nodes >= SMALL_BATCH_NODES or not bt.keeps_every_level(model)

@@ -113,6 +113,14 @@ def test_shared_levels_and_tables_are_what_the_task_holds():
     assert bt.top_level(build("gin", 4, g).train(), 3, 2) == 3  # BatchNorm: every level
 
 
+def test_small_batches_of_a_batch_norm_model_go_by_message_passing():
+    g = trees(2)
+    gin, gcn = build("gin", 3, g).train(), build("gcn", 3, g).train()
+    small = tree_levels.SMALL_BATCH_NODES - 1
+    assert not tree_levels.pays(gin, small) and tree_levels.pays(gin, small + 1)
+    assert tree_levels.pays(gcn, 1) and tree_levels.pays(gin.eval(), 1)
+
+
 def test_other_models_and_graphs_take_the_general_path():
     g = trees(2)
     ptr = train_trees.tree_ptr(g)
@@ -134,10 +142,11 @@ LINE = re.compile(r"^epoch (\d+) \(\d+ passes\): train acc ([0-9.]+)")
 
 
 @pytest.mark.parametrize("conv", ["gcn", "gin"])
-def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog):
+def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog, monkeypatch):
     """r = 2, batches of 16 trees, two per optimizer step, 3 epochs of 2 passes (Adam lr 1e-2):
     the same running train accuracy every epoch, the same logits after every epoch up to
-    rounding grown over the steps, and the same result."""
+    rounding grown over the steps, and the same result (GIN's small batches by levels too)."""
+    monkeypatch.setattr(tree_levels, "SMALL_BATCH_NODES", 0)
     g = trees(2)
     ptr = train_trees.tree_ptr(g)
     cfg = OmegaConf.create({"selection": "best_val_acc", "lr_schedule": "plateau",

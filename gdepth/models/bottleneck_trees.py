@@ -238,31 +238,28 @@ def _batch_norm(bn: nn.modules.batchnorm._BatchNorm, head: Tensor, tail: Tensor,
     """``bn`` in training mode over every node of the batch: ``head``'s rows one node each,
     ``tail``'s row ``j`` ``w_j`` nodes (:class:`_PooledBatchNorm`); the running statistics
     updated as ``bn`` does. The head's statistics are ``torch.native_batch_norm``'s (what
-    ``bn`` itself computes, and fast), pooled with the tail's in float64 (Chan, Golub & LeVeque
-    1979)."""
+    ``bn`` itself computes, and fast), pooled with the tail's (Chan, Golub & LeVeque 1979)."""
     with torch.no_grad():
         if len(head):
             out, m_h, inv_h = torch.native_batch_norm(head, None, None, None, None, True, 0.0,
                                                       bn.eps)
         else:  # every row stands for several nodes
             out, m_h, inv_h = head, head.new_zeros(head.size(1)), head.new_ones(head.size(1))
-        n_h, n_t = float(head.size(0)), float(w.sum(dtype=torch.float64))
-        m_h64, var_h64 = m_h.double(), inv_h.double().pow(-2) - bn.eps
-        tail64 = tail.double()
-        m_t64 = (w.double()[:, None] * tail64).sum(0) / max(n_t, 1.0)
-        m2_t64 = (w.double()[:, None] * (tail64 - m_t64) ** 2).sum(0)
+        n_h, n_t = float(head.size(0)), float(w.sum())  # counts: exact in float32
+        var_h = inv_h.pow(-2) - bn.eps
+        m_t = (w[:, None] * tail).sum(0) / max(n_t, 1.0)
+        m2_t = (w[:, None] * (tail - m_t) ** 2).sum(0)
         total = n_h + n_t
-        mean64 = (n_h * m_h64 + n_t * m_t64) / total
-        var64 = (n_h * var_h64 + m2_t64 + n_h * n_t / total * (m_h64 - m_t64) ** 2) / total
-        mean, invstd = mean64.to(head.dtype), torch.rsqrt(var64 + bn.eps).to(head.dtype)
-        a, b = (invstd / inv_h), ((m_h - mean) * invstd)
+        mean = (n_h * m_h + n_t * m_t) / total  # pooled: no cancellation (positive terms)
+        var = (n_h * var_h + m2_t + n_h * n_t / total * (m_h - m_t) ** 2) / total
+        invstd = torch.rsqrt(var + bn.eps)
+        a, b = invstd / inv_h, (m_h - mean) * invstd
         if bn.track_running_stats:
             bn.num_batches_tracked.add_(1)
             factor = (1.0 / float(bn.num_batches_tracked) if bn.momentum is None
                       else bn.momentum)
             bn.running_mean.mul_(1 - factor).add_(factor * mean)
-            bn.running_var.mul_(1 - factor).add_(
-                factor * (var64 * total / max(total - 1, 1)).to(head.dtype))
+            bn.running_var.mul_(1 - factor).add_(factor * var * (total / max(total - 1, 1)))
     gamma = bn.weight if bn.affine else torch.ones_like(mean)
     beta = bn.bias if bn.affine else torch.zeros_like(mean)
     return _PooledBatchNorm.apply(head, tail, gamma, beta, out, a, b, mean, invstd, total, w)
