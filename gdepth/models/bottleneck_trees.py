@@ -76,9 +76,11 @@ class Level:
         """The sum of each pair of siblings: ``[B, w / 2, d]`` (``[1, 1, d]`` if shared)."""
         if self.kind == SHARED:
             return 2 * self.value
-        nodes = self.nodes()
-        b, w, d = nodes.shape
-        return nodes.view(b, w // 2, 2, d).sum(2)
+        if self.kind == TABLE:  # two reads of half the rows: faster than one and a sum
+            return (_table_nodes(self.value, self.ids[:, 0::2])
+                    + _table_nodes(self.value, self.ids[:, 1::2]))
+        b, w, d = self.value.shape
+        return self.value.view(b, w // 2, 2, d).sum(2)
 
     def weights(self, trees: int) -> Tensor:
         """How many nodes of the batch each row of ``value`` stands for (flattened rows)."""
@@ -95,7 +97,7 @@ class Level:
 def _table_nodes(value: Tensor, ids: Tensor) -> Tensor:
     """``[B, w, d]``: the rows ``ids [B, w]`` of a table ``value [U, 1, d]``."""
     rows = value[:, 0]
-    return rows.index_select(0, ids.flatten()).view(*ids.shape, rows.size(-1))
+    return rows.index_select(0, ids.reshape(-1)).view(*ids.shape, rows.size(-1))
 
 
 def _kind(s: Level, c: Level | None) -> str:
@@ -337,8 +339,12 @@ def _level(model: Bottleneck, conv: nn.Module, s: Level, c: Level | None, inner_
 
 
 def _finish(model: Bottleneck, norm: nn.Module, s: Level, new: Level) -> Level:
-    """``norm(s + act(new))`` (``norm(act(new))`` without the residual)."""
-    new = new.map(model.act)
+    """``norm(s + act(new))`` (``norm(act(new))`` without the residual); a ReLU after GIN's MLP,
+    which ends in one, is the identity (values and gradients) and is skipped."""
+    conv = model.convs[0]
+    if not (isinstance(model.act, nn.ReLU) and model.conv_name == "gin"
+            and isinstance(conv.nn[-1], nn.ReLU)):
+        new = new.map(model.act)
     if model.residual:
         new = new.map(lambda v: (s.value if new.kind == s.kind else s.nodes()) + v)
     return new.map(norm)

@@ -19,9 +19,20 @@ SECONDS_PER_UNIT = 1.0e-7
 # The same for a seed-batched cell, per seed (benchmarks/sweep_speed.py, Cora gcn_res depth
 # 2..64, 10 seeds, threads=1 on the shared machine: 1,821 s for 4.37e10 units).
 BATCHED_SECONDS_PER_UNIT = 4.2e-8
-# The same for Tree-NeighborsMatch, per node of the training trees and pass (train_trees.py,
-# model=bottleneck gcn, threads=1: 2.1 s per pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and
-# 3.7e-8 per unit; the per-tree-batch overhead is included).
+# Tree-NeighborsMatch with model=bottleneck by levels (gdepth/tree_levels.py: no fully-adjacent
+# last layer, no dropout): CPU seconds per pass over the training trees at the alon2021 preset's
+# batch sizes, by model.conv and r (benchmarks/results/tree_speed.json, new_cpu_s_per_pass,
+# threads=1 on the shared 2-core machine; tests/test_reproduce.py checks them against that file).
+# Another r: the largest r's, scaled by the training trees' nodes.
+TREE_PASS_SECONDS = {
+    "gcn": {},
+    "gin": {},
+    "gat": {},
+    "ggnn": {},
+}
+# Any other tree_match cell (each batch by PyG's message passing, train_trees.py): per node of the
+# training trees, pass, convolution and hidden unit (model=bottleneck gcn, threads=1: 2.1 s per
+# pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and 3.7e-8 per unit; the per-batch overhead included).
 TREE_SECONDS_PER_UNIT = 3.5e-8
 # Nodes per dataset for the estimate (PyG's statistics; the others count as 3000).
 NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
@@ -84,9 +95,10 @@ def estimate_seconds(cell: Cell) -> float:
     Seed-batched cells (``engine`` not ``loop``, a seed-native model whose seeds share their
     kernels, :func:`gdepth.engine.batched_kernels`) cost :data:`BATCHED_SECONDS_PER_UNIT` per
     unit;
-    ``tree_match`` cells cost per training-tree node and pass, for ``(patience + 1) ·
-    passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does not
-    reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
+    ``tree_match`` cells cost the measured seconds per pass of :data:`TREE_PASS_SECONDS`
+    (the bottleneck model by levels), else per training-tree node and pass, for ``(patience +
+    1) · passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does
+    not reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
     would be a useless bound of thousands of hours).
     """
     from omegaconf import OmegaConf
@@ -110,6 +122,15 @@ def estimate_seconds(cell: Cell) -> float:
         if c["train"].get("max_passes") is not None:
             passes = min(passes, int(c["train"]["max_passes"]))
         nodes = trees * (2 ** (r + 1) - 1)
+        by_r = TREE_PASS_SECONDS.get(str(c["model"].get("conv")), {})
+        if (c["model"]["name"] == "bottleneck" and by_r and not c["model"].get(
+                "fully_adjacent_last") and not float(c["model"].get("dropout") or 0.0)):
+            if r in by_r:
+                return seeds * passes * by_r[r]
+            top = max(by_r)
+            top_nodes = tree_match.example_count(top) * float(
+                c["dataset"]["train_fraction"]) * (2 ** (top + 1) - 1)
+            return seeds * passes * by_r[top] * nodes / top_nodes
         return TREE_SECONDS_PER_UNIT * seeds * passes * nodes * convs * hidden
     nodes = NODES.get(c["dataset"]["name"], 3000)
     work = seeds * int(c["train"]["epochs"]) * convs * hidden
