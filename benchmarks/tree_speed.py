@@ -82,12 +82,16 @@ def worker(conv: str, depth_r: int, passes: int, threads: int) -> dict:
         model, graph, adj, cfg.train, 0, b,
         on_epoch=lambda _: stamps.append((time.perf_counter(), time.process_time())))
     general = [m for m in messages if "message passing" in m]
+    levels = getattr(train_trees, "tree_levels", None)  # absent in the old code
+    path = "message passing"
+    if levels is not None and not general:
+        nodes = (b.batch_size or int(graph.train_mask.sum())) * (2 ** (depth_r + 1) - 1)
+        path = ("levels" if levels.pays(model.train(), nodes)
+                else "message passing (small batches), levels to evaluate")
     return {"pass_s": [b[0] - a[0] for a, b in zip(stamps[:-1], stamps[1:], strict=True)],
             "pass_cpu_s": [b[1] - a[1] for a, b in zip(stamps[:-1], stamps[1:], strict=True)],
             "train_acc": result.train_acc, "features": kind, "load_s": loaded,
-            "batch_size": b.batch_size, "trees": int(graph.train_mask.sum()),
-            "path": "message passing" if general or not hasattr(train_trees, "tree_levels")
-            else "levels"}
+            "batch_size": b.batch_size, "trees": int(graph.train_mask.sum()), "path": path}
 
 
 def _child(code: Path, conv: str, depth_r: int, passes: int, threads: int) -> dict:

@@ -136,26 +136,26 @@ class TreeInputs:
                                        device=ptr.device).scatter_reduce(
                         0, inverse, torch.arange(keys.size(0), device=ptr.device), "amin")
                     found = (_dense_rows(x, nodes.flatten()[first]), inverse.view(nodes.shape))
+            if found is not None and len(found[0]) == 1:  # one tensor for equal rows: the
+                for earlier in rows:                        # layers then compute them once
+                    if earlier is not None and len(earlier) == 1 and torch.equal(
+                            earlier, found[0]):
+                        found = (earlier, found[1])
+                        break
             rows.append(None if found is None else found[0])
             ids.append(None if found is None else found[1])
         return cls(x, depth_r, order, starts, rows, ids)
 
-    def levels(self, model: Bottleneck, trees: Tensor, shared: bool | None = None
-               ) -> list[bt.Level | None]:
-        """The input layer's output by level for ``trees``; ``shared=True``: the shared and
-        table levels only (the others None), ``False``: the others only."""
-        top = bt.top_level(model, self.depth_r, 0)
-        out: list[bt.Level | None] = []
-        one_row: dict[bytes, Tensor] = {}  # equal rows, one tensor (the layers compute it once)
-        for level in range(top + 1):
+    def levels(self, model: Bottleneck, trees: Tensor) -> list[bt.Level]:
+        """The input layer's output by level for ``trees`` (the levels the layers need)."""
+        out: list[bt.Level] = []
+        shared: dict[int, Tensor] = {}  # a shared row's input layer, once per row tensor
+        for level in range(bt.top_level(model, self.depth_r, 0) + 1):
             width, rows = 2 ** level, self.rows[level]
-            if shared is not None and shared != (rows is not None):
-                out.append(None)
-            elif rows is not None and len(rows) == 1:
-                key = rows.numpy().tobytes() if rows.device.type == "cpu" else id(rows)
-                if key not in one_row:
-                    one_row[key] = F.linear(rows, model.lin_in.weight, model.lin_in.bias)[None]
-                out.append(bt.Level(one_row[key], bt.SHARED, width))
+            if rows is not None and len(rows) == 1:
+                if id(rows) not in shared:
+                    shared[id(rows)] = F.linear(rows, model.lin_in.weight, model.lin_in.bias)[None]
+                out.append(bt.Level(shared[id(rows)], bt.SHARED, width))
             elif rows is not None:
                 value = F.linear(rows, model.lin_in.weight, model.lin_in.bias)[:, None]
                 ids = self.ids[level][trees]

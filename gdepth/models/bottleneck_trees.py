@@ -31,12 +31,15 @@ Three exact savings (every operation but BatchNorm's statistics is per node):
   input of all inner nodes is the bias, and a node whose subtree below it within :math:`k` levels
   holds no leaf has, after :math:`k` layers, one value shared by every such node of every tree:
   such a level is stored as one row ``[1, 1, d]``.
-* **Leaf table.** A leaf only sees itself, so its value after any layer is a function of its
+* **Tables.** A leaf only sees itself, so its value after any layer is a function of its
   feature row; the leaves' distinct rows (Tree-NeighborsMatch: :math:`L^2`, the (position, value)
-  pairs) are computed once per batch, and the leaves read them by index.
+  pairs) are computed once per batch and read by index. The same holds for any level while its
+  children are shared (the roots: their :math:`L` keys, until the leaves' information reaches
+  the level below them).
 
 BatchNorm in training mode counts a shared row and a table row as often as the batch holds its
-nodes (:func:`_batch_norm`), which gives the statistics over every node of the batch.
+nodes (:func:`_batch_norm`), which gives the statistics over every node of the batch. The
+numbers differ from :meth:`Bottleneck.forward`'s by the order of floating-point sums only.
 """
 
 from __future__ import annotations
@@ -294,7 +297,7 @@ def _mlp(seq: nn.Sequential, levels: list[Level], trees: int) -> list[Level]:
 
 
 def check(model: nn.Module) -> str | None:
-    """Why ``model`` cannot run :func:`root_logits` (``None``: it can)."""
+    """Why ``model`` cannot run by levels (``None``: it can)."""
     if not isinstance(model, Bottleneck):
         return f"{type(model).__name__} is not the bottleneck model"
     if model.fully_adjacent_last:
