@@ -304,7 +304,7 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
                 for c in cells.plan(exp)}
         assert by_r == {r: 2100 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
     exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6",
-                                                 "+model.fully_adjacent_last=true"])
+                                                 "model.fully_adjacent_last=true"])
     by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
     assert 0.8 * 2.1 * 2100 < by_r[4] < 1.2 * 2.1 * 2100
     assert 0.8 * 27 * 2100 < by_r[6] < 1.2 * 27 * 2100
