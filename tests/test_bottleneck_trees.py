@@ -15,6 +15,7 @@ from gdepth import models, train_trees, tree_levels
 from gdepth.data import tree_match as tm
 from gdepth.models import bottleneck_trees as bt
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.models.pooled_batch_norm import pooled_batch_norm
 
 torch.set_num_threads(1)
 EPS = torch.finfo(torch.float32).eps
@@ -88,6 +89,36 @@ def test_levels_equal_the_pyg_layers_logits_and_gradients(conv, r, sparse, train
             scale = max((float(t.abs().max()) for t in tensors), default=0.0) or 1.0
             for a, b in zip(ours[group], tensors, strict=True):
                 torch.testing.assert_close(a, b, rtol=0, atol=tol * scale)
+
+
+def test_pooled_batch_norm_equals_batch_norm_on_the_repeated_rows():
+    """A tail row standing for w nodes: BatchNorm1d on the rows repeated w times (training
+    mode), its gradients summed over the copies, the same running statistics."""
+    gen = torch.Generator().manual_seed(0)
+    head = (torch.randn(6, 4, generator=gen) * 3 + 2).requires_grad_()
+    tail = torch.randn(3, 4, generator=gen).requires_grad_()
+    w = torch.tensor([4.0, 1.0, 2.0])
+    ours, theirs = torch.nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    with torch.no_grad():
+        for bn in (ours, theirs):
+            bn.weight.copy_(torch.tensor([0.5, -1.0, 2.0, 1.5]))
+            bn.bias.copy_(torch.tensor([0.1, 0.2, -0.3, 0.0]))
+    y_head, y_tail = pooled_batch_norm(ours, head, tail, w)
+    rows = torch.cat([head, tail.repeat_interleave(w.long(), 0)])
+    y = theirs(rows)
+    g = torch.randn(len(rows), 4, generator=gen)
+    g_tail = torch.stack([part.sum(0) for part in g[6:].split(w.long().tolist())])
+    mine = torch.autograd.grad((y_head * g[:6]).sum() + (y_tail * g_tail).sum(),
+                               [head, tail, ours.weight, ours.bias])
+    ref = torch.autograd.grad((y * g).sum(), [head, tail, theirs.weight, theirs.bias])
+    # 13 nodes: sums of at most 13 terms per statistic, each layer of it float32 (Higham §4.2)
+    tol = 13 * 4 * EPS
+    torch.testing.assert_close(y_head, y[:6], rtol=tol, atol=tol)
+    torch.testing.assert_close(y_tail, y[[6, 10, 11]], rtol=tol, atol=tol)
+    for a, b in zip(mine, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=tol, atol=tol)
 
 
 def test_shared_levels_and_tables_are_what_the_task_holds():
