@@ -18,6 +18,9 @@ Prints peak RSS and seconds per epoch of each, and the ratio against ``plain``.
 
     python benchmarks/memory_arxiv.py                       # depth 64, hidden 64, 2 epochs
     python benchmarks/memory_arxiv.py --depth 16 --epochs 1 # smaller, faster
+
+Results: ``benchmarks/results/memory_arxiv.json`` (or ``--json``), rendered by
+``python benchmarks/render.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 NODES, EDGES, FEATURES, CLASSES = 169_343, 1_166_243, 128, 40
 
@@ -62,9 +66,8 @@ def synthetic_arxiv(seed: int = 0):
 def child(args: argparse.Namespace) -> None:
     """One setting, in this (fresh) process: print a JSON line with its figures."""
     import torch
-    from omegaconf import OmegaConf
 
-    from gdepth import models
+    from gdepth import config, models
     from gdepth.engine import fit_batched, slices
     from gdepth.models.adjacency import normalized_adjacency
 
@@ -72,13 +75,13 @@ def child(args: argparse.Namespace) -> None:
     graph = synthetic_arxiv()
     adj = normalized_adjacency(graph.edge_index, NODES)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    model = models.build_seeded({"name": args.model, "hidden": args.hidden}, None, args.depth,
+    model = models.build_seeded(config.model(args.model, hidden=args.hidden), None, args.depth,
                                 FEATURES, CLASSES, seeds=[0])
     if args.mode == "checkpointing":
         slices.checkpoint_layers(model)
-    cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                            "epochs": args.epochs, "patience": None,
-                            "selection": "best_val_acc"})
+    cfg = config.make(config.TrainConfig, name="benchmark", optimizer="adam", lr=0.01,
+                      weight_decay=5e-4, epochs=args.epochs, patience=None,
+                      selection="best_val_acc")
     start = time.perf_counter()
     (result,) = fit_batched(model, [graph], adj, cfg, [0])
     wall = time.perf_counter() - start
@@ -97,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modes", default="plain,checkpointing")
     parser.add_argument("--mode", help=argparse.SUPPRESS)  # set in the child process
-    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
+    parser.add_argument("--json", help="results file (default: benchmarks/results/"
+                                       "memory_arxiv.json)")
     args = parser.parse_args(argv)
     if args.mode:
         child(args)
@@ -123,9 +128,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['graph_rss_gib']:.2f} GiB)   {row['epoch_s']:6.1f} s/epoch "
               f"({row['epoch_s'] / base['epoch_s']:.2f}x plain)   train loss "
               f"{row['train_loss']:.4f}", flush=True)
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(rows, out, indent=1)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import meta
+
+    info = meta.meta("cpu", args.threads, args.note)
+    meta.write(args.json or meta.default_path("memory_arxiv"), "memory_arxiv", info,
+               {"model": args.model, "depth": args.depth, "hidden": args.hidden,
+                "epochs": args.epochs, "modes": rows})
     return 0
 
 

@@ -11,6 +11,9 @@ backbones), with their configs' defaults (``configs/model/*.yaml``).
 
     python benchmarks/models_speed.py                                  # Cora, 10 seeds
     python benchmarks/models_speed.py --models incepgcn:16 --seeds 1   # DropEdge's one seed
+
+Results: ``benchmarks/results/models_speed_<dataset>.json`` (or ``--json``), rendered by
+``python benchmarks/render.py``.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import data, engine
-from gdepth.cell import prepare
-from gdepth.cli import config_dir
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meta  # noqa: E402
+
+from gdepth import config, data, engine  # noqa: E402
+from gdepth.cell import prepare  # noqa: E402
+from gdepth.cli import config_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = "sgc:8,sign:8,appnp:10,jknet:8,gcnii:16,resgcn:16,incepgcn:8"
@@ -41,7 +47,7 @@ def cell_cfg(model: str, depth: int, seeds: int, epochs: int, dataset: str):
         cfg = compose("config", overrides=[
             f"model={model}", f"depth={depth}", f"seeds={seeds}", f"dataset={dataset}",
             f"train.epochs={epochs}", "train.patience=null", "progress=false"])
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    return config.typed(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--mirror", default=os.environ.get(
         "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
+    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
+    parser.add_argument("--json", help="results file (default: benchmarks/results/"
+                                       "models_speed_<dataset>.json)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
+    info = meta.meta(device, torch.get_num_threads(), args.note)
+    rows = []
     print(f"{args.dataset}, {args.seeds} seeds, {args.epochs} epochs, threads "
           f"{torch.get_num_threads()}")
     print(f"{'model':>10} {'depth':>5} {'loop s':>8} {'batched s':>9} {'ratio':>6}   "
@@ -66,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         name, depth = item.split(":")
         cfg = cell_cfg(name, int(depth), args.seeds, args.epochs, args.dataset)
         cfg.data.mirror = args.mirror
-        ds = OmegaConf.to_container(cfg.dataset)
-        prepared = [prepare(data.load(cfg.dataset, cfg.data, s), ds, device)
+        prepared = [prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
                     for s in range(args.seeds)]
         adj, graphs = prepared[0][1], [p[0] for p in prepared]
         wall, accs = {}, {}
@@ -83,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>10} {depth:>5} {wall['loop']:8.1f} {wall['batched']:9.1f} "
               f"{wall['loop'] / wall['batched']:5.2f}x   {mean['loop']:.1f} | "
               f"{mean['batched']:.1f}", flush=True)
+        rows.append({"model": name, "depth": int(depth), "wall_s": wall, "test_acc": accs})
+    meta.write(args.json or meta.default_path(f"models_speed_{args.dataset}"), "models_speed",
+               info, {"dataset": args.dataset, "seeds": args.seeds, "epochs": args.epochs,
+                      "rows": rows})
     return 0
 
 

@@ -18,6 +18,9 @@ the same process, alternating which runs first:
 
     python benchmarks/sgc_speed.py                       # Cora, depth 32, 3 seeds, 200 epochs
     python benchmarks/sgc_speed.py --threads 1 --repeats 5
+
+Results: ``benchmarks/results/sgc_speed_<dataset>.json`` (or ``--json``), rendered by
+``python benchmarks/render.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meta  # noqa: E402
 from models_speed import cell_cfg  # noqa: E402
 
 from gdepth import data, engine, models  # noqa: E402
@@ -89,16 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, default=0.6, help="SGC's, cases 2 and 3")
     parser.add_argument("--mirror", default=os.environ.get(
         "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
+    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
+    parser.add_argument("--json", help="results file (default: benchmarks/results/"
+                                       "sgc_speed_<dataset>.json)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
+    info = meta.meta(device, torch.get_num_threads(), args.note)
+    found = {"dataset": args.dataset, "depth": args.depth, "seeds": args.seeds,
+             "epochs": args.epochs, "repeats": args.repeats, "dropout": args.dropout,
+             "epochs_s": []}
     cfg = cell_cfg("sgc", args.depth, args.seeds, args.epochs, args.dataset)
     cfg.data.mirror = args.mirror
     graphs, adj = [], None
     for s in range(args.seeds):
-        graph, adj, kind = prepare(data.load(cfg.dataset, cfg.data, s),
-                                   OmegaConf.to_container(cfg.dataset), device)
+        graph, adj, kind = prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
         graphs.append(graph)
     print(f"{args.dataset} ({kind} features, adjacency {adj.layout}), depth {args.depth}, "
           f"{args.seeds} seeds, {args.epochs} epochs, threads {torch.get_num_threads()}, "
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     old = best_of(args.repeats, lambda: timed(lambda: sparse_mm_steps(x, adj, args.depth)))
     new = best_of(args.repeats, lambda: timed(
         lambda: model_sgc.propagate_features(x, adj, args.depth)))
+    found["precompute_s"] = {"before": old, "after": new}
     print(f"precompute A^K X    sparse.mm {old:7.3f} s   embedding_bag {new:7.3f} s   "
           f"{old / new:5.2f}x")
 
@@ -128,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             for rowwise in ((False, True) if i % 2 == 0 else (True, False)):
                 took[rowwise].append(epochs(rowwise))
         all_rows, scored = (statistics.median(took[k]) for k in (False, True))
+        found["epochs_s"].append({"dropout": dropout, "before_s": all_rows, "after_s": scored})
         print(f"epochs, dropout {dropout:.1f}  every row {1e3 * all_rows:7.2f} ms/epoch   "
               f"scored rows {1e3 * scored:7.2f} ms/epoch   {all_rows / scored:5.2f}x")
 
@@ -150,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
           f"sgc after {t['after']:6.2f} s   appnp {t['appnp']:6.2f} s   "
           f"(sgc/appnp before {t['before'] / t['appnp']:.2f}, after {t['after'] / t['appnp']:.2f})")
     print(f"sgc cell before/after: {t['before'] / t['after']:.2f}x")
+    found["cell_s"] = t
+    meta.write(args.json or meta.default_path(f"sgc_speed_{args.dataset}"), "sgc_speed", info,
+               found)
     return 0
 
 

@@ -3,7 +3,8 @@
 ``gdepth run|sweep [overrides]`` rewrites ``sys.argv`` (expanding the depth grammar, adding
 ``--multirun`` and a unique sweep name) and calls the Hydra app, so every Hydra feature works
 unchanged: launchers, ``--cfg``, ``--info``, tab completion, output folders. Hydra's compose
-API cannot multirun, hence the dispatcher. ``table`` and ``list`` need no Hydra at all.
+API cannot multirun, hence the dispatcher. ``table``, ``report`` and ``list`` need no Hydra at
+all.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gdepth import __version__, config, launchers, progress
+from gdepth import __version__, compose
 from gdepth.depth import DepthError, parse_depths
 from gdepth.paths import config_dir
+from gdepth.sweep import launchers, progress
 
-config.register()
+compose.register()
 launchers.register_resolvers()  # the pool's threads per job; job processes import this module
 
 USAGE = """usage: gdepth COMMAND [ARGS]
@@ -37,6 +39,10 @@ commands:
   table DIR [--metric M] [--format md|csv|tex] [--ddof 0|1] [--delta 2]
                               re-aggregate the records below DIR into the report files
                               (mean ± std with the ddof stated; each row's collapse depth)
+  report DIR [DIR...] [-o FILE] [--metric M] [--ddof 0|1] [--delta 2] [--no-structure]
+                              one self-contained HTML file (opens offline): curves with
+                              interval bands and collapse depths, diagnostics, structure,
+                              published vs ours; each cell's config, engine, time, memory
   compare DIR A B [--metric M] [--delta 2]
                               two table rows per depth: paired differences over the same
                               seeds, Holm-corrected p-values, bootstrap 95 % intervals,
@@ -44,21 +50,22 @@ commands:
   tune-report DIR [--trials]  what each cell's search=... chose (hyperparameters.csv) and the
                               tuned rows beside the fixed ones (tuned.md)
   status DIR [--all]          cells done / running / failed / missing, from the folder alone
-launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, README "Launchers")
+launchers: sweep ... launcher=local|pool|slurm|ray (configs/launcher/, docs/sweeps/launchers.md)
   list  [models|norms|datasets|train|experiments]
                               what each config group offers
-  inspect dataset=A[,B] [dataset.KEY=V]  graph structure side by side (README "Graph structure")
+  inspect dataset=A[,B] [dataset.KEY=V]
+                              graph structure side by side (docs/diagnostics/structure.md)
   plot  smoothing|influence DIR [--measure M] [--at selected|init]
                               per-layer diagnostics of a diagnostics=... sweep
   reproduce NAME [overrides] [--dry-run|--no-run] | reproduce --list
-                              rerun a paper's depth table, print ours next to it (README)
+                              rerun a paper's depth table, print ours next to it (docs/reproduce.md)
 
 depth ranges: {forms}
 After run/sweep: --cfg job|hydra|all [-p KEY] prints the config each cell will run (the train
 preset applied; command-line values win over it), --dry-run lists the cells, their record keys
 and whether each is done; --help, --hydra-help, --info [defaults|...]: Hydra's. None of them
 launches or writes anything.
-Every option and the output layout are described in README.md."""
+Every option and the output layout: docs/ (configuration/reference.md, guide/sweep-folder.md)."""
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
@@ -69,7 +76,7 @@ def hydra_task(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
-    from gdepth import parts, plan, status
+    from gdepth.sweep import parts, plan, status
 
     overrides = list(hc.overrides.task)
     key, _ = plan.cell_identity(cfg, overrides)
@@ -127,8 +134,6 @@ def _hydra_flags(args: list[str]) -> tuple[argparse.Namespace, list[str], bool]:
 
 def _hydra_shows(ns: argparse.Namespace, overrides: list[str]) -> int:
     """Hydra's ``--help``, ``--hydra-help``, ``--info``: one cell's config, nothing written."""
-    from gdepth import compose
-
     flags = ["--help"] if ns.help else ["--hydra-help"] if ns.hydra_help else \
         ["--info", ns.info]
     sys.argv = ["gdepth", *flags, *compose.first_values(overrides)]
@@ -143,8 +148,6 @@ def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
     """``--cfg job|hydra|all [-p PACKAGE]``: what each cell will run (the preset applied, the
     command line winning), one YAML document per cell."""
     from omegaconf import OmegaConf
-
-    from gdepth import compose
 
     hydra_node = compose.hydra_node(overrides, config_dir()) if ns.cfg != "job" else None
     for i, cell in enumerate(cells):
@@ -168,7 +171,7 @@ def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
 def _dry_run(cells: list, folder: Path) -> int:
     """``--dry-run``: each cell's key, label, whether its record is done, and the dataset /
     model / train settings it will run with (the preset applied), launching nothing."""
-    from gdepth import status
+    from gdepth.sweep import status
 
     done = 0
     for cell in cells:
@@ -196,8 +199,6 @@ def _dry_run(cells: list, folder: Path) -> int:
 
 
 def _launch(command: str, args: list[str]) -> int:
-    from gdepth import compose
-
     try:
         ns, overrides, dry = _hydra_flags(args)
     except SystemExit as bad:  # argparse printed its one-line usage error
@@ -225,7 +226,7 @@ def _launch(command: str, args: list[str]) -> int:
     hydra_args = [*(["--multirun", "hydra/sweeper=gdepth"] if command == "sweep" else []),
                   *overrides]  # gdepth's sweeper: plan.json, skip done cells, record dead jobs
     sys.argv = [f"gdepth {command}", *hydra_args]
-    from gdepth import callbacks, sweeper
+    from gdepth.sweep import callbacks, sweeper
 
     callbacks.LAST.clear()
     sweeper.LAST.clear()
@@ -234,7 +235,7 @@ def _launch(command: str, args: list[str]) -> int:
         return _fail(sweeper.LAST["launch_error"], 1)
     statuses = callbacks.LAST.get("statuses", [])
     if sweeper.LAST.get("keys"):  # this sweep's cells only: another sweep may share the folder
-        from gdepth import status
+        from gdepth.sweep import status
 
         statuses = [status.cell_status(sweeper.LAST["dir"], k) for k in sweeper.LAST["keys"]]
     bad = {s: statuses.count(s) for s in ("failed", "oom", "corrupt", "running", "missing")
@@ -314,16 +315,20 @@ def main(argv: list[str] | None = None) -> int:
         return _launch(command, rest)
     if command == "table":
         return _table(rest)
+    if command == "report":
+        from gdepth.report import command as report_command
+
+        return report_command.main(rest)
     if command == "list":
         return _list(rest)
     if command == "status":
-        from gdepth import status
+        from gdepth.sweep import status
 
         return status.main(rest)
     if command == "inspect":
-        from gdepth import inspect
+        from gdepth import inspect_graphs
 
-        return inspect.main(rest)
+        return inspect_graphs.main(rest)
     if command == "plot":
         from gdepth.diagnostics import plot
 
@@ -341,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return reproduce.main(rest)
     return _fail(f"unknown command '{command}'; valid: run, sweep, table, compare, tune-report, "
-                 "list, status, inspect, plot, reproduce")
+                 "list, status, inspect, plot, reproduce, report")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gdepth import config as schema
-from gdepth import plan, protocol
+from gdepth import protocol
+from gdepth.sweep import plan
 
 
 class ComposeError(ValueError):
@@ -43,6 +44,49 @@ class Cell:
     label: str
     config: dict[str, Any]  # resolved, preset merged, command line winning (what will run)
     applied: dict[str, dict[str, Any]]  # what the train preset set in dataset / model
+
+
+def register() -> None:
+    """Put the schemas of :mod:`gdepth.config` into Hydra's ConfigStore (idempotent): the
+    YAML options name them in their defaults lists (``/schema/<group>/<name>@_here_``)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="gdepth_schema", node=schema.GdepthConfig)
+    for group, name, node in [
+        ("dataset", "dataset", schema.DatasetConfig),
+        ("dataset", "csbm", schema.CSBMConfig),
+        ("dataset", "range_task", schema.RangeTaskConfig),
+        ("dataset", "grid2d", schema.Grid2dConfig),
+        ("dataset", "small_world", schema.SmallWorldConfig),
+        ("dataset", "transfer", schema.TransferConfig),
+        ("dataset", "tree_match", schema.TreeMatchConfig),
+        ("model", "model", schema.ModelConfig),
+        ("model", "gcn", schema.GCNConfig),
+        ("model", "appnp", schema.APPNPConfig),
+        ("model", "gcnii", schema.GCNIIConfig),
+        ("model", "resgcn", schema.ResGCNConfig),
+        ("model", "jknet", schema.JKNetConfig),
+        ("model", "sgc", schema.SGCConfig),
+        ("model", "sign", schema.SIGNConfig),
+        ("model", "gat", schema.GATConfig),
+        ("model", "gin", schema.GINConfig),
+        ("model", "bottleneck", schema.BottleneckConfig),
+        ("norm", "norm", schema.NormConfig),
+        ("norm", "pairnorm", schema.PairNormConfig),
+        ("norm", "nodenorm", schema.NodeNormConfig),
+        ("norm", "layernorm", schema.LayerNormConfig),
+        ("norm", "groupnorm", schema.GroupNormConfig),
+        ("norm", "graphnorm", schema.GraphNormConfig),
+        ("norm", "combnorm", schema.CombNormConfig),
+        ("train", "train", schema.TrainConfig),
+        ("diagnostics", "diagnostics", schema.DiagnosticsConfig),
+        ("search", "search", schema.SearchConfig),
+        ("tracking", "tracking", schema.TrackingConfig),
+        ("tracking", "mlflow", schema.MLflowTrackingConfig),
+        ("tracking", "tensorboard", schema.TensorBoardTrackingConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)
 
 
 def expand(overrides: Sequence[str]) -> list[list[str]]:
@@ -150,6 +194,7 @@ def cells(overrides: Sequence[str], config_dir: str) -> list[Cell]:
     """
     from hydra import compose, initialize_config_dir
 
+    register()
     groups = {p.name for p in Path(config_dir).iterdir() if p.is_dir()} | {"hydra"}
     depth_of = [o for o in overrides if o.partition("=")[0].lstrip("+") == "depth"]
     rest = [o for o in overrides if o not in depth_of]
@@ -191,6 +236,7 @@ def hydra_node(overrides: Sequence[str], config_dir: str) -> dict[str, Any]:
     """The ``hydra`` node of one cell's config, unresolved (as Hydra's ``--cfg hydra``)."""
     from hydra import compose, initialize_config_dir
 
+    register()
     with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         cfg = compose("config", overrides=first_values(overrides), return_hydra_config=True)
     node = OmegaConf.to_container(cfg.hydra, resolve=False, enum_to_str=True)

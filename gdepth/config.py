@@ -1,30 +1,50 @@
-"""Typed schemas of the Hydra config tree (``configs/``).
+"""Typed schemas of the Hydra config tree (``configs/``): every default lives here.
 
 Every YAML option of a group starts from one of these dataclasses (its defaults list names
-``/schema/<group>/<schema>@_here_``), so a wrong type (``depth=2..64`` without the CLI's
-expansion, ``train.lr=fast``) or an unknown key (``model.hiden=64``) fails when Hydra composes
-the config, with the key named, before any cell starts. Values that must be one of a set of
-names (a norm's mode, a model name) are checked by the registry that owns them, which lists
-the valid choices.
+``/schema/<group>/<schema>@_here_``; :func:`gdepth.compose.register` stores them in Hydra's
+ConfigStore), so a wrong type (``depth=2..64`` without the CLI's expansion, ``train.lr=fast``)
+or an unknown key (``model.hiden=64``) fails when Hydra composes the config, with the key
+named, before any cell starts. Values that must be one of a set of names (a norm's mode, a
+model name) are checked by the registry that owns them, which lists the valid choices.
+
+A cell turns its resolved config into these dataclasses once (:func:`typed`); the code below
+the cell reads attributes and never repeats a default. :func:`make` builds one schema from
+plain values (scripts and tests), checked and converted as Hydra would. This module does not
+import Hydra: the training code can use it from a plain script.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
 
 
-class Device(str, Enum):
+class Choice(str, Enum):
+    """A name out of a fixed set; ``str()`` and f-strings give the name (``"last"``, not
+    ``"Selection.last"``), and it equals its plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Device(Choice):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
 
 
-class Engine(str, Enum):
+class Engine(Choice):
     """How a cell trains its seeds (gdepth/engine): batched together or one after another."""
 
     auto = "auto"  # batched where the cell supports it, else the per-seed loop
@@ -32,7 +52,7 @@ class Engine(str, Enum):
     loop = "loop"  # the same loop, batches of one seed
 
 
-class Adjacency(str, Enum):
+class Adjacency(Choice):
     """How the seed-batched engine stores the normalized adjacency it propagates with."""
 
     auto = "auto"  # dense on CUDA for graphs up to nn.kernels.DENSE_AUTO_MAX_NODES, else sparse
@@ -40,7 +60,7 @@ class Adjacency(str, Enum):
     dense = "dense"  # a dense [N, N] matrix and dense matmuls
 
 
-class Selection(str, Enum):
+class Selection(Choice):
     """Model-selection rule: which epoch's test metric a seed reports."""
 
     best_val_acc = "best_val_acc"
@@ -48,10 +68,11 @@ class Selection(str, Enum):
     last = "last"
 
 
-class DropoutLayers(str, Enum):
+class DropoutLayers(Choice):
     all = "all"  # dropout before every convolution (Kipf & Welling)
-    io = "io"  # only before the first and the last convolution (NodeNorm's code)
+    io = "io"  # only before the first and the last convolution
     hidden = "hidden"  # before every convolution but the first: not on the input (DropEdge)
+    nodenorm = "nodenorm"  # after the input block and on the logits (NodeNorm's code; gcn, gcn_res)
 
 
 @dataclass
@@ -173,7 +194,7 @@ class CombNormConfig(GroupNormConfig):
     power: float = 2.0
 
 
-class Skip(str, Enum):
+class Skip(Choice):
     """Bag-of-Tricks skip connections (Chen et al. 2021, official code skipConnections.py)."""
 
     none = "none"
@@ -235,6 +256,7 @@ class BottleneckConfig(ModelConfig):
 
 @dataclass
 class SGCConfig(ModelConfig):
+    dropout: float = 0.0  # on A^K X before the linear layer (paper: none)
     bias: bool = True  # the linear layer's bias b (false: logits = A^K X W, as BoT's SGC)
 
 
@@ -249,19 +271,19 @@ class ResGCNConfig(ModelConfig):
     nbaseblocklayer: int = 1  # convs per residual block (DropEdge's name); 0: one block of L-2
 
 
-class Stopping(str, Enum):
+class Stopping(Choice):
     """When ``patience`` ends training early."""
 
     patience = "patience"  # no improvement of the selection criterion for `patience` epochs
     window = "window"  # Kipf & Welling: val loss above the mean of the previous `patience`
 
 
-class LRSchedule(str, Enum):
+class LRSchedule(Choice):
     none = "none"
     plateau = "plateau"  # ReduceLROnPlateau(mode=max) on train accuracy (Alon & Yahav's code)
 
 
-class GradClip(str, Enum):
+class GradClip(Choice):
     none = "none"
     adaptive = "adaptive"  # NodeNorm code: clip to the mean norm of the previous window
 
@@ -334,6 +356,26 @@ class SearchConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment tracking of every cell (gdepth/sweep/tracking.py, configs/tracking/); not
+    identity."""
+
+    name: str = "none"  # none | mlflow | tensorboard
+    curves: bool = True  # also log every seed's per-epoch train/val/test curves
+
+
+@dataclass
+class MLflowTrackingConfig(TrackingConfig):
+    uri: str | None = None  # tracking URI (None: sqlite:///<sweep dir>/mlflow.db)
+    experiment: str | None = None  # experiment name (None: the sweep's name)
+
+
+@dataclass
+class TensorBoardTrackingConfig(TrackingConfig):
+    log_dir: str | None = None  # event files' root (None: <sweep dir>/tensorboard)
+
+
+@dataclass
 class DataConfig:
     root: str | None = "${oc.env:GDEPTH_DATA,null}"  # writable cache (None: user cache)
     mirror: str | None = "${oc.env:GDEPTH_DATA_MIRROR,null}"  # read-only raw-layout folder
@@ -347,10 +389,11 @@ class GdepthConfig:
     train: TrainConfig = MISSING
     diagnostics: DiagnosticsConfig = MISSING
     search: Any = MISSING  # {name: none} or a SearchConfig (configs/search/)
+    tracking: TrackingConfig = MISSING  # none | mlflow | tensorboard (configs/tracking/)
     data: DataConfig = field(default_factory=DataConfig)
     depth: int = 2  # message-passing layers; see each model's convention
     seeds: int = 3  # independent seeds per cell (seed i also draws split i)
-    seeds_per_job: int | None = None  # sweep: seeds per job (None: all; gdepth/parts.py)
+    seeds_per_job: int | None = None  # sweep: seeds per job (None: all; gdepth/sweep/parts.py)
     seed_range: list[int] | None = None  # [lo, hi]: a part's seeds (set by the sweeper)
     name: str | None = None  # sweep name -> <out_dir>/sweeps/<name>; the CLI fills it in
     device: Device = Device.auto
@@ -365,43 +408,6 @@ class GdepthConfig:
     # stderr is not a terminal (0: every epoch; None: none); not identity
     checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
     activation_checkpointing: bool = False  # recompute layers in backward; not identity
-
-
-def register() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="gdepth_schema", node=GdepthConfig)
-    for group, name, node in [
-        ("dataset", "dataset", DatasetConfig),
-        ("dataset", "csbm", CSBMConfig),
-        ("dataset", "range_task", RangeTaskConfig),
-        ("dataset", "grid2d", Grid2dConfig),
-        ("dataset", "small_world", SmallWorldConfig),
-        ("dataset", "transfer", TransferConfig),
-        ("dataset", "tree_match", TreeMatchConfig),
-        ("model", "model", ModelConfig),
-        ("model", "gcn", GCNConfig),
-        ("model", "appnp", APPNPConfig),
-        ("model", "gcnii", GCNIIConfig),
-        ("model", "resgcn", ResGCNConfig),
-        ("model", "jknet", JKNetConfig),
-        ("model", "sgc", SGCConfig),
-        ("model", "sign", SIGNConfig),
-        ("model", "gat", GATConfig),
-        ("model", "gin", GINConfig),
-        ("model", "bottleneck", BottleneckConfig),
-        ("norm", "norm", NormConfig),
-        ("norm", "pairnorm", PairNormConfig),
-        ("norm", "nodenorm", NodeNormConfig),
-        ("norm", "layernorm", LayerNormConfig),
-        ("norm", "groupnorm", GroupNormConfig),
-        ("norm", "graphnorm", GraphNormConfig),
-        ("norm", "combnorm", CombNormConfig),
-        ("train", "train", TrainConfig),
-        ("diagnostics", "diagnostics", DiagnosticsConfig),
-        ("search", "search", SearchConfig),
-    ]:
-        cs.store(group=f"schema/{group}", name=name, node=node)
 
 
 # Top-level counts a cell cannot run without (null where the schema allows it). Hydra's typed
@@ -423,3 +429,101 @@ def check(config: Any) -> None:
             raise ValueError(f"{key}={value}: must be a whole number >= 1"
                              + (" (or null)" if key != "seeds" and key != "depth" else ""))
 
+
+
+# The schema of each group option that extends its group's base (every other option uses the
+# base: DatasetConfig, ModelConfig, NormConfig), by registry name. Its YAML names the same
+# schema in its defaults list (tests/test_config.py checks that they agree).
+SCHEMAS: dict[str, dict[str, type]] = {
+    "dataset": {"csbm": CSBMConfig, "grid2d": Grid2dConfig, "ring": RangeTaskConfig,
+                "small_world": SmallWorldConfig, "transfer_ring": TransferConfig,
+                "transfer_crossed_ring": TransferConfig, "transfer_clique_path": TransferConfig,
+                "tree_match": TreeMatchConfig},
+    "model": {"gcn": GCNConfig, "appnp": APPNPConfig, "gcnii": GCNIIConfig,
+              "gcnii_star": GCNIIConfig, "resgcn": ResGCNConfig, "jknet": JKNetConfig,
+              "sgc": SGCConfig, "sign": SIGNConfig, "gat": GATConfig, "gin": GINConfig,
+              "bottleneck": BottleneckConfig},
+    "norm": {"pairnorm": PairNormConfig, "nodenorm": NodeNormConfig,
+             "layernorm": LayerNormConfig, "groupnorm": GroupNormConfig,
+             "graphnorm": GraphNormConfig, "combnorm": CombNormConfig},
+    "tracking": {"mlflow": MLflowTrackingConfig, "tensorboard": TensorBoardTrackingConfig},
+}
+BASES: dict[str, type] = {"dataset": DatasetConfig, "model": ModelConfig, "norm": NormConfig,
+                          "tracking": TrackingConfig}
+# Groups a record written before the group existed lacks: their value then.
+ABSENT: dict[str, dict[str, Any]] = {"tracking": {"name": "none"}}
+# Groups with one schema for every option.
+GROUPS: dict[str, type] = {"train": TrainConfig, "diagnostics": DiagnosticsConfig,
+                           "search": SearchConfig, "data": DataConfig}
+
+
+def schema(group: str, name: str) -> type:
+    """The schema of option ``name`` of ``group`` (``dataset``, ``model`` or ``norm``)."""
+    return SCHEMAS[group].get(name, BASES[group])
+
+
+def make(cls: type[T], values: Mapping[str, Any] | None = None, /, **overrides: Any) -> T:
+    """An instance of the schema ``cls`` from plain ``values`` and ``overrides`` (the rest: its
+    defaults), checked and converted as Hydra composes (``"io"`` → ``DropoutLayers.io``,
+    ``2`` → ``2.0``; interpolations resolved). Raises ValueError (one line, the key named) for
+    an unknown key, a wrong type or a missing value."""
+    try:
+        node = OmegaConf.merge(_structured(cls), dict(values or {}), overrides)
+        return OmegaConf.to_object(node)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        raise _one_line(cls, err) from None
+
+
+def _one_line(cls: type, err: OmegaConfBaseException) -> ValueError:
+    key = getattr(err, "full_key", None)
+    where = f"{cls.__name__}.{key}" if key else cls.__name__
+    return ValueError(f"{where}: {str(err).splitlines()[0]}")
+
+
+@functools.cache
+def _structured(cls: type) -> Any:
+    """The schema's structured node, made once (merging into it copies it)."""
+    return OmegaConf.structured(cls)
+
+
+def group(kind: str, values: Mapping[str, Any] | None = None, /, **overrides: Any) -> Any:
+    """The option of ``kind`` (dataset, model, norm) named by ``name`` in ``values`` /
+    ``overrides``, as its schema: ``group("model", name="gcn", hidden=8)`` is a GCNConfig."""
+    name = {**dict(values or {}), **overrides}.get("name")
+    if not isinstance(name, str):
+        raise ValueError(f"{kind}: no name given (a {kind} option needs one)")
+    return make(schema(kind, name), values, **overrides)
+
+
+def dataset(name: str, **values: Any) -> DatasetConfig:
+    """``group("dataset", name=name, **values)``."""
+    return group("dataset", name=name, **values)
+
+
+def model(name: str, **values: Any) -> ModelConfig:
+    """``group("model", name=name, **values)``: ``model("gcn", hidden=8)`` is a GCNConfig."""
+    return group("model", name=name, **values)
+
+
+def norm(name: str, **values: Any) -> NormConfig:
+    """``group("norm", name=name, **values)``."""
+    return group("norm", name=name, **values)
+
+
+def typed(config: Mapping[str, Any]) -> GdepthConfig:
+    """The resolved config of a cell (a plain dict, as its record stores it) as dataclasses:
+    each group as its option's schema, the top-level keys as :class:`GdepthConfig`'s. Groups
+    left out take their defaults (``train`` needs a ``name``)."""
+    values = dict(config)
+    nodes: dict[str, Any] = {g: group(g, values.pop(g) if g in values else ABSENT[g])
+                             for g in BASES}
+    for key, cls in GROUPS.items():
+        node = values.pop(key, None)
+        nodes[key] = make(cls, node if node is not None else (
+            {"name": "none"} if key == "search" else {}))
+    try:  # the top-level keys checked and converted, the groups (made above) left out
+        node = OmegaConf.merge(_structured(GdepthConfig), values)
+        top = OmegaConf.to_container(node, resolve=True, enum_to_str=False)
+    except OmegaConfBaseException as err:
+        raise _one_line(GdepthConfig, err) from None
+    return GdepthConfig(**{**top, **nodes})  # type: ignore[arg-type]

@@ -3,9 +3,12 @@ metrics a frame can be tabulated on (shared by :mod:`gdepth.report` and :mod:`gd
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from gdepth import records
+from gdepth.search import study
+from gdepth.sweep import collect, records
 
 ROW_KEYS = ("model.name", "norm.name")
 # Keys that vary between cells without defining a row of their own.
@@ -58,3 +61,22 @@ def check_metric(frame: pd.DataFrame, metric: str) -> None:
     valid = list(dict.fromkeys([*records.METRICS, *sorted(numeric)]))
     if metric not in valid:
         raise ValueError(f"unknown metric '{metric}'; valid: {', '.join(valid)}")
+
+
+def table_records(directory: str | Path) -> tuple[list[dict], list[str]]:
+    """The records a table of ``directory`` is made of, and the keys a per-cell search chose.
+
+    A search's trial cells are left out (its final cell, re-run with the full seeds, stands for
+    them: ``gdepth tune-report`` shows the trials), so ``gdepth table``, ``gdepth compare`` and
+    ``gdepth report`` see the same rows."""
+    trials = study.trial_only_keys(directory)
+    found = [r for r in collect.load(directory) if r["key"] not in trials]
+    searched = sorted({k for s in study.load_summaries(directory) for k in s["space"]})
+    return found, searched
+
+
+def table_frame(found: list[dict], searched: list[str]) -> pd.DataFrame:
+    """The tidy frame of :func:`table_records`' records, the searched keys in its attrs."""
+    frame = records.to_frame(found)
+    frame.attrs["searched"] = list(searched)
+    return frame

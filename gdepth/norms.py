@@ -1,6 +1,6 @@
 r"""Normalization layers placed between a graph convolution and its activation, seed-native.
 
-Every norm is written once, with the seed axis built in (issue 17, :mod:`gdepth.nn.seeds`):
+Every norm is written once, with the seed axis built in (:mod:`gdepth.nn.seeds`):
 it maps hidden features ``h [N, S, d]`` (seed ``s`` is ``h[:, s]``) to ``[N, S, d]``, takes
 its statistics per seed, and holds its affine parameters and running statistics seed-major
 ``[S, d]``. Seed ``s``'s slice computes exactly what the PyG / torch module it replaces
@@ -43,9 +43,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.config import (
+    CombNormConfig,
+    GraphNormConfig,
+    GroupNormConfig,
+    LayerNormConfig,
+    NodeNormConfig,
+    NormConfig,
+    PairNormConfig,
+)
 from gdepth.nn.kernels import StackedNorm
 from gdepth.nn.seeds import OneSeedNorm, kaiming_linear_
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 
 class SeedNormBase(nn.Module):
@@ -422,62 +431,55 @@ class CombNorm(nn.Sequential):
         return [p for name, p in self.named_parameters() if "weight" in name]
 
 
-def _none(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+def _none(norm_cfg: NormConfig, dim: int, num_seeds: int) -> nn.Module:
     """Identity (:class:`gdepth.nn.kernels.StackedNorm`: the models' fast paths test for that
     exact type); no keys."""
     return StackedNorm(num_seeds)
 
 
-def _batchnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+def _batchnorm(norm_cfg: NormConfig, dim: int, num_seeds: int) -> nn.Module:
     """:class:`BatchNorm` (eps 1e-5, momentum 0.1, affine, running stats); no keys."""
     return BatchNorm(num_seeds, dim)
 
 
-def _pairnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """:class:`PairNorm`, keys ``mode`` (``"PN"``), ``scale`` (``1.0``), ``eps`` (``1e-5``)."""
-    return PairNorm(num_seeds, mode=option(norm_cfg, "mode", "PN"),
-                    scale=float(option(norm_cfg, "scale", 1.0)),
-                    eps=float(option(norm_cfg, "eps", 1e-5)))
+def _pairnorm(norm_cfg: PairNormConfig, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`PairNorm`, keys ``mode``, ``scale``, ``eps``."""
+    return PairNorm(num_seeds, mode=str(norm_cfg.mode), scale=float(norm_cfg.scale),
+                    eps=float(norm_cfg.eps))
 
 
-def _nodenorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """:class:`NodeNorm`, keys ``variant`` (``"n"``), ``power`` (``2.0``), ``eps`` (``1e-5``)."""
-    return NodeNorm(num_seeds, variant=option(norm_cfg, "variant", "n"),
-                    power=float(option(norm_cfg, "power", 2.0)),
-                    eps=float(option(norm_cfg, "eps", 1e-5)))
+def _nodenorm(norm_cfg: NodeNormConfig, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`NodeNorm`, keys ``variant``, ``power``, ``eps``."""
+    return NodeNorm(num_seeds, variant=str(norm_cfg.variant), power=float(norm_cfg.power),
+                    eps=float(norm_cfg.eps))
 
 
-def _layernorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """:class:`LayerNorm`, keys ``eps`` (``1e-5``), ``affine`` (``True``)."""
-    return LayerNorm(num_seeds, dim, eps=float(option(norm_cfg, "eps", 1e-5)),
-                     affine=bool(option(norm_cfg, "affine", True)))
+def _layernorm(norm_cfg: LayerNormConfig, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`LayerNorm`, keys ``eps``, ``affine``."""
+    return LayerNorm(num_seeds, dim, eps=float(norm_cfg.eps), affine=bool(norm_cfg.affine))
 
 
-def _diffgroupnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """:class:`DiffGroupNorm`, keys ``groups`` (``10``), ``lamda`` (``0.01``), ``eps``
-    (``1e-5``)."""
-    return DiffGroupNorm(num_seeds, dim, int(option(norm_cfg, "groups", 10)),
-                         lamda=float(option(norm_cfg, "lamda", 0.01)),
-                         eps=float(option(norm_cfg, "eps", 1e-5)))
+def _diffgroupnorm(norm_cfg: GroupNormConfig, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`DiffGroupNorm`, keys ``groups``, ``lamda``, ``eps``."""
+    return DiffGroupNorm(num_seeds, dim, int(norm_cfg.groups), lamda=float(norm_cfg.lamda),
+                         eps=float(norm_cfg.eps))
 
 
-def _meannorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+def _meannorm(norm_cfg: NormConfig, dim: int, num_seeds: int) -> nn.Module:
     """:class:`MeanSubtractionNorm`; no keys."""
     return MeanSubtractionNorm(num_seeds)
 
 
-def _graphnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
-    """:class:`GraphNorm`, key ``eps`` (``1e-5``)."""
-    return GraphNorm(num_seeds, dim, eps=float(option(norm_cfg, "eps", 1e-5)))
+def _graphnorm(norm_cfg: GraphNormConfig, dim: int, num_seeds: int) -> nn.Module:
+    """:class:`GraphNorm`, key ``eps``."""
+    return GraphNorm(num_seeds, dim, eps=float(norm_cfg.eps))
 
 
-def _combnorm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+def _combnorm(norm_cfg: CombNormConfig, dim: int, num_seeds: int) -> nn.Module:
     """:class:`CombNorm`, the keys of ``groupnorm`` and ``nodenorm`` (one ``eps``)."""
-    return CombNorm(num_seeds, dim, groups=int(option(norm_cfg, "groups", 10)),
-                    lamda=float(option(norm_cfg, "lamda", 0.01)),
-                    eps=float(option(norm_cfg, "eps", 1e-5)),
-                    variant=option(norm_cfg, "variant", "n"),
-                    power=float(option(norm_cfg, "power", 2.0)))
+    return CombNorm(num_seeds, dim, groups=int(norm_cfg.groups), lamda=float(norm_cfg.lamda),
+                    eps=float(norm_cfg.eps), variant=str(norm_cfg.variant),
+                    power=float(norm_cfg.power))
 
 
 class NormSpec(NamedTuple):
@@ -513,25 +515,26 @@ NORMS: dict[str, NormSpec] = {
 }
 
 
-def build_seeded_norm(norm_cfg: Any, dim: int, num_seeds: int) -> nn.Module:
+def build_seeded_norm(norm_cfg: NormConfig | None, dim: int, num_seeds: int) -> nn.Module:
     """Build the normalization named by ``norm_cfg.name`` for ``num_seeds`` seeds of ``dim``
     features: a module mapping ``[N, S, dim]`` to ``[N, S, dim]``, its tensors seed-major
     (:mod:`gdepth.nn.seeds`); seed s's initial tensors are drawn as the one-seed module's
     (:func:`gdepth.nn.seeds.reset_seeds` redraws them per seed).
 
     Args:
-        norm_cfg: a ``norm`` config node (DictConfig, mapping or attribute object) with ``name``
-            and the per-norm keys documented in the module docstring; ``None`` means ``none``.
+        norm_cfg: the norm's config, its schema in :mod:`gdepth.config` (``name`` and the
+            norm's keys); ``None`` means ``none``.
         dim: number of features ``d`` per seed.
         num_seeds: S.
     """
-    name = "none" if norm_cfg is None else option(norm_cfg, "name", None)
-    if name not in NORMS:
-        raise unknown("norm", name, NORMS)
-    return NORMS[name].builder(norm_cfg, dim, num_seeds)
+    if norm_cfg is None:
+        norm_cfg = NormConfig(name="none")
+    if norm_cfg.name not in NORMS:
+        raise unknown("norm", norm_cfg.name, NORMS)
+    return NORMS[norm_cfg.name].builder(norm_cfg, dim, num_seeds)
 
 
-def build_norm(norm_cfg: Any, dim: int) -> nn.Module:
+def build_norm(norm_cfg: NormConfig | None, dim: int) -> nn.Module:
     """The one-seed norm ``[N, dim] -> [N, dim]``: :func:`build_seeded_norm` with S = 1 behind
     :class:`gdepth.nn.seeds.OneSeedNorm` (the seed-native module is its ``module``)."""
     return OneSeedNorm(build_seeded_norm(norm_cfg, dim, 1))
@@ -540,4 +543,4 @@ def build_norm(norm_cfg: Any, dim: int) -> nn.Module:
 __all__ = ["NORMS", "BatchNorm", "CombNorm", "DiffGroupNorm", "GraphNorm", "LayerNorm",
            "MeanSubtractionNorm", "NodeNorm", "NormSpec", "OneSeedNorm", "PAIRNORM_MODES",
            "PairNorm", "SeedNormBase", "StackedNorm", "build_norm", "build_seeded_norm",
-           "option", "unknown"]
+           "unknown"]

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from gdepth import collect, frames, records
+from gdepth import frames
+from gdepth.sweep import records
 
 BEYOND = math.inf  # a curve that does not collapse within the depths measured
 
@@ -222,10 +223,10 @@ def main(args: list[str]) -> int:
 
     if not Path(ns.dir).is_dir():
         return fail(f"no such folder '{ns.dir}'")
-    found = collect.load(ns.dir)
+    found, searched = frames.table_records(ns.dir)  # as `gdepth table` sees the folder
     if not found:
         return fail(f"no gdepth records below '{ns.dir}'")
-    frame = records.to_frame(found)
+    frame = frames.table_frame(found, searched)
     try:
         frames.check_metric(frame, ns.metric)
     except ValueError as err:

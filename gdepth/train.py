@@ -44,11 +44,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.options import option, unknown
+from gdepth.config import TrainConfig
+from gdepth.options import unknown
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-STOPPING = ("patience", "window")
-GRAD_CLIP = ("none", "adaptive")
 
 
 @dataclass
@@ -100,23 +99,14 @@ def accuracy(logits: Tensor, y: Tensor, mask: Tensor, evaluator=None) -> float:
     return float((pred == y[mask]).float().mean()) if int(mask.sum()) else math.nan
 
 
-def option_name(cfg: Any, key: str, default: str) -> str:
-    """A config value that may be an Enum member or its name, as a plain string."""
-    value = option(cfg, key, default)
-    return str(getattr(value, "value", value))
-
-
-def selection_rule(train_cfg: Any) -> str:
+def selection_rule(train_cfg: TrainConfig) -> str:
     """``train.selection`` as a plain string."""
-    return str(getattr(train_cfg.selection, "value", train_cfg.selection))
+    return str(train_cfg.selection)
 
 
-def stopping_rule(train_cfg: Any) -> str:
-    """``train.stopping`` (``patience`` or ``window``), validated."""
-    stopping = option_name(train_cfg, "stopping", "patience")
-    if stopping not in STOPPING:
-        raise unknown("stopping", stopping, STOPPING)
-    return stopping
+def stopping_rule(train_cfg: TrainConfig) -> str:
+    """``train.stopping`` (``patience`` or ``window``) as a plain string."""
+    return str(train_cfg.stopping)
 
 
 def first_layer_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -132,7 +122,7 @@ def first_layer_parameters(model: nn.Module) -> list[nn.Parameter]:
                          f"{type(model).__name__} has no first_layer()") from None
 
 
-def make_optimizer(model: nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer named by ``train.optimizer`` with ``lr`` and ``weight_decay``.
 
     Where ``train.weight_decay_groups`` (or its shorthand ``weight_decay_graph``, the group
@@ -151,7 +141,7 @@ def make_optimizer(model: nn.Module, train_cfg: Any) -> torch.optim.Optimizer:
     params: Any = list(model.parameters())
     if common.requested_decays(train_cfg):  # also refuses them with weight_decay_first_only
         params = common.optimizer_groups(model, train_cfg)
-    elif option(train_cfg, "weight_decay_first_only", False):
+    elif train_cfg.weight_decay_first_only:
         first = {id(p) for p in first_layer_parameters(model)}
         params = [{"params": [p for p in params if id(p) in first]},
                   {"params": [p for p in params if id(p) not in first], "weight_decay": 0.0}]
@@ -183,13 +173,10 @@ class Clipper:
     from step ``window + 2`` on (the NodeNorm code's 0-based ``epoch > ref_window``).
     ``history``: one ``[S]`` tensor of norms per step."""
 
-    def __init__(self, train_cfg: Any, seeds: int = 1) -> None:
-        mode = option_name(train_cfg, "grad_clip", "none")
-        if mode not in GRAD_CLIP:
-            raise unknown("grad_clip", mode, GRAD_CLIP)
-        self.on = mode == "adaptive"
-        self.window = int(option(train_cfg, "grad_clip_window", 50))
-        self.norm = float(option(train_cfg, "grad_clip_norm", 1.0))
+    def __init__(self, train_cfg: TrainConfig, seeds: int = 1) -> None:
+        self.on = train_cfg.grad_clip == "adaptive"
+        self.window = int(train_cfg.grad_clip_window)
+        self.norm = float(train_cfg.grad_clip_norm)
         self.seeds = seeds
         self.history: list[Tensor] = []
 

@@ -1,7 +1,7 @@
 """Training progress of the cell this process runs: a job-log line every N seconds, and the
 current epoch for ``gdepth status``.
 
-The epoch bar (:func:`gdepth.progress.epoch_bar`) shows only on a terminal; a job whose stderr
+The epoch bar (:func:`gdepth.sweep.progress.epoch_bar`) shows only on a terminal; a job whose stderr
 is a file (Slurm, a joblib worker, Hydra's ``gdepth.log``) would say nothing from its first
 epoch to its record. The training loops (:func:`gdepth.engine.fit.fit_batched` for a seed or a
 batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epoch to a
@@ -12,13 +12,18 @@ batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epo
   only when stderr is not a terminal (there the bar shows progress);
 - keeps the latest such state as this process's *current progress*, a lock-guarded snapshot
   that :func:`current` copies for another thread (the running marker's heartbeat,
-  :mod:`gdepth.status`) and :func:`describe` words.
+  :mod:`gdepth.sweep.status`) and :func:`describe` words.
 
 ``s/epoch`` is measured over the epochs since the previous line (the first line: since the
 training started); for a seed batch it is the time of one epoch of all its seeds together.
 The interval: :func:`configure` (the cell, from the config), else the environment variable
 ``GDEPTH_PROGRESS_S``, else :data:`DEFAULT_INTERVAL_S`; 0 logs every epoch, a negative value or
 ``configure(None)`` never.
+
+While :func:`collect_curves` is on (``tracking=...``: :mod:`gdepth.sweep.tracking` turns it on
+for the
+job it runs), every epoch's metrics of every seed are kept too (:meth:`Tracker.record`), and
+:func:`take_curves` hands them over: the per-epoch curves, which a record does not keep.
 """
 
 from __future__ import annotations
@@ -40,6 +45,22 @@ _UNSET = object()
 _configured: Any = _UNSET  # configure()'s value, while set
 _lock = threading.Lock()
 _current: dict[str, Any] | None = None  # the snapshot of the running Tracker
+# While collect_curves() is on: {seed: {metric: [(epoch, value), ...]}} of this process's job.
+Curves = dict[int, dict[str, list[tuple[int, float]]]]
+_curves: Curves | None = None
+
+
+def collect_curves() -> None:
+    """From now on keep every epoch's metrics of the seeds this process trains (none yet)."""
+    global _curves
+    _curves = {}
+
+
+def take_curves() -> Curves:
+    """The curves kept since :func:`collect_curves` (``{}`` if off); stop keeping them."""
+    global _curves
+    out, _curves = _curves or {}, None
+    return out
 
 
 def configure(seconds: float | None | object = _UNSET) -> None:
@@ -154,6 +175,13 @@ class Tracker:
             self.mark = (now, epoch)
             if self.logs:
                 log.info("%s", describe(snapshot))
+
+    def record(self, seed: int, epoch: int, metrics: dict[str, float]) -> None:
+        """Seed ``seed``'s metrics of epoch ``epoch`` (kept only while collecting curves)."""
+        if _curves is not None:
+            per_metric = _curves.setdefault(int(seed), {})
+            for name, value in metrics.items():
+                per_metric.setdefault(name, []).append((int(epoch), float(value)))
 
     def close(self) -> None:
         """Training ended: this process trains nothing now (until the next tracker)."""

@@ -54,7 +54,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gdepth import train_progress, tree_levels
-from gdepth.options import option, unknown
+from gdepth.config import TrainConfig
+from gdepth.options import unknown
 from gdepth.train import Clipper, SeedResult, Selector, make_optimizer, seed_result, should_stop
 
 log = logging.getLogger("gdepth")
@@ -71,12 +72,12 @@ class Batching:
     passes_per_epoch: int
 
 
-def batching(train_cfg: Any, conv: str | None, depth_r: int) -> Batching:
+def batching(train_cfg: TrainConfig, conv: str | None, depth_r: int) -> Batching:
     """``train.batch_size / accum_grad / passes_per_epoch`` with the entry of
     ``train.tree_batches`` for ``all`` and then for ``conv``, key ``r<depth_r>``, merged over
     them (the authors' ``override_params`` per depth in ``run-<conv>-2-8.py``)."""
-    values = {k: option(train_cfg, k) for k in BATCH_KEYS}
-    table = option(train_cfg, "tree_batches", {}) or {}
+    values = {k: getattr(train_cfg, k) for k in BATCH_KEYS}
+    table = train_cfg.tree_batches
     for entry in ("all", conv):
         for key, value in ((table.get(entry) or {}).get(f"r{depth_r}") or {}).items():
             if key not in BATCH_KEYS:
@@ -171,7 +172,7 @@ def fit_trees(
     model: torch.nn.Module,
     graph: Any,
     adj: Tensor,
-    train_cfg: Any,
+    train_cfg: TrainConfig,
     seed: int,
     batches: Batching | None = None,
     on_epoch: Callable[[int], None] | None = None,
@@ -189,11 +190,11 @@ def fit_trees(
     (:mod:`gdepth.train_progress`, the epoch ``gdepth status`` shows). ``fast=False``: the
     model's own forward even where the level-wise one applies (the reference).
     """
-    rule = str(getattr(train_cfg.selection, "value", train_cfg.selection))
+    rule = str(train_cfg.selection)
     if rule != "best_val_acc":
         raise ValueError(f"train.selection={rule}: fit_trees selects on train accuracy (Alon & "
                          "Yahav); valid: best_val_acc (tree_match: val = train)")
-    schedule = str(option(train_cfg, "lr_schedule", "none"))
+    schedule = str(train_cfg.lr_schedule)
     if schedule not in ("none", "plateau"):
         raise unknown("lr_schedule", schedule, ("none", "plateau"))
     b = batches or batching(train_cfg, None, 0)
@@ -218,15 +219,15 @@ def fit_trees(
     scheduler = None
     if schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=float(option(train_cfg, "lr_factor", 0.5)),
-            patience=int(option(train_cfg, "lr_patience", 10)), threshold=PLATEAU_THRESHOLD,
+            optimizer, mode="max", factor=float(train_cfg.lr_factor),
+            patience=int(train_cfg.lr_patience), threshold=PLATEAU_THRESHOLD,
             threshold_mode="abs")
-    max_passes = option(train_cfg, "max_passes")
+    max_passes = train_cfg.max_passes
     epochs = int(train_cfg.epochs)
     if max_passes is not None:
         epochs = min(epochs, int(max_passes) // b.passes_per_epoch)
-    patience, min_delta = train_cfg.patience, float(option(train_cfg, "min_delta", 0.0))
-    stop_at = option(train_cfg, "stop_at")
+    patience, min_delta = train_cfg.patience, float(train_cfg.min_delta)
+    stop_at = train_cfg.stop_at
     gen = torch.Generator().manual_seed(seed)
     # val = train on tree_match: the selector's val_acc / val_loss are the running train ones
     selector = Selector(rule, min_delta)
@@ -263,6 +264,7 @@ def fit_trees(
         loss_avg = loss_sum / instances
         metrics = {"train_acc": train_acc, "val_acc": train_acc, "train_loss": loss_avg,
                    "val_loss": loss_avg}
+        tracker.record(seed, epoch, {"train_acc": train_acc, "train_loss": loss_avg})
         if selector.update(epoch, metrics):
             selector.metrics["test_acc"] = evaluate(model, forward, ptr, y, test_trees,
                                                     b.batch_size)

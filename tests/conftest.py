@@ -39,15 +39,19 @@ def cli_env(mirror, data_cache) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def composed_models() -> dict:
-    """Every ``configs/model/<name>.yaml`` composed through Hydra with its typed schema."""
+    """Every ``configs/model/<name>.yaml`` composed through Hydra with its typed schema, as the
+    dataclass a cell hands on (gdepth.config.typed)."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    from gdepth import models
+    from gdepth import config, models
     from gdepth.cli import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return {name: compose("config", overrides=[f"model={name}", "name=x"]).model
-                for name in models.MODELS}
+        composed = {name: compose("config", overrides=[f"model={name}", "name=x"]).model
+                    for name in models.MODELS}
+    return {name: config.group("model", OmegaConf.to_container(node, resolve=True))
+            for name, node in composed.items()}
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import models, train_trees
+from gdepth import config, models, train_trees
 from gdepth.cli import config_dir
 from gdepth.data import tree_match as tm
 from gdepth.models.adjacency import normalized_adjacency
@@ -19,12 +19,17 @@ from gdepth.models.adjacency import normalized_adjacency
 torch.set_num_threads(1)
 
 
-def preset(*overrides: str):
-    """``train=alon2021`` (and the bottleneck model) composed through Hydra, as plain values."""
+def composed(*overrides: str):
+    """``train=alon2021`` (and the bottleneck model) composed through Hydra."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["model=bottleneck", "train=alon2021", "name=x",
-                                           *overrides])
-    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+        return compose("config", overrides=["model=bottleneck", "train=alon2021", "name=x",
+                                            *overrides])
+
+
+def preset(*overrides: str):
+    """:func:`composed` as the cell types it (gdepth.config.typed)."""
+    cfg = composed(*overrides)
+    return config.typed(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
 def trees(r: int, count: int | None = None) -> NS:
@@ -42,7 +47,7 @@ def trees(r: int, count: int | None = None) -> NS:
 
 
 def build(depth: int, in_dim: int, out_dim: int, **keys) -> torch.nn.Module:
-    return models.build(OmegaConf.create({"name": "bottleneck", **keys}), None, depth, in_dim,
+    return models.build(config.group("model", name="bottleneck", **keys), None, depth, in_dim,
                         out_dim)
 
 
@@ -123,11 +128,11 @@ def test_invalid_choices_fail_in_one_line_with_the_valid_ones():
     with pytest.raises(ValueError, match="depth must be >= 1, got 0"):
         build(0, 8, 4)
     with pytest.raises(ValueError, match="takes norm=none"):
-        models.build({"name": "bottleneck"}, {"name": "pairnorm"}, 2, 8, 4)
+        models.build(config.group("model", name="bottleneck"),
+                     config.norm("pairnorm"), 2, 8, 4)
     with pytest.raises(ValueError, match="'relu6'; valid: elu, identity, relu, tanh"):
         build(2, 8, 4, activation="relu6")
-    bad = NS(batch_size=None, accum_grad=1, passes_per_epoch=1,
-             tree_batches={"all": {"r2": {"batchsize": 8}}})
+    bad = config.make(config.TrainConfig, name="t", tree_batches={"all": {"r2": {"batchsize": 8}}})
     with pytest.raises(ValueError, match="'batchsize'; valid: accum_grad, batch_size, passes"):
         train_trees.batching(bad, "gcn", 2)
     cfg = preset("dataset=tree_match", "train.selection=min_val_loss")
@@ -197,7 +202,7 @@ def test_yaml_builds_and_forwards_on_a_generic_graph(composed_models, depth):
     edge_index = torch.randint(0, 30, (2, 80), generator=gen)
     edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
     x = torch.randn(30, 6, generator=gen)
-    model = models.build(cfg, {"name": "none"}, depth, 6, 3)
+    model = models.build(cfg, config.norm("none"), depth, 6, 3)
     out = model(x, normalized_adjacency(edge_index, 30))
     assert out.shape == (30, 3) and torch.isfinite(out).all() and len(model.convs) == depth
 
@@ -206,7 +211,7 @@ def test_run_cell_trains_tree_match_on_tree_batches(tmp_path):
     """cell.run_cell routes dataset=tree_match to fit_trees and records the batching."""
     from gdepth import cell
 
-    cfg = preset("dataset=tree_match", "dataset.depth_r=2", "depth=3", "seeds=1", "threads=1",
+    cfg = composed("dataset=tree_match", "dataset.depth_r=2", "depth=3", "seeds=1", "threads=1",
                  "progress=false", "device=cpu", "train.epochs=2",
                  "+train.tree_batches.gcn.r2.batch_size=32",  # a conv's entry wins over "all"
                  "+train.tree_batches.gcn.r2.passes_per_epoch=2")

@@ -9,9 +9,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from gdepth import models, train_trees, tree_levels
+from gdepth import config, models, train_trees, tree_levels
 from gdepth.data import tree_match as tm
 from gdepth.models import bottleneck_trees as bt
 from gdepth.models.adjacency import normalized_adjacency
@@ -35,8 +34,8 @@ def trees(r: int, sparse: bool = False) -> NS:
 
 def build(conv: str, depth: int, g: NS, **keys) -> torch.nn.Module:
     torch.manual_seed(0)
-    return models.build(OmegaConf.create({"name": "bottleneck", "conv": conv, **keys}), None,
-                        depth, g.dense_x.size(1), g.num_classes)
+    return models.build(config.model("bottleneck", conv=conv, **keys), None, depth,
+                        g.dense_x.size(1), g.num_classes)
 
 
 def general(model: torch.nn.Module, g: NS, ptr: torch.Tensor):
@@ -159,7 +158,7 @@ def test_other_models_and_graphs_take_the_general_path():
                       ({"dropout": 0.1}, "dropout")):
         assert tree_levels.fast_forward(build("gcn", 3, g, **keys), g, g.adj, ptr)[1].startswith(
             why)
-    gcn = models.build(OmegaConf.create({"name": "gcn"}), {"name": "none"}, 2, 8, 4)
+    gcn = models.build(config.model("gcn"), config.norm("none"), 2, 8, 4)
     assert "not the bottleneck model" in tree_levels.fast_forward(gcn, g, g.adj, ptr)[1]
     undirected = torch.cat([g.adj.to_sparse_coo().indices(),
                             g.adj.to_sparse_coo().indices().flip(0)], 1)
@@ -180,9 +179,9 @@ def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog, monke
     monkeypatch.setattr(tree_levels, "SMALL_BATCH_NODES", 0)
     g = trees(2)
     ptr = train_trees.tree_ptr(g)
-    cfg = OmegaConf.create({"selection": "best_val_acc", "lr_schedule": "plateau",
-                            "optimizer": "adam", "lr": 0.01, "weight_decay": 0.0,
-                            "epochs": 3, "patience": 10, "min_delta": 0.0})
+    cfg = config.make(config.TrainConfig, name="t", selection="best_val_acc",
+                      lr_schedule="plateau", optimizer="adam", lr=0.01, weight_decay=0.0,
+                      epochs=3, patience=10, min_delta=0.0)
     runs = []
     for fast in (True, False):
         model = build(conv, 3, g)

@@ -1,5 +1,5 @@
-"""Training checkpoints (gdepth/checkpoint.py): a batch of seeds (one, or several) resumed from
-its last checkpoint ends exactly as the uninterrupted run, bit for bit in float64, and a cell
+"""Training checkpoints (gdepth/sweep/checkpoint.py): a batch of seeds (one, or several) resumed
+from its last checkpoint ends exactly as the uninterrupted run, bit for bit in float64, and a cell
 killed with ``kill -9`` resumes where it was."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import replace
 import pytest
 import test_launchers
 import torch
-from omegaconf import OmegaConf
 from test_faults import wait_for
 from test_launchers import GDEPTH, gdepth
 
-from gdepth import cell, collect, data, graph_dropout, models, train_progress
-from gdepth.checkpoint import BatchCheckpoint, CellCheckpoints
+from gdepth import cell, config, data, graph_dropout, models, train_progress
 from gdepth.engine import fit_batched
+from gdepth.sweep import collect
+from gdepth.sweep.checkpoint import BatchCheckpoint, CellCheckpoints
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 CPU = torch.device("cpu")
@@ -38,17 +38,16 @@ class Killed(Exception):
 def _setup(**train_options):
     dataset = {"name": "csbm", "num_nodes": 300, "split": "random_per_class",
                "train_per_class": 20, "val_per_class": 30}
-    cfg = OmegaConf.create({
+    cfg = config.typed({
         "model": {"name": "gcn_res", "hidden": 16, "dropout": 0.5, "dropout_layers": "all",
                   "activation": "relu"},
-        "norm": {"name": "none"},
-        "train": {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 40,
-                  "patience": None, "selection": "best_val_acc", **train_options}})
+        "norm": {"name": "none"}, "dataset": dataset,
+        "train": {"name": "test", "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
+                  "epochs": 40, "patience": None, "selection": "best_val_acc", **train_options}})
     graphs = []
     for seed in range(3):
-        graph = data.load(OmegaConf.create(dataset),
-                          OmegaConf.create({"root": None, "mirror": None}), seed)
-        graph, adj, _ = cell.prepare(graph, dataset, CPU)
+        graph = data.load(cfg.dataset, None, seed)
+        graph, adj, _ = cell.prepare(graph, cfg.dataset, CPU)
         graphs.append(graph)
     x = graphs[0].x.to_dense().double()  # float64: one shared tensor, as the cell shares it
     return cfg, [replace(g, x=x) for g in graphs], adj.double()
@@ -66,7 +65,7 @@ def _fit(cfg, graphs, adj, seeds, monkeypatch, checkpoint=None, kill_at=None, ke
 
     monkeypatch.setattr(train_progress.Tracker, "epoch", epoch)
     train_adj = None
-    if cfg.train.get("dropedge"):
+    if cfg.train.dropedge:
         draw = graph_dropout.sampler(graphs[0].edge_index, graphs[0].num_nodes,
                                      dropedge=float(cfg.train.dropedge))
 

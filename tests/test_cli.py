@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdepth import collect
+from gdepth.sweep import collect
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]  # the installed console script
 # A small, fast CSBM so a sweep of several cells takes seconds.

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gdepth import collect, compose, protocol
+from gdepth import compose, protocol
 from gdepth.cli import config_dir
+from gdepth.sweep import collect
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 PRESETS = sorted(p.stem for p in Path(config_dir(), "train").glob("*.yaml"))

@@ -13,8 +13,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from gdepth import config
 from gdepth.data import DATASETS, DatasetUnavailable, Graph, clear_cache, load
 from gdepth.data.csbm import csbm
 
@@ -28,6 +28,13 @@ needs_mirror = pytest.mark.usefixtures("mirror")  # skips locally, fails in CI, 
 def cache_root(data_cache: Path) -> Path:
     """The session's writable cache (conftest's ``data_cache``)."""
     return data_cache
+
+
+def ds(**values):
+    """The dataset config ``values`` give, with the dataset's own split unless one is given."""
+    spec = DATASETS.get(values["name"])
+    values.setdefault("split", spec.default_split if spec else "public")
+    return config.group("dataset", **values)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +73,7 @@ def _sizes(g: Graph) -> tuple[int, int, int]:
 @needs_mirror
 def test_cora_public_split_via_mirror(data_cfg: NS, cache_root: Path) -> None:
     before = _snapshot(MIRROR)
-    cfg = OmegaConf.create({"name": "cora", "split": "public"})
+    cfg = config.group("dataset", name="cora", split="public")
     g = load(cfg, data_cfg, seed=0)
     _check_graph(g, 2708, 10556, 1433, 7)
     assert _sizes(g) == (140, 500, 1000) and g.split == "public"
@@ -79,14 +86,14 @@ def test_cora_public_split_via_mirror(data_cfg: NS, cache_root: Path) -> None:
 
 @needs_mirror
 def test_cora_random_per_class(data_cfg: NS) -> None:
-    g = load(NS(name="cora", split="random_per_class"), data_cfg, seed=4)
+    g = load(ds(name="cora", split="random_per_class"), data_cfg, seed=4)
     assert _sizes(g) == (140, 210, 2708 - 350)
     assert g.split == "random_per_class(20/30/rest, seed=4)"
 
 
 @needs_mirror
 def test_citeseer(data_cfg: NS) -> None:
-    g = load(NS(name="citeseer"), data_cfg, seed=0)
+    g = load(ds(name="citeseer"), data_cfg, seed=0)
     _check_graph(g, 3327, 9104, 3703, 6)
     assert _sizes(g) == (120, 500, 1000)
     assert repr(g).startswith("Graph(name='citeseer', nodes=3327, edges=9104, features=3703")
@@ -95,7 +102,7 @@ def test_citeseer(data_cfg: NS) -> None:
 @needs_mirror
 def test_coauthor_cs_random_splits(data_cfg: NS) -> None:
     rng_before = torch.get_rng_state()
-    g0 = load(NS(name="coauthor_cs"), data_cfg, seed=0)
+    g0 = load(ds(name="coauthor_cs"), data_cfg, seed=0)
     _check_graph(g0, 18333, 163788, 6805, 15)
     per_class = lambda m: torch.bincount(g0.y[m], minlength=15)  # noqa: E731
     assert per_class(g0.train_mask).tolist() == [20] * 15
@@ -103,8 +110,8 @@ def test_coauthor_cs_random_splits(data_cfg: NS) -> None:
     covered = g0.train_mask.int() + g0.val_mask.int() + g0.test_mask.int()
     assert bool((covered == 1).all()), "masks must be disjoint and cover every node"
     assert _sizes(g0) == (300, 450, 18333 - 750)
-    g1 = load(NS(name="coauthor_cs"), data_cfg, seed=1)
-    g0b = load(NS(name="coauthor_cs"), data_cfg, seed=0)
+    g1 = load(ds(name="coauthor_cs"), data_cfg, seed=1)
+    g0b = load(ds(name="coauthor_cs"), data_cfg, seed=0)
     assert not torch.equal(g0.train_mask, g1.train_mask)
     assert torch.equal(g0.train_mask, g0b.train_mask) and torch.equal(g0.val_mask, g0b.val_mask)
     assert torch.equal(torch.get_rng_state(), rng_before), "split used the global RNG"
@@ -151,7 +158,7 @@ def test_ogbn_arxiv_from_tiny_mirror(
         raise AssertionError("the loader read stdin")
 
     monkeypatch.setattr("builtins.input", no_stdin)
-    g = load(NS(name="ogbn_arxiv"), NS(root=tmp_path / "cache", mirror=mirror), seed=0)
+    g = load(ds(name="ogbn_arxiv"), NS(root=tmp_path / "cache", mirror=mirror), seed=0)
     assert _snapshot(mirror) == before
     assert (g.num_nodes, g.num_features, g.num_classes) == (60, 128, 40)
     assert _sizes(g) == (40, 10, 10) and g.split == "ogb"
@@ -180,7 +187,7 @@ def test_csbm_statistics(h: float) -> None:
     """Homophily within 0.03, mean degree within 0.5, class-mean distance within 0.15."""
     from torch_geometric.utils import homophily
 
-    g = load(NS(name="csbm", homophily=h, **CSBM), None, seed=0)
+    g = load(ds(name="csbm", homophily=h, **CSBM), None, seed=0)
     n, c, f = CSBM["num_nodes"], CSBM["num_classes"], CSBM["num_features"]
     _check_graph(g, n, g.num_edges, f, c)
     assert abs(homophily(g.edge_index, g.y, method="edge") - h) < 0.03
@@ -242,7 +249,7 @@ def test_pubmed_unavailable_fails_fast(tmp_path: Path, monkeypatch: pytest.Monke
     for _ in range(2):  # a failed attempt leaves nothing that breaks the next one
         start = time.perf_counter()
         with pytest.raises(DatasetUnavailable) as info:
-            load(NS(name="pubmed"), NS(root=root, mirror=mirror), seed=0)
+            load(ds(name="pubmed"), NS(root=root, mirror=mirror), seed=0)
         assert time.perf_counter() - start < 5.0
         msg = str(info.value)
         assert "\n" not in msg and "'pubmed'" in msg
@@ -268,13 +275,13 @@ def test_download_gives_up_on_a_hanging_network(
     clear_cache()
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailable, match="amazon_photo.*cannot reach github.com:443"):
-        load(NS(name="amazon_photo"), NS(root=tmp_path, mirror=None), seed=0)
+        load(ds(name="amazon_photo"), NS(root=tmp_path, mirror=None), seed=0)
     assert time.perf_counter() - start < 2.5
 
 
 def test_unknown_dataset_lists_valid_names() -> None:
     with pytest.raises(ValueError) as info:
-        load(NS(name="foo"), None, seed=0)
+        load(ds(name="foo"), None, seed=0)
     assert str(info.value) == f"unknown dataset 'foo'; valid: {', '.join(sorted(DATASETS))}"
     assert "citeseer, coauthor_cs" in str(info.value)
 
@@ -282,7 +289,7 @@ def test_unknown_dataset_lists_valid_names() -> None:
 def test_invalid_split_names_choices() -> None:
     valid = "public, fastgcn, public_rest, random_per_class, full_supervised"
     with pytest.raises(ValueError, match=rf"invalid split 'ogb'.*valid: {valid}"):
-        load(NS(name="cora", split="ogb"), None, seed=0)
+        load(ds(name="cora", split="ogb"), None, seed=0)
 
 
 def test_registry_has_descriptions() -> None:
@@ -313,4 +320,4 @@ def test_offline_switch_never_touches_the_network(
     monkeypatch.setenv("GDEPTH_OFFLINE", "1")
     clear_cache()
     with pytest.raises(DatasetUnavailable, match="downloads are off: GDEPTH_OFFLINE is set"):
-        load(NS(name="citeseer"), NS(root=tmp_path / "cache", mirror=None), seed=0)
+        load(ds(name="citeseer"), NS(root=tmp_path / "cache", mirror=None), seed=0)

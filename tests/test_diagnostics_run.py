@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from gdepth import collect, data, models, train
+from gdepth import config, data, models, train
 from gdepth.diagnostics import run as diagnostics
 from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.sweep import collect
 
 SMALL = ["dataset.num_nodes=150", "dataset.num_features=8", "train.epochs=8", "seeds=2",
          "progress=false"]
@@ -22,17 +22,17 @@ SMALL = ["dataset.num_nodes=150", "dataset.num_features=8", "train.epochs=8", "s
 
 @pytest.fixture(scope="module")
 def graph():
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 120,
-                            "num_classes": 3, "avg_degree": 4.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 8, "graph_seed": 0})
-    g = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    cfg = config.group("dataset", name="csbm", split="random_per_class", num_nodes=120,
+                       num_classes=3, avg_degree=4.0, homophily=0.8, snr=1.0, num_features=8,
+                       graph_seed=0)
+    g = data.load(cfg, None, 0)
     return g, normalized_adjacency(g.edge_index, g.num_nodes)
 
 
 def build(name, depth, graph, **kw):
     torch.manual_seed(0)
-    cfg = OmegaConf.create({"name": name, "hidden": 8, **kw})
-    return models.build(cfg, OmegaConf.create({"name": "none"}), depth, graph.num_features,
+    cfg = config.group("model", name=name, hidden=8, **kw)
+    return models.build(cfg, config.norm("none"), depth, graph.num_features,
                         graph.num_classes)
 
 
@@ -61,12 +61,12 @@ def test_kept_state_is_the_selected_epochs(graph, seeds):
     """keep_states: each seed's state at its own selected epoch; its one-seed model
     (gdepth.engine.slices.one_seed) scores that epoch's validation accuracy."""
     g, adj = graph
-    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8}),
-                                OmegaConf.create({"name": "none"}), 2, g.num_features,
+    model = models.build_seeded(config.group("model", name="gcn", hidden=8),
+                                config.norm("none"), 2, g.num_features,
                                 g.num_classes, seeds=seeds)
     kept: list = []
-    cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.2, "weight_decay": 0.0, "epochs": 30,
-                            "patience": None, "selection": "best_val_acc"})
+    cfg = config.make(config.TrainConfig, name="test", optimizer="adam", lr=0.2,
+                      weight_decay=0.0, epochs=30, patience=None, selection="best_val_acc")
     gs = [replace(g, split=f"split {s}") for s in seeds]  # one graph per seed, the same split
     results = fit_batched(model, gs, adj, cfg, seeds, keep_states=kept)
     assert len(kept) == len(seeds)
@@ -81,8 +81,9 @@ def test_kept_state_is_the_selected_epochs(graph, seeds):
 
 def test_influence_of_a_two_layer_gcn_stops_at_two_hops(graph):
     g, adj = graph
-    cfg = OmegaConf.create({"hops": 4, "samples": 10})
-    out = diagnostics.influence(build("gcn", 2, g), g, {"self_loops": True}, cfg, seed=0)
+    cfg = config.make(config.DiagnosticsConfig, name="influence", hops=4, samples=10)
+    dataset = config.group("dataset", name="csbm", split="random_per_class", self_loops=True)
+    out = diagnostics.influence(build("gcn", 2, g), g, dataset, cfg, seed=0)
     values = out["influence"]
     assert len(values) == 5 and values[0] == pytest.approx(1.0)
     assert all(v == 0.0 for v in values[3:])  # no path of length > 2 reaches the output

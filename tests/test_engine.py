@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from gdepth import data, engine, models, train
-from gdepth.engine import fit_batched
+from gdepth import config, data, engine, models, train
+from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import Propagation, StackedInput, propagation
 
@@ -85,11 +85,10 @@ class SeedMasks:
 @pytest.fixture(scope="module")
 def graphs():
     """A small CSBM graph, one random split per seed; and the same with sparse features."""
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
-                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 40, "graph_seed": 0})
-    loaded = [data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), s)
-              for s in range(SEEDS)]
+    cfg = config.group("dataset", name="csbm", split="random_per_class", num_nodes=200,
+                       num_classes=3, avg_degree=6.0, homophily=0.8, snr=1.0, num_features=40,
+                       graph_seed=0)
+    loaded = [data.load(cfg, None, s) for s in range(SEEDS)]
     x = loaded[0].x
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore")
@@ -124,9 +123,9 @@ def _build(graph, name, norm, depth, seeds, dropout=0.5, dropout_layers="all", *
     if name == "gat" and dropout == 0.0:  # GAT's other dropout, on the attention coefficients
         extra = {"attention_dropout": 0.0, **extra}
     return models.build_seeded(
-        OmegaConf.create({"name": name, "hidden": 8, "dropout": dropout,
-                          "dropout_layers": dropout_layers, **extra}),
-        OmegaConf.create(norm), depth, graph.num_features, graph.num_classes, seeds=seeds)
+        config.group("model", name=name, hidden=8, dropout=dropout,
+                     dropout_layers=dropout_layers, **extra),
+        config.group("norm", norm), depth, graph.num_features, graph.num_classes, seeds=seeds)
 
 
 def _batch_and_alone(graph, name, norm, depth, dropout=0.5, dropout_layers="all", **extra):
@@ -160,10 +159,12 @@ def _inject(batch, alone):
     return True
 
 
+TRAIN = {"name": "test", "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 12,
+         "patience": None, "selection": "best_val_acc"}
+
+
 def _train_cfg(**kw):
-    base = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 12,
-            "patience": None, "selection": "best_val_acc"}
-    return OmegaConf.create({**base, **kw})
+    return config.make(config.TrainConfig, TRAIN, **kw)
 
 
 CASES = [
@@ -402,9 +403,10 @@ def test_a_diverged_seed_does_not_touch_the_others(graphs64, float64):
 
 def _cell_cfg(**kw):
     base = {"model": {"name": "gcn_res", "hidden": 8}, "norm": {"name": "nodenorm"},
-            "train": dict(_train_cfg()), "depth": 3, "seeds": SEEDS,
-            "dataset": {"name": "csbm"}}
-    return OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(kw))
+            "train": TRAIN, "depth": 3, "seeds": SEEDS,
+            "dataset": {"name": "csbm", "split": "random_per_class"}}
+    merged = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(kw)))
+    return config.typed(merged)
 
 
 @pytest.mark.parametrize("max_seeds", [None, 1])
@@ -412,22 +414,19 @@ def test_run_seeds_trains_every_seed_in_batches(graphs, max_seeds):
     """All seeds in one batch (engine=batched) or in batches of one (engine=loop); the seeds'
     results agree in distribution (other dropout draws)."""
     gs, adj = graphs["dense"], graphs["adj"]
+    cpu = torch.device("cpu")
     cfg = _cell_cfg(train={"epochs": 40, "lr": 0.05})
-    params, split, batches = [], [], []
-    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
-                               on_model=lambda m: params.append(models.count_parameters(m)),
-                               max_seeds=max_seeds,
-                               on_split=lambda k, why: split.append((k, why)),
-                               on_batch=lambda r, m, kept: batches.append(
-                                   ([x.seed for x in r], m.num_seeds, kept)))
+    params = slices.parameters_per_seed(engine.build(cfg, gs[0], [0], cpu))
     per = max_seeds or SEEDS
-    assert split == [(per, None)]
-    assert batches == ([([0, 1, 2], 3, [None] * 3)] if per == SEEDS
-                       else [([s], 1, [None]) for s in range(SEEDS)])
+    assert params > 0
+    assert engine.batch_size(cfg, gs, params, cpu, max_seeds) == (per, None)
+    results = engine.run_seeds(cfg, lambda s: gs[s], adj, cpu, max_seeds=max_seeds)
+    # a batch of several: each seed reports the batch's timings; a batch of one: its own
+    assert [r.batch and r.batch["seeds"] for r in results] == (
+        [[0, 1, 2]] * 3 if per == SEEDS else [None] * 3)
     assert [r.seed for r in results] == list(range(SEEDS))
     assert all(r.status == "ok" and r.epochs_run == 40 for r in results)
     assert sum(r.test_acc for r in results) / SEEDS > 0.6  # learned (chance 1/3)
-    assert params and params[0] > 0
 
 
 @pytest.mark.parametrize(("shared", "per_batch"), [(True, SEEDS), (False, 1)])
@@ -439,10 +438,9 @@ def test_dropedge_cells_batch_with_shared_or_per_seed_graphs(graphs, shared, per
     cfg = _cell_cfg(train={"dropedge": 0.3, "shared_graph_dropout": shared})
     assert engine.unsupported(cfg) is None
     assert engine.graph_dropout_mode(cfg) == ("shared" if shared else "per seed")
-    split = []
-    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"),
-                               on_split=lambda k, why: split.append(k))
-    assert split == [per_batch]
+    assert engine.batch_size(cfg, gs, 1, torch.device("cpu")) == (per_batch, None)
+    results = engine.run_seeds(cfg, lambda s: gs[s], adj, torch.device("cpu"))
+    assert all((r.batch is None) == (per_batch == 1) for r in results)
     assert [r.seed for r in results] == list(range(SEEDS))
     assert all(r.status == "ok" for r in results)
     assert len({r.train_loss for r in results}) == SEEDS
@@ -462,10 +460,10 @@ def test_only_the_tree_task_cannot_batch(graphs):
 def test_run_seeds_with_its_own_graph_per_seed_trains_batches_of_one(graphs):
     gs, adj = graphs["dense"], graphs["adj"]
     own = [replace(g, x=g.x.clone()) for g in gs]
-    split = []
-    results = engine.run_seeds(_cell_cfg(train={"epochs": 3}), lambda s: own[s], adj,
-                               torch.device("cpu"), on_split=lambda k, why: split.append((k, why)))
-    assert split == [(1, engine.OWN_INPUTS)] and len(results) == SEEDS
+    cfg = _cell_cfg(train={"epochs": 3})
+    assert engine.batch_size(cfg, own, 1, torch.device("cpu")) == (1, engine.OWN_INPUTS)
+    results = engine.run_seeds(cfg, lambda s: own[s], adj, torch.device("cpu"))
+    assert len(results) == SEEDS and all(r.batch is None for r in results)
 
 
 @pytest.mark.parametrize("p", [0.5, 0.25, 0.75, 0.125, 0.6, 0.1])

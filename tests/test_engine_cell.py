@@ -12,8 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import cell, collect, plan, records
+from gdepth import cell, engine
 from gdepth.cli import config_dir
+from gdepth.sweep import collect, plan, records
 
 torch.set_num_threads(1)
 CHANCE = 0.25
@@ -172,21 +173,21 @@ def test_seeds_with_their_own_features_train_in_batches_of_one(tmp_path, monkeyp
     the record says why; engine=batched fails the cell with that reason."""
     from dataclasses import replace
 
-    real = cell.prepare
+    real = cell.graphs.prepare
 
     def own_features(graph, dataset_cfg, device):
         moved, adj, kind = real(graph, dataset_cfg, device)
         return replace(moved, x=moved.x.clone()), adj, kind
 
-    monkeypatch.setattr(cell, "prepare", own_features)
+    monkeypatch.setattr(cell.graphs, "prepare", own_features)
     record = run(tmp_path / "auto", "seeds=2", "train.epochs=3")
     assert record["status"] == "ok", record["error"]
     assert record["engine"] == {"requested": "auto", "used": "loop",
-                                "reason": cell.engine.OWN_INPUTS, "adjacency": "sparse",
+                                "reason": engine.OWN_INPUTS, "adjacency": "sparse",
                                 "seeds_per_batch": 1}
     assert len(record["seeds"]) == 2
     record = run(tmp_path / "batched", "engine=batched", "seeds=2", "train.epochs=3")
-    assert record["status"] == "failed" and cell.engine.OWN_INPUTS in record["error"]
+    assert record["status"] == "failed" and engine.OWN_INPUTS in record["error"]
 
 
 def test_seeds_per_batch_trains_the_seeds_in_batches_with_the_same_numbers(tmp_path):
@@ -243,8 +244,6 @@ def test_a_batched_cell_killed_between_batches_keeps_its_finished_batches(tmp_pa
     """Batches of one seed (DropEdge): the second batch dies; the first seed's result is kept
     in the cell's checkpoint folder, and the re-run trains only seeds 1 and 2, reporting seed
     0's kept numbers exactly."""
-    from gdepth import engine
-
     common = ("depth=2", "seeds=3", "train.epochs=10", "train.dropedge=0.3")
     real, calls = engine.fit_batched, []
 

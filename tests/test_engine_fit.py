@@ -10,15 +10,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from gdepth import cell, collect, data, models, records, report
+from gdepth import cell, config, data, models, report
 from gdepth.cli import config_dir
 from gdepth.engine import fit as engine_fit
 from gdepth.engine import fit_batched
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.sweep import collect, records
 
 torch.set_num_threads(1)
 SEEDS = 3
@@ -28,11 +28,10 @@ TOL64 = 1e-10  # float64: the same function summed over other rows (tests/test_e
 @pytest.fixture(scope="module")
 def graphs():
     """CSBM, one split per seed, some nodes in no mask (so scored rows < N)."""
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
-                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 40, "graph_seed": 0})
-    loaded = [data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), s)
-              for s in range(SEEDS)]
+    cfg = config.group("dataset", name="csbm", split="random_per_class", num_nodes=200,
+                       num_classes=3, avg_degree=6.0, homophily=0.8, snr=1.0, num_features=40,
+                       graph_seed=0)
+    loaded = [data.load(cfg, None, s) for s in range(SEEDS)]
     kept, x = torch.arange(200) < 170, loaded[0].x.double()  # nodes 170.. in no mask
     gs = [replace(g, x=x, **{f"{k}_mask": getattr(g, f"{k}_mask") & kept
                              for k in ("train", "val", "test")}) for g in loaded]
@@ -40,14 +39,15 @@ def graphs():
 
 
 def _train_cfg(**kw):
-    return OmegaConf.create({"optimizer": "adam", "lr": 0.05, "weight_decay": 5e-4,
-                             "epochs": 30, "patience": None, "selection": "best_val_acc", **kw})
+    return config.make(config.TrainConfig, {
+        "name": "test", "optimizer": "adam", "lr": 0.05, "weight_decay": 5e-4, "epochs": 30,
+        "patience": None, "selection": "best_val_acc", **kw})
 
 
 def _seeded(graph, name="sgc", seeds=tuple(range(SEEDS)), **model_kw):
     """The seed-native model of ``seeds`` (gdepth.models.build_seeded), float64."""
-    return models.build_seeded(OmegaConf.create({"name": name, "hidden": 8, **model_kw}),
-                               OmegaConf.create({"name": "none"}), 3, graph.num_features,
+    return models.build_seeded(config.group("model", {"name": name, "hidden": 8, **model_kw}),
+                               config.norm("none"), 3, graph.num_features,
                                graph.num_classes, seeds=list(seeds)).double()
 
 

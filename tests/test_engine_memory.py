@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile
 
-from gdepth import data, models
+from gdepth import config, data, models
 from gdepth.engine import fit_batched, memory
 from gdepth.models.adjacency import normalized_adjacency
 
 
 def cfg(model: str = "gcn_res", depth: int = 64, hidden: int = 64, **top):
-    return OmegaConf.create({"model": {"name": model, "hidden": hidden}, "depth": depth,
-                             "seeds_per_batch": None, **top})
+    return config.typed({"model": {"name": model, "hidden": hidden}, "depth": depth,
+                         "seeds_per_batch": None, "norm": {"name": "none"},
+                         "dataset": {"name": "csbm", "split": "random_per_class"},
+                         "train": {"name": "test"}, **top})
 
 
 def test_seed_bytes_counts_products_nodes_width_and_parameters():
@@ -121,10 +122,10 @@ def test_peak_bytes_counts_what_is_held_at_once():
 
 @pytest.fixture(scope="module")
 def csbm():
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 1500,
-                            "num_classes": 4, "avg_degree": 8.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 32, "graph_seed": 0})
-    g = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    cfg = config.group("dataset", name="csbm", split="random_per_class", num_nodes=1500,
+                       num_classes=4, avg_degree=8.0, homophily=0.8, snr=1.0, num_features=32,
+                       graph_seed=0)
+    g = data.load(cfg, None, 0)
     return g, normalized_adjacency(g.edge_index, g.num_nodes)
 
 
@@ -147,12 +148,12 @@ def test_seed_bytes_bounds_the_measured_peak_of_a_batch(csbm, name, norm):
     (graph, features, adjacency) cancel in the difference."""
     g, adj = csbm
     depth, hidden = 6, 64
-    train = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                              "epochs": 2, "patience": None, "selection": "best_val_acc"})
+    train = config.make(config.TrainConfig, name="test", optimizer="adam", lr=0.01,
+                        weight_decay=5e-4, epochs=2, patience=None, selection="best_val_acc")
 
     def batch_peak(seeds: int) -> tuple[int, int]:
-        stacked = models.build_seeded(OmegaConf.create({"name": name, "hidden": hidden}),
-                                      OmegaConf.create({"name": norm}), depth, g.num_features,
+        stacked = models.build_seeded(config.group("model", {"name": name, "hidden": hidden}),
+                                      config.norm(norm), depth, g.num_features,
                                       g.num_classes, seeds=list(range(seeds)))
         peak = _peak_bytes(lambda: fit_batched(stacked, [g] * seeds, adj, train,
                                                list(range(seeds))))

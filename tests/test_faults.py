@@ -19,14 +19,14 @@ import pytest
 import test_launchers
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth import collect, records, status
+from gdepth.sweep import collect, records, status
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
 # The real CLI with one function replaced, in a fresh process (the basic launcher runs the
 # cells in that process, so the replacement is what the cells call).
-PATCHED = "import sys, torch\nfrom gdepth import engine, records\n{patch}\n" \
-          "from gdepth.cli import main\nsys.exit(main(sys.argv[1:]))"
+PATCHED = ("import sys, torch\nfrom gdepth import engine\nfrom gdepth.sweep import records\n"
+           "{patch}\nfrom gdepth.cli import main\nsys.exit(main(sys.argv[1:]))")
 
 
 def patched(patch: str, args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:

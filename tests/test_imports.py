@@ -140,3 +140,53 @@ def test_a_deferred_import_and_a_package_import_count(tmp_path):
     graph = import_graph(pkg)
     assert graph["gdepth.top"] == {"gdepth.sub", "gdepth.sub.leaf"}
     assert cycles(graph) == [["gdepth.sub", "gdepth.top"]]
+
+
+# The cell runner and below (DESIGN.md "Nothing below the cell knows about Hydra"): the cell
+# (its Hydra job hands it plain arguments), the typed schemas, the training code, models,
+# norms, data and diagnostics must run from a plain script with no Hydra.
+BELOW_THE_CELL = ("gdepth.cell", "gdepth.config", "gdepth.data", "gdepth.models", "gdepth.nn",
+                  "gdepth.norms", "gdepth.train", "gdepth.train_trees", "gdepth.engine",
+                  "gdepth.diagnostics.oversmoothing", "gdepth.diagnostics.run",
+                  "gdepth.diagnostics.structure", "gdepth.graph_dropout", "gdepth.stats")
+
+
+def external_imports(path: Path) -> set[str]:
+    """The top-level names of the non-relative imports in a file, anywhere in it."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def reached(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [m for m in graph if m == start or m.startswith(start + ".")]
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph[module])
+    return seen
+
+
+@pytest.mark.parametrize("start", BELOW_THE_CELL)
+def test_nothing_below_the_cell_imports_hydra(start):
+    graph, modules = import_graph(), _modules(PACKAGE)
+    assert any(m == start or m.startswith(start + ".") for m in modules), start
+    offenders = sorted(m for m in reached(graph, start)
+                       if external_imports(modules[m]) & {"hydra", "hydra_plugins"})
+    assert not offenders, f"{start} reaches Hydra through {offenders}"
+
+
+def test_the_hydra_check_sees_a_hydra_import(tmp_path):
+    pkg = tmp_path / "gdepth"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low.py").write_text("from gdepth import mid\n")
+    (pkg / "mid.py").write_text("def f():\n    from hydra.core.hydra_config import HydraConfig\n")
+    graph, modules = import_graph(pkg), _modules(pkg)
+    assert reached(graph, "gdepth.low") == {"gdepth.low", "gdepth.mid"}
+    assert "hydra" in external_imports(modules["gdepth.mid"])

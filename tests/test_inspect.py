@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import inspect
+from gdepth import inspect_graphs
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 
@@ -50,7 +50,7 @@ def test_cora_and_grid2d_side_by_side(cli_env, tmp_path):
 
 
 def test_dataset_overrides_go_where_they_fit(tmp_path, capsys):
-    code = inspect.main(["dataset=grid2d,small_world", "dataset.num_nodes=100",
+    code = inspect_graphs.main(["dataset=grid2d,small_world", "dataset.num_nodes=100",
                          "dataset.neighbors=6", f"out_dir={tmp_path}", "name=pair"])
     assert code == 0
     rows = table_rows(capsys.readouterr().out)
@@ -67,6 +67,6 @@ def test_dataset_overrides_go_where_they_fit(tmp_path, capsys):
     ([f"out_dir={Path('x')}"], "name the datasets: dataset=NAME"),
 ])
 def test_bad_command_lines_fail_with_one_line(args, message, capsys):
-    assert inspect.main(args) == 2
+    assert inspect_graphs.main(args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import Enum
-
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.models import gcn as gcn_module
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SeedGCNConv
@@ -24,18 +20,7 @@ VALID = (
 )
 
 
-class DropoutLayers(str, Enum):  # the typed config stores choices as string enums
-    all = "all"
-    io = "io"
-
-
-@dataclass
-class EnumModelConfig:
-    name: str
-    dropout_layers: DropoutLayers = DropoutLayers.all
-
-
-NORM_CFGS = [{"name": name} for name in sorted(NORMS)]
+NORM_CFGS = [config.norm(name) for name in sorted(NORMS)]
 
 
 def random_graph(seed: int = 0, directed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +33,7 @@ def random_graph(seed: int = 0, directed: bool = False) -> tuple[torch.Tensor, t
 
 
 def model_cfg(name: str = "gcn", **kw):
-    return OmegaConf.create({"name": name, "hidden": 8, **kw})
+    return config.group("model", {"name": name, "hidden": 8, **kw})
 
 
 def test_sym_adjacency_equals_dense_formula():
@@ -99,7 +84,8 @@ def test_gcnconv_on_adjacency_equals_pyg_normalized_conv(directed):
 @pytest.mark.parametrize("name", ["gcn", "gcn_res"])
 @pytest.mark.parametrize("depth", [1, 2, 3, 8])
 def test_depth_counts_gcnconv_layers(name, depth):
-    model = models.build(model_cfg(name), {"name": "nodenorm"}, depth, IN, OUT)
+    model = models.build(model_cfg(name), config.norm("nodenorm"), depth, IN,
+                         OUT)
     convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
     assert len(convs) == depth
     assert (convs[0].d_in, convs[-1].d_out) == (IN, OUT)
@@ -111,7 +97,8 @@ def test_gcn_res_forward_equals_manual_residual_computation():
     edge_index, x = random_graph()
     adj = normalized_adjacency(edge_index, N)
     a = adj.to_dense()
-    model = models.build(model_cfg("gcn_res"), {"name": "nodenorm"}, 4, IN, OUT).eval()
+    model = models.build(model_cfg("gcn_res"), config.norm("nodenorm"), 4, IN,
+                         OUT).eval()
 
     def conv(i: int, h: torch.Tensor) -> torch.Tensor:
         c = model.native.convs[i]
@@ -128,7 +115,7 @@ def test_gcn_res_forward_equals_manual_residual_computation():
 
 
 @pytest.mark.parametrize("name", ["gcn", "gcn_res"])
-@pytest.mark.parametrize("norm_cfg", NORM_CFGS, ids=lambda c: c["name"])
+@pytest.mark.parametrize("norm_cfg", NORM_CFGS, ids=lambda c: c.name)
 @pytest.mark.parametrize("depth", [1, 2, 8, 64])
 def test_forward_backward(name, norm_cfg, depth):
     edge_index, x = random_graph()
@@ -205,28 +192,30 @@ def test_dropout_layers_hidden_spares_the_input_features():
 def test_parameter_count_closed_form():
     model = models.build(model_cfg(hidden=16), None, 3, 10, 3)
     assert models.count_parameters(model) == 10 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
-    bn = models.build(model_cfg(hidden=16), {"name": "batchnorm"}, 3, 10, 3)
+    bn = models.build(model_cfg(hidden=16), config.norm("batchnorm"), 3, 10, 3)
     assert models.count_parameters(bn) == models.count_parameters(model) + 2 * (2 * 16)
 
 
 def test_config_defaults_and_errors():
-    model = models.build({"name": "gcn"}, None, 2, IN, OUT).native
+    model = models.build(config.group("model", {"name": "gcn"}), None, 2, IN, OUT).native
     assert model.convs[0].d_out == 64 and model.dropout == 0.5
     assert model.dropout_at == {0, 1} and isinstance(model.act, torch.nn.ReLU)
     with pytest.raises(ValueError, match=f"'gatv2'; valid: {VALID}"):
-        models.build({"name": "gatv2"}, None, 2, IN, OUT)
+        models.build(config.group("model", {"name": "gatv2"}), None, 2, IN, OUT)
     with pytest.raises(ValueError, match=f"'gatv2'; valid: {VALID}"):
         models.convention("gatv2")
     with pytest.raises(ValueError, match="depth must be >= 1"):
-        models.build({"name": "gcn"}, None, 0, IN, OUT)
+        models.build(config.group("model", {"name": "gcn"}), None, 0, IN, OUT)
     with pytest.raises(ValueError, match="'swish'; valid: elu, identity, relu, tanh"):
-        models.build({"name": "gcn", "activation": "swish"}, None, 2, IN, OUT)
-    with pytest.raises(ValueError, match="'some'; valid: all, hidden, io"):
-        models.build({"name": "gcn", "dropout_layers": "some"}, None, 2, IN, OUT)
+        models.build(model_cfg(activation="swish"), None, 2, IN, OUT)
+    # a choice the schema types (an enum) fails when the config is made, naming the choices
+    with pytest.raises(ValueError, match=r"^GCNConfig.dropout_layers: Invalid value 'some', "
+                                         r"expected one of \[all, io, hidden, nodenorm\]$"):
+        model_cfg(dropout_layers="some")
 
 
 def test_string_enum_config_values_are_read():
-    cfg = OmegaConf.structured(EnumModelConfig(name="gcn_res", dropout_layers=DropoutLayers.io))
+    cfg = config.group("model", name="gcn_res", dropout_layers=config.DropoutLayers.io)
     assert models.build(cfg, None, 4, IN, OUT).native.dropout_at == {0, 3}
 
 
@@ -252,7 +241,7 @@ def test_sparse_features_give_the_dense_result(name):
     x[x < 0.8] = 0.0
     edge_index = torch.randint(0, 50, (2, 200))
     adj = normalized_adjacency(torch.cat([edge_index, edge_index.flip(0)], 1), 50)
-    model = models.build(OmegaConf.create({"name": name, "hidden": 8}), None, 3, 40, 4).eval()
+    model = models.build(model_cfg(name), None, 3, 40, 4).eval()
     dense = model(x, adj)
     sparse = model(x.to_sparse_csr(), adj)
     assert torch.allclose(dense, sparse, atol=1e-5)
@@ -260,8 +249,9 @@ def test_sparse_features_give_the_dense_result(name):
     assert model.native.convs[0].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(("name", "norm"), [("gcn", None), ("gcn_res", {"name": "nodenorm"}),
-                                            ("gcn_res", {"name": "pairnorm"})])
+@pytest.mark.parametrize(("name", "norm"), [
+    ("gcn", None), ("gcn_res", config.norm("nodenorm")),
+    ("gcn_res", config.norm("pairnorm"))])
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(monkeypatch, name, norm):
     """Through the one-seed interface: the hidden layers run again in the backward pass
     (their convolutions counted), with the same masks, loss and gradients bit for bit
@@ -296,3 +286,37 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(monkeypatch,
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert saved.checkpoint_layers and not plain.checkpoint_layers
     torch.testing.assert_close(saved.eval()(x, adj), plain.eval()(x, adj), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gcn", "gcn_res"])
+def test_dropout_layers_nodenorm_drops_the_second_input_and_the_logits(name):
+    """NodeNorm's code (miafei/NodeNorm config.py get_structure, dropout.layer=[1, -1]) puts
+    nn.Dropout after the input block and after the output layer: never on the features."""
+    edge_index, x = random_graph()
+    adj = normalized_adjacency(edge_index, N)
+    model = models.build(model_cfg(name, dropout_layers="nodenorm"), None, 4, IN, OUT)
+    assert model.native.dropout_at == {1} and model.native.logits_dropout
+    convs = model.native.convs
+
+    def manual(masks: list[torch.Tensor]) -> torch.Tensor:
+        h = x
+        for i, conv in enumerate(convs):
+            z = adj @ ((h * masks[0] if i == 1 else h) @ conv.weight[0]) + conv.bias[0]
+            h = z if i == 3 else (torch.relu(z) + h if name == "gcn_res" and 0 < i else
+                                  torch.relu(z))
+        return h * masks[1]
+
+    torch.manual_seed(1)
+    model.native.mask_fn = RecordedMasks()
+    out = model.train()(x, adj)
+    shapes = [tuple(m.shape) for m in model.native.mask_fn.masks]
+    assert shapes == [(N, 8), (N, OUT)]  # the hidden input of layer 1, then the logits
+    torch.testing.assert_close(out, manual(model.native.mask_fn.masks))
+    eval_out = model.eval()(x, adj)
+    torch.testing.assert_close(eval_out, manual([torch.ones(N, 8), torch.ones(N, OUT)]))
+
+
+@pytest.mark.parametrize("name", ["gat", "jknet", "gin", "mlp"])
+def test_dropout_layers_nodenorm_is_refused_where_the_logits_are_not_dropped(name):
+    with pytest.raises(ValueError, match=r"dropout_layers=nodenorm .*model=gcn and gcn_res only"):
+        models.build(model_cfg(name, dropout_layers="nodenorm"), None, 4, IN, OUT)

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.cli import config_dir
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.dropedge_backbones import GCNUnit
@@ -33,7 +32,7 @@ def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def model_cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 class RecordedMasks:
@@ -115,7 +114,7 @@ CASES = [
 def test_forward_equals_manual_computation(name, depth, kw, norm, training):
     adj, x = random_graph()
     a = adj.to_dense()
-    model = models.build(model_cfg(name, **kw), {"name": norm}, depth, IN, OUT)
+    model = models.build(model_cfg(name, **kw), config.norm(norm), depth, IN, OUT)
     model.train(training)
     model.native.mask_fn = recorded = RecordedMasks()  # train mode: the masks drawn, in order
     out = model(x, adj)
@@ -143,7 +142,7 @@ def test_aggregations_differ_from_a_plain_chain():
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("depth", [3, 4, 8, 16])
 def test_depth_counts_graph_convolutions(name, depth):
-    model = models.build(model_cfg(name), {"name": "batchnorm"}, depth, IN, OUT).native
+    model = models.build(model_cfg(name), config.norm("batchnorm"), depth, IN, OUT).native
     convs = [m for m in model.modules() if isinstance(m, SeedGCNConv)]
     units = [m for m in model.modules() if isinstance(m, GCNUnit)]
     assert len(convs) == conv_count(name, depth) and len(units) == len(convs) - 1
@@ -213,7 +212,7 @@ def test_forward_backward_dense_and_sparse(name, depth):
 @pytest.mark.parametrize("norm", sorted(NORMS))
 def test_every_norm_fits_every_layer(name, norm):
     adj, x = random_graph()
-    model = models.build(model_cfg(name), {"name": norm}, 5, IN, OUT)
+    model = models.build(model_cfg(name), config.norm(norm), 5, IN, OUT)
     out = model(x, adj)
     F.cross_entropy(out, torch.arange(N) % OUT).backward()
     grad = model.native.input.conv.weight.grad

@@ -23,7 +23,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, models
+from gdepth import config, data, models
 from gdepth.cell import prepare
 from gdepth.engine import fit_batched
 
@@ -91,9 +91,10 @@ def _params():
 
 
 def _model_cfg(name: str, keys: dict):
+    """The model's YAML (without its defaults list) and ``keys``, as its schema."""
     base = OmegaConf.load(CONFIGS / f"{name}.yaml")
     base.pop("defaults", None)
-    return OmegaConf.merge(base, keys)
+    return config.group("model", OmegaConf.to_container(OmegaConf.merge(base, keys)))
 
 
 def test_every_registered_model_has_a_cora_bar():
@@ -104,16 +105,16 @@ def test_every_registered_model_has_a_cora_bar():
                           "source"), list(_params()))
 def test_model_trains_on_cora_public_split(mirror, data_cache, name, depth, model_keys,
                                            train_keys, dataset_keys, bar, source):
-    dataset_cfg = OmegaConf.create({"name": "cora", "split": "public", **dataset_keys})
-    folders = OmegaConf.create({"root": str(data_cache), "mirror": str(mirror)})
-    train_cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                                  "epochs": 200, "patience": None,
-                                  "selection": "best_val_acc", **train_keys})
+    dataset_cfg = config.group("dataset", {"name": "cora", "split": "public", **dataset_keys})
+    folders = config.DataConfig(root=str(data_cache), mirror=str(mirror))
+    train_cfg = config.make(config.TrainConfig, {
+        "name": "test", "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 200,
+        "patience": None, "selection": "best_val_acc", **train_keys})
     model_cfg = _model_cfg(name, model_keys)
-    norm_cfg = OmegaConf.create({"name": "none"})
+    norm_cfg = config.norm("none")
     results = []
     for seed in range(SEEDS):
-        graph, adj, _ = prepare(data.load(dataset_cfg, folders, seed), dict(dataset_cfg),
+        graph, adj, _ = prepare(data.load(dataset_cfg, folders, seed), dataset_cfg,
                                 torch.device("cpu"))
         model = models.build_seeded(model_cfg, norm_cfg, depth, graph.num_features,
                                     graph.num_classes, seeds=[seed])

@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch_geometric.transforms as T
-from omegaconf import OmegaConf
 from test_seed_jk_gcnii import to_pyg_jk
 from torch_geometric.data import Data
 from torch_geometric.nn import APPNP, JumpingKnowledge
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.cli import config_dir
 from gdepth.models import sign
 from gdepth.models.adjacency import normalized_adjacency
@@ -41,7 +40,7 @@ def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def model_cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 def bilstm_attention(jk: JumpingKnowledge, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -299,7 +298,7 @@ def test_norm_is_applied(name):
     torch.manual_seed(0)
     plain = models.build(model_cfg(name), None, 3, IN, OUT).eval()
     torch.manual_seed(0)
-    normed = models.build(model_cfg(name), {"name": "nodenorm"}, 3, IN, OUT).eval()
+    normed = models.build(model_cfg(name), config.norm("nodenorm"), 3, IN, OUT).eval()
     assert not torch.allclose(plain(x, adj), normed(x, adj))
 
 

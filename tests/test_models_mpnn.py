@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch_geometric.nn import GATConv, GatedGraphConv, GINConv
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.cli import config_dir
 from gdepth.models.adjacency import edge_index_from_adj, normalized_adjacency
 
@@ -30,7 +29,9 @@ def directed_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def model_cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, "heads": 2, **kw})
+    """The model's config, hidden ``D``; GAT with 2 heads (the other models have no heads)."""
+    heads = {"heads": 2} if name == "gat" else {}
+    return config.model(name, **{"hidden": D, **heads, **kw})
 
 
 def edge_set(edge_index: torch.Tensor) -> set[tuple[int, int]]:
@@ -163,7 +164,7 @@ def test_forward_backward_dense_and_sparse(name, depth, sparse):
     edge_index, x = directed_graph()
     x = x.relu().to_sparse_csr() if sparse else x
     adj = normalized_adjacency(edge_index, N)
-    model = models.build(model_cfg(name), {"name": "layernorm"}, depth, IN, OUT).train()
+    model = models.build(model_cfg(name), config.norm("layernorm"), depth, IN, OUT).train()
     out = model(x, adj)
     assert out.shape == (N, OUT) and torch.isfinite(out).all()
     out.square().mean().backward()

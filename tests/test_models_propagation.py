@@ -9,10 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from torch_geometric.nn import APPNP, GCN2Conv, SGConv
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.cli import config_dir
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
@@ -33,7 +32,7 @@ def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def model_cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 def copy_linear(seeded: torch.nn.Module, linear: torch.nn.Module) -> None:
@@ -204,7 +203,7 @@ def test_forward_backward(name, depth, sparse):
 @pytest.mark.parametrize("name", ["gcnii", "gcnii_star"])
 @pytest.mark.parametrize("norm", ["none", "batchnorm"])
 def test_parameter_groups_cover_every_parameter_once(name, norm):
-    model = models.build(model_cfg(name), {"name": norm}, 3, IN, OUT)
+    model = models.build(model_cfg(name), config.norm(norm), 3, IN, OUT)
     groups = model.named_parameter_groups()  # the official wd1 / wd2 groups
     assert tuple(groups) == ("graph", "dense")
     ids = [id(p) for g in groups.values() for p in g]
@@ -223,11 +222,11 @@ def test_norms_appnp_gcnii_apply_sgc_rejects():
         torch.manual_seed(0)
         plain = models.build(model_cfg(name), None, 3, IN, OUT).eval()
         torch.manual_seed(0)
-        normed = models.build(model_cfg(name), {"name": "nodenorm"}, 3, IN, OUT).eval()
+        normed = models.build(model_cfg(name), config.norm("nodenorm"), 3, IN, OUT).eval()
         assert not torch.allclose(plain(x, adj), normed(x, adj)), name
     with pytest.raises(ValueError, match="sgc has no hidden layer.*'pairnorm'"):
-        models.build(model_cfg("sgc"), {"name": "pairnorm"}, 2, IN, OUT)
-    models.build(model_cfg("sgc"), {"name": "none"}, 2, IN, OUT)
+        models.build(model_cfg("sgc"), config.norm("pairnorm"), 2, IN, OUT)
+    models.build(model_cfg("sgc"), config.norm("none"), 2, IN, OUT)
 
 
 @pytest.mark.parametrize("name", NAMES)

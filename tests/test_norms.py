@@ -5,15 +5,14 @@ PyG modules)."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch_geometric.nn as pyg_nn
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
+from gdepth import config
 from gdepth.cli import config_dir
 from gdepth.nn.kernels import StackedNorm
 from gdepth.nn.seeds import OneSeedNorm
@@ -65,7 +64,7 @@ def pairnorm_numpy(h: np.ndarray, mode: str, s: float = 1.0, eps: float = 1e-5):
     "variant, power", [("n", 2), ("v", 2), ("srv", 2), ("pr", 2), ("pr", 3), ("m", 2)]
 )
 def test_nodenorm_matches_hand_computation(x, variant, power):
-    norm = build_norm(OmegaConf.create({"name": "nodenorm", "variant": variant, "power": power}), D)
+    norm = build_norm(config.norm("nodenorm", variant=variant, power=power), D)
     assert isinstance(norm, OneSeedNorm) and isinstance(norm.module, NodeNorm)
     expected = nodenorm_numpy(x.numpy(), variant, power)
     np.testing.assert_allclose(norm(x).numpy(), expected, atol=1e-6, rtol=0)
@@ -87,7 +86,7 @@ def test_nodenorm_srv_is_pr_with_power_2(x):
 
 @pytest.mark.parametrize("mode", ["PN", "PN-SI"])
 def test_pairnorm_pn_and_si_are_pyg_and_match_formula(x, mode):
-    norm = build_norm(SimpleNamespace(name="pairnorm", mode=mode, scale=1.0, eps=1e-5), D)
+    norm = build_norm(config.norm("pairnorm", mode=mode, scale=1.0, eps=1e-5), D)
     assert isinstance(norm.module, PairNorm) and norm.module.mode == mode
     pyg = pyg_nn.PairNorm(scale=1.0, scale_individually=mode == "PN-SI", eps=1e-5)
     torch.testing.assert_close(norm(x), pyg(x))
@@ -95,7 +94,7 @@ def test_pairnorm_pn_and_si_are_pyg_and_match_formula(x, mode):
 
 
 def test_pairnorm_scs_matches_formula(x):
-    norm = build_norm({"name": "pairnorm", "mode": "PN-SCS", "eps": 1e-6}, D)
+    norm = build_norm(config.norm("pairnorm", mode="PN-SCS", eps=1e-6), D)
     assert isinstance(norm.module, PairNorm) and norm.module.mode == "PN-SCS"
     expected = pairnorm_numpy(x.numpy(), "PN-SCS", eps=1e-6)
     np.testing.assert_allclose(norm(x).numpy(), expected, atol=1e-6, rtol=0)
@@ -103,8 +102,8 @@ def test_pairnorm_scs_matches_formula(x):
 
 @pytest.mark.parametrize("mode", ["PN", "PN-SI", "PN-SCS"])
 def test_pairnorm_scale_multiplies(x, mode):
-    one = build_norm({"name": "pairnorm", "mode": mode}, D)(x)
-    ten = build_norm({"name": "pairnorm", "mode": mode, "scale": 10.0}, D)(x)
+    one = build_norm(config.norm("pairnorm", mode=mode), D)(x)
+    ten = build_norm(config.norm("pairnorm", mode=mode, scale=10.0), D)(x)
     np.testing.assert_allclose(ten.numpy(), pairnorm_numpy(x.numpy(), mode, s=10.0), atol=1e-6)
     # PN-SCS subtracts the unscaled input mean after scaling
     shift = x.mean(dim=0, keepdim=True) if mode == "PN-SCS" else 0.0
@@ -112,13 +111,13 @@ def test_pairnorm_scale_multiplies(x, mode):
 
 
 def test_pairnorm_defaults():
-    norm = build_norm({"name": "pairnorm"}, D)
+    norm = build_norm(config.norm("pairnorm"), D)
     assert isinstance(norm.module, PairNorm)
     assert (norm.module.mode, norm.module.scale, norm.module.eps) == ("PN", 1.0, 1e-5)
 
 
 def test_batchnorm_matches_formula(x):
-    norm = build_norm({"name": "batchnorm"}, D).double()
+    norm = build_norm(config.norm("batchnorm"), D).double()
     assert isinstance(norm.module, BatchNorm)
     assert (norm.module.eps, norm.module.momentum) == (1e-5, 0.1)
     mu, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
@@ -126,19 +125,17 @@ def test_batchnorm_matches_formula(x):
 
 
 def test_none_is_identity_and_registry_has_descriptions(x):
-    assert torch.equal(build_norm({"name": "none"}, D)(x), x)
+    assert torch.equal(build_norm(config.norm("none"), D)(x), x)
     assert torch.equal(build_norm(None, D)(x), x)
     assert type(build_seeded_norm(None, D, 3)) is StackedNorm  # the models' fast-path test
-    assert type(build_seeded_norm({"name": "none"}, D, 1)) is StackedNorm
+    assert type(build_seeded_norm(config.norm("none"), D, 1)) is StackedNorm
     assert set(NORMS) == {p.stem for p in Path(config_dir(), "norm").glob("*.yaml")}
     assert {"batchnorm", "combnorm", "graphnorm", "groupnorm", "layernorm"} < set(NORMS)
     assert all(spec.description and "\n" not in spec.description for spec in NORMS.values())
 
 
-def test_struct_config_reads_defaults():
-    cfg = OmegaConf.create({"name": "nodenorm"})
-    OmegaConf.set_struct(cfg, True)
-    norm = build_norm(cfg, D)
+def test_the_schema_gives_the_defaults():
+    norm = build_norm(config.norm("nodenorm"), D)
     assert (norm.module.variant, norm.module.power, norm.module.eps) == ("n", 2.0, 1e-5)
 
 
@@ -154,7 +151,7 @@ def test_struct_config_reads_defaults():
 def test_bad_names_raise_with_choices(cfg, choices):
     bad = next(v for k, v in cfg.items() if k != "name" or len(cfg) == 1)
     with pytest.raises(ValueError) as err:
-        build_norm(cfg, D)
+        build_norm(config.group("norm", cfg), D)
     message = str(err.value)
     assert f"'{bad}'" in message and choices in message and "\n" not in message
 
@@ -191,7 +188,7 @@ def diffgroupnorm_numpy(h: np.ndarray, module: DiffGroupNorm, lamda: float,
 
 @pytest.mark.parametrize("affine", [True, False])
 def test_layernorm_is_node_mode_and_matches_formula(x, affine):
-    norm = build_norm({"name": "layernorm", "eps": 1e-3, "affine": affine}, D)
+    norm = build_norm(config.norm("layernorm", eps=1e-3, affine=affine), D)
     assert isinstance(norm.module, LayerNorm) and norm.module.eps == 1e-3
     norm = randomize(norm)
     h = x.numpy()
@@ -207,7 +204,7 @@ def test_layernorm_is_node_mode_and_matches_formula(x, affine):
 
 @pytest.mark.parametrize("groups, lamda", [(1, 0.01), (3, 0.5), (10, 2.0)])
 def test_groupnorm_is_diffgroupnorm_and_matches_formula(x, groups, lamda):
-    norm = build_norm({"name": "groupnorm", "groups": groups, "lamda": lamda}, D)
+    norm = build_norm(config.norm("groupnorm", groups=groups, lamda=lamda), D)
     assert isinstance(norm.module, DiffGroupNorm)
     assert (norm.module.groups, norm.module.lamda, norm.module.norm.eps) == (groups, lamda, 1e-5)
     assert norm.module.norm.momentum == 0.1
@@ -219,11 +216,11 @@ def test_groupnorm_is_diffgroupnorm_and_matches_formula(x, groups, lamda):
 
 def test_groupnorm_needs_a_group():
     with pytest.raises(ValueError, match="groups must be >= 1, got 0"):
-        build_norm({"name": "groupnorm", "groups": 0}, D)
+        build_norm(config.norm("groupnorm", groups=0), D)
 
 
 def test_meannorm_subtracts_the_node_mean(x):
-    norm = build_norm({"name": "meannorm"}, D)
+    norm = build_norm(config.norm("meannorm"), D)
     assert isinstance(norm.module, MeanSubtractionNorm) and list(norm.parameters()) == []
     h = x.numpy()
     np.testing.assert_allclose(norm(x).numpy(), h - h.mean(axis=0, keepdims=True), atol=1e-12)
@@ -233,7 +230,7 @@ def test_meannorm_subtracts_the_node_mean(x):
 
 @pytest.mark.parametrize("at_init", [True, False])
 def test_graphnorm_matches_formula(x, at_init):
-    norm = build_norm({"name": "graphnorm", "eps": 1e-3}, D).double()
+    norm = build_norm(config.norm("graphnorm", eps=1e-3), D).double()
     assert isinstance(norm.module, GraphNorm) and norm.module.eps == 1e-3
     h = x.numpy()
     if at_init:  # alpha = gamma = 1, beta = 0: per-feature standardization over the nodes
@@ -251,14 +248,7 @@ def test_graphnorm_matches_formula(x, at_init):
 
 @pytest.mark.parametrize("variant, power", [("n", 2.0), ("v", 2.0), ("pr", 3.0), ("m", 2.0)])
 def test_combnorm_is_diffgroupnorm_then_nodenorm(x, variant, power):
-    cfg = {
-        "name": "combnorm",
-        "groups": 4,
-        "lamda": 0.1,
-        "eps": 1e-4,
-        "variant": variant,
-        "power": power,
-    }
+    cfg = config.norm("combnorm", groups=4, lamda=0.1, eps=1e-4, variant=variant, power=power)
     norm = build_norm(cfg, D)
     assert isinstance(norm.module, CombNorm)
     group, node = norm.module

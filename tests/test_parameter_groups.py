@@ -10,7 +10,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from test_engine import (  # noqa: F401 (fixtures)
     _compare_fits,
     _pair,
@@ -19,7 +18,7 @@ from test_engine import (  # noqa: F401 (fixtures)
     graphs64,
 )
 
-from gdepth import engine, models, train
+from gdepth import config, engine, models, train
 from gdepth.models import common
 
 IN, OUT = 10, 3
@@ -27,7 +26,7 @@ IN, OUT = 10, 3
 
 def build(name, depth=3, **kw):
     torch.manual_seed(0)
-    cfg = OmegaConf.create({"name": name, "hidden": 8, "dropout": 0.5, **kw})
+    cfg = config.group("model", {"name": name, "hidden": 8, "dropout": 0.5, **kw})
     return models.build(cfg, None, depth, IN, OUT)
 
 
@@ -50,7 +49,7 @@ def test_groups_partition_every_parameter(name, kw, groups):
     assert tuple(declared) == groups == common.declared_groups(model)
     ids = [id(p) for params in declared.values() for p in params]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
-    stacked = models.build_seeded(OmegaConf.create({"name": name, "hidden": 8, **kw}), None,
+    stacked = models.build_seeded(config.group("model", {"name": name, "hidden": 8, **kw}), None,
                                   3, IN, OUT, seeds=[0, 1])
     ids = [id(p) for params in stacked.named_parameter_groups().values() for p in params]
     assert tuple(stacked.named_parameter_groups()) == groups
@@ -149,8 +148,8 @@ def test_a_batch_with_groups_and_shared_dropout_reports_what_its_seeds_report_al
 
 def test_stacked_shared_dropout_draws_one_mask_per_layer():
     stacked = models.build_seeded(
-        OmegaConf.create({"name": "jknet", "hidden": 8, "dropout": 0.5,
-                          "dropout_layers": "hidden", "shared_dropout": True}),
+        config.model("jknet", hidden=8, dropout=0.5, dropout_layers="hidden",
+                     shared_dropout=True),
         None, 3, IN, OUT, seeds=[0, 1])
     if not hasattr(stacked, "mask_fn"):
         pytest.skip("jknet is not written seed-native here: no injected masks")
@@ -174,11 +173,11 @@ def test_groups_batch_and_a_missing_group_names_the_fix():
     """Per-group decays no longer keep a cell from batching; a group the model lacks fails
     the optimizer (batch or one seed alike) with the one-line error that names the fix."""
     for name, groups in (("gcn", {"graph": 0.1}), ("appnp", {"input": 5e-3, "output": 0.0})):
-        cfg = OmegaConf.create({"model": {"name": name}, "norm": {"name": "none"},
-                                "dataset": {"name": "csbm"},
-                                "train": {"weight_decay_groups": groups}})
+        cfg = config.typed({"model": {"name": name}, "norm": {"name": "none"},
+                            "dataset": {"name": "csbm", "split": "random_per_class"},
+                            "train": {"name": "test", "weight_decay_groups": groups}})
         assert engine.unsupported(cfg) is None
-    stacked = models.build_seeded(OmegaConf.create({"name": "appnp", "hidden": 8}), None, 3,
+    stacked = models.build_seeded(config.group("model", {"name": "appnp", "hidden": 8}), None, 3,
                                   IN, OUT, seeds=[0, 1])
     bad = _train_cfg(weight_decay_groups={"graph": 0.1})
     with pytest.raises(ValueError, match="no separate graph layers.*fix: "):
@@ -218,7 +217,7 @@ def test_a_decayed_output_group_ends_smaller_and_leaves_the_input_layers_first_s
 def test_the_new_keys_at_their_defaults_keep_every_records_key():
     """train.weight_decay_groups, train.per_model and model.shared_dropout at their defaults
     leave a cell's key as it was before they existed (records.NEUTRAL)."""
-    from gdepth import records
+    from gdepth.sweep import records
 
     old = {"dataset": {"name": "cora"}, "model": {"name": "jknet", "hidden": 8},
            "norm": {"name": "none"}, "train": {"name": "default", "lr": 0.01}, "depth": 2,

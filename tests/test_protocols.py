@@ -10,9 +10,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import collect, data, protocol
+from gdepth import config as schema
+from gdepth import data, protocol
 from gdepth.cli import config_dir
-from gdepth.data import splits
+from gdepth.data import DATASETS, splits
+from gdepth.sweep import collect
 
 PRESETS = ("kipf2017", "nodenorm2021", "pairnorm2020", "dropedge2020", "gcnii2020", "bot2021")
 
@@ -24,8 +26,15 @@ def composed(*overrides: str) -> dict:
     return protocol.apply(config)[0]
 
 
+def load(dataset: dict, folders: dict, seed: int):
+    """``data.load`` on plain values, typed as a cell types them (the dataset's own split
+    unless one is given)."""
+    values = {"split": DATASETS[dataset["name"]].default_split, **dataset}
+    return data.load(schema.group("dataset", values), schema.DataConfig(**folders), seed)
+
+
 def sizes(config: dict, seed: int, mirror: Path, cache: Path) -> tuple[int, int, int]:
-    graph = data.load(config["dataset"], {"root": str(cache), "mirror": str(mirror)}, seed)
+    graph = load(config["dataset"], {"root": str(cache), "mirror": str(mirror)}, seed)
     masks = (graph.train_mask, graph.val_mask, graph.test_mask)
     assert not (masks[0] & masks[1]).any() and not (masks[0] & masks[2]).any()
     assert not (masks[1] & masks[2]).any()
@@ -33,7 +42,7 @@ def sizes(config: dict, seed: int, mirror: Path, cache: Path) -> tuple[int, int,
 
 
 def class_counts(name: str, mirror: Path, cache: Path) -> torch.Tensor:
-    graph = data.load({"name": name}, {"root": str(cache), "mirror": str(mirror)}, 0)
+    graph = load({"name": name}, {"root": str(cache), "mirror": str(mirror)}, 0)
     return torch.bincount(graph.y, minlength=graph.num_classes)
 
 
@@ -68,7 +77,7 @@ def test_preset_split_sizes(preset, dataset, expected, mirror, data_cache):
 def test_nodenorm_splits_differ_per_seed_and_cycle_every_50(mirror, data_cache):
     config = composed("train=nodenorm2021", "dataset=cora")
     cache = {"root": str(data_cache), "mirror": str(mirror)}
-    g0, g1, g50 = (data.load(config["dataset"], cache, s) for s in (0, 1, 50))
+    g0, g1, g50 = (load(config["dataset"], cache, s) for s in (0, 1, 50))
     assert not torch.equal(g0.val_mask, g1.val_mask)
     assert torch.equal(g0.train_mask, g50.train_mask) and torch.equal(g0.test_mask, g50.test_mask)
     assert torch.bincount(g0.y[g0.train_mask]).tolist() == [20] * 7
@@ -78,7 +87,7 @@ def test_nodenorm_splits_differ_per_seed_and_cycle_every_50(mirror, data_cache):
 def test_nodenorm_preset_sets_their_model_and_training():
     config = composed("train=nodenorm2021", "dataset=coauthor_cs", "model=gcn_res")
     assert {k: config["model"][k] for k in ("hidden", "dropout", "dropout_layers")} == {
-        "hidden": 64, "dropout": 0.8, "dropout_layers": "io"}
+        "hidden": 64, "dropout": 0.8, "dropout_layers": "nodenorm"}
     train = config["train"]
     assert (train["l1_weight"], train["grad_clip"], train["epochs"], train["patience"]) == (
         1e-3, "adaptive", 400, None)
@@ -100,11 +109,11 @@ def test_pairnorm_coauthor_split_is_3_10_87_per_class(mirror, data_cache):
 
 def test_fastgcn_split_is_dropedge_full_supervised(mirror, data_cache):
     cache = {"root": str(data_cache), "mirror": str(mirror)}
-    cora = data.load({"name": "cora", "split": "fastgcn"}, cache, 0)
+    cora = load({"name": "cora", "split": "fastgcn"}, cache, 0)
     assert (int(cora.train_mask.sum()), int(cora.val_mask.sum()),
             int(cora.test_mask.sum())) == (1208, 500, 1000)
     assert cora.train_mask[:1208].all() and cora.val_mask[1208:1708].all()
-    citeseer = data.load({"name": "citeseer", "split": "fastgcn"}, cache, 0)
+    citeseer = load({"name": "citeseer", "split": "fastgcn"}, cache, 0)
     n_ally = int(citeseer.test_mask.nonzero().min())
     assert n_ally == 2312  # len(ind.citeseer.allx)
     assert int(citeseer.train_mask.sum()) == n_ally - 500
@@ -114,13 +123,13 @@ def test_full_supervised_is_60_20_20_per_class(mirror, data_cache):
     cache = {"root": str(data_cache), "mirror": str(mirror)}
     counts = class_counts("cora", mirror, data_cache)
     spec = {"name": "cora", "split": "full_supervised", "num_splits": 10}
-    g = data.load(spec, cache, 3)
+    g = load(spec, cache, 3)
     per_class = torch.bincount(g.y[g.train_mask], minlength=7)
     assert per_class.tolist() == [int(0.6 * int(c)) for c in counts]
     assert int(g.val_mask.sum()) == sum(int(0.2 * int(c)) for c in counts)
     assert int((g.train_mask | g.val_mask | g.test_mask).sum()) == 2708
-    assert torch.equal(g.train_mask, data.load(spec, cache, 13).train_mask)
-    assert not torch.equal(g.train_mask, data.load(spec, cache, 4).train_mask)
+    assert torch.equal(g.train_mask, load(spec, cache, 13).train_mask)
+    assert not torch.equal(g.train_mask, load(spec, cache, 4).train_mask)
 
 
 def test_random_counts_on_a_toy_label_vector():
@@ -208,14 +217,12 @@ def test_bot2021_chooses_each_models_official_settings(model, dataset):
 def test_bot2021_builds_every_baselines_optimizer(model):
     """Each baseline gets an optimizer under train=bot2021 (APPNP, JKNet and SGC used to fail
     every cell: weight_decay_graph=0.01 and no graph layers)."""
-    from omegaconf import OmegaConf
-
     from gdepth import models
     from gdepth import train as training
 
     config = composed("train=bot2021", "dataset=cora", f"model={model}", "depth=4")
-    net = models.build(OmegaConf.create(config["model"]), None, 4, 20, 3)
-    optimizer = training.make_optimizer(net, OmegaConf.create(config["train"]))
+    net = models.build(schema.group("model", config["model"]), None, 4, 20, 3)
+    optimizer = training.make_optimizer(net, schema.make(schema.TrainConfig, config["train"]))
     assert optimizer.defaults["lr"] == 0.01
 
 

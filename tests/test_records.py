@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gdepth import collect, plan, records, report
+from gdepth import report
+from gdepth.sweep import collect, plan, records
 
 CONFIG = {"dataset": {"name": "csbm"}, "model": {"name": "gcn"}, "norm": {"name": "none"},
           "depth": 2, "seeds": 1, "train": {"name": "default", "lr": 0.01}}
@@ -95,7 +96,7 @@ def test_unwritable_folder_gives_one_line_with_the_path(tmp_path):
 
 def test_concurrent_plan_updates_lose_no_cell(tmp_path):
     """4 processes merge 25 cells each into one plan.json at once: all 100 are there."""
-    code = ("import sys; from gdepth import plan\n"
+    code = ("import sys; from gdepth.sweep import plan\n"
             "for i in range(25):\n"
             "    k = f'{sys.argv[1]}-{i}'\n"
             "    plan.add(sys.argv[2], {k: {'label': k, 'overrides': [], 'config': {}}})\n")

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdepth import collect, records, report
+from gdepth import report
+from gdepth.sweep import collect, records
 
 
 def _record(model, norm, depth, accs, status="ok", lr=0.01, key=None):
@@ -198,7 +199,7 @@ def test_sweep_summary_tells_cells_finished_by_an_earlier_launchs_job(tmp_path, 
                                                                        capsys):
     import datetime as dt
 
-    from gdepth import callbacks, progress, sweeper
+    from gdepth.sweep import callbacks, progress, sweeper
 
     start = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
     old, mine, orphan = (_record("gcn", "none", d, [0.5]) for d in (2, 4, 8))

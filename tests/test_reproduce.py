@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import collect, records
 from gdepth.reproduce import compare, experiment, published
+from gdepth.sweep import collect, records
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "tables"

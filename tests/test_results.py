@@ -34,12 +34,10 @@ REPRODUCE = re.compile(r"^\s*(?:\S*/)?gdepth reproduce (\S+)(.*)$", re.MULTILINE
 
 
 def studies() -> list[Path]:
-    """Every study folder under results/: a folder with a plan.json or records/."""
-    if not RESULTS.is_dir():
-        return []
-    found = {p.parent for p in RESULTS.rglob("plan.json")}
-    found |= {p.parent for p in RESULTS.rglob("records") if p.is_dir()}
-    return sorted(f for f in found if not {"jobs", "checkpoints", "running"} & set(f.parts))
+    """Every study folder under results/ (the rule the docs generator uses too)."""
+    from gdepth.docs.results import studies as found
+
+    return found(RESULTS) if RESULTS.is_dir() else []
 
 
 def clean_copy(study: Path, dest: Path) -> Path:
@@ -149,14 +147,19 @@ def test_results_index_names_every_study():
 
 
 def test_readme_links_only_committed_results():
-    """README.md's "What gdepth found" links results/ files that exist (no copied numbers)."""
+    """README.md's "What gdepth found" links results/ files that exist; its tables are only the
+    generated block (``tests/test_docs.py`` checks that it is current)."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## What gdepth found", 1)[1].split("\n## ", 1)[0]
     links = re.findall(r"\]\((results/[^)#]+)", section)
     assert links, "the section links no results/ file"
     for link in links:
         assert (ROOT / link).exists(), f"README.md links {link}, which does not exist"
-    assert not re.search(r"\d+\.\d ± \d+\.\d", section), "numbers copied into README.md"
+    # numbers only inside the block gdepth.docs copies from the committed tables
+    typed = re.sub(r"<!-- gdepth.docs: found -->.*<!-- /gdepth.docs: found -->", "", section,
+                   flags=re.S)
+    assert "<!-- gdepth.docs: found -->" in section
+    assert not re.search(r"\d+\.\d ± \d+\.\d", typed), "numbers typed into README.md"
 
 
 def main() -> int:
@@ -179,3 +182,66 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+INSPECT = re.compile(r"^\s*gdepth inspect (.*)$", re.MULTILINE)
+
+
+def inspect_commands() -> list[tuple[Path, list[str]]]:
+    """``(study, args)`` of every ``gdepth inspect`` line in a committed study README."""
+    found = []
+    for readme in sorted(RESULTS.rglob("README.md")):
+        for match in INSPECT.finditer(readme.read_text()):
+            found.append((readme.parent, match.group(1).split()))
+    return found
+
+
+@pytest.mark.parametrize(("study", "args"), inspect_commands(),
+                         ids=lambda v: v.name if isinstance(v, Path) else " ".join(v))
+def test_committed_structure_tables_regenerate(study: Path, args: list[str], tmp_path: Path,
+                                               cli_env):
+    """A study's ``gdepth inspect`` table (synthetic graphs: no data needed) equals a rerun."""
+    name = next(a.partition("=")[2] for a in args if a.startswith("name="))
+    out_dir = next(a.partition("=")[2] for a in args if a.startswith("out_dir="))
+    rest = [a for a in args if not a.startswith(("out_dir=", "name="))]
+    subprocess.run([sys.executable, "-m", "gdepth.cli", "inspect", *rest, f"name={name}",
+                    f"out_dir={tmp_path}"], check=True, cwd=ROOT, capture_output=True,
+                   text=True, env=cli_env)
+    committed = ROOT / out_dir / "inspect" / name / "table.md"
+    assert committed.read_text() == (tmp_path / "inspect" / name / "table.md").read_text()
+
+
+LOCAL_PATH = re.compile(r'"(/(?:tmp|work|home|root|Users|mnt|scratch|var|opt)/[^"]*)"')
+
+
+def test_committed_records_name_no_local_path():
+    """Records and plans are machine-free: no absolute path of the machine that ran them
+    (a dataset cache given through GDEPTH_DATA, say) is committed."""
+    leaks = {}
+    kept = [p for study in studies() for pattern in KEPT for p in study.glob(pattern)]
+    assert kept
+    for path in sorted(kept):
+        found = LOCAL_PATH.findall(path.read_text())
+        if found:
+            leaks[str(path.relative_to(ROOT))] = sorted(set(found))[:3]
+    assert not leaks, f"local paths in committed results: {leaks}"
+
+
+def test_compare_on_a_searched_study_sees_the_table_rows(capsys):
+    """``gdepth compare`` on a per-cell search folder pairs the tuned cells (the table's rows),
+    not the trials: a trial's label (with its hyperparameters) is not a row."""
+    from gdepth import stats
+    from gdepth.report import tables
+
+    study = RESULTS / "sweeps" / "fair_depth_cora"
+    if not (study / "search").is_dir():
+        pytest.skip("results/sweeps/fair_depth_cora is not there")
+    _, frame = tables.load_frame(study)
+    labels = sorted(stats.curves(frame))
+    assert labels == ["gcn_res·nodenorm", "gcn_res·none"]  # the tuned cells; no trial row
+    assert stats.main([str(study), *labels]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("|") and "depth" not in line
+            and "---" not in line]
+    assert rows and all(int(line.split("|")[2]) == 10 for line in rows)  # n = 10 paired seeds
+    assert stats.main([str(study), "gcn_res·none seeds=3", labels[0]]) == 2  # a trial's row

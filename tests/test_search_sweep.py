@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import collect
 from gdepth.search import study
+from gdepth.sweep import collect
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 ARGS = ["sweep", "search=default", "search.trials=3", "search.startup_trials=2",

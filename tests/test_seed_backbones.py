@@ -23,10 +23,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch_geometric.nn import GCNConv, GINConv
 
-from gdepth import models, train
+from gdepth import config, models, train
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
@@ -47,11 +46,11 @@ def directed_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 def norm_cfg(norm: str):
-    return None if norm == "none" else OmegaConf.create({"name": norm})
+    return None if norm == "none" else config.norm(norm)
 
 
 class SeedMasks:
@@ -366,8 +365,8 @@ def test_no_first_layer_and_rows(name, depth, cls):
     with pytest.raises(NotBatchable, match=message):
         model.first_layer_parameters()
     one = models.build(cfg(name), None, depth, IN, OUT)
-    train_cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                                  "weight_decay_first_only": True})
+    train_cfg = config.make(config.TrainConfig, name="test", optimizer="adam", lr=0.01,
+                                  weight_decay=5e-4, weight_decay_first_only=True)
     with pytest.raises(ValueError, match=message):
         train.make_optimizer(one, train_cfg)
     edge_index, x = directed_graph()

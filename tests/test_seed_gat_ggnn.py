@@ -15,11 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 from torch_geometric.nn import GATConv, GatedGraphConv
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gat import GAT, attention_edges
 from gdepth.models.ggnn import GGNN
@@ -44,7 +43,7 @@ def cfg(name: str, **kw):
     base = {"name": name, "hidden": D}
     if name == "gat":
         base.update(heads=2, output_heads=2)
-    return OmegaConf.create({**base, **kw})
+    return config.group("model", {**base, **kw})
 
 
 # ---------------------------------------------------------------- S = 1 equals PyG's layers
@@ -219,7 +218,7 @@ def old_ggnn_draws(seed: int, depth: int) -> tuple[nn.Linear, GatedGraphConv, nn
     return lin_in, ggc, nn.Linear(D, OUT)
 
 
-@pytest.mark.parametrize("norm", [None, {"name": "layernorm"}])
+@pytest.mark.parametrize("norm", [None, config.norm("layernorm")])
 @pytest.mark.parametrize("depth", [1, 3])
 def test_gat_initial_weights_are_the_pyg_models_draws(depth, norm):
     model = models.build_seeded(cfg("gat"), norm, depth, IN, OUT, seeds=SEEDS)
@@ -238,7 +237,7 @@ def test_gat_initial_weights_are_the_pyg_models_draws(depth, norm):
 
 @pytest.mark.parametrize("depth", [1, 3])
 def test_ggnn_initial_weights_are_the_pyg_models_draws(depth):
-    model = models.build_seeded(cfg("ggnn"), {"name": "layernorm"}, depth, IN, OUT,
+    model = models.build_seeded(cfg("ggnn"), config.norm("layernorm"), depth, IN, OUT,
                                 seeds=SEEDS)
     for s, seed in enumerate(SEEDS):
         lin_in, ggc, lin_out = old_ggnn_draws(seed, depth)
@@ -254,12 +253,12 @@ def test_ggnn_initial_weights_are_the_pyg_models_draws(depth):
 
 
 def test_weight_parameters_are_what_the_loop_models_named_weight():
-    gat = models.build_seeded(cfg("gat"), {"name": "layernorm"}, 3, IN, OUT, seeds=[0, 1])
+    gat = models.build_seeded(cfg("gat"), config.norm("layernorm"), 3, IN, OUT, seeds=[0, 1])
     names = {id(p): n for n, p in gat.named_parameters()}
     got = [names[id(p)] for p in gat.weight_parameters()]
     # GATConv: lin.weight only (att_src / att_dst / bias are not named weight), norms' weight
     assert [n for n in got if n.startswith("convs")] == [f"convs.{i}.weight" for i in range(3)]
-    per_norm = sum("weight" in n for n, _ in build_norm({"name": "layernorm"}, D)
+    per_norm = sum("weight" in n for n, _ in build_norm(config.norm("layernorm"), D)
                    .named_parameters())
     assert per_norm and len(got) == 3 + 2 * per_norm  # and the two norms' weights
     ggnn = models.build_seeded(cfg("ggnn"), None, 2, IN, OUT, seeds=[0, 1])
@@ -311,9 +310,9 @@ def run(model, x, adj, weights):
 @pytest.mark.parametrize(("name", "kw", "norm"), [
     ("gat", {"dropout": 0.5, "attention_dropout": 0.6}, None),
     ("gat", {"dropout": 0.3, "attention_dropout": 0.25, "activation": "elu"},
-     {"name": "pairnorm"}),
+     config.norm("pairnorm")),
     ("ggnn", {"dropout": 0.5}, None),
-    ("ggnn", {"dropout": 0.4}, {"name": "batchnorm"}),
+    ("ggnn", {"dropout": 0.4}, config.norm("batchnorm")),
 ])
 def test_seeds_together_equal_seeds_apart(float64, name, kw, norm, sparse):
     edge_index, x = directed_graph(7)

@@ -21,16 +21,16 @@ still fails on any wrong formula, mask or weight (those differ at O(1e-2) and mo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 from torch_geometric.nn import GCNConv
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.models import common, gcn_tricks
 from gdepth.models import gcn as gcn_module
 from gdepth.models.adjacency import normalized_adjacency
@@ -186,7 +186,8 @@ def reference(name: str, depth: int, norm_cfg, kw: dict) -> nn.Module:
 
 
 def native(name: str, depth: int, norm_cfg, kw: dict, seeds=(0,)) -> nn.Module:
-    cfg = OmegaConf.create({"name": name, "hidden": HIDDEN, **kw})
+    keys = {f.name for f in dataclasses.fields(config.schema("model", name))}
+    cfg = config.model(name, hidden=HIDDEN, **{k: v for k, v in kw.items() if k in keys})
     return models.build_seeded(cfg, norm_cfg, depth, IN, OUT, seeds=list(seeds))
 
 
@@ -295,7 +296,7 @@ def test_one_seed_equals_the_pyg_reference_with_every_norm(graph, norm, case):
     """Every norm, in training mode (batch statistics) with injected masks, and in eval."""
     x, adj, _ = graph
     name, kw = case
-    norm_cfg = {"name": norm}
+    norm_cfg = config.norm(norm)
     torch.manual_seed(1)
     model = native(name, 4, norm_cfg, kw)
     ref = reference(name, 4, norm_cfg, kw)
@@ -317,13 +318,13 @@ def test_initial_weights_are_the_pyg_models(graph, case, norm):
     depth = 3
     for s in SEEDS:
         torch.manual_seed(s)
-        ref = reference(name, depth, {"name": norm}, kw)
+        ref = reference(name, depth, config.norm(norm), kw)
         after_ref = torch.rand(3)
-        model = native(name, depth, {"name": norm}, kw, seeds=[s])
+        model = native(name, depth, config.norm(norm), kw, seeds=[s])
         after_native = torch.rand(3)
         torch.manual_seed(s)
-        one = models.build(OmegaConf.create({"name": name, "hidden": HIDDEN, **kw}),
-                           {"name": norm}, depth, IN, OUT)
+        one = models.build(config.group("model", {"name": name, "hidden": HIDDEN, **kw}),
+                           config.norm(norm), depth, IN, OUT)
         after_one = torch.rand(3)
         assert isinstance(one, OneSeed)
         for a, b in [*pairs(model, ref), *pairs(one.native, ref)]:
@@ -341,7 +342,7 @@ def test_three_seeds_are_three_one_seed_runs(graph, case, norm):
     x, adj, y = graph
     name, kw = case
     depth = 4
-    norm_cfg = {"name": norm}
+    norm_cfg = config.norm(norm)
     three = native(name, depth, norm_cfg, kw, seeds=SEEDS).train()
     ones = [native(name, depth, norm_cfg, kw, seeds=[s]).train() for s in SEEDS]
     x_in, prop = StackedInput(x), Propagation(adj)
@@ -372,13 +373,13 @@ def test_concat_seeds_of_the_one_seed_models_is_the_three_seed_model(graph):
     from gdepth.nn.seeds import concat_seeds
 
     x, adj, _ = graph
-    cfg = OmegaConf.create({"name": "gcn_res", "hidden": HIDDEN})
+    cfg = config.model("gcn_res", hidden=HIDDEN)
     loop = []
     for s in SEEDS:
         torch.manual_seed(s)
-        loop.append(models.build(cfg, {"name": "nodenorm"}, 4, IN, OUT))
+        loop.append(models.build(cfg, config.norm("nodenorm"), 4, IN, OUT))
     stacked = concat_seeds([m.native for m in loop])
-    three = models.build_seeded(cfg, {"name": "nodenorm"}, 4, IN, OUT, seeds=SEEDS)
+    three = models.build_seeded(cfg, config.norm("nodenorm"), 4, IN, OUT, seeds=SEEDS)
     assert type(stacked) is type(three) and stacked.num_seeds == 3
     x_in, prop = StackedInput(x), Propagation(adj)
     close(stacked.eval()(x_in, prop), three.eval()(x_in, prop))
@@ -396,8 +397,8 @@ def test_training_hooks_name_what_the_pyg_model_named(graph, case, norm):
     ``named_parameter_groups`` only where the PyG model had ``parameter_groups`` (the tricks
     model: graph = convolutions, dense = the rest), a partition of the parameters."""
     name, kw = case
-    ref = reference(name, 3, {"name": norm}, kw)
-    model = native(name, 3, {"name": norm}, kw, seeds=[0])
+    ref = reference(name, 3, config.norm(norm), kw)
+    model = native(name, 3, config.norm(norm), kw, seeds=[0])
     with torch.no_grad():  # distinct values: equal values below mean the same tensor
         for p in ref.parameters():
             p.copy_(torch.randn(p.shape))
@@ -428,7 +429,7 @@ def test_training_hooks_name_what_the_pyg_model_named(graph, case, norm):
 @pytest.mark.parametrize(("case", "norm"), [
     (("gcn", {}), None),  # the seed-major path
     (("gcn_res", {}), None),
-    (("gcn_res", {}), {"name": "nodenorm"}),
+    (("gcn_res", {}), config.norm("nodenorm")),
     (("gcn", {"identity_mapping": True}), None),
     *[(("gcn", {"skip": skip}), None) for skip in SKIPS if skip != "none"],
 ], ids=lambda c: _id(c) if isinstance(c, tuple) else str(c))
@@ -438,7 +439,7 @@ def test_layer_taps_are_the_pyg_models(graph, case, norm):
     x, adj, _ = graph
     name, kw = case
     torch.manual_seed(0)
-    model = models.build(OmegaConf.create({"name": name, "hidden": HIDDEN, **kw}), norm, 6,
+    model = models.build(config.group("model", {"name": name, "hidden": HIDDEN, **kw}), norm, 6,
                          IN, OUT).eval()
     ref = reference(name, 6, norm, kw).eval()
     copy_into(model.native, ref)
@@ -494,7 +495,7 @@ def test_seed_major_path_is_taken_with_norm_none_and_relu_only(graph, monkeypatc
     monkeypatch.setattr(gcn_module, "seed_major_layer", lambda *a: calls.append(1) or real(*a))
     x_in, prop = StackedInput(x), Propagation(adj)
     for name, kw, norm, taken in [("gcn_res", {}, None, True), ("gcn", {}, None, True),
-                                  ("gcn_res", {}, {"name": "nodenorm"}, False),
+                                  ("gcn_res", {}, config.norm("nodenorm"), False),
                                   ("gcn", {"activation": "elu"}, None, False),
                                   ("gcn", {"identity_mapping": True}, None, False)]:
         calls.clear()
@@ -507,9 +508,9 @@ def test_seed_major_path_is_taken_with_norm_none_and_relu_only(graph, monkeypatc
 @pytest.mark.parametrize(("case", "norm"), [
     (("gcn", {}), None),  # norm none + ReLU: the seed-major path
     (("gcn_res", {}), None),
-    (("gcn_res", {}), {"name": "nodenorm"}),
-    (("gcn", {"identity_mapping": True}), {"name": "pairnorm"}),
-    (("gcn", {"skip": "residual", "identity_mapping": True}), {"name": "nodenorm"}),
+    (("gcn_res", {}), config.norm("nodenorm")),
+    (("gcn", {"identity_mapping": True}), config.norm("pairnorm")),
+    (("gcn", {"skip": "residual", "identity_mapping": True}), config.norm("nodenorm")),
     (("gcn", {"skip": "dense"}), None),
 ], ids=lambda c: _id(c) if isinstance(c, tuple) else str(c))
 def test_activation_checkpointing_recomputes_with_the_same_gradients(graph, monkeypatch,
@@ -557,18 +558,18 @@ def test_activation_checkpointing_recomputes_with_the_same_gradients(graph, monk
 
 
 def test_activation_checkpointing_refuses_running_statistics_and_other_models():
-    cfg = OmegaConf.create({"name": "gcn", "hidden": HIDDEN})
+    cfg = config.model("gcn", hidden=HIDDEN)
     for norm, kind in [("batchnorm", "BatchNorm"), ("groupnorm", "DiffGroupNorm"),
                        ("combnorm", "CombNorm")]:
-        model = models.build(cfg, {"name": norm}, 3, IN, OUT)
+        model = models.build(cfg, config.norm(norm), 3, IN, OUT)
         with pytest.raises(ValueError, match=f"norm {kind}: the recomputed forward would "
                                              "update its running statistics twice"):
             models.checkpoint_layers(model)
         assert not model.checkpoint_layers
     with pytest.raises(ValueError, match="models that do: gcn, gcn_res"):
-        models.checkpoint_layers(models.build(OmegaConf.create({"name": "mlp"}), None, 2, IN,
+        models.checkpoint_layers(models.build(config.group("model", {"name": "mlp"}), None, 2, IN,
                                               OUT))
-    model = models.build(cfg, {"name": "nodenorm"}, 3, IN, OUT)
+    model = models.build(cfg, config.norm("nodenorm"), 3, IN, OUT)
     state = torch.get_rng_state()
     models.checkpoint_layers(model)
     assert model.checkpoint_layers

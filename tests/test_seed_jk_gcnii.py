@@ -19,11 +19,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
 from torch_geometric.nn import GCN2Conv, GCNConv, JumpingKnowledge
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcnii import GCNII
 from gdepth.models.jknet import JKNet, SeedJumpingKnowledge
@@ -45,7 +44,7 @@ def random_graph(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def model_cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 def pyg_edges(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +134,7 @@ def old_gcnii_draws(variant: bool, norm, depth: int) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("norm", [None, {"name": "batchnorm"}], ids=["none", "batchnorm"])
+@pytest.mark.parametrize("norm", [None, config.norm("batchnorm")], ids=["none", "batchnorm"])
 @pytest.mark.parametrize(("name", "kw"), [
     ("jknet", {"mode": "cat"}), ("jknet", {"mode": "max"}), ("jknet", {"mode": "lstm"}),
     ("gcnii", {}), ("gcnii_star", {})], ids=["cat", "max", "lstm", "gcnii", "gcnii_star"])
@@ -330,14 +329,14 @@ def test_gcnii_star_layer_is_the_official_formula(float64, alpha):
 
 CASES = [  # (model, model keys, norm, input features)
     ("jknet", {"mode": "cat"}, None, "dense"),
-    ("jknet", {"mode": "max"}, {"name": "pairnorm", "mode": "PN"}, "sparse"),
+    ("jknet", {"mode": "max"}, config.norm("pairnorm", mode="PN"), "sparse"),
     ("jknet", {"mode": "lstm"}, None, "dense"),
     ("jknet", {"mode": "lstm", "shared_dropout": True, "dropout_layers": "hidden"},
-     {"name": "batchnorm"}, "sparse"),
-    ("jknet", {"mode": "cat", "shared_dropout": True}, {"name": "nodenorm"}, "dense"),
+     config.norm("batchnorm"), "sparse"),
+    ("jknet", {"mode": "cat", "shared_dropout": True}, config.norm("nodenorm"), "dense"),
     ("gcnii", {}, None, "sparse"),
-    ("gcnii", {"dropout_layers": "io"}, {"name": "batchnorm"}, "dense"),
-    ("gcnii_star", {}, {"name": "nodenorm"}, "dense"),
+    ("gcnii", {"dropout_layers": "io"}, config.norm("batchnorm"), "dense"),
+    ("gcnii_star", {}, config.norm("nodenorm"), "dense"),
 ]
 
 
@@ -386,7 +385,7 @@ def test_s_seeds_equal_s_one_seed_runs(float64, name, kw, norm, kind):
     ("jknet", {"mode": "lstm"}, ("graph", "output")),
     ("gcnii", {}, ("graph", "dense")), ("gcnii_star", {}, ("graph", "dense"))])
 def test_groups_weights_and_first_layer(name, kw, groups):
-    model = models.build_seeded(model_cfg(name, **kw), {"name": "batchnorm"}, 3, IN, OUT,
+    model = models.build_seeded(model_cfg(name, **kw), config.norm("batchnorm"), 3, IN, OUT,
                                 seeds=SEEDS)
     declared = model.named_parameter_groups()
     assert tuple(declared) == groups == models.groups(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gdepth import collect, parts, plan, records
+from gdepth.sweep import collect, parts, plan, records
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 CELLS = ["model=gcn,gcn_res", "depth=2", "seeds=4", "engine=loop", "train.epochs=5",

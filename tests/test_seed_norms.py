@@ -18,6 +18,7 @@ import torch
 import torch_geometric.nn as pyg_nn
 from torch import Tensor, nn
 
+from gdepth import config
 from gdepth.nn import kernels
 from gdepth.nn.seeds import OneSeedNorm, concat_seeds, reset_seeds, select_seeds
 from gdepth.norms import NORMS, build_norm, build_seeded_norm
@@ -83,6 +84,11 @@ CASES = {
     "combnorm-pr": {"name": "combnorm", "groups": 2, "lamda": 1.0, "variant": "pr",
                     "power": 3.0},
 }
+
+
+def typed(cfg: dict) -> config.NormConfig:
+    """A case (plain values, which the references read) as the norm's schema."""
+    return config.group("norm", cfg)
 
 
 def test_the_cases_cover_every_norm_and_mode():
@@ -184,7 +190,7 @@ def test_one_seed_is_the_reference_module_train_and_eval(case):
     steps, then eval mode with those statistics."""
     cfg = CASES[case]
     name = cfg["name"]
-    native = randomized(build_seeded_norm(cfg, D, 1))
+    native = randomized(build_seeded_norm(typed(cfg), D, 1))
     ref = reference(cfg, D).double()
     missing, unexpected = ref.load_state_dict(as_reference(name, native.state_dict()),
                                               strict=False)
@@ -213,9 +219,9 @@ def test_build_norm_is_the_native_norm_with_one_seed(case):
     """build_norm is OneSeedNorm over the S = 1 native module: [N, d] -> [N, d], its output the
     native output's seed 0, its tensors the native's (no second definition)."""
     cfg = CASES[case]
-    one = build_norm(cfg, D).double()
+    one = build_norm(typed(cfg), D).double()
     assert isinstance(one, OneSeedNorm)
-    assert type(one.module) is type(build_seeded_norm(cfg, D, 1))
+    assert type(one.module) is type(build_seeded_norm(typed(cfg), D, 1))
     assert [p for p in one.parameters()] == [p for p in one.module.parameters()]
     x = features(1)
     assert torch.equal(one(x[:, 0]), one.module(x)[:, 0])
@@ -229,7 +235,7 @@ def test_seeds_are_independent_runs(case, mode):
     """S = 3 equals three S = 1 applications (each seed's slice of the tensors): outputs,
     input and parameter gradients, and the running statistics after the step."""
     cfg = CASES[case]
-    stacked = randomized(build_seeded_norm(cfg, D, S)).train(mode == "train")
+    stacked = randomized(build_seeded_norm(typed(cfg), D, S)).train(mode == "train")
     singles = [select_seeds(stacked, [s]) for s in range(S)]
     x = features(S).requires_grad_()
     out = stacked(x)
@@ -259,13 +265,13 @@ def test_initial_tensors_are_the_old_modules_after_manual_seed(case):
         torch.manual_seed(seed)
         references.append(reference_state(reference(cfg, D)))
         rng_after = torch.get_rng_state()
-    stacked = build_seeded_norm(cfg, D, len(SEEDS))
+    stacked = build_seeded_norm(typed(cfg), D, len(SEEDS))
     reset_seeds(stacked, SEEDS)
     assert torch.equal(torch.get_rng_state(), rng_after)
     for s, want in enumerate(references):
         assert_same(as_reference(name, stacked.state_dict(), s), want, exact=True)
         torch.manual_seed(SEEDS[s])
-        one = build_norm(cfg, D)
+        one = build_norm(typed(cfg), D)
         rng_one = torch.get_rng_state()
         assert_same(as_reference(name, one.module.state_dict()), want, exact=True)
         torch.manual_seed(SEEDS[s])
@@ -280,14 +286,14 @@ def test_groupnorm_draws_twice_as_pyg():
     pyg = pyg_nn.DiffGroupNorm(D, 4)
     after_pyg = torch.rand(1)
     torch.manual_seed(0)
-    native = build_seeded_norm({"name": "groupnorm", "groups": 4}, D, 1)
+    native = build_seeded_norm(config.norm("groupnorm", groups=4), D, 1)
     assert torch.equal(torch.rand(1), after_pyg)
     assert torch.equal(native.lin_weight[0].t(), pyg.lin.weight)
 
 
 
 def test_select_and_concat_seeds_round_trip():
-    norm = randomized(build_seeded_norm(CASES["combnorm-n"], D, S))
+    norm = randomized(build_seeded_norm(typed(CASES["combnorm-n"]), D, S))
     back = concat_seeds([select_seeds(norm, [s]) for s in range(S)])
     assert back.num_seeds == S and all(m.num_seeds == S for m in back)
     assert_same(dict(back.state_dict()), dict(norm.state_dict()), exact=True)
@@ -306,7 +312,7 @@ def test_weight_parameters_are_those_the_old_module_named_weight(cfg, names):
     """The L1 penalty's tensors: the old modules named them *weight* (BatchNorm's and
     LayerNorm's scale, GraphNorm's weight but not mean_scale, DiffGroupNorm's lin.weight and
     its BatchNorm's weight)."""
-    norm = build_seeded_norm(cfg, D, S)
+    norm = build_seeded_norm(typed(cfg), D, S)
     params = dict(norm.named_parameters())
     assert norm.weight_parameters() == [params[n] for n in names]
     old = reference(cfg, D)
@@ -318,12 +324,12 @@ def test_running_statistics_mark_the_stateful_norms():
     ``track_running_stats`` is set (batchnorm, and the BatchNorm in groupnorm / combnorm)."""
     stateful = {name for name in NORMS
                 if any(getattr(m, "track_running_stats", False)
-                       for m in build_seeded_norm({"name": name}, D, 2).modules())}
+                       for m in build_seeded_norm(config.norm(name), D, 2).modules())}
     assert stateful == {"batchnorm", "groupnorm", "combnorm"}
 
 
 def test_batchnorm_refuses_a_single_node_in_training_as_torch():
-    norm = build_seeded_norm({"name": "batchnorm"}, D, S)
+    norm = build_seeded_norm(config.norm("batchnorm"), D, S)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         norm(torch.randn(1, S, D))
     assert norm.eval()(torch.randn(1, S, D)).shape == (1, S, D)

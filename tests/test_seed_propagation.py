@@ -18,14 +18,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch_geometric.transforms as T
-from omegaconf import OmegaConf
 from torch import nn
 from torch_geometric.data import Data
 from torch_geometric.nn import APPNP, SGConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import to_torch_csr_tensor
 
-from gdepth import models
+from gdepth import config, models
 from gdepth.diagnostics.run import layer_outputs
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
@@ -35,7 +34,7 @@ from gdepth.norms import build_norm
 N, IN, OUT, D = 15, 6, 3, 8
 RTOL, ATOL = 1e-10, 1e-12
 SEEDS = [3, 0, 11]
-NORMS = [None, {"name": "batchnorm"}, {"name": "nodenorm"}]
+NORMS = [None, config.norm("batchnorm"), config.norm("nodenorm")]
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -61,7 +60,7 @@ def graph(dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tenso
 
 
 def cfg(name: str, **kw):
-    return OmegaConf.create({"name": name, "hidden": D, **kw})
+    return config.group("model", {"name": name, "hidden": D, **kw})
 
 
 def seed_slice(p: torch.Tensor, s: int, seeds: int) -> torch.Tensor:
@@ -108,8 +107,8 @@ def native_linears(model: nn.Module) -> list[nn.Module]:
 
 
 @pytest.mark.parametrize(("name", "norm"), [
-    ("appnp", None), ("appnp", {"name": "batchnorm"}), ("sgc", None), ("sign", None),
-    ("sign", {"name": "batchnorm"}), ("mlp", None), ("mlp", {"name": "batchnorm"})])
+    ("appnp", None), ("appnp", config.norm("batchnorm")), ("sgc", None), ("sign", None),
+    ("sign", config.norm("batchnorm")), ("mlp", None), ("mlp", config.norm("batchnorm"))])
 def test_each_seed_starts_from_the_one_seed_models_initial_weights(name, norm):
     depth = 3
     seeded = models.build_seeded(cfg(name), norm, depth, IN, OUT, seeds=SEEDS)
@@ -259,7 +258,7 @@ def test_appnp_and_mlp_with_dropout_equal_the_formula_with_its_masks(float64, na
         return h @ ref[f"{key}.weight"] + ref[f"{key}.bias"]
 
     def normed(h: torch.Tensor, key: str) -> torch.Tensor:
-        if norm is None or norm["name"] != "batchnorm":
+        if norm is None or norm.name != "batchnorm":
             return norm_ref(h)
         return F.batch_norm(h, None, None, ref[f"{key}.weight"], ref[f"{key}.bias"],
                             training=True, eps=norm_ref.module.eps)
@@ -311,16 +310,16 @@ def seed_runs(name: str, norm, depth: int, sparse: bool, **kw):
 
 @pytest.mark.parametrize(("name", "norm", "depth", "kw"), [
     ("appnp", None, 10, {}),
-    ("appnp", {"name": "batchnorm"}, 3, {"alpha": 0.2}),
-    ("appnp", {"name": "nodenorm"}, 64, {}),
+    ("appnp", config.norm("batchnorm"), 3, {"alpha": 0.2}),
+    ("appnp", config.norm("nodenorm"), 64, {}),
     ("sgc", None, 3, {"dropout": 0.5}),
     ("sgc", None, 2, {"dropout": 0.5, "bias": False}),
     ("sign", None, 3, {}),
-    ("sign", {"name": "batchnorm"}, 2, {"operator": "ppr"}),
-    ("sign", {"name": "pairnorm"}, 2, {}),
+    ("sign", config.norm("batchnorm"), 2, {"operator": "ppr"}),
+    ("sign", config.norm("pairnorm"), 2, {}),
     ("mlp", None, 4, {}),
-    ("mlp", {"name": "batchnorm"}, 3, {"dropout_layers": "io"}),
-    ("mlp", {"name": "nodenorm"}, 2, {"activation": "elu"}),
+    ("mlp", config.norm("batchnorm"), 3, {"dropout_layers": "io"}),
+    ("mlp", config.norm("nodenorm"), 2, {"activation": "elu"}),
     ("mlp", None, 1, {}),
 ])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse_csr"])
@@ -404,14 +403,14 @@ def test_models_without_a_first_layer_refuse_first_layer_decay(name):
     message = f"train.weight_decay_first_only=true but model {label} has no first_layer()"
     with pytest.raises(NotBatchable, match=message.replace("(", r"\(").replace(")", r"\)")):
         model.native.first_layer_parameters()
-    train_cfg = OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                                  "weight_decay_first_only": True})
+    train_cfg = config.make(config.TrainConfig, name="test", optimizer="adam", lr=0.01,
+                                  weight_decay=5e-4, weight_decay_first_only=True)
     with pytest.raises(ValueError, match="has no first_layer"):
         train.make_optimizer(model, train_cfg)
 
 
 def test_appnp_first_layer_groups_and_weights():
-    model = models.build_seeded(cfg("appnp"), {"name": "batchnorm"}, 2, IN, OUT, seeds=SEEDS)
+    model = models.build_seeded(cfg("appnp"), config.norm("batchnorm"), 2, IN, OUT, seeds=SEEDS)
     assert model.first_layer_parameters() == [model.lin1.weight, model.lin1.bias]
     groups = model.named_parameter_groups()
     assert list(groups) == ["input", "output"]
@@ -427,7 +426,7 @@ def test_appnp_first_layer_groups_and_weights():
 def test_weight_parameters_are_the_loop_models_weights(name, expected):
     """The loop model's ``*weight*`` tensors (the L1 penalty's): the linear layers' and the
     norms' scales (BatchNorm's ``module.weight``), no bias."""
-    norm = None if name == "sgc" else {"name": "batchnorm"}
+    norm = None if name == "sgc" else config.norm("batchnorm")
     model = models.build_seeded(cfg(name), norm, 2 if name != "mlp" else 3, IN, OUT)
     weights = model.weight_parameters()
     named = {id(p) for key, p in model.named_parameters() if key.endswith("weight")}

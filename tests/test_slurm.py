@@ -20,7 +20,7 @@ import test_launchers
 from test_faults import live_markers, wait_for
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth import collect, status
+from gdepth.sweep import collect, status
 
 pytestmark = pytest.mark.slurm
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-ci.sh"

@@ -12,7 +12,7 @@ import time
 import pytest
 from test_records import make_record
 
-from gdepth import collect, plan, records, status
+from gdepth.sweep import collect, plan, records, status
 
 GDEPTH = [sys.executable, "-m", "gdepth.cli"]
 

@@ -19,7 +19,7 @@ from test_faults import patched
 from test_launchers import GDEPTH, TINY
 from test_records import make_record
 
-from gdepth import callbacks, collect, plan, progress, records, status, sweeper
+from gdepth.sweep import callbacks, collect, plan, progress, records, status, sweeper
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -38,7 +38,7 @@ def test_concurrent_launches_reserve_disjoint_job_folders_after_the_existing_one
     after the folders an older gdepth left (jobs/0..2) and recorded per launch in the plan."""
     for n in range(3):
         (tmp_path / "jobs" / str(n)).mkdir(parents=True)
-    code = ("import sys; from gdepth import plan\n"
+    code = ("import sys; from gdepth.sweep import plan\n"
             "for i in range(5):\n"
             "    print(plan.reserve_jobs(sys.argv[2], 3, f'{sys.argv[1]}-{i}'))\n")
     environ = dict(os.environ, OMP_NUM_THREADS="1")
@@ -97,7 +97,7 @@ def test_a_cell_started_elsewhere_after_planning_is_not_trained_again(env, tmp_p
     sleeper = subprocess.Popen(["sleep", "120"])
     a_args = ["sweep", "depth=2", "name=conc", *TINY]
     patch = ("import json, os, subprocess, time\n"
-             "from gdepth import plan, status\n"
+             "from gdepth.sweep import plan, status\n"
              "reserve = plan.reserve_jobs\n"
              "def reserve_then_others_start(sweep_dir, count, launch):\n"
              "    first = reserve(sweep_dir, count, launch)\n"

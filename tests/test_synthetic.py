@@ -8,7 +8,8 @@ import torch
 from torch_geometric.nn.models import GCN
 from torch_geometric.utils import k_hop_subgraph, to_networkx
 
-from gdepth.data import DATASETS, load
+from gdepth import config
+from gdepth.data import load
 from gdepth.data.synthetic import grid2d_edges, load_ring, small_world_edges, source_distance_task
 from gdepth.data.transfer import transfer
 
@@ -18,7 +19,7 @@ TRANSFER_SETS = ["transfer_ring", "transfer_crossed_ring", "transfer_clique_path
 
 
 def graph(name: str, **params):
-    return load({"name": name, **params}, None, seed=0)
+    return load(config.dataset(name, split="random_per_class", **params), None, seed=0)
 
 
 def nx_graph(edge_index: torch.Tensor, n: int) -> nx.Graph:
@@ -142,10 +143,14 @@ def test_transfer_readout_is_blind_below_r_layers(name):
 @pytest.mark.parametrize("name", RANGE_SETS + TRANSFER_SETS)
 def test_yaml_schema_and_registry_defaults_agree(name):
     from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
+    from gdepth import data
     from gdepth.cli import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=[f"dataset={name}"]).dataset
-    assert cfg.name == name
-    assert {k: cfg[k] for k in DATASETS[name].params} == dict(DATASETS[name].params)
+    assert cfg.name == name and OmegaConf.get_type(cfg) is config.schema("dataset", name)
+    # the YAML's graph parameters (what the loader is given) are the schema's defaults
+    yaml = data.params(config.group("dataset", OmegaConf.to_container(cfg, resolve=True)))
+    assert yaml == data.params(config.dataset(name, split=cfg.split)) and yaml

@@ -9,9 +9,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from gdepth import data, models, train
+from gdepth import config, data, models, train
 from gdepth.cell import prepare
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
@@ -61,21 +60,21 @@ def test_min_delta_and_the_stopping_rules():
 def _train_cfg(**kw):
     base = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 30,
             "patience": None, "selection": "best_val_acc"}
-    return OmegaConf.create({**base, **kw})
+    return config.make(config.TrainConfig, name="test", **{**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def csbm_graph():
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 300,
-                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 16, "graph_seed": 0})
-    graph = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    cfg = config.group("dataset", name="csbm", split="random_per_class", num_nodes=300,
+                       num_classes=3, avg_degree=6.0, homophily=0.8, snr=1.0, num_features=16,
+                       graph_seed=0)
+    graph = data.load(cfg, None, 0)
     return graph, normalized_adjacency(graph.edge_index, graph.num_nodes)
 
 
 def _fit(graph, adj, seed=0, depth=2, **train_kw):
-    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 16}),
-                                OmegaConf.create({"name": "none"}), depth, graph.num_features,
+    model = models.build_seeded(config.group("model", name="gcn", hidden=16),
+                                config.norm("none"), depth, graph.num_features,
                                 graph.num_classes, seeds=[seed])
     (result,) = fit_batched(model, [graph], adj, _train_cfg(**train_kw), [seed])
     return result
@@ -113,11 +112,11 @@ def test_unknown_optimizer_names_the_valid_ones(csbm_graph):
 def test_two_layer_gcn_on_cora_public_split(mirror, data_cache):
     """Kipf & Welling (ICLR 2017) report 81.5 % on Cora; 3 seeds must average >= 79 %."""
     cpu = torch.device("cpu")
-    cfg = OmegaConf.create({"name": "cora", "split": "public"})
-    folders = OmegaConf.create({"root": str(data_cache), "mirror": str(mirror)})
+    cfg = config.group("dataset", name="cora", split="public")
+    folders = config.DataConfig(root=str(data_cache), mirror=str(mirror))
     accs = []
     for seed in range(3):
-        graph, adj, features = prepare(data.load(cfg, folders, seed), dict(cfg), cpu)
+        graph, adj, features = prepare(data.load(cfg, folders, seed), cfg, cpu)
         assert features == "sparse_csr (density 1.27%)"
         accs.append(_fit(graph, adj, seed, depth=2, epochs=200).test_acc)
     assert sum(accs) / 3 >= 0.79, accs

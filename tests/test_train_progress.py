@@ -16,10 +16,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import data, models, status, train_progress, train_trees
+from gdepth import config, data, models, train_progress, train_trees
 from gdepth.data import tree_match
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
+from gdepth.sweep import status
 
 torch.set_num_threads(1)
 LINE = re.compile(r"^(seeds? [0-9–,]+): epoch (\d+)/(\d+), best (val acc|val loss|train acc) "
@@ -37,23 +38,23 @@ def job_log(monkeypatch):
 
 @pytest.fixture(scope="module")
 def graphs():
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
-                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 16, "graph_seed": 0})
-    loaded = [data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), s)
-              for s in range(3)]
+    cfg = config.dataset("csbm", split="random_per_class", num_nodes=200, num_classes=3,
+                         avg_degree=6.0, homophily=0.8, snr=1.0, num_features=16,
+                         graph_seed=0)
+    loaded = [data.load(cfg, None, s) for s in range(3)]
     return loaded, normalized_adjacency(loaded[0].edge_index, loaded[0].num_nodes)
 
 
 def _train_cfg(**kw):
-    return OmegaConf.create({"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4,
-                             "epochs": 4, "patience": None, "selection": "best_val_acc", **kw})
+    return config.make(config.TrainConfig, {
+        "name": "test", "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 4,
+        "patience": None, "selection": "best_val_acc", **kw})
 
 
 def _model(graph, name="gcn", seeds=(0,)):
     """The seed-native model of ``seeds``."""
-    return models.build_seeded(OmegaConf.create({"name": name, "hidden": 8}),
-                               OmegaConf.create({"name": "none"}), 2, graph.num_features,
+    return models.build_seeded(config.group("model", {"name": name, "hidden": 8}),
+                               config.norm("none"), 2, graph.num_features,
                                graph.num_classes, seeds=list(seeds))
 
 
@@ -111,7 +112,7 @@ def test_the_tree_task_keeps_the_current_epoch(caplog):
     seen = []
     caplog.set_level(logging.INFO, logger="gdepth")
     torch.manual_seed(0)
-    model = models.build(OmegaConf.create({"name": "bottleneck"}), None, 3, g.x.size(1),
+    model = models.build(config.group("model", {"name": "bottleneck"}), None, 3, g.x.size(1),
                          g.num_classes)
     batches = train_trees.Batching(64, 1, 1)
     train_trees.fit_trees(model, g, g.adj, cfg, 3, batches,
@@ -213,10 +214,9 @@ def test_gdepth_status_shows_the_epoch_of_a_running_cell(tmp_path, monkeypatch):
 def test_a_sgc_cell_keeps_its_key_without_the_bias_option():
     """``model.bias`` (added later) at its default leaves existing SGC records' keys alone."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
-    from gdepth import records
     from gdepth.cli import config_dir
+    from gdepth.sweep import records
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["model=sgc", "depth=4"])

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
 import torch
 
+from gdepth import config
 from gdepth.data import load
 from gdepth.data import tree_match as tm
 
@@ -164,13 +164,13 @@ def test_registry_loader_and_typed_config() -> None:
 
     from gdepth.cli import config_dir
 
-    g = load(NS(name="tree_match", depth_r=2), None, seed=0)
+    g = load(config.dataset("tree_match", split="paper", depth_r=2), None, seed=0)
     assert (g.num_nodes, g.num_classes, g.split) == (672, 4, "paper")
     assert torch.equal(g.val_mask, g.train_mask) and int(g.test_mask.sum()) == 20
     src, dst = g.edge_index
     assert bool((src != dst).all()) and g.num_edges == 96 * 6  # child -> parent, no self loops
     with pytest.raises(ValueError, match=r"depth_r=9 must be in 2\.\.8"):
-        load(NS(name="tree_match", depth_r=9), None, seed=0)
+        load(config.dataset("tree_match", split="paper", depth_r=9), None, seed=0)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=["dataset=tree_match", "dataset.depth_r=5", "name=x"])
         assert (cfg.dataset.depth_r, cfg.dataset.graph_seed, cfg.dataset.split) == (5, 11, "paper")

@@ -9,9 +9,8 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
-from gdepth import data, graph_dropout, models, train
+from gdepth import config, data, graph_dropout, models, train
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SKIPS, TricksGCN, identity_mapped
@@ -21,31 +20,31 @@ from gdepth.train import Clipper, Selector, l1_penalty, should_stop
 
 @pytest.fixture(scope="module")
 def graph():
-    cfg = OmegaConf.create({"name": "csbm", "split": "random_per_class", "num_nodes": 200,
-                            "num_classes": 3, "avg_degree": 6.0, "homophily": 0.8, "snr": 1.0,
-                            "num_features": 8, "graph_seed": 0})
-    g = data.load(cfg, OmegaConf.create({"root": None, "mirror": None}), 0)
+    cfg = config.dataset("csbm", split="random_per_class", num_nodes=200, num_classes=3,
+                         avg_degree=6.0, homophily=0.8, snr=1.0, num_features=8,
+                         graph_seed=0)
+    g = data.load(cfg, None, 0)
     return g, normalized_adjacency(g.edge_index, g.num_nodes)
 
 
 def cfg(**kw):
-    base = {"optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 5,
+    base = {"name": "test", "optimizer": "adam", "lr": 0.01, "weight_decay": 5e-4, "epochs": 5,
             "patience": None, "selection": "last"}
-    return OmegaConf.create({**base, **kw})
+    return config.make(config.TrainConfig, {**base, **kw})
 
 
 def fit(graph, adj, train_cfg, train_adj=None, depth=2, **model_kw):
     """A 2-layer GCN of seed 0 trained alone (a batch of one seed of the training loop)."""
-    model = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8, **model_kw}),
-                                OmegaConf.create({"name": "none"}), depth, graph.num_features,
+    model = models.build_seeded(config.group("model", {"name": "gcn", "hidden": 8, **model_kw}),
+                                config.norm("none"), depth, graph.num_features,
                                 graph.num_classes, seeds=[0])
     return fit_batched(model, [graph], adj, train_cfg, [0], train_adj=train_adj)[0]
 
 
 def gcn(graph, depth=2, **model_kw):
     torch.manual_seed(0)
-    return models.build(OmegaConf.create({"name": "gcn", "hidden": 8, **model_kw}),
-                        OmegaConf.create({"name": "none"}), depth, graph.num_features,
+    return models.build(config.group("model", {"name": "gcn", "hidden": 8, **model_kw}),
+                        config.norm("none"), depth, graph.num_features,
                         graph.num_classes)
 
 
@@ -72,9 +71,9 @@ def test_label_smoothing_loss_is_bag_of_tricks_mix(graph, eps):
         nll = -logp[torch.arange(len(y)), y]
         formula = float(((1 - eps) * nll + eps * (-logp).mean(dim=-1)).mean())
         loop = fit(g, adj, cfg(epochs=1, label_smoothing=eps), dropout=0.0)
-        pair = models.build_seeded(OmegaConf.create({"name": "gcn", "hidden": 8,
+        pair = models.build_seeded(config.group("model", {"name": "gcn", "hidden": 8,
                                                      "dropout": 0.0}),
-                                   OmegaConf.create({"name": "none"}), 2, g.num_features,
+                                   config.norm("none"), 2, g.num_features,
                                    g.num_classes, seeds=[0, 1])
         batched = fit_batched(pair, [g, replace(g, split="again")], adj,
                               cfg(epochs=1, label_smoothing=eps), [0, 1])[0]

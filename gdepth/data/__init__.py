@@ -10,15 +10,17 @@ Importing this package does not import torch or PyG; loaders import them when ca
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from gdepth.config import DataConfig, DatasetConfig
 from gdepth.data.graph import BaseGraph, DatasetUnavailable, Graph
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
-__all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailable", "Graph", "clear_cache", "load"]
+__all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailable", "Graph", "clear_cache", "load",
+           "params", "spec"]
 
 Loader = Callable[[dict[str, Any], Path, "Path | None"], BaseGraph]
 
@@ -30,18 +32,23 @@ class DatasetSpec:
     Attributes:
         loader: ``(params, root, mirror) -> BaseGraph``.
         description: one line for ``gdepth list datasets``.
-        default_split: used when the config gives no ``split``.
+        default_split: the split its YAML (``configs/dataset/<name>.yaml``) sets.
         splits: the valid values of ``split``.
-        params: config keys (with defaults) that define the base graph; part of the cache key.
         uses_files: whether the loader reads the cache/mirror folders.
+        trainer: the training loop of its task: ``graph`` (full-batch, the seeds in batches:
+            :mod:`gdepth.engine`) or ``trees`` (mini-batches of trees, one seed at a time:
+            :mod:`gdepth.train_trees`).
+
+    The keys that define the base graph (passed to the loader; part of the cache key) are
+    those its schema (:func:`gdepth.config.schema`) adds to :class:`gdepth.config.DatasetConfig`.
     """
 
     loader: Loader
     description: str
     default_split: str
     splits: tuple[str, ...]
-    params: Mapping[str, Any] = field(default_factory=dict)
     uses_files: bool = True
+    trainer: str = "graph"
 
 
 def _pyg(key: str, family: str, name: str) -> Loader:
@@ -68,24 +75,14 @@ def _ogbn_arxiv(params: dict[str, Any], root: Path, mirror: Path | None) -> Base
 
 _RANDOM = ("random_per_class", "full_supervised")
 _PLANETOID = ("public", "fastgcn", "public_rest", *_RANDOM)
-_CSBM_PARAMS = {
-    "num_nodes": 1000,
-    "num_classes": 4,
-    "avg_degree": 8.0,
-    "homophily": 0.7,
-    "snr": 0.5,
-    "num_features": 32,
-    "graph_seed": 0,
-}
 
 # Synthetic graphs with a range-k node task (gdepth.data.synthetic) and the graph-transfer tasks
-# (gdepth.data.transfer); the defaults equal their configs/dataset/*.yaml.
-_RANGE_PARAMS = {"num_nodes": 1024, "task_range": 4, "num_sources": 32, "graph_seed": 0}
+# (gdepth.data.transfer).
 _SYNTHETIC = {
-    "grid2d": ("load_grid2d", {"width": None, "periodic": False},
+    "grid2d": ("load_grid2d",
                "4-neighbour 2-D lattice, task: hop distance to the nearest source (range k)"),
-    "ring": ("load_ring", {}, "n-cycle, task: hop distance to the nearest source (range k)"),
-    "small_world": ("load_small_world", {"neighbors": 4, "rewire_prob": 0.1},
+    "ring": ("load_ring", "n-cycle, task: hop distance to the nearest source (range k)"),
+    "small_world": ("load_small_world",
                     "Watts-Strogatz small world, task: hop distance to the nearest source "
                     "(range k)"),
 }
@@ -139,17 +136,15 @@ DATASETS: dict[str, DatasetSpec] = {
         "contextual stochastic block model, generated offline from its parameters",
         "random_per_class",
         _RANDOM,
-        params=_CSBM_PARAMS,
         uses_files=False,
     ),
 } | {
     key: DatasetSpec(_lazy("gdepth.data.synthetic", func), description, "random_per_class",
-                     _RANDOM, params=_RANGE_PARAMS | extra, uses_files=False)
-    for key, (func, extra, description) in _SYNTHETIC.items()
+                     _RANDOM, uses_files=False)
+    for key, (func, description) in _SYNTHETIC.items()
 } | {
     f"transfer_{topology}": DatasetSpec(
-        _transfer(topology), description, "random_per_class", _RANDOM,
-        params={"task_range": 5, "num_graphs": 1000, "num_classes": 5}, uses_files=False,
+        _transfer(topology), description, "random_per_class", _RANDOM, uses_files=False,
     )
     for topology, description in _TRANSFER.items()
 } | {
@@ -158,8 +153,8 @@ DATASETS: dict[str, DatasetSpec] = {
         "Tree-NeighborsMatch (Alon & Yahav, ICLR 2021): depth-r binary trees, label at the root",
         "paper",
         ("paper",),
-        params={"depth_r": 4, "graph_seed": 11, "train_fraction": 0.8},
         uses_files=False,
+        trainer="trees",
     ),
 }
 
@@ -171,15 +166,30 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
+def spec(name: str) -> DatasetSpec:
+    """The registry entry of dataset ``name``."""
+    if name not in DATASETS:
+        raise unknown("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def params(dataset_cfg: DatasetConfig) -> dict[str, Any]:
+    """The keys that define the base graph: those the dataset's schema adds to
+    :class:`gdepth.config.DatasetConfig` (csbm's ``num_nodes, …, graph_seed``), with values."""
+    base = {f.name for f in fields(DatasetConfig)}
+    return {f.name: getattr(dataset_cfg, f.name) for f in fields(dataset_cfg)
+            if f.name not in base}
+
+
+def load(dataset_cfg: DatasetConfig, data_cfg: DataConfig | None = None, seed: int = 0) -> Graph:
     """Load the dataset ``dataset_cfg.name`` with the split for ``seed``.
 
     Args:
-        dataset_cfg: ``name`` (registry key), ``split`` (default: the dataset's), and for
-            random splits ``train_per_class`` (20) and ``val_per_class`` (30); csbm also reads
-            ``num_nodes, num_classes, avg_degree, homophily, snr, num_features, graph_seed``.
-        data_cfg: ``root`` (writable cache; default ``$GDEPTH_DATA`` or ``~/.cache/gdepth``)
-            and ``mirror`` (read-only raw files; default ``$GDEPTH_DATA_MIRROR``); may be None.
+        dataset_cfg: the dataset's config, its schema in :mod:`gdepth.config`: ``name``
+            (registry key), ``split``, the random splits' sizes and the generated graphs'
+            parameters (:func:`params`).
+        data_cfg: ``root`` (writable cache; None: ``$GDEPTH_DATA`` or ``~/.cache/gdepth``)
+            and ``mirror`` (read-only raw files; None: ``$GDEPTH_DATA_MIRROR``); may be None.
         seed: the split's seed for the random splits (seed i → split i, or split
             ``i % num_splits`` when ``num_splits`` is set); fixed splits (``public``,
             ``fastgcn``, ``public_rest``, ``ogb``) ignore it. See :mod:`gdepth.data.splits`.
@@ -190,22 +200,20 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
     """
     from gdepth.data.folders import resolve_mirror, resolve_root
 
-    name = option(dataset_cfg, "name")
-    spec = DATASETS.get(name)  # type: ignore[arg-type]
-    if spec is None:
-        raise unknown("dataset", name, DATASETS)
-    split = option(dataset_cfg, "split", spec.default_split)
-    if split not in spec.splits:
+    name, entry = dataset_cfg.name, spec(dataset_cfg.name)
+    split = dataset_cfg.split
+    if split not in entry.splits:
         raise ValueError(
-            f"invalid split {split!r} for dataset {name!r}; valid: {', '.join(spec.splits)}"
+            f"invalid split {split!r} for dataset {name!r}; valid: {', '.join(entry.splits)}"
         )
-    params = {k: option(dataset_cfg, k, v) for k, v in spec.params.items()}
-    root = resolve_root(option(data_cfg, "root")) if spec.uses_files else None
-    key = (name, tuple(sorted(params.items())), str(root))
+    values = params(dataset_cfg)
+    folders = data_cfg or DataConfig(root=None, mirror=None)
+    root = resolve_root(folders.root) if entry.uses_files else None
+    key = (name, tuple(sorted(values.items())), str(root))
     base = _CACHE.get(key)
     if base is None:
-        mirror = resolve_mirror(option(data_cfg, "mirror")) if spec.uses_files else None
-        base = _CACHE[key] = spec.loader(params, root, mirror)  # type: ignore[arg-type]
+        mirror = resolve_mirror(folders.mirror) if entry.uses_files else None
+        base = _CACHE[key] = entry.loader(values, root, mirror)  # type: ignore[arg-type]
 
     train, val, test, description = _split(base, dataset_cfg, split, seed)
     return Graph(
@@ -222,27 +230,27 @@ def load(dataset_cfg: Any, data_cfg: Any = None, seed: int = 0) -> Graph:
     )
 
 
-def _split(base: BaseGraph, dataset_cfg: Any, split: str, seed: int) -> tuple[Any, ...]:
+def _split(base: BaseGraph, dataset_cfg: DatasetConfig, split: str, seed: int
+           ) -> tuple[Any, ...]:
     """``(train, val, test, description)`` of ``split`` for ``seed``."""
     from gdepth.data import splits
 
     if split in base.fixed_splits:
         return (*(m.clone() for m in base.fixed_splits[split]), split)
-    num_splits = option(dataset_cfg, "num_splits")
+    num_splits = dataset_cfg.num_splits
     index = int(seed) % int(num_splits) if num_splits else int(seed)
     if split == "full_supervised":
-        fracs = (float(option(dataset_cfg, "train_frac", 0.6)),
-                 float(option(dataset_cfg, "val_frac", 0.2)))
+        fracs = (float(dataset_cfg.train_frac), float(dataset_cfg.val_frac))
         masks = splits.full_supervised(base.y, base.num_classes, *fracs, seed=index)
         return (*masks, f"full_supervised({fracs[0]:g}/{fracs[1]:g}/rest, split={index})")
-    k_train = int(option(dataset_cfg, "train_per_class", 20))
-    val_size = option(dataset_cfg, "val_size")
+    k_train = int(dataset_cfg.train_per_class)
+    val_size = dataset_cfg.val_size
     if val_size is not None:
-        test_size = option(dataset_cfg, "test_size")
+        test_size = dataset_cfg.test_size
         masks = splits.random_counts(base.y, base.num_classes, k_train, int(val_size),
                                      None if test_size is None else int(test_size), index)
         test_text = "rest" if test_size is None else str(test_size)
         return (*masks, f"random_per_class({k_train}/c, {val_size}, {test_text}, split={index})")
-    k_val = int(option(dataset_cfg, "val_per_class", 30))
+    k_val = int(dataset_cfg.val_per_class)
     masks = splits.random_per_class(base.y, base.num_classes, k_train, k_val, index)
     return (*masks, splits.describe_random(k_train, k_val, index))

@@ -98,7 +98,7 @@ def csbm(
 def load_csbm(params: dict, root: Path | None = None, mirror: Path | None = None) -> BaseGraph:
     """Registry loader: ``params`` are :func:`csbm`'s keyword arguments; folders are unused."""
     x, y, edge_index = csbm(**params)
-    num_classes = int(params.get("num_classes", 4))
+    num_classes = int(params["num_classes"])
     return make_base(x, y, edge_index, num_classes)
 
 

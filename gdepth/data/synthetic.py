@@ -135,9 +135,9 @@ def _check_size(name: str, num_nodes: int, smallest: int) -> None:
 def load_grid2d(params: dict, root: Path | None = None, mirror: Path | None = None) -> BaseGraph:
     """Registry loader for ``grid2d`` (folders unused)."""
     _check_size("grid2d", int(params["num_nodes"]), 1)
-    width = params.get("width")
+    width = params["width"]
     edges = grid2d_edges(int(params["num_nodes"]), None if width is None else int(width),
-                         bool(params.get("periodic", False)))
+                         bool(params["periodic"]))
     return _with_task(edges, params)
 
 

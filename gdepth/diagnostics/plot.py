@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from gdepth import collect, records, report
+from gdepth import report
 from gdepth.diagnostics.oversmoothing import MEASURES
+from gdepth.sweep import collect, records
 
 
 def _label(record: dict[str, Any]) -> str:

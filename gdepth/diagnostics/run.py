@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import DatasetConfig, DiagnosticsConfig
 from gdepth.diagnostics import oversmoothing
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.options import unknown
@@ -33,9 +34,9 @@ from gdepth.options import unknown
 KINDS = ("none", "smoothing", "influence")
 
 
-def check(cfg: Any) -> str:
+def check(cfg: DiagnosticsConfig) -> str:
     """The diagnostics kind of ``cfg`` (``diagnostics.name``), validated."""
-    name = str(cfg.name) if cfg is not None else "none"
+    name = str(cfg.name)
     if name not in KINDS:
         raise unknown("diagnostics", name, KINDS)
     return name
@@ -57,18 +58,17 @@ def layer_outputs(model: nn.Module, x: Tensor, adj: Tensor) -> list[Tensor] | No
         model.train(was_training)
 
 
-def smoothing(model: nn.Module, graph: Any, adj: Tensor, dataset_cfg: Any, diag_cfg: Any
-              ) -> dict[str, list[float]] | None:
+def smoothing(model: nn.Module, graph: Any, adj: Tensor, dataset_cfg: DatasetConfig,
+              diag_cfg: DiagnosticsConfig) -> dict[str, list[float]] | None:
     """``{measure: [value per tapped output]}`` of the model's current weights, or None."""
     outputs = layer_outputs(model, graph.x, adj)
     if outputs is None:
         return None
     info = oversmoothing.graph_info(
         graph.edge_index, graph.num_nodes, graph.y,
-        self_loops=bool(dataset_cfg.get("self_loops", True)),
-        normalization=str(dataset_cfg.get("adjacency", "sym")),
-        max_nodes=int(diag_cfg.get("max_nodes", 1024)))
-    measures = tuple(diag_cfg.get("measures") or oversmoothing.MEASURES)
+        self_loops=bool(dataset_cfg.self_loops), normalization=str(dataset_cfg.adjacency),
+        max_nodes=int(diag_cfg.max_nodes))
+    measures = tuple(diag_cfg.measures or oversmoothing.MEASURES)
     # The input features are the same for every seed and cell of a dataset: measure them once.
     x = outputs[0]
     key = (x.data_ptr() if x.layout == torch.strided else x.values().data_ptr(), tuple(x.shape),
@@ -108,22 +108,21 @@ class _EdgeIndexModel(nn.Module):
         return self.model(x, adj)
 
 
-def influence(model: nn.Module, graph: Any, dataset_cfg: Any, diag_cfg: Any, seed: int
-              ) -> dict[str, Any]:
+def influence(model: nn.Module, graph: Any, dataset_cfg: DatasetConfig,
+              diag_cfg: DiagnosticsConfig, seed: int) -> dict[str, Any]:
     """``{"influence": [I_0, …, I_k], "receptive_field": R}`` of the model (eval mode)."""
     from torch_geometric.data import Data
     from torch_geometric.utils import total_influence
 
     x = graph.x.to_dense() if graph.x.layout != torch.strided else graph.x
-    wrapped = _EdgeIndexModel(model, bool(dataset_cfg.get("self_loops", True)),
-                              str(dataset_cfg.get("adjacency", "sym")))
+    wrapped = _EdgeIndexModel(model, bool(dataset_cfg.self_loops), str(dataset_cfg.adjacency))
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)  # the sampled nodes
     try:
         values, breadth = total_influence(
             wrapped, Data(x=x, edge_index=graph.edge_index),
-            max_hops=int(diag_cfg.get("hops", 8)), num_samples=int(diag_cfg.get("samples", 50)),
+            max_hops=int(diag_cfg.hops), num_samples=int(diag_cfg.samples),
             device=x.device, vectorize=False)
     finally:
         model.train(was_training)

@@ -1,4 +1,4 @@
-"""A cell's seeds trained by the one training loop, in batches (issues 7, 17).
+"""A cell's seeds trained by the one training loop, in batches.
 
 A depth sweep is hundreds of small trainings of identical shape. Every model is seed-native
 (:mod:`gdepth.nn.seeds`: parameters ``[S, ...]``, features ``[N, S, d]``), so the S seeds of a
@@ -9,8 +9,11 @@ one-seed models with the same weights and dropout masks). ``engine=batched`` cut
 into batches of at most ``seeds_per_batch`` (:mod:`gdepth.engine.memory`), ``engine=loop``
 into batches of one: the same code either way.
 
-Entry point for the cell: :func:`run_seeds`; :func:`unsupported` says in one line why a cell
-trains its seeds one at a time whatever the engine (what truly cannot batch).
+The cell's graph trainer (:mod:`gdepth.cell.trainers`) uses the steps: :func:`batch_size`
+(how many seeds a batch holds, and why one where the cell forces that), :func:`build` (a
+batch's model), :func:`train_batch`; :func:`run_seeds` chains them for scripts and benchmarks.
+:func:`unsupported` says in one line why a cell trains its seeds one at a time whatever the
+engine (what truly cannot batch).
 """
 
 from __future__ import annotations
@@ -21,35 +24,40 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth import data
+from gdepth.config import GdepthConfig
 from gdepth.engine import memory, slices
 from gdepth.engine.fit import fit_batched
-from gdepth.options import option
+from gdepth.sweep.checkpoint import BatchCheckpoint
 from gdepth.train import SeedResult
 
 ENGINES = ("auto", "batched", "loop")
-# Why a batch holds one seed when the seeds' graphs differ (run_seeds)
+# Why a batch holds one seed when the seeds' graphs differ (batch_size)
 OWN_INPUTS = ("the seeds' features or labels differ (one graph per seed: nothing to share "
               "in a batch)")
+# Why a dataset's own training loop (its registry entry's ``trainer``) trains one seed at a time
+ONE_SEED_LOOPS = {"trees": "trains each seed on its own mini-batches of trees "
+                           "(gdepth/train_trees.py)"}
 
-__all__ = ["ENGINES", "OWN_INPUTS", "batched_kernels", "fit_batched", "graph_dropout_mode",
-           "graph_dropout_sampler", "run_seeds", "unsupported"]
+__all__ = ["ENGINES", "OWN_INPUTS", "batch_size", "batched_kernels", "build", "fit_batched",
+           "graph_dropout_mode", "graph_dropout_sampler", "run_seeds", "train_batch",
+           "unsupported"]
 
 
-def unsupported(cfg: Any) -> str | None:
+def unsupported(cfg: GdepthConfig) -> str | None:
     """Why the seeds of the cell ``cfg`` cannot share a batch (one line), or ``None``.
 
-    Only the tree task: its loop (:mod:`gdepth.train_trees`) draws each seed's own order of
-    mini-batches of trees, so there is no common step to batch. Every model and norm is
-    seed-native (or runs per seed inside one model, :class:`gdepth.nn.seeds.SeedStack`), and
-    DropEdge / DropNode batch with ``train.shared_graph_dropout`` (else batches of one).
+    Only a dataset whose task has its own loop (its registry entry's ``trainer``; the tree
+    task, :mod:`gdepth.train_trees`, draws each seed's own order of mini-batches of trees, so
+    there is no common step to batch). Every model and norm is seed-native (or runs per seed
+    inside one model, :class:`gdepth.nn.seeds.SeedStack`), and DropEdge / DropNode batch with
+    ``train.shared_graph_dropout`` (else batches of one).
     """
-    if str(option(option(cfg, "dataset"), "name", "")) == "tree_match":
-        return ("dataset tree_match trains each seed on its own mini-batches of trees "
-                "(gdepth/train_trees.py)")
-    return None
+    why = ONE_SEED_LOOPS.get(data.spec(cfg.dataset.name).trainer)
+    return None if why is None else f"dataset {cfg.dataset.name} {why}"
 
 
-def batched_kernels(cfg: Any) -> bool:
+def batched_kernels(cfg: GdepthConfig) -> bool:
     """Whether a batch of the cell's seeds shares its kernels (one product per layer for all
     seeds, cost per seed well below a batch of one's): the seeds can share a batch, the model
     is written seed-native (not one module per seed, :func:`gdepth.models.per_seed`: a
@@ -57,129 +65,96 @@ def batched_kernels(cfg: Any) -> bool:
     no per-seed DropEdge / DropNode cuts the batches to one seed."""
     from gdepth import models
 
-    name = str(option(option(cfg, "model"), "name", ""))
+    name = cfg.model.name
     return (unsupported(cfg) is None and name in models.MODELS
             and models.per_seed(name) is None and graph_dropout_mode(cfg) != "per seed")
 
 
-def graph_dropout_mode(cfg: Any) -> str | None:
+def graph_dropout_mode(cfg: GdepthConfig) -> str | None:
     """``None`` without DropEdge / DropNode; else ``"shared"`` (``train.shared_graph_dropout``:
     one draw per epoch for all the seeds of a batch) or ``"per seed"`` (each seed its own
     draws, as the loop: the seeds train in batches of one)."""
-    train = option(cfg, "train")
-    if not (float(option(train, "dropedge", 0.0)) or float(option(train, "dropnode", 0.0))):
+    if not (cfg.train.dropedge or cfg.train.dropnode):
         return None
-    return "shared" if option(train, "shared_graph_dropout", False) else "per seed"
+    return "shared" if cfg.train.shared_graph_dropout else "per seed"
 
 
-def graph_dropout_sampler(cfg: Any, graph: Any) -> Callable[[], Tensor] | None:
+def graph_dropout_sampler(cfg: GdepthConfig, graph: Any) -> Callable[[], Tensor] | None:
     """With a DropEdge / DropNode rate: the sampler of one dropped, normalized adjacency per
     epoch (the loop's :func:`gdepth.graph_dropout.sampler` on the same graph); else ``None``."""
     if graph_dropout_mode(cfg) is None:
         return None
     from gdepth import graph_dropout
 
-    dataset = option(cfg, "dataset")
     return graph_dropout.sampler(
-        graph.edge_index, graph.num_nodes,
-        dropedge=float(option(cfg.train, "dropedge", 0.0)),
-        dropnode=float(option(cfg.train, "dropnode", 0.0)),
-        self_loops=bool(option(dataset, "self_loops", True)),
-        normalization=str(option(dataset, "adjacency", "sym")))
+        graph.edge_index, graph.num_nodes, dropedge=float(cfg.train.dropedge),
+        dropnode=float(cfg.train.dropnode), self_loops=bool(cfg.dataset.self_loops),
+        normalization=str(cfg.dataset.adjacency))
 
 
-def run_seeds(
-    cfg: Any,
-    graph_for_seed: Callable[[int], Any],
-    adj: Tensor,
-    device: torch.device,
-    on_epoch: Callable[[int], None] | None = None,
-    on_model: Callable[[nn.Module], None] | None = None,
-    max_seeds: int | None = None,
-    seeds: Sequence[int] | None = None,
-    adjacency: str = "sparse",
-    on_split: Callable[[int, str | None], None] | None = None,
-    on_batch: Callable[[list[SeedResult], nn.Module, list[Any]], None] | None = None,
-    on_start: Callable[[nn.Module, list[int], list[Any]], None] | None = None,
-    checkpoints: Any = None,
-    keep_states: bool = False,
-) -> list[SeedResult]:
-    """Train the seeds of the cell ``cfg`` in batches; one :class:`SeedResult` per seed.
-
-    Args:
-        cfg: the cell's config (``model``, ``norm``, ``train``, ``depth``, ``seeds``,
-            ``activation_checkpointing``).
-        graph_for_seed: seed → its prepared graph on ``device`` (``gdepth.cell.prepare``):
-            the split may differ per seed; seeds share a batch when their features and labels
-            are the same cached tensors.
-        adj: the cached normalized adjacency on ``device``.
-        device: where the models live.
-        on_epoch: called once per seed-epoch (progress bar).
-        on_model: called with a one-seed model of the cell (e.g. to count its parameters).
-        max_seeds: at most this many seeds per batch (``engine=loop``: 1); ``None``:
-            ``cfg.seeds_per_batch``, else as many as fit in the memory at hand
-            (:func:`gdepth.engine.memory.seeds_per_batch`).
-        seeds: the seed numbers to train (a seed job's part); ``None``: ``0..cfg.seeds-1``.
-        adjacency: ``sparse`` or ``dense`` storage of ``adj`` (``adjacency_storage``).
-        on_split: called with the seeds per batch chosen and why it is one where the cell
-            forces that (``None`` otherwise), before the first batch.
-        on_start: called with each batch's model (at its initial weights), seeds and graphs
-            before it trains (a diagnostic of the initial weights).
-        on_batch: called with each batch's results, trained model and kept states (per seed,
-            ``keep_states``) as soon as it is trained (to keep them when a later batch is
-            killed, and to measure each seed's model).
-        checkpoints: a :class:`gdepth.checkpoint.CellCheckpoints`: each batch saves its
-            training state there and resumes from it.
-        keep_states: keep each seed's state at its selected epoch (handed to ``on_batch``).
-
-    Each batch's model is built right before it trains, with
-    :func:`gdepth.models.build_seeded`: seed s's initial weights are those drawn after
-    ``torch.manual_seed(s)``, whatever batch it is in, and the dropout masks of a batch of one
-    come from the generator as that seed's initialization left it (as the per-seed loop drew
-    them before issue 17).
-    """
+def build(cfg: GdepthConfig, graph: Any, seeds: Sequence[int], device: torch.device,
+          checkpointed: bool = True) -> nn.Module:
+    """The cell's seed-native model for ``seeds`` on ``device`` (:func:`gdepth.models.
+    build_seeded`: seed s's initial weights are those drawn after ``torch.manual_seed(s)``,
+    whatever batch it is in, and the generator is left as the last seed's initialization left
+    it: a batch of one draws its dropout masks as the seed's own run), its layers checkpointed
+    with ``activation_checkpointing`` (unless ``checkpointed`` is false: a probe)."""
     from gdepth import models
 
+    model = models.build_seeded(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
+                                graph.num_classes, seeds=list(seeds)).to(device)
+    if checkpointed and cfg.activation_checkpointing:
+        slices.checkpoint_layers(model)
+    return model
+
+
+def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
+               device: torch.device, max_seeds: int | None = None) -> tuple[int, str | None]:
+    """``(seeds per batch, why one where the cell forces that)`` for the seeds whose prepared
+    graphs are ``graphs``: one when their features or labels are not the same tensors
+    (:data:`OWN_INPUTS`) or each seed draws its own DropEdge / DropNode graphs (reason
+    ``None``: the engine's choice); else ``max_seeds`` (``engine=loop``: 1), else
+    ``cfg.seeds_per_batch``, else as many as fit in memory
+    (:func:`gdepth.engine.memory.seeds_per_batch`)."""
+    first = graphs[0]
+    if any(g.x is not first.x or g.y is not first.y for g in graphs):
+        return 1, OWN_INPUTS
+    if graph_dropout_mode(cfg) == "per seed":
+        return 1, None
+    return max_seeds or memory.seeds_per_batch(cfg, len(graphs), first.num_nodes,
+                                               params_per_seed, device), None
+
+
+def train_batch(cfg: GdepthConfig, model: nn.Module, graphs: Sequence[Any], adj: Tensor,
+                seeds: Sequence[int], adjacency: str = "sparse",
+                on_epoch: Callable[[int], None] | None = None,
+                keep_states: list[Any] | None = None,
+                checkpoint: BatchCheckpoint | None = None) -> list[SeedResult]:
+    """One batch of the cell's seeds trained by :func:`fit_batched` (its DropEdge / DropNode
+    draws from :func:`graph_dropout_sampler`); arguments as :func:`fit_batched`'s."""
+    return fit_batched(model, graphs, adj, cfg.train, seeds, on_epoch, adjacency,
+                       train_adj=graph_dropout_sampler(cfg, graphs[0]),
+                       keep_states=keep_states, checkpoint=checkpoint)
+
+
+def run_seeds(cfg: GdepthConfig, graph_for_seed: Callable[[int], Any], adj: Tensor,
+              device: torch.device, max_seeds: int | None = None,
+              seeds: Sequence[int] | None = None, adjacency: str = "sparse",
+              on_epoch: Callable[[int], None] | None = None) -> list[SeedResult]:
+    """Train the seeds of the cell ``cfg`` (``None``: ``0..cfg.seeds-1``) in batches of
+    :func:`batch_size`; one :class:`SeedResult` per seed. ``graph_for_seed``: seed → its
+    prepared graph on ``device`` (:func:`gdepth.cell.prepare`), ``adj`` the cached normalized
+    adjacency stored as ``adjacency`` (``sparse`` or ``dense``)."""
     seeds = list(range(int(cfg.seeds))) if seeds is None else list(seeds)
     if not seeds:
         return []
     graphs = [graph_for_seed(s) for s in seeds]
-    first = graphs[0]
-
-    def build(batch: list[int]) -> nn.Module:
-        return models.build_seeded(cfg.model, cfg.norm, int(cfg.depth), first.num_features,
-                                   first.num_classes, seeds=batch).to(device)
-
-    probe = build(seeds[:1])
-    if on_model is not None:
-        on_model(probe)
-    reason = None
-    if any(g.x is not first.x or g.y is not first.y for g in graphs):
-        step, reason = 1, OWN_INPUTS
-    elif graph_dropout_mode(cfg) == "per seed":
-        step = 1  # each seed its own DropEdge / DropNode graphs
-    else:
-        step = max_seeds or memory.seeds_per_batch(
-            cfg, len(seeds), first.num_nodes, slices.parameters_per_seed(probe), device)
-    del probe
-    if on_split is not None:
-        on_split(step, reason)
+    probe = slices.parameters_per_seed(build(cfg, graphs[0], seeds[:1], device, False))
+    step, _ = batch_size(cfg, graphs, probe, device, max_seeds)
     results: list[SeedResult] = []
     for lo in range(0, len(seeds), step):
-        batch, batch_graphs = seeds[lo:lo + step], graphs[lo:lo + step]
-        model = build(batch)  # the generator now: as the last seed's initialization left it
-        if option(cfg, "activation_checkpointing", False):
-            slices.checkpoint_layers(model)
-        if on_start is not None:
-            on_start(model, batch, batch_graphs)
-        kept: list[Any] | None = [] if keep_states else None
-        ckpt = checkpoints.batch(batch) if checkpoints is not None else None
-        trained = fit_batched(model, batch_graphs, adj, cfg.train, batch, on_epoch, adjacency,
-                              train_adj=graph_dropout_sampler(cfg, batch_graphs[0]),
-                              keep_states=kept, checkpoint=ckpt)
-        if on_batch is not None:
-            on_batch(trained, model, kept if kept is not None else [None] * len(batch))
-        if ckpt is not None:
-            ckpt.remove()
-        results += trained
+        batch = seeds[lo:lo + step]
+        model = build(cfg, graphs[0], batch, device)
+        results += train_batch(cfg, model, graphs[lo:lo + step], adj, batch, adjacency,
+                               on_epoch)
     return results

@@ -25,7 +25,7 @@ label smoothing, the L1 penalty and NodeNorm's adaptive gradient clipping (per s
 :mod:`gdepth.train`. ``keep_states`` receives each seed's state at its selected epoch (its
 slices of the model's state, :func:`gdepth.engine.slices.seed_state`) for the diagnostics;
 ``checkpoint`` saves the whole batch every ``checkpoint_every`` epochs and resumes from it
-(:mod:`gdepth.checkpoint`) with the numbers of the uninterrupted run.
+(:mod:`gdepth.sweep.checkpoint`) with the numbers of the uninterrupted run.
 
 A *row-wise* stacked model (``rowwise = True``: node i's logits depend on row i of features
 fixed for the whole training and on nothing else, as SGC's on :math:`\hat{A}^K X`) is asked
@@ -55,10 +55,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdepth import train_progress
-from gdepth.checkpoint import BatchCheckpoint, rng_state, set_rng_state
+from gdepth.config import TrainConfig
 from gdepth.engine.slices import seed_state
 from gdepth.nn.kernels import StackedInput, propagation
-from gdepth.options import option
+from gdepth.sweep.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.train import (
     Clipper,
     SeedResult,
@@ -128,7 +128,7 @@ def fit_batched(
     model: nn.Module,
     graphs: Sequence[Any],
     adj: Tensor,
-    train_cfg: Any,
+    train_cfg: TrainConfig,
     seeds: Sequence[int],
     on_epoch: Callable[[int], None] | None = None,
     adjacency: str = "sparse",
@@ -151,7 +151,7 @@ def fit_batched(
     ``keep_states``, if given (a list), receives per seed its state at its selected epoch
     (:func:`gdepth.engine.slices.seed_state`; ``None`` while no epoch is selected).
     ``checkpoint``, if given, saves the batch's training state every ``checkpoint.every``
-    epochs and resumes from the last saved one (:mod:`gdepth.checkpoint`).
+    epochs and resumes from the last saved one (:mod:`gdepth.sweep.checkpoint`).
     """
     num = len(graphs)
     if getattr(model, "num_seeds", None) != num or len(seeds) != num:
@@ -170,8 +170,8 @@ def fit_batched(
     optimizer = make_optimizer(model, train_cfg)
     rule, stopping = selection_rule(train_cfg), stopping_rule(train_cfg)
     patience = train_cfg.patience
-    smoothing = float(option(train_cfg, "label_smoothing", 0.0))
-    l1_weight = float(option(train_cfg, "l1_weight", 0.0))
+    smoothing = float(train_cfg.label_smoothing)
+    l1_weight = float(train_cfg.l1_weight)
     clipper = Clipper(train_cfg, num)
     selectors = [Selector(rule) for _ in range(num)]
     val_losses: list[list[float]] = [[] for _ in range(num)]
@@ -212,7 +212,7 @@ def fit_batched(
             logits = _forward(model, x_in, prop, eval_rows)
             correct = logits.argmax(dim=-1) == eval_rows.y[:, None]
             # count / size: a sum of rounded 1/size weights gives equal counts unequal values
-            # and breaks best_val_acc's first-best tie rule (issue 16)
+            # and breaks best_val_acc's first-best tie rule
             rows = [(correct & m).sum(dim=0) / m.sum(dim=0).clamp(min=1)
                     for m in (eval_rows.masks[k] for k in ("train", "val", "test"))]
             rows += [loss.detach(), _masked_mean(_nll(logits, eval_rows), eval_rows.weights["val"]),
@@ -227,6 +227,7 @@ def fit_batched(
             metrics = _metrics(stats, s, eval_rows.masks, nonempty, logits, eval_rows.y,
                                evaluator)
             val_losses[s].append(metrics["val_loss"])
+            tracker.record(seeds[s], epoch, metrics)  # the per-epoch curves (tracking)
             if selectors[s].update(epoch, metrics):
                 selected.append(s)
             epochs_run[s], ran = epoch, ran + 1

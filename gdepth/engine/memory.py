@@ -2,7 +2,7 @@
 
 A batch of S seeds holds S copies of every activation the backward pass keeps, so a cell whose
 seeds do not fit together is trained in consecutive batches of at most ``seeds_per_batch`` seeds
-(``gdepth.engine.run_seeds``'s ``max_seeds``). The estimate counts, per seed,
+(:func:`gdepth.engine.batch_size`). The estimate counts, per seed,
 
 .. math::
     B_{seed} = c_{act} \\, \\ell \\, N d \\cdot 4\\,\\mathrm{B} + c_{par} P \\cdot 4\\,\\mathrm{B}
@@ -20,11 +20,10 @@ memory at hand is ``torch.cuda.mem_get_info`` on CUDA and, on the CPU, Linux's `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from gdepth.options import option
+from gdepth.config import GdepthConfig
 
 # Tensors of N × d floats the batched engine keeps per hidden product for the backward pass
 # (layer input, dropout output, propagated product, pre-activation, output...), about 1.8×
@@ -42,12 +41,11 @@ BUDGET_SHARE = 0.5
 FLOAT = 4
 
 
-def products(cfg: Any) -> int:
+def products(cfg: GdepthConfig) -> int:
     """Hidden products of ``N × d`` a forward pass of the cell's model keeps for backward."""
     from gdepth.models import convolutions
 
-    name = str(option(cfg.model, "name"))
-    depth = int(cfg.depth)
+    name, depth = cfg.model.name, int(cfg.depth)
     if name == "incepgcn":
         return convolutions(name, depth)
     if name in ("sign", "sgc"):
@@ -55,10 +53,10 @@ def products(cfg: Any) -> int:
     return depth + 1  # the layers, the input layer's output
 
 
-def seed_bytes(cfg: Any, num_nodes: int, parameters: int) -> int:
+def seed_bytes(cfg: GdepthConfig, num_nodes: int, parameters: int) -> int:
     """The estimated bytes one seed of the cell ``cfg`` adds to a batch (module docstring)."""
-    width = max(int(option(cfg.model, "hidden", 64)), 1)
-    copies = MODEL_COPIES.get(str(option(cfg.model, "name")), ACTIVATION_COPIES)
+    width = max(int(cfg.model.hidden), 1)
+    copies = MODEL_COPIES.get(cfg.model.name, ACTIVATION_COPIES)
     act = copies * products(cfg) * num_nodes * width * FLOAT
     return act + PARAMETER_COPIES * parameters * FLOAT
 
@@ -91,14 +89,14 @@ def available_bytes(device: torch.device) -> int | None:
     return min(found) if found else None
 
 
-def seeds_per_batch(cfg: Any, seeds: int, num_nodes: int, parameters: int,
+def seeds_per_batch(cfg: GdepthConfig, seeds: int, num_nodes: int, parameters: int,
                     device: torch.device, available: int | None = None) -> int:
     """Seeds per batch for the cell ``cfg``: ``cfg.seeds_per_batch`` when set, else as many of
     the ``seeds`` as fit in :data:`BUDGET_SHARE` of ``available`` (default: what
     :func:`available_bytes` reads), at least 1."""
-    asked = cfg.get("seeds_per_batch") if hasattr(cfg, "get") else None
+    asked = cfg.seeds_per_batch
     if asked is not None:
-        if isinstance(asked, bool) or not isinstance(asked, int) or asked < 1:
+        if asked < 1:
             raise ValueError(f"seeds_per_batch={asked!r}: valid: a positive integer, or null "
                              "(as many seeds as fit in memory)")
         return min(asked, seeds)

@@ -30,7 +30,7 @@ from gdepth.models import (
     sign,
 )
 from gdepth.nn.seeds import OneSeed, SeedStack, reset_seeds
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 
 class PerSeed:
@@ -171,10 +171,10 @@ def build(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int) 
     after ``torch.manual_seed(s)`` it equals ``build_seeded(..., seeds=[s])``.
 
     Args:
-        model_cfg: ``model`` config node: ``name`` and the model's keys (for ``gcn`` and
-            ``gcn_res``: hidden 64, dropout 0.5, dropout_layers "all", activation "relu").
-        norm_cfg: ``norm`` config node for :func:`gdepth.norms.build_seeded_norm` (``None``:
-            no norm).
+        model_cfg: the model's config, its schema in :mod:`gdepth.config` (``name`` and the
+            model's keys; :func:`gdepth.config.group` makes one from plain values).
+        norm_cfg: the norm's config for :func:`gdepth.norms.build_seeded_norm` (``None``: no
+            norm).
         depth: number of layers as the model's convention counts them, >= 1.
         in_dim: input features.
         out_dim: output features (classes).
@@ -202,7 +202,7 @@ def build_seeded(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim
 
 def _checked(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
              ) -> tuple[ModelSpec, tuple[Any, Any, int, int, int]]:
-    spec = _spec(option(model_cfg, "name", None))
+    spec = _spec(model_cfg.name)
     if int(depth) < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
     return spec, (model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))

@@ -2,8 +2,8 @@ r"""The normalized adjacency that every propagation layer multiplies by, built o
 
 On CPU a precomputed normalized adjacency in torch sparse CSR layout, passed to
 ``GCNConv(normalize=False)`` as ``conv(x, adj)``, is the fast path: one sparse-dense matmul per
-layer instead of gcn_norm and gather/scatter message passing at every call (about 2× faster per
-epoch on ogbn-arxiv-sized graphs, same speed on Cora-sized ones).
+layer instead of gcn_norm and gather/scatter message passing at every call (the gain grows
+with the graph).
 
 Layout: PyG's ``adj_t`` convention, row = target node, column = source node, so that
 ``adj @ x`` aggregates the messages each node receives along ``edge_index`` (source → target):

@@ -43,12 +43,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import APPNPConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.mlp import norm_weight_parameters
 from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 APPNP_CONVENTION = (
     "depth K = number of propagation steps Z <- (1-alpha) A Z + alpha H after a 2-layer MLP "
@@ -156,15 +156,15 @@ class APPNP(nn.Module):
                 f"dropout={self.dropout}")
 
 
-def build_appnp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                num_seeds: int = 1) -> APPNP:
-    """``appnp`` from a ``model`` config: keys hidden (64), alpha (0.1), dropout (0.5),
-    activation ("relu")."""
+def build_appnp(model_cfg: APPNPConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                out_dim: int, num_seeds: int = 1) -> APPNP:
+    """``appnp`` from its config (:class:`gdepth.config.APPNPConfig`: hidden, alpha, dropout,
+    activation)."""
     return APPNP(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        alpha=float(option(model_cfg, "alpha", 0.1)),
+        alpha=float(model_cfg.alpha),
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )

@@ -48,9 +48,10 @@ from torch_geometric.nn import GATConv, GatedGraphConv, GCNConv, GINConv
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.utils import add_remaining_self_loops
 
+from gdepth.config import BottleneckConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import EdgeIndexCache
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 BOTTLENECK_CONVENTION = (
     "depth L = number of graph layers (conv: gcn | gin | gat | ggnn, hidden->hidden, each "
@@ -184,13 +185,12 @@ class Bottleneck(common.LayerDropout, nn.Module):
                 f"fully_adjacent_last={self.fully_adjacent_last}, dropout={self.dropout}")
 
 
-def build_bottleneck(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int
-                     ) -> Bottleneck:
-    """``bottleneck`` from a ``model`` config: keys conv ("gcn"), hidden (32), residual (True),
-    layer_norm (True), activation ("relu"), fully_adjacent_last (False), dropout (0.0),
-    dropout_layers ("all"). The model has its own ``layer_norm`` flag: ``norm`` must be
-    ``none``."""
-    norm = option(norm_cfg, "name", "none")
+def build_bottleneck(model_cfg: BottleneckConfig, norm_cfg: NormConfig | None, depth: int,
+                     in_dim: int, out_dim: int) -> Bottleneck:
+    """``bottleneck`` from its config (:class:`gdepth.config.BottleneckConfig`: conv, hidden,
+    residual, layer_norm, activation, fully_adjacent_last, dropout, dropout_layers). The model
+    has its own ``layer_norm`` flag: ``norm`` must be ``none``."""
+    norm = "none" if norm_cfg is None else norm_cfg.name
     if norm != "none":
         raise ValueError(f"model=bottleneck takes norm=none (got norm={norm}); its LayerNorm is "
                          "model.layer_norm=true|false")
@@ -198,12 +198,12 @@ def build_bottleneck(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        conv=str(option(model_cfg, "conv", "gcn")),
-        hidden=int(option(model_cfg, "hidden", 32)),
-        residual=bool(option(model_cfg, "residual", True)),
-        layer_norm=bool(option(model_cfg, "layer_norm", True)),
-        activation=str(option(model_cfg, "activation", "relu")),
-        fully_adjacent_last=bool(option(model_cfg, "fully_adjacent_last", False)),
-        dropout=float(option(model_cfg, "dropout", 0.0)),
-        dropout_layers=str(option(model_cfg, "dropout_layers", "all")),
+        conv=str(model_cfg.conv),
+        hidden=int(model_cfg.hidden),
+        residual=bool(model_cfg.residual),
+        layer_norm=bool(model_cfg.layer_norm),
+        activation=str(model_cfg.activation),
+        fully_adjacent_last=bool(model_cfg.fully_adjacent_last),
+        dropout=float(model_cfg.dropout),
+        dropout_layers=str(model_cfg.dropout_layers),
     )

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdepth.options import option, unknown
+from gdepth.config import ModelConfig, NormConfig, TrainConfig
+from gdepth.options import unknown
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -17,7 +18,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "identity": nn.Identity,
 }
 
-DROPOUT_LAYERS = ("all", "io", "hidden")
+DROPOUT_LAYERS = ("all", "io", "hidden", "nodenorm")
+LOGITS_DROPOUT = "nodenorm"  # the one placement that also drops the logits
 
 
 def activation(name: str) -> nn.Module:
@@ -27,19 +29,32 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def dropout_positions(dropout_layers: str, num_layers: int) -> frozenset[int]:
+def dropout_positions(dropout_layers: str, num_layers: int, logits: bool = False
+                      ) -> frozenset[int]:
     """Indices of the layers whose input gets dropout.
 
     Args:
         dropout_layers: ``"all"``: every layer (Kipf & Welling); ``"io"``: only the first and the
-            last layer, as the NodeNorm code does (``dropout.layer=[1,-1]``); ``"hidden"``: every
-            layer but the first, i.e. never on the raw input features, as DropEdge's ``mutigcn``
-            (Rong et al., ICLR 2020, ``src/models.py``: dropout after every convolution's
-            activation except the output one).
+            last layer; ``"hidden"``: every layer but the first, i.e. never on the raw input
+            features, as DropEdge's ``mutigcn`` (Rong et al., ICLR 2020, ``src/models.py``:
+            dropout after every convolution's activation except the output one);
+            ``"nodenorm"``: the input of the second layer and the logits, as the NodeNorm code
+            builds it (Zhou et al., CIKM 2021, github.com/miafei/NodeNorm ``config.py``
+            ``get_structure``: ``dropout.layer=[1, -1]`` inserts ``nn.Dropout`` at list index 1
+            and, after that insert, at index ``num_layers + 1``, i.e. after the input block and
+            after the output layer, before ``log_softmax``; never on the input features). The
+            logits' dropout is the model's own (``logits=True`` says the model applies it).
         num_layers: number of layers the dropout can precede.
+        logits: whether the calling model drops its logits under ``"nodenorm"``.
     """
     if dropout_layers not in DROPOUT_LAYERS:
         raise unknown("dropout_layers", dropout_layers, DROPOUT_LAYERS)
+    if dropout_layers == LOGITS_DROPOUT:
+        if not logits:
+            raise ValueError("dropout_layers=nodenorm (after the input block and on the logits, "
+                             "as NodeNorm's code) is defined for model=gcn and gcn_res only; "
+                             "valid here: all, io, hidden")
+        return frozenset({1}) if num_layers > 1 else frozenset()
     if dropout_layers == "all":
         return frozenset(range(num_layers))
     if dropout_layers == "hidden":
@@ -101,18 +116,18 @@ def tap(model: nn.Module, x: Tensor) -> Tensor:
     return x
 
 
-def model_options(model_cfg: Any, norm_cfg: Any, *, without: tuple[str, ...] = ()) -> dict:
-    """The constructor keywords every model config shares, with the schema's defaults.
-
-    ``hidden`` (64), ``norm_cfg``, ``activation`` ("relu"), ``dropout`` (0.5) and
-    ``dropout_layers`` ("all"); a model that has no use for one names it in ``without``.
+def model_options(model_cfg: ModelConfig, norm_cfg: NormConfig | None, *,
+                  without: tuple[str, ...] = ()) -> dict:
+    """The constructor keywords every model config shares (:class:`gdepth.config.ModelConfig`):
+    ``hidden``, ``norm_cfg``, ``activation``, ``dropout`` and ``dropout_layers``; a model that
+    has no use for one names it in ``without``.
     """
     options = {
-        "hidden": int(option(model_cfg, "hidden", 64)),
+        "hidden": int(model_cfg.hidden),
         "norm_cfg": norm_cfg,
-        "activation": option(model_cfg, "activation", "relu"),
-        "dropout": float(option(model_cfg, "dropout", 0.5)),
-        "dropout_layers": option(model_cfg, "dropout_layers", "all"),
+        "activation": str(model_cfg.activation),
+        "dropout": float(model_cfg.dropout),
+        "dropout_layers": str(model_cfg.dropout_layers),
     }
     return {k: v for k, v in options.items() if k not in without}
 
@@ -125,21 +140,20 @@ def model_options(model_cfg: Any, norm_cfg: Any, *, without: tuple[str, ...] = (
 LEGACY_GROUPS = ("graph", "dense")
 
 
-def requested_decays(train_cfg: Any) -> dict[str, float]:
+def requested_decays(train_cfg: TrainConfig) -> dict[str, float]:
     """``train.weight_decay_groups`` with ``train.weight_decay_graph`` as its ``graph`` entry.
 
     Raises ValueError when both name the graph group with different values, or when
     ``weight_decay_first_only`` is set too.
     """
-    asked = option(train_cfg, "weight_decay_groups") or {}
-    groups = {str(k): float(v) for k, v in asked.items()}
-    graph = option(train_cfg, "weight_decay_graph")
+    groups = {str(k): float(v) for k, v in train_cfg.weight_decay_groups.items()}
+    graph = train_cfg.weight_decay_graph
     if graph is not None:
         if "graph" in groups and groups["graph"] != float(graph):
             raise ValueError(f"train.weight_decay_graph={graph} and train.weight_decay_groups."
                              f"graph={groups['graph']} disagree; set one of them")
         groups["graph"] = float(graph)
-    if groups and option(train_cfg, "weight_decay_first_only", False):
+    if groups and train_cfg.weight_decay_first_only:
         raise ValueError("train.weight_decay_first_only=true and per-group decays "
                          "(train.weight_decay_groups / weight_decay_graph) exclude each other; "
                          "set one of them")
@@ -153,9 +167,9 @@ def declared_groups(model: nn.Module) -> tuple[str, ...]:
     return LEGACY_GROUPS if hasattr(model, "parameter_groups") else ()
 
 
-def _fix(train_cfg: Any, missing: list[str], declared: tuple[str, ...]) -> str:
+def _fix(train_cfg: TrainConfig, missing: list[str], declared: tuple[str, ...]) -> str:
     """What to set instead: no per-group decay at all, or the model's own groups."""
-    from_graph = option(train_cfg, "weight_decay_graph") is not None and "graph" in missing
+    from_graph = train_cfg.weight_decay_graph is not None and "graph" in missing
     fixes = ["train.weight_decay_graph=null" if from_graph else "++train.weight_decay_groups={}"]
     fixes[0] += " (one decay, train.weight_decay, on every parameter)"
     if declared:  # ++: a dict of new keys replaces the typed (struct) one on the command line
@@ -164,7 +178,7 @@ def _fix(train_cfg: Any, missing: list[str], declared: tuple[str, ...]) -> str:
     return "; or ".join(fixes)
 
 
-def optimizer_groups(model: nn.Module, train_cfg: Any) -> list[dict[str, Any]]:
+def optimizer_groups(model: nn.Module, train_cfg: TrainConfig) -> list[dict[str, Any]]:
     """The torch optimizer's parameter groups for ``train.weight_decay_groups`` /
     ``weight_decay_graph``: each of the model's groups with its decay, the groups not named
     with ``train.weight_decay``.
@@ -176,7 +190,7 @@ def optimizer_groups(model: nn.Module, train_cfg: Any) -> list[dict[str, Any]]:
     declared = declared_groups(model)
     missing = [g for g in groups if g not in declared]
     if missing:
-        graph = option(train_cfg, "weight_decay_graph")
+        graph = train_cfg.weight_decay_graph
         asked = (f"train.weight_decay_graph={graph}" if missing == ["graph"] and graph is not None
                  else f"train.weight_decay_groups.{missing[0]}={groups[missing[0]]:g}")
         what = ("separate graph layers" if missing == ["graph"]

@@ -63,6 +63,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import ModelConfig, NormConfig, ResGCNConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import (
@@ -75,7 +76,7 @@ from gdepth.nn.kernels import (
     stacked_dropout,
 )
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 _PATH = (
     "depth L = graph convolutions on the longest input->output path, input (in->hidden) and "
@@ -281,14 +282,15 @@ class IncepGCN(DropEdgeBackbone):
 
 def _build(
     cls: type[DropEdgeBackbone],
-    model_cfg: Any,
-    norm_cfg: Any,
+    model_cfg: ModelConfig,
+    norm_cfg: NormConfig | None,
     depth: int,
     in_dim: int,
     out_dim: int,
     num_seeds: int,
+    **extra: Any,
 ) -> DropEdgeBackbone:
-    dropout_layers = option(model_cfg, "dropout_layers", "all")
+    dropout_layers = str(model_cfg.dropout_layers)
     if dropout_layers != "all":
         raise unknown(f"dropout_layers for {cls.name}", dropout_layers, ["all"])
     return cls(
@@ -296,29 +298,28 @@ def _build(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        nbaseblocklayer=int(option(model_cfg, "nbaseblocklayer", 1)),
+        **extra,
         **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )
 
 
-def build_resgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                        num_seeds: int) -> ResGCN:
-    """``resgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), activation ("relu"), nbaseblocklayer (1; 0: one block of L-2)."""
-    return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
+def build_resgcn(model_cfg: ResGCNConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                 out_dim: int, num_seeds: int) -> ResGCN:
+    """``resgcn`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.ResGCNConfig`:
+    hidden, dropout, activation, nbaseblocklayer; 0: one block of L-2)."""
+    return _build(ResGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds,
+                  nbaseblocklayer=int(model_cfg.nbaseblocklayer))
 
 
-def build_densegcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                          num_seeds: int) -> DenseGCN:
-    """``densegcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), activation ("relu")."""
+def build_densegcn(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int,
+                   in_dim: int, out_dim: int, num_seeds: int) -> DenseGCN:
+    """``densegcn`` for ``num_seeds`` seeds from its config (hidden, dropout, activation)."""
     return _build(DenseGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_incepgcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                          num_seeds: int) -> IncepGCN:
-    """``incepgcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), activation ("relu")."""
+def build_incepgcn(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int,
+                   in_dim: int, out_dim: int, num_seeds: int) -> IncepGCN:
+    """``incepgcn`` for ``num_seeds`` seeds from its config (hidden, dropout, activation)."""
     return _build(IncepGCN, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 

@@ -25,7 +25,7 @@ scores of every head, the scores of all seeds gathered at the edge endpoints at 
 (``[S, E, heads]``), then the softmax over each
 node's incoming edges and the weighted sum by hand (:class:`_EdgeSoftmax`,
 :class:`_Aggregate`: seed by seed inside one autograd node, which keeps each seed's edge
-messages in cache; measured numbers there). The initial weights are GATConv's draws (glorot
+messages in cache). The initial weights are GATConv's draws (glorot
 ``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias, per
 layer in order), so seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
 
@@ -49,12 +49,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.config import GATConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.nn.kernels import NotBatchable, StackedInput, keep_mask, stacked_dropout
 from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GAT_CONVENTION = (
     "depth L = number of GATConv layers, input (in->hidden) and output (hidden->out) included "
@@ -118,8 +118,8 @@ class _EdgeSoftmax(torch.autograd.Function):
     denominator, which is at least 1 here), seed by seed with ``torch.segment_reduce`` over the
     target-sorted edges; backward from the output alone,
     :math:`\partial e = \alpha \odot (G - \sum_{seg} \alpha \odot G)`.
-    Why by hand: PyG's index path (``scatter_reduce`` of the maximum on ``[S, E, heads]``)
-    measured 81 ms against 24 ms for this, forward + backward, Cora-sized, S = 10, 8 heads."""
+    Why by hand: PyG's index path (``scatter_reduce`` of the maximum on ``[S, E, heads]``) is
+    slower, forward + backward (``benchmarks/models_speed.py`` times the model)."""
 
     @staticmethod
     def forward(ctx, e: Tensor, edges: AttentionEdges) -> Tensor:  # type: ignore[override]
@@ -152,12 +152,9 @@ class _Aggregate(torch.autograd.Function):
     :math:`\partial Z_{s,j} = \sum_{e: src_e = j} \alpha_{s,e} G_{s,dst_e}`.
 
     Why by hand, seed by seed: the messages ``[E, S, heads, C]`` of all seeds at once (gather,
-    multiply, ``index_add``) spill every cache; one seed's ``[E, heads, C]`` does not. Measured
-    on a Cora-sized graph (E = 13k edges with self loops, S = 10, 8 heads of 8, one thread of
-    the shared 2-core dev machine, forward + backward of this sum alone): 111 ms seed by seed
-    on seed-major tensors; 286 ms for the same loop on node-major ``[N, S, ...]`` slices;
-    341 ms (node-major) and 394 ms (seed-major) for all seeds in one autograd gather /
-    multiply / ``index_add``. Autograd would also save the gathered messages for the backward;
+    multiply, ``index_add``) spill every cache; one seed's ``[E, heads, C]`` on seed-major
+    tensors does not (node-major slices or one autograd gather / multiply / ``index_add`` for
+    all seeds are slower). Autograd would also save the gathered messages for the backward;
     this saves ``z`` and ``alpha`` only."""
 
     @staticmethod
@@ -361,18 +358,17 @@ class GAT(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_gat(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                     num_seeds: int) -> GAT:
-    """``gat`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), heads (8),
-    output_heads (1), attention_dropout (0.6), dropout (0.5), dropout_layers ("all"),
-    activation ("relu")."""
+def build_gat(model_cfg: GATConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int) -> GAT:
+    """``gat`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GATConfig`:
+    hidden, heads, output_heads, attention_dropout, dropout, dropout_layers, activation)."""
     return GAT(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        heads=int(option(model_cfg, "heads", 8)),
-        output_heads=int(option(model_cfg, "output_heads", 1)),
-        attention_dropout=float(option(model_cfg, "attention_dropout", 0.6)),
+        heads=int(model_cfg.heads),
+        output_heads=int(model_cfg.output_heads),
+        attention_dropout=float(model_cfg.attention_dropout),
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )

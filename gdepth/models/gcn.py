@@ -22,10 +22,11 @@ Depth convention (both): depth :math:`L` = number of graph convolutions, the inp
 (in → hidden) and output (hidden → out) ones included; :math:`L = 1` is one in → out
 convolution, :math:`L = 2` is input + output, and :math:`L - 2` hidden layers follow the input
 one. Dropout with probability ``dropout`` is applied to the input of the convolutions selected by
-``dropout_layers`` (``all``; ``io``: first and last only, as the NodeNorm code; ``hidden``: all
+``dropout_layers`` (``all``; ``io``: first and last only; ``nodenorm``: the second layer's input
+and the logits, as the NodeNorm code; ``hidden``: all
 but the first, never on the input features, as DropEdge's ``mutigcn``).
 
-Seed axis (issue 17): one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
+Seed axis: one model holds S seeds. Seed ``s`` of layer ``l`` has the weights of a
 PyG ``GCNConv``: :math:`W^{(l)}_s` (``lin.weight`` transposed, ``[d_in, d_out]``) and
 :math:`b^{(l)}_s`, stacked into ``weight [S, d_in, d_out]`` and ``bias [S, d_out]``
 (:class:`gdepth.models.gcn_tricks.SeedGCNConv`, drawn as ``GCNConv`` draws them). With ``H`` of
@@ -53,6 +54,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from gdepth.config import GCNConfig, ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import (
     TRICKS_CONVENTION,
@@ -70,7 +72,6 @@ from gdepth.nn.kernels import (
     stacked_dropout,
 )
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GCN_CONVENTION = (
     "depth L = number of GCNConv layers, input (in->hidden) and output (hidden->out) included "
@@ -100,7 +101,7 @@ class GCN(nn.Module):
             each convolution but the last; ``None`` for none. (default: ``None``)
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
-        dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        dropout_layers: ``"all"``, ``"io"``, ``"hidden"`` or ``"nodenorm"``. (default: ``"all"``)
         identity_mapping: GCNII's identity mapping on the hidden → hidden convolutions,
             :math:`\beta_l(\hat{A}H)W + (1-\beta_l)\hat{A}H`, :math:`\beta_l =
             \log(\lambda/l + 1)` with l the layer's 1-based index (Bag of Tricks'
@@ -142,7 +143,8 @@ class GCN(nn.Module):
                                    for _ in range(depth - 1))
         self.act = common.activation(activation)
         self.dropout = float(dropout)
-        self.dropout_at = common.dropout_positions(dropout_layers, depth)
+        self.dropout_at = common.dropout_positions(dropout_layers, depth, logits=True)
+        self.logits_dropout = dropout_layers == common.LOGITS_DROPOUT
         # beta per conv: 1 (plain) unless identity mapping, which needs hidden -> hidden
         self.betas = [math.log(lamda / (i + 1) + 1) if identity_mapping and 0 < i < depth - 1
                       else 1.0 for i in range(depth)]
@@ -150,7 +152,8 @@ class GCN(nn.Module):
         self.layer_sink: Any = None
 
     def extra_repr(self) -> str:
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}"
+        logits = ", logits" if self.logits_dropout else ""
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}{logits}"
 
     def first_layer_parameters(self) -> list[nn.Parameter]:
         """The input convolution's weight and bias (Kipf & Welling decay only those)."""
@@ -164,6 +167,9 @@ class GCN(nn.Module):
 
     def _p(self, layer: int) -> float:
         return self.dropout if self.training and layer in self.dropout_at else 0.0
+
+    def _p_logits(self) -> float:
+        return self.dropout if self.training else 0.0
 
     def _seed_major_applies(self) -> bool:
         return (type(self.act) is nn.ReLU and all(type(n) is StackedNorm for n in self.norms)
@@ -241,6 +247,8 @@ class GCN(nn.Module):
             out = self._forward_seed_major(x_in, adj)
         else:
             out = self._forward_node_major(x_in, adj)
+        if self.logits_dropout:  # NodeNorm's placement: dropout on the logits too
+            out = stacked_dropout(out, self._p_logits(), True, self.mask_fn)
         out = common.tap(self, out)
         return out if rows is None else out[rows]
 
@@ -274,8 +282,8 @@ def seed_major_layer(h: Tensor, mask: Tensor | None, weight: Tensor, bias: Tenso
     :math:`\mathrm{ReLU}(\hat{A}(\mathrm{drop}_s(H_s) W_s) + b_s)\;(+\,H_s)` as ``[S, N, d]``.
 
     Why by hand (:class:`_SeedMajorLayer`): the layer's products in the layout their kernels
-    read fastest (``bmm`` on contiguous seed-major operands: 5.1 vs 9.5 ms for Cora, S = 10,
-    one thread, against node-major strides), the ReLU and the residual sum in place, the
+    read fastest (``bmm`` on contiguous seed-major operands rather than node-major strides),
+    the ReLU and the residual sum in place, the
     backward's ReLU gate from a saved boolean mask and its residual gradient fused into the
     dropout's (``addcmul``): fewer passes over ``[S, N, d]`` tensors, which is what a deep
     layer's time is spent on here. No torch or PyG op fuses these.
@@ -325,30 +333,30 @@ class _SeedMajorLayer(torch.autograd.Function):
         return grad_h, None, grad_weight, grad_bias, None, None, None
 
 
-def build_gcn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> nn.Module:
-    """``gcn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), dropout_layers ("all"), activation ("relu"), and the tricks skip ("none"),
-    skip_alpha (0.1), identity_mapping (False), lamda (0.5), embedding_dropout (0.6). A skip
-    other than ``none`` builds :class:`gdepth.models.gcn_tricks.TricksGCN`."""
-    skip = str(option(model_cfg, "skip", "none"))
-    identity = bool(option(model_cfg, "identity_mapping", False))
-    lamda = float(option(model_cfg, "lamda", 0.5))
+def build_gcn(model_cfg: GCNConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int = 1) -> nn.Module:
+    """``gcn`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GCNConfig`:
+    hidden, dropout, dropout_layers, activation, and the tricks skip, skip_alpha,
+    identity_mapping, lamda, embedding_dropout). A skip other than ``none`` builds
+    :class:`gdepth.models.gcn_tricks.TricksGCN`."""
+    skip = str(model_cfg.skip)
+    identity = bool(model_cfg.identity_mapping)
+    lamda = float(model_cfg.lamda)
     if skip == "none":
         return GCN(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
                    identity_mapping=identity, lamda=lamda,
                    **common.model_options(model_cfg, norm_cfg))
     return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip, num_seeds=num_seeds,
-                     skip_alpha=float(option(model_cfg, "skip_alpha", 0.1)),
+                     skip_alpha=float(model_cfg.skip_alpha),
                      identity_mapping=identity, lamda=lamda,
-                     embedding_dropout=float(option(model_cfg, "embedding_dropout", 0.6)),
+                     embedding_dropout=float(model_cfg.embedding_dropout),
                      **common.model_options(model_cfg, norm_cfg))
 
 
-def build_gcn_res(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                  num_seeds: int = 1) -> GCN:
-    """``gcn_res`` for ``num_seeds`` seeds from a ``model`` config, keys and defaults as
-    :func:`build_gcn` (no skip / identity mapping)."""
+def build_gcn_res(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                  out_dim: int, num_seeds: int = 1) -> GCN:
+    """``gcn_res`` for ``num_seeds`` seeds from its config (hidden, dropout, dropout_layers,
+    activation)."""
     return GCNRes(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
                   **common.model_options(model_cfg, norm_cfg))
 

@@ -49,11 +49,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import GCNIIConfig, NormConfig
 from gdepth.models import common
 from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, stacked_dropout
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GCNII_CONVENTION = (
     "depth L = number of GCNII layers, plus a linear input (in->hidden) and output "
@@ -205,31 +205,30 @@ class GCNII(common.LayerDropout, nn.Module):
         return f"seeds={self.num_seeds}, variant={self.variant}, {super().extra_repr()}"
 
 
-def _build(variant: bool, model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-           num_seeds: int) -> GCNII:
+def _build(variant: bool, model_cfg: GCNIIConfig, norm_cfg: NormConfig | None, depth: int,
+           in_dim: int, out_dim: int, num_seeds: int) -> GCNII:
     return GCNII(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        alpha=float(option(model_cfg, "alpha", 0.1)),
-        lamda=float(option(model_cfg, "lamda", 0.5)),
+        alpha=float(model_cfg.alpha),
+        lamda=float(model_cfg.lamda),
         variant=variant,
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )
 
 
-def build_gcnii(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                       num_seeds: int) -> GCNII:
-    """``gcnii`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), alpha (0.1),
-    lamda (0.5), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
+def build_gcnii(model_cfg: GCNIIConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                out_dim: int, num_seeds: int) -> GCNII:
+    """``gcnii`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GCNIIConfig`:
+    hidden, alpha, lamda, dropout, dropout_layers, activation)."""
     return _build(False, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 
-def build_gcnii_star(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int,
-                            out_dim: int, num_seeds: int) -> GCNII:
-    """``gcnii_star`` (GCNII*) for ``num_seeds`` seeds, same keys and defaults as
-    :func:`build_gcnii`."""
+def build_gcnii_star(model_cfg: GCNIIConfig, norm_cfg: NormConfig | None, depth: int,
+                     in_dim: int, out_dim: int, num_seeds: int) -> GCNII:
+    """``gcnii_star`` (GCNII*) for ``num_seeds`` seeds, the keys of :func:`build_gcnii`."""
     return _build(True, model_cfg, norm_cfg, depth, in_dim, out_dim, num_seeds)
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.models.gat import PerAdjacency, weight_parameters_of
@@ -134,11 +135,9 @@ class _GRUCell(torch.autograd.Function):
 
     Why by hand, seed by seed: the gate arithmetic of all seeds at once runs on ``[S, N, 3d]``
     tensors that leave the cache (and autograd's backward of the gate split concatenates
-    them); one seed's ``[N, 3d]`` stays in it. Measured (Cora-sized N = 2708, d = 64, S = 10,
-    one thread of the shared 2-core dev machine, forward + backward of one step): 184 ms
-    against 213 ms for autograd on ``baddbmm`` over all seeds (186 ms for torch's
-    ``GRUCell`` once per seed). The products dominate either way. It also saves 4 ``[N, d]``
-    tensors per seed and step instead of autograd's 8."""
+    them); one seed's ``[N, 3d]`` stays in it. The products dominate the time either way
+    (``benchmarks/models_speed.py`` times the model); it also saves 4 ``[N, d]`` tensors per
+    seed and step instead of autograd's 8."""
 
     @staticmethod
     def forward(ctx, x: Tensor, h: Tensor, w_ih: Tensor,  # type: ignore[override]
@@ -291,10 +290,10 @@ class GGNN(nn.Module):
         return out if rows is None else out[rows]
 
 
-def build_ggnn(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                      num_seeds: int) -> GGNN:
-    """``ggnn`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), dropout
-    (0.5), dropout_layers ("all"); ``activation`` is ignored (see the module docstring)."""
+def build_ggnn(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+               out_dim: int, num_seeds: int) -> GGNN:
+    """``ggnn`` for ``num_seeds`` seeds from its config (hidden, dropout, dropout_layers;
+    ``activation`` is ignored, see the module docstring)."""
     return GGNN(
         in_dim,
         out_dim=out_dim,

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import GINConfig, NormConfig
 from gdepth.models import common
 from gdepth.nn.kernels import (
     DensePropagation,
@@ -50,7 +51,6 @@ from gdepth.nn.kernels import (
 )
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option
 
 GIN_CONVENTION = (
     "depth L = number of GINConv layers (in->hidden, hidden->hidden; MLP Linear-act-Linear "
@@ -239,16 +239,16 @@ class GIN(nn.Module):
                 f"dropout_at={sorted(self.dropout_at)}")
 
 
-def build_gin(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                     num_seeds: int) -> GIN:
-    """``gin`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), train_eps
-    (False), dropout (0.5), dropout_layers ("all"), activation ("relu")."""
+def build_gin(model_cfg: GINConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int) -> GIN:
+    """``gin`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GINConfig`:
+    hidden, train_eps, dropout, dropout_layers, activation)."""
     return GIN(
         num_seeds,
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        train_eps=bool(option(model_cfg, "train_eps", False)),
+        train_eps=bool(model_cfg.train_eps),
         **common.model_options(model_cfg, norm_cfg),
     )
 

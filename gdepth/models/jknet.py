@@ -58,6 +58,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import JKNetConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import SeedGCNConv
 from gdepth.nn.kernels import (
@@ -69,7 +70,7 @@ from gdepth.nn.kernels import (
 )
 from gdepth.nn.seeds import SeedLinear, kaiming_linear_
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 JK_MODES = ("cat", "max", "lstm")
 JKNET_CONVENTION = (
@@ -304,17 +305,16 @@ class JKNet(common.LayerDropout, nn.Module):
                 f"shared_dropout={self.shared_dropout}")
 
 
-def build_jknet(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-                       num_seeds: int) -> JKNet:
-    """``jknet`` for ``num_seeds`` seeds from a ``model`` config: keys hidden (64), mode
-    ("cat"), dropout (0.5), dropout_layers ("all"), activation ("relu"), shared_dropout
-    (false)."""
+def build_jknet(model_cfg: JKNetConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+                out_dim: int, num_seeds: int) -> JKNet:
+    """``jknet`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.JKNetConfig`:
+    hidden, mode, dropout, dropout_layers, activation, shared_dropout)."""
     return JKNet(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        mode=option(model_cfg, "mode", "cat"),
-        shared_dropout=bool(option(model_cfg, "shared_dropout", False)),
+        mode=str(model_cfg.mode),
+        shared_dropout=bool(model_cfg.shared_dropout),
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg),
     )

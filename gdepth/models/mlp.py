@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.nn.kernels import (
     MaskFn,
@@ -144,10 +145,9 @@ class MLP(common.LayerDropout, nn.Module):
         return f"seeds={self.num_seeds}, {super().extra_repr()}"
 
 
-def build_mlp(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> MLP:
-    """``mlp`` from a ``model`` config: keys hidden (64), dropout (0.5), dropout_layers ("all"),
-    activation ("relu")."""
+def build_mlp(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int = 1) -> MLP:
+    """``mlp`` from its config (hidden, dropout, dropout_layers, activation)."""
     return MLP(
         in_dim,
         out_dim=out_dim,

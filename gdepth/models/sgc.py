@@ -49,10 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.config import NormConfig, SGCConfig
 from gdepth.models.mlp import no_first_layer
 from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, keep_mask
 from gdepth.nn.seeds import SeedLinear
-from gdepth.options import option
 
 SGC_CONVENTION = (
     "depth K = number of propagation steps in logits = A^K X W (Wu et al. 2019); linear, no "
@@ -69,8 +69,8 @@ def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
 
     A CSR ``adj`` on CPU multiplies as ``F.embedding_bag`` over its rows (bag i = row i's
     columns weighted by its values; the same sums as ``torch.sparse.mm``, as
-    :class:`gdepth.nn.kernels.Propagation`): 1.8x faster for Cora's 32 steps of 1,433
-    columns (``benchmarks/sgc_speed.py``). With autograd (``x`` requires grad):
+    :class:`gdepth.nn.kernels.Propagation`; ``benchmarks/sgc_speed.py`` times it against
+    ``torch.sparse.mm``). With autograd (``x`` requires grad):
     ``torch.sparse.mm``.
     """
     h = x.to_dense() if x.layout != torch.strided else x
@@ -93,10 +93,8 @@ def precomputed_product(x: Tensor, weight: Tensor, mask: Tensor | None = None) -
     layout this CPU's BLAS reads fastest: the forward with the weight transposed to ``[S, d,
     F]`` (a copy of the small weight), the weight gradient as :math:`G_s^\top X_s` (``[d, F]``)
     instead of autograd's :math:`X_s^\top G_s`. Why by hand: a dense ``[N, F] @ [F, d]`` product
-    with a narrow ``d`` (the classes) and its gradient were slow in autograd's layouts, measured
-    on Cora's :math:`\hat{A}^K X` (2,708 × 1,433, d = 7, one thread): forward 15.4 vs 9.3 ms,
-    weight gradient 51 vs 6.9 ms at S = 1; with masks at S = 10, 190 vs 82 ms and 510 vs 86 ms.
-    The one-seed SGC was 4x slower per epoch than ``torch.nn.Linear`` without it.
+    with a narrow ``d`` (the classes) and its gradient are slow in autograd's layouts
+    (``benchmarks/sgc_speed.py`` times the SGC cell).
     """
     return _PrecomputedProduct.apply(x, weight, mask)
 
@@ -255,14 +253,13 @@ def _rows_of(mask_fn: MaskFn, n: int, rows: Tensor) -> MaskFn:
     return masks
 
 
-def build_sgc(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-              num_seeds: int = 1) -> SGC:
-    """``sgc`` from a ``model`` config: keys dropout (0.0 here; the YAML also sets 0) and bias
-    (true)."""
-    norm = "none" if norm_cfg is None else option(norm_cfg, "name", "none")
+def build_sgc(model_cfg: SGCConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+              out_dim: int, num_seeds: int = 1) -> SGC:
+    """``sgc`` from its config (:class:`gdepth.config.SGCConfig`: dropout, bias)."""
+    norm = "none" if norm_cfg is None else norm_cfg.name
     if norm != "none":
         raise ValueError(
             f"model sgc has no hidden layer to normalize; got norm '{norm}', use norm=none"
         )
-    return SGC(in_dim, out_dim, depth, dropout=float(option(model_cfg, "dropout", 0.0)),
-               bias=bool(option(model_cfg, "bias", True)), num_seeds=num_seeds)
+    return SGC(in_dim, out_dim, depth, dropout=float(model_cfg.dropout),
+               bias=bool(model_cfg.bias), num_seeds=num_seeds)

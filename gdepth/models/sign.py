@@ -37,8 +37,7 @@ the module (not in its ``state_dict``) with the ``x`` and ``adj`` they came from
 rules as ``sgc``: the very same tensor objects (and ``x``'s in-place version counter) reuse them,
 a different ``x`` or ``adj`` recomputes them, an ``x`` that requires grad is propagated afresh
 with autograd and not cached. :math:`X_0` is ``x`` itself (sparse CSR stays sparse); the other
-hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats (Cora, :math:`K = 64`:
-about 1 GB; Coauthor CS: 0.5 GB per hop).
+hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats.
 
 Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, each hop's :math:`\Theta_k` as
 ``[S, F, d]`` and :math:`\Omega` as ``[S, (K+1)d, C]`` (:class:`gdepth.nn.seeds.SeedLinear`,
@@ -62,13 +61,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdepth.config import NormConfig, SIGNConfig
 from gdepth.models import common
 from gdepth.models.mlp import no_first_layer, norm_weight_parameters
 from gdepth.models.sgc import precomputed_product
 from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
-from gdepth.options import option, unknown
+from gdepth.options import unknown
 
 OPERATORS = ("sym", "ppr")
 SIGN_CONVENTION = (
@@ -201,16 +201,16 @@ class SIGN(nn.Module):
         )
 
 
-def build_sign(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: int,
-               num_seeds: int = 1) -> SIGN:
-    """``sign`` from a ``model`` config: keys hidden (64), operator ("sym"), ppr_alpha (0.15),
-    dropout (0.5), activation ("relu")."""
+def build_sign(model_cfg: SIGNConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
+               out_dim: int, num_seeds: int = 1) -> SIGN:
+    """``sign`` from its config (:class:`gdepth.config.SIGNConfig`: hidden, operator,
+    ppr_alpha, dropout, activation)."""
     return SIGN(
         in_dim,
         out_dim=out_dim,
         depth=depth,
-        operator=option(model_cfg, "operator", "sym"),
-        ppr_alpha=float(option(model_cfg, "ppr_alpha", 0.15)),
+        operator=str(model_cfg.operator),
+        ppr_alpha=float(model_cfg.ppr_alpha),
         num_seeds=num_seeds,
         **common.model_options(model_cfg, norm_cfg, without=("dropout_layers",)),
     )

@@ -55,9 +55,8 @@ def keep_mask(like: Tensor, p: float) -> Tensor:
     mask costs k random bits per element instead of a float: random bytes (``torch.randint``
     64-bit words, viewed as bytes) are looked up in a ``[256, 8/k]`` table of the masks their
     k-bit fields give (field ≥ p·2^k keeps, probability exactly 1 − p). Why by hand: torch's
-    ``rand``/``bernoulli_`` draw 32 bits per element; on Cora-sized seed stacks the mask was
-    the single largest cost of a training step on CPU (measured 20 ms vs 1.8 ms for 1.7M
-    elements at p = 0.5, one thread). Other p: ``rand >= p`` (measured 2x faster than
+    ``rand``/``bernoulli_`` draw 32 bits per element, and on CPU the mask can be the largest
+    cost of a training step of a seed stack. Other p: ``rand >= p`` (cheaper than
     ``bernoulli_`` on CPU).
     """
     scale = 1.0 / (1.0 - p)
@@ -92,14 +91,14 @@ def relu_dropout(z: Tensor, p: float, training: bool, mask_fn: MaskFn | None) ->
     :math:`\partial Z = G \odot M \odot [Z > 0] = c\,G \odot [Y > 0]`, so the backward needs
     only :math:`Y`, which the next convolution saves anyway. Why by hand: autograd keeps the
     ReLU output and the float mask as well, three ``[N, S, d]`` tensors per unit instead of
-    one; DropEdge's IncepGCN at depth 64 (1,953 units) on Cora held 16.5 GB that way. ``z``
-    must not be needed by anything else (a convolution's fresh output)."""
+    one (DropEdge's IncepGCN has about L²/2 units). ``z`` must not be needed by anything else
+    (a convolution's fresh output)."""
     scale = 1.0 / (1.0 - p) if training and p > 0.0 else 1.0
     mask = None
     if scale != 1.0 and mask_fn is not None:
         mask = mask_fn((z.shape[0], z.shape[2]), p).to(z.dtype).movedim(0, 1)
-    elif scale != 1.0:  # keep_mask's table path where it applies: 1.5 vs 10.3 ms at p = 0.5
-        # ([2708, 10, 128], one thread); other p: a boolean mask drawn into a reused buffer
+    elif scale != 1.0:  # keep_mask's table path where it applies; other p: a boolean mask
+        # drawn into a reused buffer
         mask = keep_mask(z, p) if _dyadic_bits(p) is not None else _drop_scratch(z, p)
     return _ReluDropout.apply(z, mask, scale)
 
@@ -110,8 +109,8 @@ _SCRATCH: dict[tuple, tuple[Tensor, Tensor]] = {}
 def _drop_scratch(like: Tensor, p: float) -> Tensor:
     """A boolean ``drop`` mask (True: zeroed, probability ``p``) in a buffer reused across
     calls of one shape: a deep stack of units then allocates no per-unit mask temporaries,
-    whose interleaving with the saved activations fragmented glibc's heap (IncepGCN depth 64
-    on Cora: 12 GB resident for 2.8 GB of saved tensors). The mask is consumed at once."""
+    whose interleaving with the saved activations fragments glibc's heap (resident memory
+    several times the saved tensors). The mask is consumed at once."""
     key = (tuple(like.shape), like.dtype, like.device)
     if key not in _SCRATCH:
         _SCRATCH.clear()  # one shape at a time: a new model or graph replaces the buffers
@@ -152,14 +151,14 @@ class Propagation:
     r""":math:`\hat{A} Z` for ``Z [N, k]`` (k = S·d: all seeds in one product), built once.
 
     On CPU as ``F.embedding_bag`` over the CSR rows (bag i = row i's columns, weighted by its
-    values): the same sum as ``torch.sparse.mm`` (to float rounding), measured 2x faster
-    forward + backward on Cora with k = 640. Elsewhere ``torch.sparse.mm``.
+    values): the same sum as ``torch.sparse.mm`` (to float rounding), and faster forward +
+    backward there (``benchmarks/sweep_speed.py`` times the whole engine). Elsewhere
+    ``torch.sparse.mm``.
 
     The backward pass is the same kind of product with :math:`\hat{A}^\top` (built once, at the
     first backward), through :class:`_Product`: autograd's own backward of ``embedding_bag``
-    sorts the indices and scatters the gradient rows every step, measured 1.3x slower than the
-    forward kernel on the transposed rows (Cora, k = 640). The adjacency's values never need a
-    gradient here.
+    sorts the indices and scatters the gradient rows every step, slower than the forward
+    kernel on the transposed rows. The adjacency's values never need a gradient here.
     """
 
     def __init__(self, adj: Tensor) -> None:
@@ -213,10 +212,9 @@ class Propagation:
         return self.product(z)
 
 
-# adjacency=auto stores a dense adjacency on CUDA up to this many nodes (256 MiB in fp32). The
-# issue's measured lead: Cora's dense normalized adjacency (29 MB) propagated faster than CSR on
-# an H100 with 10 stacked seeds. On CPU a dense product costs N/deg times the sparse one's
-# arithmetic (Cora: 9.4 GFLOP instead of 17 MFLOP for 640 columns), so auto stays sparse there.
+# adjacency=auto stores a dense adjacency on CUDA up to this many nodes (N² fp32 values): there
+# a small graph's dense product outruns CSR (benchmarks/gpu_check.sh compares them). On CPU a
+# dense product costs N/deg times the sparse one's arithmetic, so auto stays sparse there.
 DENSE_AUTO_MAX_NODES = 8192
 ADJACENCY = ("auto", "sparse", "dense")
 
@@ -293,8 +291,8 @@ def stacked_conv(h: Tensor, weight: Tensor, bias: Tensor, adj: Propagation) -> T
     products write straight into (and read straight from) node-major buffers (BLAS strides),
     instead of the transposed copies and the mixed-stride elementwise ops autograd's graph
     made. Why by hand: no PyG or torch op batches a per-seed weight with a shared sparse
-    product. Measured on a 16-layer Cora-sized stack, S = 10: 1.2x (1 thread) and 1.4x
-    (2 threads) faster forward + backward.
+    product, and autograd's graph of it is slower (``benchmarks/models_speed.py`` times the
+    models).
     """
     return _StackedConv.apply(h, weight, bias, adj).view(h.shape[0], weight.shape[0], -1)
 
@@ -343,10 +341,9 @@ class StackedInput(nn.Module):
     ``[N, F] @ [F, S·d]`` when X is sparse). With dropout each seed has its own mask on X:
 
     * sparse X: the mask acts on the stored values only (zeros stay zero; as
-      :func:`gdepth.models.common.dropout`), then one SpMM per seed, ``X_s @ W_s``. Measured
-      against one block-diagonal SpMM ``blockdiag(X_1..X_S) @ [W_1; ..; W_S]`` (same flops):
-      the per-seed loop was faster on CPU (Cora, S=10: 89 vs 156 ms forward+backward), because
-      the block matrix's transpose for the weight gradient is rebuilt every step.
+      :func:`gdepth.models.common.dropout`), then one SpMM per seed, ``X_s @ W_s``; not one
+      block-diagonal SpMM ``blockdiag(X_1..X_S) @ [W_1; ..; W_S]`` (same flops), whose
+      transpose for the weight gradient would be rebuilt every step.
     * dense X: ``[S, N, F]`` masked copies and one ``bmm`` with ``W [S, F, d]``.
 
     Returns ``[N, S, d]`` (before the bias and the propagation).

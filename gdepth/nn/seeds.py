@@ -1,4 +1,4 @@
-r"""The seed axis: one model definition that holds S independent seeds (issue 17).
+r"""The seed axis: one model definition that holds S independent seeds.
 
 A *seed-native* module holds S copies of a network side by side and computes all of them in
 one forward pass. The contract every model and norm of gdepth follows:
@@ -143,9 +143,8 @@ class SeedStack(nn.Module):
     ``stack_module_state``); ``forward`` runs the one-seed module once per seed on its slices
     (``torch.func.functional_call``) and stacks the logits ``[N, S, C]``. Mathematically S
     separate runs; in time S forward and backward passes (one optimizer step and one
-    evaluation per epoch for all). Why not ``torch.vmap`` over the seeds: measured on CPU
-    (Cora-sized, 10 seeds, forward + backward) it was slower than this loop for PyG's layers
-    (GATConv 113 vs 58 ms, GatedGraphConv 312 vs 182 ms, GCNConv 40 vs 22 ms).
+    evaluation per epoch for all). Why not ``torch.vmap`` over the seeds: on CPU it is slower
+    than this loop for PyG's layers (GATConv, GatedGraphConv, GCNConv).
 
     ``make()`` builds one seed's module from the global RNG (its ``reset_seed(s)`` draws a
     fresh module and copies its tensors into slice s, so seed s starts where its own run did).
@@ -284,8 +283,8 @@ class _Cache:
 
 class OneSeed(nn.Module):
     """A one-seed seed-native model behind the one-seed interface ``forward(x [N, F], adj)
-    -> [N, C]`` (transitional, issue 17: the per-seed training loop and the diagnostics call
-    models that way). ``native`` holds the tensors; nothing is copied."""
+    -> [N, C]`` (the diagnostics, the tree task and scripts call models that way).
+    ``native`` holds the tensors; nothing is copied."""
 
     def __init__(self, native: nn.Module) -> None:
         super().__init__()

@@ -1,7 +1,7 @@
 """The cells of an experiment: each sub-sweep expanded, composed, keyed and labelled.
 
 Every cell is composed with Hydra's compose API exactly as a sweep job composes it, and keyed
-with :func:`gdepth.plan.cell_identity` (the record key ``cell.run_cell`` writes), so the
+with :func:`gdepth.sweep.plan.cell_identity` (the record key ``cell.run_cell`` writes), so the
 comparison finds a cell's record by key, never by guessing from file names or overrides.
 """
 
@@ -66,9 +66,11 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     """
     from hydra import compose, initialize_config_dir
 
-    from gdepth import plan as sweep_plan
+    from gdepth import compose as gdepth_compose
     from gdepth.paths import config_dir
+    from gdepth.sweep import plan as sweep_plan
 
+    gdepth_compose.register()  # the schemas the YAML options name (idempotent)
     out: list[Cell] = []
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for sub in exp.subsweeps:
@@ -88,6 +90,33 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     return out
 
 
+def _tree_seconds(typed: Any, convs: int) -> float:
+    """:func:`estimate_seconds` of a ``tree_match`` cell (``typed``: its typed config)."""
+    from gdepth import train_trees
+    from gdepth.data import tree_match
+
+    data, model, train = typed.dataset, typed.model, typed.train
+    r, conv = int(data.depth_r), getattr(model, "conv", None)
+    b = train_trees.batching(train, conv, r)
+    rounds = train.epochs if train.patience is None else min(train.epochs, train.patience + 1)
+    passes = rounds * b.passes_per_epoch
+    if train.max_passes is not None:
+        passes = min(passes, train.max_passes)
+
+    def nodes(depth_r: int) -> float:  # the training trees' nodes
+        return (tree_match.example_count(depth_r) * data.train_fraction
+                * (2 ** (depth_r + 1) - 1))
+
+    by_r = TREE_PASS_SECONDS.get(str(conv), {})
+    if (model.name == "bottleneck" and by_r and not model.fully_adjacent_last
+            and not model.dropout):
+        if r in by_r:
+            return typed.seeds * passes * by_r[r]
+        top = max(by_r)
+        return typed.seeds * passes * by_r[top] * nodes(r) / nodes(top)
+    return TREE_SECONDS_PER_UNIT * typed.seeds * passes * nodes(r) * convs * model.hidden
+
+
 def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
@@ -101,43 +130,17 @@ def estimate_seconds(cell: Cell) -> float:
     not reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
     would be a useless bound of thousands of hours).
     """
-    from omegaconf import OmegaConf
+    from gdepth import config, engine, models
 
-    from gdepth import engine, models
-
-    c = cell.config
-    seeds, hidden = int(c["seeds"]), int(c["model"]["hidden"])
-    convs = models.convolutions(c["model"]["name"], int(c["depth"]))
-    if c["dataset"]["name"] == "tree_match":
-        from gdepth import train_trees
-        from gdepth.data import tree_match
-
-        r = int(c["dataset"]["depth_r"])
-        trees = tree_match.example_count(r) * float(c["dataset"]["train_fraction"])
-        b = train_trees.batching(c["train"], c["model"].get("conv"), r)
-        rounds = int(c["train"]["epochs"])
-        if c["train"].get("patience") is not None:
-            rounds = min(rounds, int(c["train"]["patience"]) + 1)
-        passes = rounds * b.passes_per_epoch
-        if c["train"].get("max_passes") is not None:
-            passes = min(passes, int(c["train"]["max_passes"]))
-        nodes = trees * (2 ** (r + 1) - 1)
-        by_r = TREE_PASS_SECONDS.get(str(c["model"].get("conv")), {})
-        if (c["model"]["name"] == "bottleneck" and by_r and not c["model"].get(
-                "fully_adjacent_last") and not float(c["model"].get("dropout") or 0.0)):
-            if r in by_r:
-                return seeds * passes * by_r[r]
-            top = max(by_r)
-            top_nodes = tree_match.example_count(top) * float(
-                c["dataset"]["train_fraction"]) * (2 ** (top + 1) - 1)
-            return seeds * passes * by_r[top] * nodes / top_nodes
-        return TREE_SECONDS_PER_UNIT * seeds * passes * nodes * convs * hidden
-    nodes = NODES.get(c["dataset"]["name"], 3000)
-    work = seeds * int(c["train"]["epochs"]) * convs * hidden
+    typed = config.typed(cell.config)
+    convs = models.convolutions(typed.model.name, typed.depth)
+    if typed.dataset.name == "tree_match":
+        return _tree_seconds(typed, convs)
+    nodes = NODES.get(typed.dataset.name, 3000)
+    work = typed.seeds * typed.train.epochs * convs * typed.model.hidden
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
-    batched = (str(c.get("engine", "auto")) != "loop"
-               and engine.batched_kernels(OmegaConf.create(c)))
+    batched = typed.engine != "loop" and engine.batched_kernels(typed)
     return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
 
 

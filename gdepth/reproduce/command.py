@@ -27,10 +27,11 @@ def _fail(message: str, code: int = 2) -> int:
 
 def unavailable(cells: list[cells_mod.Cell], extra: list[str]) -> dict[str, str]:
     """Datasets of ``cells`` that are in neither the cache nor the mirror (and no download)."""
-    from gdepth import data
+    from gdepth import config, data
 
-    data_cfg = {k.split(".", 1)[1]: v for k, _, v in (o.partition("=") for o in extra)
-                if k.startswith("data.")}
+    folders = {k.split(".", 1)[1]: v for k, _, v in (o.partition("=") for o in extra)
+               if k.startswith("data.")}
+    data_cfg = config.make(config.DataConfig, folders) if folders else None
     missing: dict[str, str] = {}
     for name, dataset_cfg in {c.config["dataset"]["name"]: c.config["dataset"]
                               for c in cells}.items():
@@ -38,7 +39,7 @@ def unavailable(cells: list[cells_mod.Cell], extra: list[str]) -> dict[str, str]
         if spec is None or not spec.uses_files:
             continue
         try:
-            data.load(dataset_cfg, data_cfg or None, 0)
+            data.load(config.group("dataset", dataset_cfg), data_cfg, 0)
         except data.DatasetUnavailable as err:
             missing[name] = str(err)
     return missing

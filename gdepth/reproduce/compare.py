@@ -2,7 +2,7 @@
 
 One row per planned cell (and per published number in scope that no cell covers): the
 published value, our ``mean ± std (n)`` over seeds from the cell's record (population std, as
-``gdepth.records.summarize``), Δ = ours − published, and a verdict:
+``gdepth.sweep.records.summarize``), Δ = ours − published, and a verdict:
 
 - ``match``: |Δ| ≤ max(2 · std, 1.5 points) — within two of our standard deviations, or
   1.5 points, which is the spread the papers' own single-seed numbers carry (GCNII issue #15,
@@ -30,10 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from gdepth import collect
 from gdepth.reproduce import published
 from gdepth.reproduce.cells import Cell
 from gdepth.reproduce.experiment import Experiment
+from gdepth.sweep import collect
 
 TUNED = ("tuned_mean", "tuned_std", "tuned_n", "budget", "tuned_verdict", "tuned_key")
 TOLERANCE_POINTS = 1.5

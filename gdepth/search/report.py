@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gdepth import collect, records
 from gdepth.search import study
+from gdepth.sweep import collect, records
 
 
 def _test(record: dict[str, Any] | None) -> tuple[float, float, int]:

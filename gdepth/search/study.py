@@ -32,11 +32,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from gdepth import records
 from gdepth.search import space as space_mod
+from gdepth.sweep import layout, records
 
 log = logging.getLogger("gdepth")
-FOLDER = "search"
+FOLDER = layout.SEARCH
 # launch(list of override lists) -> their records (None where a job wrote none)
 Launch = Callable[[list[list[str]]], list[dict[str, Any] | None]]
 
@@ -67,7 +67,7 @@ def summary_path(sweep_dir: Path, study_key: str) -> Path:
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
-    """A study summary (written atomically by :func:`gdepth.records.write`), or None."""
+    """A study summary (written atomically by :func:`gdepth.sweep.records.write`), or None."""
     try:
         found = json.loads(Path(path).read_text())
     except (OSError, ValueError):

@@ -1,9 +1,9 @@
 """gdepth's Hydra plugins (Hydra loads plugins only from the ``hydra_plugins`` namespace).
 
-- ``hydra/sweeper=gdepth``: ``gdepth.sweeper.ResumeSweeper`` (plan, skip done cells, record
+- ``hydra/sweeper=gdepth``: ``gdepth.sweep.sweeper.ResumeSweeper`` (plan, skip done cells, record
   dead ones); the ``gdepth sweep`` command selects it.
 - ``hydra/launcher=gdepth_slurm``: hydra-submitit-launcher's Slurm launcher that waits for every
-  job and reports the Slurm reason of a job that died (``gdepth.launchers.SlurmMixin``);
+  job and reports the Slurm reason of a job that died (``gdepth.sweep.launchers.SlurmMixin``);
   ``configs/launcher/slurm.yaml`` selects it.
 
 The logic lives in ``gdepth``; these are the names Hydra can find.
@@ -16,16 +16,16 @@ from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 
-from gdepth.launchers import SlurmMixin, register_resolvers
-from gdepth.sweeper import ResumeSweeper
+from gdepth.sweep.launchers import SlurmMixin, register_resolvers
+from gdepth.sweep.sweeper import ResumeSweeper
 
 
 class GdepthSweeper(ResumeSweeper):
-    """See ``gdepth.sweeper.ResumeSweeper``."""
+    """See ``gdepth.sweep.sweeper.ResumeSweeper``."""
 
 
 class GdepthSlurmLauncher(SlurmMixin, SlurmLauncher):
-    """See ``gdepth.launchers.SlurmMixin``."""
+    """See ``gdepth.sweep.launchers.SlurmMixin``."""
 
 
 @dataclass

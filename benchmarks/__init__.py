@@ -1,0 +1,1 @@
+"""Benchmarks (scripts; each writes its JSON to results/, rendered by render.py)."""

@@ -1,0 +1,225 @@
+"""Markdown tables from the benchmarks' JSON results (``benchmarks/results/*.json``).
+
+Every table of timings in the docs is generated here from a committed JSON file, never typed:
+``render(path)`` returns one file's Markdown (the machine and versions first, then its tables),
+``render_all()`` all of them. Standard library only, so that a docs build can import it
+without torch::
+
+    python benchmarks/render.py                    # every results file, to stdout
+    python benchmarks/render.py --write            # beside each results/X.json, results/X.md
+    python benchmarks/render.py benchmarks/results/sweep_speed_cora_small.json
+
+``tests/test_benchmarks.py`` checks that each committed ``.md`` is what ``render`` makes of its
+``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LABELS = {"pyg": "PyG, dense features", "pyg_sparse": "PyG, sparse features",
+          "loop": "gdepth loop (batches of 1)", "batched": "gdepth batched",
+          "batched_shared": "gdepth batched, shared DropEdge draws"}
+# (step, from, to): each step's gain is the wall time of `from` over that of `to`
+STEPS = (("sparse features", "pyg", "pyg_sparse"),
+         ("gdepth's loop and kernels", "pyg_sparse", "loop"),
+         ("seed batching", "loop", "batched"),
+         ("shared DropEdge draws", "batched", "batched_shared"))
+
+
+def step_gains(wall: dict[str, float]) -> list[dict[str, Any]]:
+    """Each step whose two columns were measured: ``{"step", "from", "to", "ratio"}``, then
+    all of them: the first PyG column measured against gdepth's batched engine."""
+    steps = [*STEPS]
+    base = next((e for e in ("pyg", "pyg_sparse") if e in wall), None)
+    if base is not None:
+        steps.append((f"all: {LABELS[base]} → gdepth batched", base, "batched"))
+    return [{"step": step, "from": a, "to": b, "ratio": wall[a] / wall[b]}
+            for step, a, b in steps if a in wall and b in wall and wall[b] > 0]
+
+
+def _table(head: list[str], align: str, rows: list[list[str]]) -> str:
+    marks = {"l": ":--", "r": "--:"}
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _s(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.1f}"
+
+
+def _acc(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.1f} ± {100 * sd:.1f}"
+
+
+def header(info: dict[str, Any]) -> str:
+    """One paragraph: machine, threads, device, versions, commit, date, command, note."""
+    m, v, g, d = info["machine"], info["versions"], info["git"], info["device"]
+    load, end = m.get("load_average_at_start"), m.get("load_average_at_end")
+    where = (f"{m['cpu']} ({m['cores']} cores, {m['usable_cores']} usable"
+             + (f"; 1-min load average {load[0]:.2f} at the start" if load else "")
+             + (f", {end[0]:.2f} at the end" if end else "") + ")")
+    device = d["name"] + (f" ({d['gpu']}, {d['gpu_memory_gib']} GiB)" if d.get("gpu") else "")
+    commit = (g.get("commit") or "unknown")[:10] + (" with uncommitted changes"
+                                                     if g.get("dirty") else "")
+    text = (f"Measured on {where}, {info['threads']} torch thread(s), device {device}; "
+            f"torch {v['torch']}, PyG {v['torch_geometric']}, gdepth {v['gdepth']}, "
+            f"commit `{commit}`, {info['started_at']}.\n\nCommand: `{info['command']}`")
+    if info.get("note"):
+        text += f"\n\nNote: {info['note']}"
+    return text
+
+
+def _sweep_speed(r: dict[str, Any]) -> str:
+    engines, wall = r["engines"], r["wall_s"]
+    title = (f"### {r['workload']}: {r['model']} on {r['dataset']}, depths "
+             f"{', '.join(map(str, r['depths']))} × {r['seeds']} seeds × {r['epochs']} epochs"
+             + (f", DropEdge {r['dropedge']:g}" if r["dropedge"] else ""))
+    if r.get("complete") is False:
+        title += f" (stopped after depth {r['rows'][-1]['depth']}: an incomplete run)"
+    adj = r["adjacency"]
+    split = r.get("seeds_per_batch") or {}
+    batches = "".join(f"; {LABELS[e]}: {n} seed(s) per batch" for e, n in split.items())
+    parts = [title, f"Wall time (s), the columns interleaved depth by depth; gdepth's "
+             f"adjacency `{adj['requested']}` ({adj['used']}){batches}:"]
+    rows = [[str(row["depth"]), *(_s(row["wall_s"][e]) for e in engines)] for row in r["rows"]]
+    rows.append(["all", *(f"**{_s(wall[e])}**" for e in engines)])
+    parts.append(_table(["depth", *(LABELS[e] for e in engines)], "r" * (len(engines) + 1),
+                        rows))
+    parts.append("Each step's gain (wall time before / after):")
+    parts.append(_table(["step", "before", "after", "gain"], "lllr",
+                        [[s["step"], LABELS[s["from"]], LABELS[s["to"]], f"{s['ratio']:.2f}×"]
+                         for s in step_gains(wall)]))
+    parts.append(_accuracy(r))
+    if r.get("floor_s"):
+        times = ", ".join(f"{LABELS[e]} {wall[e] / r['floor_s']:.1f}×" for e in engines)
+        parts.append(f"Floor (the products the workload cannot avoid at the measured "
+                     f"{r['matmul_gflops']:.1f} GFLOP/s of a plain matmul): "
+                     f"{r['floor_s']:.1f} s; {times} the floor.")
+    if "cli" in r:
+        parts.append(_cli(r["cli"]))
+    return "\n\n".join(parts)
+
+
+def _accuracy(r: dict[str, Any]) -> str:
+    engines, agree = r["engines"], r.get("agreement", {})
+    head, rows = ["depth"], []
+    for e in engines:
+        head += [LABELS[e]] + (["p"] if e in agree else [])
+    for row in r["rows"]:
+        cells = [str(row["depth"])]
+        for e in engines:
+            cells.append(_acc(row["test_acc"][e]))
+            if e in agree:
+                p = agree[e]["p"].get(str(row["depth"]))
+                cells.append("–" if p is None else f"{p:.2f}")
+        rows.append(cells)
+    base = r.get("baseline", "pyg")  # None: no PyG column, nothing to test against
+    base = LABELS[base] if base else None
+    against = f"; p: Welch's test against {base}, per depth" if base else ""
+    text = (f"Test accuracy (%, mean ± sample std over the seeds{against}):\n\n"
+            + _table(head, "r" * len(head), rows))
+    verdicts = [f"{LABELS[e]}: {a['verdict']}" + ("" if a["z"] is None
+                                                   else f" (pooled z {a['z']:+.2f})")
+                for e, a in agree.items()]
+    if verdicts:
+        text += (f"\n\nAgreement with {base} (no depth's p below 0.05 / depths and "
+                 "|pooled z| < 2): " + "; ".join(verdicts) + ".")
+    return text
+
+
+def _cli(c: dict[str, Any]) -> str:
+    rows = [["library calls, `engine.run_seeds` (the batched column)", _s(c["library_wall_s"]),
+             ""],
+            ["`gdepth sweep`, one process end to end", _s(c["wall_s"]), ""],
+            ["of which its cells (the records' `wall_s`)", _s(c["cells_wall_s"]), ""],
+            ["of which outside the cells (start, Hydra, plan, table)", _s(c["outside_cells_s"]),
+             f"{100 * c['outside_cells_s'] / c['wall_s']:.0f} %"],
+            ["CLI overhead (`gdepth sweep` − library calls)", _s(c["overhead_s"]),
+             f"{100 * c['overhead_share']:.0f} %"]]
+    return ("End to end, the same sweep by the CLI (`engine=batched`), after the library "
+            "calls (not interleaved with them: where the load changes between the two, their "
+            "difference moves with it; the part outside the cells is measured within the one "
+            "process):\n\n" + _table(["", "s", "share of the CLI's time"], "lrr", rows)
+            + f"\n\nCommand: `{c['command']}`")
+
+
+def _models_speed(r: dict[str, Any]) -> str:
+    return f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs:\n\n" + _table(
+        ["model", "depth", "loop s", "batched s", "ratio", "test acc loop", "test acc batched"],
+        "lrrrrrr",
+        [[r["model"], str(r["depth"]), _s(r["wall_s"]["loop"]), _s(r["wall_s"]["batched"]),
+          f"{r['wall_s']['loop'] / r['wall_s']['batched']:.2f}×",
+          _acc(r["test_acc"]["loop"]), _acc(r["test_acc"]["batched"])] for r in r["rows"]])
+
+
+def _sgc_speed(r: dict[str, Any]) -> str:
+    rows = [["precompute A^K X", f"{r['precompute_s']['before']:.3f} s",
+             f"{r['precompute_s']['after']:.3f} s",
+             f"{r['precompute_s']['before'] / r['precompute_s']['after']:.2f}×"]]
+    for e in r["epochs_s"]:
+        rows.append([f"epochs, dropout {e['dropout']:.1f} (per epoch)",
+                     f"{1e3 * e['before_s']:.2f} ms", f"{1e3 * e['after_s']:.2f} ms",
+                     f"{e['before_s'] / e['after_s']:.2f}×"])
+    c = r["cell_s"]
+    rows.append([f"cell, dropout {r['dropout']:.1f}", f"{c['before']:.2f} s",
+                 f"{c['after']:.2f} s", f"{c['before'] / c['after']:.2f}×"])
+    return (f"SGC on {r['dataset']}, depth {r['depth']}, {r['seeds']} seeds, {r['epochs']} "
+            f"epochs, median of {r['repeats']}; APPNP's cell at the same depth: "
+            f"{c['appnp']:.2f} s.\n\n" + _table(["", "before", "after", "gain"], "lrrr", rows))
+
+
+def _memory_arxiv(r: dict[str, Any]) -> str:
+    return (f"{r['model']} depth {r['depth']}, hidden {r['hidden']}, {r['epochs']} epoch(s) "
+            "on a synthetic graph of ogbn-arxiv's size:\n\n"
+            + _table(["mode", "peak RSS GiB", "s per epoch", "train loss"], "lrrr",
+                     [[m["mode"], f"{m['peak_rss_gib']:.2f}", f"{m['epoch_s']:.1f}",
+                       f"{m['train_loss']:.4f}"] for m in r["modes"] if "peak_rss_gib" in m]))
+
+
+BODIES: dict[str, Callable[[Any], str]] = {
+    "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
+    "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv}
+
+
+def render(path: str | Path) -> str:
+    """The Markdown of one results file: a heading, the machine and versions, the tables."""
+    path = Path(path)
+    found = json.loads(path.read_text())
+    kind = found.get("benchmark")
+    if kind not in BODIES:
+        raise ValueError(f"{path}: unknown benchmark {kind!r}; valid: {', '.join(BODIES)}")
+    return (f"## {path.stem}\n\n{header(found['meta'])}\n\n{BODIES[kind](found['results'])}"
+            "\n")
+
+
+def render_all(folder: str | Path = RESULTS) -> str:
+    """Every ``*.json`` of ``folder``, by name."""
+    return "\n".join(render(p) for p in sorted(Path(folder).glob("*.json")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", help="results files (default: all of results/)")
+    parser.add_argument("--write", action="store_true", help="write X.md beside each X.json")
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.paths] or sorted(RESULTS.glob("*.json"))
+    for path in paths:
+        text = render(path)
+        if args.write:
+            path.with_suffix(".md").write_text(text)
+        else:
+            print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

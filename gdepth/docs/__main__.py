@@ -1,0 +1,7 @@
+"""``python -m gdepth.docs [--check]``: see :mod:`gdepth.docs`."""
+
+import sys
+
+from gdepth.docs.build import main
+
+sys.exit(main())

@@ -1,0 +1,360 @@
+"""Where a sweep stands, read from its folder alone: ``gdepth status DIR``.
+
+The launching process is not the source of truth (a Slurm sweep outlives it, a killed one
+leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
+
+- ``plan.json`` (``gdepth.sweep.plan``): the cells the sweeps into this folder asked for;
+- ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``);
+- ``running/<key>.json``: a marker a job writes when its cell starts (host, pid, Slurm job id)
+  and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
+  The Slurm launcher writes one with ``state: queued`` when it submits a job.
+
+A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.sweep.parts`) has these files per part,
+named ``<key>.seeds-<lo>-<hi>.json``; the cell is done when done parts cover its seeds, and
+otherwise takes the state of its worst unfinished part (failed, running, missing), the detail
+naming each (``1/2 seed jobs done; seeds 2–3 failed (ValueError: …)``).
+
+A cell with neither a record nor a live marker is ``missing``. A marker is live if its process
+is alive (same host) or its heartbeat is recent (other hosts: younger than 3 beats), or, for a
+queued Slurm job, if ``squeue`` still lists the job; a dead one means the cell's process died
+without a result (``kill -9``, the OOM killer, a lost node): the cell counts as missing and runs
+again on resume.
+
+A job does not start a cell whose live marker belongs to another process (two sweeps into one
+folder that both planned it): it raises :class:`RunningElsewhere`, which the sweeper logs as a
+skip. A job whose record could not be written (full disk, unwritable ``records/``) leaves its
+marker with ``state: write_failed`` and the error: the cell reads as ``failed`` with that error
+(not as ``missing``) and runs again on resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gdepth import train_progress
+from gdepth.sweep import layout, parts, plan, records
+
+MARKERS = parts.MARKERS
+HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
+WRITE_FAILED = "write_failed"  # the state of a marker whose job could not write its record
+# What `gdepth status` sums up as done / running / failed / corrupt / missing.
+GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
+          "failed": "failed", "corrupt": "corrupt", "missing": "missing"}
+log = logging.getLogger("gdepth")
+
+
+class RunningElsewhere(RuntimeError):
+    """The cell's marker is live and belongs to another process: this job does not start it."""
+
+
+@dataclasses.dataclass
+class CellState:
+    """One planned (or recorded) cell: its key, label, status and a one-line detail."""
+
+    key: str
+    label: str
+    status: str
+    detail: str | None = None
+    config: dict[str, Any] | None = None
+
+
+def heartbeat_s() -> float:
+    return float(os.environ.get(HEARTBEAT_ENV, "30") or 30)
+
+
+def marker_path(sweep_dir: str | Path, key: str) -> Path:
+    return layout.marker_path(sweep_dir, key)
+
+
+def mark_queued(sweep_dir: str | Path, key: str, job_id: str) -> None:
+    """Note that the cell ``key`` was submitted as Slurm job ``job_id`` (not yet started)."""
+    records.write(marker_path(sweep_dir, key), {
+        "key": key, "state": "queued", "slurm_job_id": job_id, "host": platform.node(),
+        "pid": os.getpid(), "heartbeat": time.time(), "beat_s": heartbeat_s()})
+
+
+# The marker of the cell this process runs now: (path, marker), for ``requeued``.
+CURRENT: dict[str, Any] = {}
+
+
+def requeued() -> None:
+    """Turn this process's running marker into a ``queued`` one (Slurm requeued its job)."""
+    if CURRENT:
+        marker = CURRENT["marker"]
+        marker.update(state="queued", requeued=True, heartbeat=time.time())
+        with contextlib.suppress(OSError):
+            records.write(CURRENT["path"], marker)
+
+
+def _ours(marker: dict[str, Any]) -> bool:
+    """Whether a marker was written for this process: by it, or as the ``queued`` marker of the
+    Slurm job it is (submitted, or requeued)."""
+    job = records.slurm_job_id()
+    if job and str(marker.get("slurm_job_id")) == job:
+        return True
+    return marker.get("host") == platform.node() and marker.get("pid") == os.getpid()
+
+
+def _claim(path: Path, marker: dict[str, Any]) -> None:
+    """Write the running ``marker`` at ``path``, unless a live marker of another process is
+    there (``RunningElsewhere``). Under a lock, so two jobs starting one cell at once cannot
+    both claim it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with plan.locked(path.parent, layout.CLAIM_LOCK):
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("state") in ("running", "queued") and \
+                not _ours(old):
+            alive, detail = marker_state(old)
+            if alive:
+                raise RunningElsewhere(f"running elsewhere ({detail}), not started again")
+        records.write(path, marker)
+
+
+def _write_failed(path: Path, marker: dict[str, Any], err: OSError) -> None:
+    """Leave the marker of a cell whose record could not be written, with the error, and log it."""
+    error = err.strerror or str(err)
+    log.error("%s: the cell ended but its record could not be written: %s; `gdepth status` "
+              "shows it, the same command runs it again", marker["key"], error)
+    marker.update(state=WRITE_FAILED, error=error, heartbeat=time.time())
+    try:
+        records.write(path, marker)
+    except OSError as again:
+        log.error("%s: no marker either: %s", marker["key"], again.strerror or again)
+
+
+@contextlib.contextmanager
+def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
+    """Mark the cell ``key`` as running (refreshed by a heartbeat thread) while the block runs.
+
+    Raises ``RunningElsewhere`` (the block does not run) if another process's live marker is
+    there. If the block fails to write the record (``records.RecordWriteError``), the marker
+    stays, as ``write_failed`` with the error, and the error goes on.
+    """
+    path, beat = marker_path(sweep_dir, key), heartbeat_s()
+    marker = {"key": key, "state": "running", "slurm_job_id": records.slurm_job_id(),
+              "host": platform.node(), "pid": os.getpid(), "started": time.time(),
+              "heartbeat": time.time(), "beat_s": beat}
+    stop = threading.Event()
+
+    def beat_loop() -> None:
+        while not stop.wait(beat):
+            marker["heartbeat"] = time.time()
+            marker["progress"] = train_progress.current()  # epoch / total, best val
+            with contextlib.suppress(OSError):
+                records.write(path, marker)
+
+    try:
+        _claim(path, marker)
+    except OSError:  # an unwritable folder fails the record write, with the reason, later
+        yield
+        return
+    thread = threading.Thread(target=beat_loop, name="gdepth-heartbeat", daemon=True)
+    thread.start()
+    CURRENT.update(path=path, marker=marker)
+    unwritten: OSError | None = None
+    try:
+        yield
+    except records.RecordWriteError as err:
+        unwritten = err
+        raise
+    finally:
+        stop.set()
+        thread.join()
+        CURRENT.clear()
+        if unwritten is not None:
+            _write_failed(path, marker, unwritten)
+        elif not marker.get("requeued"):  # a requeued job's cell is queued again, not gone
+            path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _in_squeue(job_id: str) -> bool | None:
+    if not shutil.which("squeue"):
+        return None
+    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", job_id], capture_output=True,
+                         text=True, timeout=30)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def marker_state(marker: dict[str, Any]) -> tuple[bool, str]:
+    """``(alive, detail)`` of a running/queued marker."""
+    job = marker.get("slurm_job_id")
+    where = f"{marker.get('host')} pid {marker.get('pid')}" + (f", Slurm job {job}" if job
+                                                               else "")
+    age = time.time() - float(marker.get("heartbeat", 0))
+    if marker.get("state") == "queued":
+        alive = _in_squeue(str(job)) if job else None
+        return alive is not False, f"queued as Slurm job {job}"
+    if marker.get("host") == platform.node():
+        alive = _pid_alive(int(marker.get("pid", 0)))
+    else:
+        alive = age < 3 * float(marker.get("beat_s", heartbeat_s()))
+    if alive:
+        progress = train_progress.describe(marker.get("progress"))  # "" before an epoch ends
+        return True, f"on {where}, heartbeat {age:.0f} s ago" + (f"; {progress}" if progress
+                                                                 else "")
+    return False, f"its process died without a result ({where}, last heartbeat {age:.0f} s ago)"
+
+
+def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellState:
+    """The state of one job's unit (a whole cell's key, or a part's ``<key>.seeds-<lo>-<hi>``)
+    from its own record and marker alone."""
+    record, problem = records.inspect(records.record_path(sweep_dir, key))
+    if record is not None:
+        return CellState(key, plan.label(record["config"]), record["status"],
+                         record.get("error"), record["config"])
+    try:
+        marker = json.loads(marker_path(sweep_dir, key).read_text())
+    except (OSError, ValueError):
+        marker = None
+    if isinstance(marker, dict) and marker.get("state") == WRITE_FAILED:
+        return CellState(key, plan.label(config or {}), "failed",
+                         f"the cell ended but its record could not be written: "
+                         f"{marker.get('error')}", config)
+    if problem and not marker:
+        return CellState(key, plan.label(config or {}), "corrupt", problem, config)
+    if marker:
+        alive, detail = marker_state(marker)
+        if alive:
+            return CellState(key, plan.label(config or {}), "running", detail, config)
+        return CellState(key, plan.label(config or {}), "missing", detail, config)
+    return CellState(key, plan.label(config or {}), "missing", "not started", config)
+
+
+def part_state(sweep_dir: Path, key: str, part: parts.Part,
+               config: dict[str, Any] | None) -> CellState:
+    """The state of one part of a split cell; done too when other done parts cover its seeds
+    (e.g. an earlier sweep with another ``seeds_per_job``)."""
+    state = _unit_state(sweep_dir, parts.unit(key, part), config)
+    if state.status in records.DONE or state.status == "running":
+        return state
+    done: set[int] = set()
+    for other in parts.found(sweep_dir, key):
+        if other != part and _unit_state(sweep_dir, parts.unit(key, other),
+                                         config).status in records.DONE:
+            done.update(range(*other))
+    if set(range(*part)) <= done:
+        return dataclasses.replace(state, status="ok", detail="its seeds are in other parts")
+    return state
+
+
+def _split_state(sweep_dir: Path, key: str, config: dict[str, Any] | None,
+                 jobs: list[parts.Part] | None) -> CellState | None:
+    """The state of a cell split into seed jobs (None: no part planned, recorded or running)."""
+    known = sorted(set(jobs or []) | set(parts.found(sweep_dir, key)))
+    if not known:
+        return None
+    units = {p: _unit_state(sweep_dir, parts.unit(key, p), config) for p in known}
+    config = config or next((u.config for u in units.values() if u.config), None)
+    if config is None:  # only markers of parts that never wrote a record: nothing to name
+        return None
+    status, detail = parts.combine(int(config["seeds"]),
+                                   {p: (u.status, u.detail) for p, u in units.items()}, jobs)
+    return CellState(key, plan.label(config), status, detail, config)
+
+
+def _state(sweep_dir: Path, key: str, config: dict[str, Any] | None,
+           jobs: list[parts.Part] | None = None) -> CellState:
+    """The state of a cell: its whole-cell record or marker, or its parts (``jobs``: the parts
+    the plan names, if it split the cell). As ``records.load``: a whole-cell record wins unless
+    it is not done and the parts are."""
+    whole = _unit_state(sweep_dir, key, config)
+    if whole.status in records.DONE:
+        return whole
+    split = _split_state(sweep_dir, key, config, jobs)
+    if split is None:
+        return whole
+    if split.status in records.DONE:
+        return split
+    has_record = records.inspect(records.record_path(sweep_dir, key))[0] is not None
+    return whole if has_record or whole.status == "running" else split
+
+
+def cell_status(sweep_dir: str | Path, key: str) -> str:
+    """The status of one cell of the sweep in ``sweep_dir``."""
+    return _state(Path(sweep_dir), key, None).status
+
+
+def cell_states(directory: str | Path) -> list[CellState]:
+    """Every planned cell below ``directory``, then every recorded cell no plan names."""
+    out: dict[str, CellState] = {}
+    for sweep_dir, sweep_plan in plan.planned(directory).items():
+        for key, cell in sweep_plan["cells"].items():
+            jobs = [(int(lo), int(hi)) for lo, hi in cell.get("parts") or []]
+            state = _state(sweep_dir, key, cell.get("config"), jobs or None)
+            if key not in out or out[key].status not in records.DONE:
+                out[key] = state
+    for path in sorted(Path(directory).rglob(f"{layout.RECORDS}/*.json")):
+        key = parts.parse(path.stem)[0]
+        if key not in out:
+            out[key] = _state(path.parent.parent, key, None)
+    return list(out.values())
+
+
+def summary(states: list[CellState]) -> dict[str, int]:
+    """How many cells are done, running, failed (``failed``/``oom``), corrupt and missing."""
+    counts = {"done": 0, "running": 0, "failed": 0, "corrupt": 0, "missing": 0}
+    for state in states:
+        counts[GROUPS.get(state.status, "failed")] += 1
+    return counts
+
+
+def is_sweep(directory: str | Path) -> bool:
+    """Whether ``directory`` holds a sweep or run: a ``plan.json`` or a record below it."""
+    found = Path(directory).rglob
+    records_glob = f"{layout.RECORDS}/*.json"
+    return any(True for _ in found(plan.PLAN)) or any(True for _ in found(records_glob))
+
+
+def main(args: list[str]) -> int:
+    """``gdepth status DIR [--all]``: exit 0 when every cell is done, 1 otherwise, 2 when DIR is
+    not a sweep folder."""
+    parser = argparse.ArgumentParser(prog="gdepth status")
+    parser.add_argument("dir")
+    parser.add_argument("--all", action="store_true", help="list done cells too")
+    ns = parser.parse_args(args)
+    if not Path(ns.dir).is_dir():
+        print(f"gdepth: error: no such folder '{ns.dir}'", file=sys.stderr, flush=True)
+        return 2
+    if not is_sweep(ns.dir):
+        print(f"gdepth: error: '{ns.dir}' is not a sweep folder (no {plan.PLAN} and no "
+              "records/ below it)", file=sys.stderr, flush=True)
+        return 2
+    states = sorted(cell_states(ns.dir), key=lambda s: (s.status, s.label))
+    counts = summary(states)
+    for state in states:
+        if ns.all or state.status not in records.DONE:
+            detail = f"  ({state.detail.splitlines()[0]})" if state.detail else ""
+            print(f"{state.status:<9} {state.label:<28} {state.key}{detail}")
+    shown = {g: n for g, n in counts.items() if n or g != "corrupt"}  # corrupt: only if any
+    print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in shown.items()))
+    return 0 if counts["done"] == len(states) else 1
