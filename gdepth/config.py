@@ -149,6 +149,9 @@ class ModelConfig:
     dropout: float = 0.5
     dropout_layers: DropoutLayers = DropoutLayers.all
     activation: str = "relu"
+    # the last layer on each instance's complete graph (Alon & Yahav 2021 §4): gcn, gcn_res, gin
+    # on datasets with instance ids (gdepth/models/fully_adjacent.py); bottleneck: its own
+    fully_adjacent_last: bool = False
 
 
 @dataclass

@@ -488,3 +488,40 @@ def test_reproduce_with_search_compares_the_real_tuned_finals(tiny, cli_env):
         word = compare.verdict(row.published, 100 * stats["mean"], 100 * stats["std"])
         assert row.tuned_verdict == f"{word} after tuning (2 trials × 1 seed)"
     assert "tuned verdict" in run.stdout and "per-cell search: search=default" in run.stdout
+
+
+def test_transfer_range_runs_depth_r_on_every_topology_with_and_without_fa():
+    """transfer_range: 3 topologies x r = 3..8, depth = r in every sub-sweep (the fewest layers
+    that reach the source), gcn / gin / gcn_res each with and without the fully-adjacent last
+    layer; its cells are costed on the union's nodes (16 per ring instance at r = 8)."""
+    from gdepth.reproduce import cells
+
+    exp = experiment.load("transfer_range")
+    pairs = set()
+    for sub in exp.subsweeps:
+        r = int(experiment._value(sub.overrides, "dataset.task_range"))
+        assert sub.depths == [r]
+        assert experiment._value(sub.overrides, "model") == "gcn,gin,gcn_res"
+        assert experiment._value(sub.overrides, "model.fully_adjacent_last") == "false,true"
+        pairs.add((sub.dataset, r))
+    assert pairs == {(f"transfer_{t}", r) for t in ("ring", "crossed_ring", "clique_path")
+                     for r in range(3, 9)}
+    planned = cells.plan(experiment.load("transfer_range", [
+        "dataset=transfer_ring", "dataset.task_range=8", "model=gcn"]))
+    assert [c.config["model"]["fully_adjacent_last"] for c in planned] == [False, True]
+    assert len({c.key for c in planned}) == 2
+    from gdepth.reproduce.command import settings  # the dry run shows the layer only when on
+    assert "fully_adjacent_last" not in settings(planned[0].config)
+    assert "activation=relu fully_adjacent_last=True" in settings(planned[1].config)
+    cell = planned[0].config
+    assert cells.nodes(cell["dataset"]) == 16 * cell["dataset"]["num_graphs"] == 8000
+    units = 3 * cell["train"]["epochs"] * 8 * cell["model"]["hidden"] * 8000
+    assert math.isclose(cells.estimate_seconds(planned[0]),
+                        cells.BATCHED_SECONDS_PER_UNIT * units)
+    (gin,) = cells.plan(experiment.load("transfer_range", [
+        "dataset=transfer_ring", "dataset.task_range=8", "model=gin",
+        "model.fully_adjacent_last=false"]))
+    assert math.isclose(cells.estimate_seconds(gin),
+                        cells.LAYER_COST["gin"] * cells.estimate_seconds(planned[0]))
+    clique = {"name": "transfer_clique_path", "task_range": 8, "num_graphs": 500}
+    assert cells.nodes(clique) == 14 * 500 and cells.nodes({"name": "cora"}) == 2708

@@ -154,3 +154,26 @@ def test_yaml_schema_and_registry_defaults_agree(name):
     # the YAML's graph parameters (what the loader is given) are the schema's defaults
     yaml = data.params(config.group("dataset", OmegaConf.to_container(cfg, resolve=True)))
     assert yaml == data.params(config.dataset(name, split=cfg.split)) and yaml
+
+
+@pytest.mark.parametrize(("name", "nodes"), [("transfer_ring", 8), ("transfer_crossed_ring", 8),
+                                             ("transfer_clique_path", 6)])
+def test_transfer_graphs_carry_each_nodes_instance(name, nodes):
+    from gdepth import data
+
+    g = graph(name, task_range=4, num_graphs=7)
+    assert g.instance is not None and g.instance.dtype == torch.long
+    assert g.instance.tolist() == [t for t in range(7) for _ in range(nodes)]
+    # every edge stays inside its instance, and the readouts are the instances' first nodes
+    assert torch.equal(g.instance[g.edge_index[0]], g.instance[g.edge_index[1]])
+    assert g.instance[g.y >= 0].tolist() == list(range(7))
+    assert data.spec(name).instances and name in data.with_instances()
+
+
+@pytest.mark.parametrize("name", RANGE_SETS + ["csbm"])
+def test_graphs_that_are_not_unions_have_no_instances(name):
+    from gdepth import data
+
+    params = SMALL if name in RANGE_SETS else {}
+    assert graph(name, **params).instance is None
+    assert not data.spec(name).instances and name not in data.with_instances()

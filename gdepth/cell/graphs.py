@@ -68,6 +68,7 @@ def prepare(graph: data.Graph, dataset_cfg: DatasetConfig, device: torch.device
         y = graph.y.to(device)
         _LABELS[key] = (graph.y, y)
     masks = ("edge_index", "train_mask", "val_mask", "test_mask")
-    moved = dataclasses.replace(graph, x=x, y=y,
+    instance = None if graph.instance is None else graph.instance.to(device)
+    moved = dataclasses.replace(graph, x=x, y=y, instance=instance,
                                 **{f: getattr(graph, f).to(device) for f in masks})
     return moved, adj, kind

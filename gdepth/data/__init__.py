@@ -20,7 +20,7 @@ from gdepth.data.graph import BaseGraph, DatasetUnavailable, Graph
 from gdepth.options import unknown
 
 __all__ = ["DATASETS", "DatasetSpec", "DatasetUnavailable", "Graph", "clear_cache", "load",
-           "params", "spec"]
+           "params", "spec", "with_instances"]
 
 Loader = Callable[[dict[str, Any], Path, "Path | None"], BaseGraph]
 
@@ -38,6 +38,9 @@ class DatasetSpec:
         trainer: the training loop of its task: ``graph`` (full-batch, the seeds in batches:
             :mod:`gdepth.engine`) or ``trees`` (mini-batches of trees, one seed at a time:
             :mod:`gdepth.train_trees`).
+        instances: whether its graph is a disjoint union of small graphs whose node → graph
+            ids its loader gives (:attr:`Graph.instance`; ``model.fully_adjacent_last`` needs
+            them).
 
     The keys that define the base graph (passed to the loader; part of the cache key) are
     those its schema (:func:`gdepth.config.schema`) adds to :class:`gdepth.config.DatasetConfig`.
@@ -49,6 +52,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     uses_files: bool = True
     trainer: str = "graph"
+    instances: bool = False
 
 
 def _pyg(key: str, family: str, name: str) -> Loader:
@@ -145,6 +149,7 @@ DATASETS: dict[str, DatasetSpec] = {
 } | {
     f"transfer_{topology}": DatasetSpec(
         _transfer(topology), description, "random_per_class", _RANDOM, uses_files=False,
+        instances=True,
     )
     for topology, description in _TRANSFER.items()
 } | {
@@ -159,6 +164,11 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 _CACHE: dict[tuple[Any, ...], BaseGraph] = {}
+
+
+def with_instances() -> list[str]:
+    """The datasets whose graphs carry node → instance ids (:attr:`DatasetSpec.instances`)."""
+    return [name for name, entry in DATASETS.items() if entry.instances]
 
 
 def clear_cache() -> None:
@@ -227,6 +237,7 @@ def load(dataset_cfg: DatasetConfig, data_cfg: DataConfig | None = None, seed: i
         test_mask=test,
         split=description,
         evaluator=base.evaluator,
+        instance=base.instance,
     )
 
 

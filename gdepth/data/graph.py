@@ -39,10 +39,13 @@ class Graph:
             ``"random_per_class(20/30/rest, seed=3)"``.
         evaluator: ``(y_true, y_pred) -> accuracy`` on label tensors, or ``None`` (plain
             accuracy). Set to OGB's official ``Evaluator`` for ``ogbn_*`` datasets.
+        instance: ``[N]`` int64, the graph (instance) each node belongs to when the dataset is
+            a disjoint union of small graphs (PyG's ``batch`` vector; the transfer tasks), else
+            ``None``. The fully-adjacent last layer (``model.fully_adjacent_last``) reads it.
 
-    The tensors ``x``, ``y`` and ``edge_index`` are shared between all graphs loaded from the
-    same base dataset in one process (see :func:`gdepth.data.load`): do not modify them in
-    place.
+    The tensors ``x``, ``y``, ``edge_index`` and ``instance`` are shared between all graphs
+    loaded from the same base dataset in one process (see :func:`gdepth.data.load`): do not
+    modify them in place.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Graph:
     test_mask: torch.Tensor
     split: str
     evaluator: Evaluator | None = field(default=None, repr=False)
+    instance: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def num_nodes(self) -> int:
@@ -91,6 +95,7 @@ class Graph:
             train_mask=self.train_mask.to(device),
             val_mask=self.val_mask.to(device),
             test_mask=self.test_mask.to(device),
+            instance=None if self.instance is None else self.instance.to(device),
         )
 
 
@@ -99,7 +104,7 @@ class BaseGraph:
     """A loaded dataset before a split is chosen: what the per-process cache holds.
 
     ``fixed_splits`` maps a split name (``"public"``, ``"ogb"``) to its
-    ``(train_mask, val_mask, test_mask)``.
+    ``(train_mask, val_mask, test_mask)``; ``instance`` is :attr:`Graph.instance`.
     """
 
     x: torch.Tensor
@@ -110,6 +115,7 @@ class BaseGraph:
         default_factory=dict
     )
     evaluator: Evaluator | None = None
+    instance: torch.Tensor | None = None
 
 
 def make_base(
@@ -119,8 +125,10 @@ def make_base(
     num_classes: int,
     fixed_splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
     evaluator: Evaluator | None = None,
+    instance: torch.Tensor | None = None,
 ) -> BaseGraph:
-    """Bring raw tensors to the :class:`Graph` conventions (dtypes, undirected, coalesced)."""
+    """Bring raw tensors to the :class:`Graph` conventions (dtypes, undirected, coalesced);
+    ``instance`` (node → its graph, nodes kept in order) as int64."""
     import torch
     from torch_geometric.utils import coalesce, remove_self_loops, to_undirected
 
@@ -137,4 +145,5 @@ def make_base(
         num_classes=int(num_classes),
         fixed_splits=masks,  # type: ignore[arg-type]
         evaluator=evaluator,
+        instance=None if instance is None else instance.reshape(-1).to(torch.long),
     )

@@ -16,11 +16,12 @@ node, and one-hot(label) on the source node; the label is read out at the readou
 
 They fit gdepth's node-level framework as one graph: ``num_graphs`` instances side by side
 (disjoint union, instance t = nodes t·n … t·n+n−1, label t mod C, so the classes are balanced
-and everything is deterministic), where only the readout nodes carry a label and every other
-node has label ``-1`` ("unlabelled": no split ever selects it, edge homophily ignores it). A
-full-batch GCN on the union is the paper's graph-level model with the readout at node 0. The
-readout's output with fewer than r layers does not depend on the source, so it is at chance
-(1/C); with r layers the label is in its receptive field.
+and everything is deterministic; :attr:`gdepth.data.Graph.instance` holds t for each node),
+where only the readout nodes carry a label and every other node has label ``-1``
+("unlabelled": no split ever selects it, edge homophily ignores it). A full-batch GCN on the
+union is the paper's graph-level model with the readout at node 0. The readout's output with
+fewer than r layers does not depend on the source, so it is at chance (1/C); with r layers the
+label is in its receptive field.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def transfer(topology: str, task_range: int = 5, num_graphs: int = 1000, num_cla
     offsets = torch.arange(num_graphs) * n
     edge_index = (local.unsqueeze(-1) + offsets).reshape(2, -1)
     labels = torch.arange(num_graphs) % num_classes
-    x = torch.ones(num_graphs * n, num_classes)
+    x = torch.ones(num_graphs * n, num_classes, dtype=torch.float32)  # any default dtype
     x[offsets] = 0.0
     x[offsets + source] = torch.nn.functional.one_hot(labels, num_classes).float()
     y = torch.full((num_graphs * n,), -1, dtype=torch.long)
@@ -75,12 +76,19 @@ def transfer(topology: str, task_range: int = 5, num_graphs: int = 1000, num_cla
     return x, y, edge_index
 
 
+def instances(topology: str, task_range: int, num_graphs: int) -> torch.Tensor:
+    """``[N]``: the instance of each node of :func:`transfer`'s union (node ``t·n + i`` → t)."""
+    _, n, _ = instance(topology, task_range)
+    return torch.arange(num_graphs).repeat_interleave(n)
+
+
 def loader(topology: str):
     """The registry loader of ``transfer_<topology>`` (folders unused)."""
 
     def load(params: dict, root: Path | None = None, mirror: Path | None = None) -> BaseGraph:
-        x, y, edge_index = transfer(topology, int(params["task_range"]),
-                                    int(params["num_graphs"]), int(params["num_classes"]))
-        return make_base(x, y, edge_index, int(params["num_classes"]))
+        r, num_graphs = int(params["task_range"]), int(params["num_graphs"])
+        x, y, edge_index = transfer(topology, r, num_graphs, int(params["num_classes"]))
+        return make_base(x, y, edge_index, int(params["num_classes"]),
+                         instance=instances(topology, r, num_graphs))
 
     return load

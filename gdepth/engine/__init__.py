@@ -40,8 +40,8 @@ ONE_SEED_LOOPS = {"trees": "trains each seed on its own mini-batches of trees "
                            "(gdepth/train_trees.py)"}
 
 __all__ = ["ENGINES", "OWN_INPUTS", "batch_size", "batched_kernels", "build", "fit_batched",
-           "graph_dropout_mode", "graph_dropout_sampler", "run_seeds", "train_batch",
-           "unsupported"]
+           "graph_dropout_mode", "graph_dropout_sampler", "instances", "run_seeds",
+           "train_batch", "unsupported"]
 
 
 def unsupported(cfg: GdepthConfig) -> str | None:
@@ -98,14 +98,29 @@ def build(cfg: GdepthConfig, graph: Any, seeds: Sequence[int], device: torch.dev
     build_seeded`: seed s's initial weights are those drawn after ``torch.manual_seed(s)``,
     whatever batch it is in, and the generator is left as the last seed's initialization left
     it: a batch of one draws its dropout masks as the seed's own run), its layers checkpointed
-    with ``activation_checkpointing`` (unless ``checkpointed`` is false: a probe)."""
+    with ``activation_checkpointing`` (unless ``checkpointed`` is false: a probe); with
+    ``model.fully_adjacent_last``, the graph's node → instance ids given to it
+    (:func:`instances`)."""
     from gdepth import models
 
     model = models.build_seeded(cfg.model, cfg.norm, int(cfg.depth), graph.num_features,
                                 graph.num_classes, seeds=list(seeds)).to(device)
+    if cfg.model.fully_adjacent_last and hasattr(model, "set_instances"):
+        models.set_instances(model, instances(cfg, graph))
     if checkpointed and cfg.activation_checkpointing:
         slices.checkpoint_layers(model)
     return model
+
+
+def instances(cfg: GdepthConfig, graph: Any) -> Tensor:
+    """The node → instance ids of ``graph`` for ``model.fully_adjacent_last=true``
+    (:attr:`gdepth.data.Graph.instance`); a ValueError naming the datasets that have them
+    where it has none."""
+    if graph.instance is None:
+        raise ValueError(f"model.fully_adjacent_last=true needs each node's graph (instance) "
+                         f"id; dataset {cfg.dataset.name} has none; datasets with them: "
+                         f"{', '.join(data.with_instances())}")
+    return graph.instance
 
 
 def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,

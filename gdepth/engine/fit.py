@@ -118,10 +118,12 @@ def _forward(model: Any, x_in: StackedInput, adj: Any, rows: _Rows) -> Tensor:
 
 
 def _nll(logits: Tensor, rows: _Rows, smoothing: float = 0.0) -> Tensor:
-    """Per node and seed cross-entropy ``[R, S]`` of ``logits [R, S, C]``."""
+    """Per node and seed cross-entropy ``[R, S]`` of ``logits [R, S, C]``; 0 at unlabelled
+    nodes (label ``-1``, as the transfer tasks' non-readout nodes: no mask selects them, so
+    their terms have weight 0 anyway, but a -1 target is out of range for the loss)."""
     r, num, c = logits.shape
     return F.cross_entropy(logits.reshape(r * num, c), rows.y_flat, reduction="none",
-                           label_smoothing=smoothing).view(r, num)
+                           ignore_index=-1, label_smoothing=smoothing).view(r, num)
 
 
 def fit_batched(

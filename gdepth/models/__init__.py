@@ -56,7 +56,9 @@ class ModelSpec(NamedTuple):
     ``train.weight_decay_groups`` (its ``named_parameter_groups()``; see
     :func:`gdepth.models.common.optimizer_groups`); ``per_seed``: ``None`` when the model's
     layers compute every seed at once, else why its seeds run one module each
-    (:class:`gdepth.nn.seeds.SeedStack`, same training loop and numbers, S forward passes).
+    (:class:`gdepth.nn.seeds.SeedStack`, same training loop and numbers, S forward passes);
+    ``fully_adjacent``: whether ``model.fully_adjacent_last=true`` is defined for it (its last
+    layer on each graph's complete graph, Alon & Yahav 2021 §4).
     """
 
     builder: Callable[[Any, Any, int, int, int, int], nn.Module]
@@ -64,6 +66,7 @@ class ModelSpec(NamedTuple):
     description: str
     groups: tuple[str, ...] = ()
     per_seed: str | None = None
+    fully_adjacent: bool = False
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -71,11 +74,13 @@ MODELS: dict[str, ModelSpec] = {
         gcn.build_gcn,
         gcn.GCN_CONVENTION,
         "GCN (Kipf & Welling, ICLR 2017): GCNConv stack; Bag-of-Tricks skips, identity mapping",
+        fully_adjacent=True,
     ),
     "gcn_res": ModelSpec(
         gcn.build_gcn_res,
         gcn.GCN_RES_CONVENTION,
         "GCN-res (Zhou et al., CIKM 2021, NodeNorm code): residual hidden GCN blocks",
+        fully_adjacent=True,
     ),
     "appnp": ModelSpec(
         appnp.build_appnp,
@@ -140,6 +145,7 @@ MODELS: dict[str, ModelSpec] = {
         gin.build_gin,
         gin.GIN_CONVENTION,
         "GIN (Xu et al., ICLR 2019): GINConv layers (sum, 2-layer MLP each), linear out",
+        fully_adjacent=True,
     ),
     "ggnn": ModelSpec(
         ggnn.build_ggnn,
@@ -152,6 +158,7 @@ MODELS: dict[str, ModelSpec] = {
         "Alon & Yahav (ICLR 2021) GraphModel: gcn|gin|gat|ggnn layers, residual + LayerNorm",
         per_seed="its layers are PyG's own (GCNConv, GINConv, GATConv, GatedGraphConv) over "
                  "mini-batches of trees (dataset tree_match, one seed per run)",
+        fully_adjacent=True,
     ),
 }
 
@@ -205,7 +212,28 @@ def _checked(model_cfg: Any, norm_cfg: Any, depth: int, in_dim: int, out_dim: in
     spec = _spec(model_cfg.name)
     if int(depth) < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
+    if getattr(model_cfg, "fully_adjacent_last", False) and not spec.fully_adjacent:
+        raise ValueError(f"model.fully_adjacent_last=true: model {model_cfg.name} has no "
+                         "fully-adjacent last layer; models with one: "
+                         f"{', '.join(fully_adjacent_models())}")
     return spec, (model_cfg, norm_cfg, int(depth), int(in_dim), int(out_dim))
+
+
+def fully_adjacent_models() -> list[str]:
+    """The models that define ``model.fully_adjacent_last=true`` (bottleneck: on tree_match)."""
+    return [name for name, spec in MODELS.items() if spec.fully_adjacent]
+
+
+def set_instances(model: nn.Module, instance: Any) -> None:
+    """Give ``model`` (seed-native, or its :class:`gdepth.nn.seeds.OneSeed`) the node →
+    instance ids ``instance [N]`` its fully-adjacent last layer reads
+    (:class:`gdepth.models.fully_adjacent.FullyAdjacentLast`; the cell passes
+    :attr:`gdepth.data.Graph.instance`)."""
+    native = getattr(model, "native", model)
+    if not hasattr(native, "set_instances"):
+        raise ValueError(f"model {type(native).__name__} takes no instance ids; models with a "
+                         "fully-adjacent last layer on them: gcn, gcn_res, gin")
+    native.set_instances(instance)
 
 
 def per_seed(name: str) -> str | None:
@@ -268,4 +296,5 @@ def checkpoint_layers(model: nn.Module) -> None:
 
 
 __all__ = ["MODELS", "ModelSpec", "PerSeed", "build", "build_seeded", "checkpoint_layers",
-           "convention", "count_parameters", "groups", "per_seed"]
+           "convention", "count_parameters", "fully_adjacent_models", "groups", "per_seed",
+           "set_instances"]

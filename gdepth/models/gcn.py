@@ -56,6 +56,7 @@ from torch.utils.checkpoint import checkpoint
 
 from gdepth.config import GCNConfig, ModelConfig, NormConfig
 from gdepth.models import common
+from gdepth.models.fully_adjacent import FullyAdjacentLast
 from gdepth.models.gcn_tricks import (
     TRICKS_CONVENTION,
     SeedGCNConv,
@@ -85,7 +86,7 @@ GCN_RES_CONVENTION = (
 )
 
 
-class GCN(nn.Module):
+class GCN(FullyAdjacentLast, nn.Module):
     r"""``depth`` GCN layers on a normalized adjacency for S seeds (see the module docstring):
     ``forward(x_in, adj) -> [N, S, out_dim]``, ``x_in`` the
     :class:`gdepth.nn.kernels.StackedInput` of the shared features, ``adj`` the cached
@@ -107,6 +108,9 @@ class GCN(nn.Module):
             \log(\lambda/l + 1)` with l the layer's 1-based index (Bag of Tricks'
             ``IdentityMapping``). (default: ``False``)
         lamda: :math:`\lambda`. (default: ``0.5``)
+        fully_adjacent_last: the output convolution runs on each instance's complete graph, the
+            instance mean :math:`\frac{1}{n}\sum_{u \in I(v)} (H W)_u + b`
+            (:mod:`gdepth.models.fully_adjacent`; Alon & Yahav 2021 §4). (default: ``False``)
     """
 
     residual = False
@@ -131,11 +135,13 @@ class GCN(nn.Module):
         dropout_layers: str = "all",
         identity_mapping: bool = False,
         lamda: float = 0.5,
+        fully_adjacent_last: bool = False,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.num_seeds, self.hidden = num_seeds, hidden
+        self.fully_adjacent_last = bool(fully_adjacent_last)
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
         pairs = zip(dims[:-1], dims[1:], strict=True)
         self.convs = nn.ModuleList(SeedGCNConv(num_seeds, a, b) for a, b in pairs)
@@ -153,7 +159,8 @@ class GCN(nn.Module):
 
     def extra_repr(self) -> str:
         logits = ", logits" if self.logits_dropout else ""
-        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}{logits}"
+        fa = ", fully_adjacent_last=True" if self.fully_adjacent_last else ""
+        return f"dropout={self.dropout}, dropout_at={sorted(self.dropout_at)}{logits}{fa}"
 
     def first_layer_parameters(self) -> list[nn.Parameter]:
         """The input convolution's weight and bias (Kipf & Welling decay only those)."""
@@ -231,6 +238,8 @@ class GCN(nn.Module):
         mask = self._mask(tuple(h.shape), last)
         x = h if mask is None else h * mask
         conv = self.convs[last]
+        if self.fully_adjacent_last:  # the output conv on each instance's complete graph
+            blocks = self.complete_graph(first).block_diagonal(s)
         out = blocks(torch.bmm(x, conv.weight).view(s * n, -1))
         return (out.view(s, n, -1) + conv.bias[:, None]).transpose(0, 1)
 
@@ -255,7 +264,7 @@ class GCN(nn.Module):
     def _forward_node_major(self, x_in: StackedInput, adj: Propagation) -> Tensor:
         last = len(self.convs) - 1
         if last == 0:
-            return self._first(x_in, adj, relu=False)
+            return self._first(x_in, self.last_propagation(adj, x_in.x), relu=False)
         h: Tensor | None = None
         for i in range(last):
             if self._recompute():
@@ -265,7 +274,7 @@ class GCN(nn.Module):
             h = common.tap(self, new + h if self.residual and h is not None else new)
         return identity_mapped(self.convs[last],
                                stacked_dropout(h, self._p(last), True, self.mask_fn),
-                               adj, self.betas[last])
+                               self.last_propagation(adj, h), self.betas[last])
 
 
 class GCNRes(GCN):
@@ -336,16 +345,20 @@ class _SeedMajorLayer(torch.autograd.Function):
 def build_gcn(model_cfg: GCNConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
               out_dim: int, num_seeds: int = 1) -> nn.Module:
     """``gcn`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GCNConfig`:
-    hidden, dropout, dropout_layers, activation, and the tricks skip, skip_alpha,
-    identity_mapping, lamda, embedding_dropout). A skip other than ``none`` builds
-    :class:`gdepth.models.gcn_tricks.TricksGCN`."""
+    hidden, dropout, dropout_layers, activation, fully_adjacent_last, and the tricks skip,
+    skip_alpha, identity_mapping, lamda, embedding_dropout). A skip other than ``none`` builds
+    :class:`gdepth.models.gcn_tricks.TricksGCN` (no fully-adjacent last layer)."""
     skip = str(model_cfg.skip)
     identity = bool(model_cfg.identity_mapping)
     lamda = float(model_cfg.lamda)
+    fully_adjacent = bool(model_cfg.fully_adjacent_last)
     if skip == "none":
         return GCN(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
-                   identity_mapping=identity, lamda=lamda,
+                   identity_mapping=identity, lamda=lamda, fully_adjacent_last=fully_adjacent,
                    **common.model_options(model_cfg, norm_cfg))
+    if fully_adjacent:
+        raise ValueError(f"model.fully_adjacent_last=true with model.skip={skip}: the Bag-of-"
+                         "Tricks GCN has no fully-adjacent last layer; use model.skip=none")
     return TricksGCN(in_dim, out_dim=out_dim, depth=depth, skip=skip, num_seeds=num_seeds,
                      skip_alpha=float(model_cfg.skip_alpha),
                      identity_mapping=identity, lamda=lamda,
@@ -356,7 +369,8 @@ def build_gcn(model_cfg: GCNConfig, norm_cfg: NormConfig | None, depth: int, in_
 def build_gcn_res(model_cfg: ModelConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
                   out_dim: int, num_seeds: int = 1) -> GCN:
     """``gcn_res`` for ``num_seeds`` seeds from its config (hidden, dropout, dropout_layers,
-    activation)."""
+    activation, fully_adjacent_last)."""
     return GCNRes(in_dim, out_dim=out_dim, depth=depth, num_seeds=num_seeds,
+                  fully_adjacent_last=bool(model_cfg.fully_adjacent_last),
                   **common.model_options(model_cfg, norm_cfg))
 

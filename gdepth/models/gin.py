@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from gdepth.config import GINConfig, NormConfig
 from gdepth.models import common
+from gdepth.models.fully_adjacent import FullyAdjacentLast
 from gdepth.nn.kernels import (
     DensePropagation,
     MaskFn,
@@ -149,7 +150,7 @@ class GINLayer(nn.Module):
         return f"train_eps={self.train_eps}"
 
 
-class GIN(nn.Module):
+class GIN(FullyAdjacentLast, nn.Module):
     """``depth`` GIN layers and a linear output for S seeds (see the module docstring):
     ``forward(x_in, adj) -> [N, S, out_dim]``.
 
@@ -167,9 +168,14 @@ class GIN(nn.Module):
             each layer. (default: ``"relu"``)
         dropout: dropout probability. (default: ``0.5``)
         dropout_layers: ``"all"``, ``"io"`` or ``"hidden"``. (default: ``"all"``)
+        fully_adjacent_last: the last GIN layer sums over each instance's complete graph, self
+            loops included, :math:`\\mathrm{MLP}((1+\\epsilon)\\mathbf{h}_v + \\sum_{u \\in
+            I(v)} \\mathbf{h}_u)` (:mod:`gdepth.models.fully_adjacent`; Alon & Yahav 2021 §4).
+            (default: ``False``)
     """
 
     layer_outputs = True  # calls common.tap (input, each layer, logits)
+    fully_adjacent_reduce = "sum"
 
     def __init__(
         self,
@@ -183,11 +189,13 @@ class GIN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         dropout_layers: str = "all",
+        fully_adjacent_last: bool = False,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.num_seeds = int(num_seeds)
+        self.fully_adjacent_last = bool(fully_adjacent_last)
         dims = [in_dim] + [hidden] * (depth - 1)
         self.convs = nn.ModuleList(
             GINLayer(self.num_seeds, a, hidden, activation, bool(train_eps)) for a in dims)
@@ -225,7 +233,10 @@ class GIN(nn.Module):
         sums = self.sums(adj, self.lin_out.weight.dtype)
         common.tap(self, x_in.x)
         h = None
+        last = len(self.convs) - 1
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            if i == last:  # the complete graph of each instance where fully adjacent
+                sums = self.last_propagation(sums, x_in.x)
             if i == 0:
                 out = conv.forward_first(x_in, self._p(0), self.mask_fn, sums)
             else:
@@ -235,20 +246,22 @@ class GIN(nn.Module):
         return logits if rows is None else logits[rows]
 
     def extra_repr(self) -> str:
+        fa = ", fully_adjacent_last=True" if self.fully_adjacent_last else ""
         return (f"seeds={self.num_seeds}, dropout={self.dropout}, "
-                f"dropout_at={sorted(self.dropout_at)}")
+                f"dropout_at={sorted(self.dropout_at)}{fa}")
 
 
 def build_gin(model_cfg: GINConfig, norm_cfg: NormConfig | None, depth: int, in_dim: int,
               out_dim: int, num_seeds: int) -> GIN:
     """``gin`` for ``num_seeds`` seeds from its config (:class:`gdepth.config.GINConfig`:
-    hidden, train_eps, dropout, dropout_layers, activation)."""
+    hidden, train_eps, dropout, dropout_layers, activation, fully_adjacent_last)."""
     return GIN(
         num_seeds,
         in_dim,
         out_dim=out_dim,
         depth=depth,
         train_eps=bool(model_cfg.train_eps),
+        fully_adjacent_last=bool(model_cfg.fully_adjacent_last),
         **common.model_options(model_cfg, norm_cfg),
     )
 

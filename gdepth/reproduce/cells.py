@@ -35,10 +35,27 @@ TREE_PASS_SECONDS = {
 # training trees, pass, convolution and hidden unit (model=bottleneck gcn, threads=1: 2.1 s per
 # pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and 3.7e-8 per unit; the per-batch overhead included).
 TREE_SECONDS_PER_UNIT = 3.5e-8
-# Nodes per dataset for the estimate (PyG's statistics; the others count as 3000).
+# Cost of a layer relative to a GCN layer where it differs much: GIN's layer is a two-layer MLP
+# on hidden-wide features (transfer_ring r = 8, 1000 instances, depth 8, hidden 64, 3 seeds
+# batched, threads=1 on the shared machine: 1.80 s per epoch against gcn's 1.15 s).
+LAYER_COST = {"gin": 1.6}
+# Nodes per dataset for the estimate (PyG's statistics; the transfer tasks: :func:`nodes`; the
+# others count as 3000).
 NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
          "coauthor_physics": 34493, "amazon_computers": 13752, "amazon_photo": 7650,
          "ogbn_arxiv": 169343, "csbm": 1000}
+
+
+def nodes(dataset: dict[str, Any]) -> int:
+    """Nodes of a cell's graph for the estimate: :data:`NODES`, the transfer tasks' union
+    (``num_graphs`` instances of their size at ``task_range``), else 3000."""
+    name = str(dataset["name"])
+    if name.startswith("transfer_"):
+        from gdepth.data.transfer import instance
+
+        _, size, _ = instance(name.removeprefix("transfer_"), int(dataset["task_range"]))
+        return size * int(dataset["num_graphs"])
+    return NODES.get(name, 3000)
 
 
 @dataclass
@@ -137,12 +154,12 @@ def estimate_seconds(cell: Cell) -> float:
     convs = models.convolutions(typed.model.name, typed.depth)
     if typed.dataset.name == "tree_match":
         return _tree_seconds(typed, convs)
-    nodes = NODES.get(typed.dataset.name, 3000)
-    work = typed.seeds * typed.train.epochs * convs * typed.model.hidden
+    work = (typed.seeds * typed.train.epochs * convs * typed.model.hidden
+            * nodes(cell.config["dataset"]) * LAYER_COST.get(typed.model.name, 1.0))
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
     batched = typed.engine != "loop" and engine.batched_kernels(typed)
-    return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * nodes * work
+    return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * work
 
 
 def budget(cell: Cell) -> tuple[int, int] | None:

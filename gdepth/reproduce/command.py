@@ -84,6 +84,8 @@ SHOWN_TRAIN = ("lr", "weight_decay", "weight_decay_graph", "weight_decay_groups"
                "dropnode")
 UNSET = {"weight_decay_graph": None, "weight_decay_groups": {}, "weight_decay_first_only": False,
          "dropedge": 0.0, "dropnode": 0.0}
+# Model options every model has that are shown only when set (the layer most models lack)
+MODEL_UNSET = {"fully_adjacent_last": False}
 
 
 def _text(value: object) -> str:
@@ -95,7 +97,8 @@ def _text(value: object) -> str:
 def settings(config: dict) -> str:
     """The effective model and training settings of a cell's config (the train preset's
     per-model values and overrides applied, the command line winning), on one line."""
-    model = " ".join(f"{k}={_text(v)}" for k, v in config["model"].items() if k != "name")
+    model = " ".join(f"{k}={_text(v)}" for k, v in config["model"].items()
+                     if k != "name" and (k not in MODEL_UNSET or v != MODEL_UNSET[k]))
     train = config["train"]
     shown = [f"{k}={_text(train[k])}" for k in SHOWN_TRAIN
              if k in train and (k not in UNSET or train[k] != UNSET[k])]

@@ -92,12 +92,20 @@ NEUTRAL: dict[str, Any] = {
                     "samples": 50},
     "search": {"name": "none"},  # no per-cell search (gdepth/search/): trials and finals too
     "model.bias": True,  # sgc's bias (configs/model/sgc.yaml), on before the option existed
+    "model.fully_adjacent_last": False,  # gcn, gcn_res, gin (bottleneck's: NEUTRAL_EXCEPT)
 }
+# The models whose keys held an option of NEUTRAL at every value before it became neutral:
+# for them it stays in the key (bottleneck had fully_adjacent_last before every model got it).
+NEUTRAL_EXCEPT: dict[str, tuple[str, ...]] = {"model.fully_adjacent_last": ("bottleneck",)}
 
 
 def _without_neutral(config: dict[str, Any]) -> dict[str, Any]:
     out = dict(config)
+    model = config.get("model")
+    name = model.get("name") if isinstance(model, dict) else None
     for dotted, neutral in NEUTRAL.items():
+        if name in NEUTRAL_EXCEPT.get(dotted, ()):
+            continue
         head, _, leaf = dotted.rpartition(".")
         parent = out.get(head) if head else out
         if not isinstance(parent, dict) or leaf not in parent or parent[leaf] != neutral:
