@@ -223,12 +223,28 @@ def _prune_search(r: dict[str, Any]) -> str:
                        "r" + "lrr" * len(names), trials)
     return "\n\n".join([head, table, "Each trial (val %: its objective; a pruned trial's last "
                          "report):", per_trial])
+def _tree_speed(r: dict[str, Any]) -> str:
+    head = ["conv", "r", "trees", "batch", "path by levels", "message passing s/pass",
+            "levels s/pass", "gain", "CPU s/pass, message passing", "CPU s/pass, levels",
+            "CPU gain", "train acc (message passing / levels)"]
+    rows = [[w["model"], str(w["r"]), str(w["trees"]), str(w["batch_size"]), w["levels_path"],
+             f"{w['message_passing_s_per_pass']:.3g}", f"{w['levels_s_per_pass']:.3g}",
+             f"{w['speedup']:.1f}×", f"{w['message_passing_cpu_s_per_pass']:.3g}",
+             f"{w['levels_cpu_s_per_pass']:.3g}", f"{w['cpu_speedup']:.1f}×",
+             f"{w['message_passing_train_acc']:.4f} / {w['levels_train_acc']:.4f}"]
+            for w in r["rows"]]
+    return (f"Tree-NeighborsMatch, `model=bottleneck train=alon2021` (depth r + 1, the preset's "
+            f"batch size), seconds per pass over the training trees: the median of each "
+            f"process's passes but the first ({r['passes']} passes; {r['mp_passes_r_ge_5']} by "
+            f"message passing at r ≥ 5), each path in its own process; {r['wall_s']:.0f} s in "
+            "all. Train accuracy: the last pass's running one.\n\n"
+            + _table(head, "lrrrlrrrrrrl", rows))
 
 
 BODIES: dict[str, Callable[[Any], str]] = {
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
     "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv,
-    "prune_search": _prune_search}
+    "prune_search": _prune_search, "tree_speed": _tree_speed}
 
 
 def render(path: str | Path) -> str:

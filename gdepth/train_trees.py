@@ -20,9 +20,14 @@ ICLR 2021, arXiv 2006.05205; code github.com/tech-srl/bottleneck, ``experiment.p
   reports the best train accuracy and the test accuracy of that epoch.
 
 Batches are cut from the disjoint union of all trees that ``dataset=tree_match`` loads (trees are
-contiguous node ranges ``ptr[t] .. ptr[t+1]``, root first): the rows of the trees' blocks of
-the features and of the cached normalized adjacency are gathered into a block-diagonal batch,
-which is exactly the adjacency of those trees (no edge leaves a tree; checked once). With
+contiguous node ranges ``ptr[t] .. ptr[t+1]``, root first). The bottleneck model (without the
+fully-adjacent last layer or dropout) computes a batch's root logits level by level
+(:func:`gdepth.tree_levels.fast_forward`, :mod:`gdepth.models.bottleneck_trees`: reshapes
+instead of message passing, only the nodes the roots depend on, the levels every tree shares
+once; the same numbers up to rounding; ``benchmarks/tree_speed.py`` times both).
+Any other model (or ``fast=False``) runs its own forward on a block-diagonal batch: the rows of
+the trees' blocks of the features and of the cached normalized adjacency, gathered, which is
+exactly the adjacency of those trees (no edge leaves a tree; checked once). With
 ``batch_size: null`` every epoch pass is one batch of all training trees (full batch); the
 authors never train full batch (their smallest ratio is 64 of 76 trees at r = 2).
 
@@ -48,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdepth import train_progress
+from gdepth import train_progress, tree_levels
 from gdepth.config import TrainConfig
 from gdepth.options import unknown
 from gdepth.train import Clipper, SeedResult, Selector, make_optimizer, seed_result, should_stop
@@ -149,17 +154,17 @@ def _chunks(trees: Tensor, size: int | None) -> list[Tensor]:
     return list(trees.split(size)) if size else [trees]
 
 
-def evaluate(model: torch.nn.Module, x: Tensor, adj: Tensor, ptr: Tensor, y: Tensor,
-             trees: Tensor, size: int | None) -> float:
-    """Root accuracy over ``trees`` in eval mode, ``size`` trees at a time."""
+def evaluate(model: torch.nn.Module, forward: Callable[[Tensor], Tensor], ptr: Tensor,
+             y: Tensor, trees: Tensor, size: int | None) -> float:
+    """Root accuracy over ``trees`` in eval mode, ``size`` trees at a time (``forward``: tree
+    ids → their roots' logits)."""
     if not len(trees):
         return math.nan
     model.eval()
     correct = 0
     with torch.no_grad():
         for chunk in _chunks(trees, size):
-            logits = _forward(model, tree_batch(x, adj, ptr, chunk))
-            correct += int((logits.argmax(-1) == y[ptr[chunk]]).sum())
+            correct += int((forward(chunk).argmax(-1) == y[ptr[chunk]]).sum())
     return correct / len(trees)
 
 
@@ -172,6 +177,7 @@ def fit_trees(
     batches: Batching | None = None,
     on_epoch: Callable[[int], None] | None = None,
     keep_state: dict[str, Any] | None = None,
+    fast: bool = True,
 ) -> SeedResult:
     """Train ``model`` on mini-batches of trees (module docstring); the best train accuracy.
 
@@ -181,7 +187,8 @@ def fit_trees(
     ``train.selection`` must be ``best_val_acc``: on tree_match val = train, and the train
     accuracy is the authors' running one. The batch order is drawn from ``seed``. Every epoch
     is logged (``gdepth`` logger) and is this process's current progress
-    (:mod:`gdepth.train_progress`, the epoch ``gdepth status`` shows).
+    (:mod:`gdepth.train_progress`, the epoch ``gdepth status`` shows). ``fast=False``: the
+    model's own forward even where the level-wise one applies (the reference).
     """
     rule = str(train_cfg.selection)
     if rule != "best_val_acc":
@@ -193,10 +200,20 @@ def fit_trees(
     b = batches or batching(train_cfg, None, 0)
     ptr = tree_ptr(graph)
     check_within_trees(adj, ptr)
+    levels, general = (tree_levels.fast_forward(model, graph, adj, ptr) if fast
+                       else (None, "fast=False"))
+    if levels is None:
+        log.info("train_trees: PyG's message passing on each batch (%s)", general)
+    x, tree_nodes = graph.x, int(ptr[1] - ptr[0])
+
+    def forward(trees: Tensor) -> Tensor:
+        if levels is not None and tree_levels.pays(model, len(trees) * tree_nodes):
+            return levels(trees)
+        return _forward(model, tree_batch(x, adj, ptr, trees))
     roots = ptr[:-1]
     train_trees = torch.nonzero(graph.train_mask[roots]).flatten()
     test_trees = torch.nonzero(graph.test_mask[roots]).flatten()
-    x, y = graph.x, graph.y
+    y = graph.y
     optimizer = make_optimizer(model, train_cfg)
     clipper = Clipper(train_cfg)  # per optimizer step (grad_clip: none by default)
     scheduler = None
@@ -225,7 +242,7 @@ def fit_trees(
         optimizer.zero_grad()
         correct, loss_sum = 0, 0.0
         for i, trees in enumerate(_chunks(order, b.batch_size)):
-            logits = _forward(model, tree_batch(x, adj, ptr, trees))
+            logits = forward(trees)
             target = y[ptr[trees]]
             loss = F.cross_entropy(logits, target)
             if not torch.isfinite(loss):
@@ -249,7 +266,7 @@ def fit_trees(
                    "val_loss": loss_avg}
         tracker.record(seed, epoch, {"train_acc": train_acc, "train_loss": loss_avg})
         if selector.update(epoch, metrics):
-            selector.metrics["test_acc"] = evaluate(model, x, adj, ptr, y, test_trees,
+            selector.metrics["test_acc"] = evaluate(model, forward, ptr, y, test_trees,
                                                     b.batch_size)
             if keep_state is not None:
                 keep_state["state"] = {k: v.detach().clone()

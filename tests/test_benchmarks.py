@@ -139,10 +139,25 @@ def test_prune_search_tables_carry_the_json_numbers(tmp_path):
     assert "| 1 | complete | 10 | 70.0 | pruned | 4 | 50.0 |" in lines
 
 
+def test_tree_speed_table(tmp_path):
+    row = {"model": "gat", "r": 4, "trees": 12800, "batch_size": 1024,
+           "features": "sparse_csr", "levels_path": "levels",
+           "message_passing_s_per_pass": 3.0, "levels_s_per_pass": 0.5,
+           "message_passing_cpu_s_per_pass": 2.5, "levels_cpu_s_per_pass": 0.4,
+           "speedup": 6.0, "cpu_speedup": 6.25,
+           "message_passing_train_acc": 0.0625, "levels_train_acc": 0.06171875}
+    text = render.render(write(tmp_path, "tree_speed", {"threads": 1, "passes": 4,
+                                                        "mp_passes_r_ge_5": 2, "wall_s": 812.4,
+                                                        "rows": [row]}))
+    assert "(4 passes; 2 by message passing at r ≥ 5)" in text and "812 s in all" in text
+    assert ("| gat | 4 | 12800 | 1024 | levels | 3 | 0.5 | 6.0× | 2.5 | 0.4 | 6.2× "
+            "| 0.0625 / 0.0617 |") in text.splitlines()
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: sweep_speed, "
                                          r"models_speed, sgc_speed, memory_arxiv, "
-                                         r"prune_search$"):
+                                         r"prune_search, tree_speed$"):
         render.render(write(tmp_path, "nope", {}))
 
 

@@ -180,14 +180,14 @@ def test_r2_gcn_reaches_train_accuracy_one_fast():
 @pytest.mark.slow
 def test_r2_gcn_reaches_train_accuracy_one_with_the_authors_protocol():
     """r = 2 exactly as the authors: Adam 1e-3, batch 64, 1000-pass epochs (1.0 at epoch 3 in
-    our run, ~1 min on one core)."""
+    our run, ~15 s on one core)."""
     result, _ = _fit(2, passes=1000, epochs=10)
     assert result.train_acc == 1.0
 
 
 @pytest.mark.slow
 def test_r3_gcn_fits_the_training_trees_with_the_authors_protocol():
-    """r = 3 as the authors (Adam 1e-3, batch 64, 100-pass epochs; ~2.5 CPU-min per epoch).
+    """r = 3 as the authors (Adam 1e-3, batch 64, 100-pass epochs; ~40 CPU-s per epoch).
     Our sweep: running train accuracy 0.415, 0.767, 0.956, 0.987, 0.996, 0.998, 0.998, 0.999
     over epochs 1-8 (published: 1.0); the bar is 0.99 within 8 epochs."""
     result, _ = _fit(3, passes=100, epochs=8)

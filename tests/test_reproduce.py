@@ -3,6 +3,7 @@ real (tiny) reproduction in a subprocess."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -290,14 +291,21 @@ def test_wheel_ships_the_tables_and_experiments(tmp_path):
 
 
 def test_estimates_follow_the_engine_and_the_tree_protocol():
-    """--list's CPU estimate: tree_match cells cost what train_trees measured per pass (r = 4:
-    2.1 s, r = 6: 27 s, for (patience + 1) · passes_per_epoch passes), and a seed-batched cell
-    costs the batched engine's measured rate, a loop cell (engine=loop) the loop's."""
+    """--list's CPU estimate: tree_match cells cost what benchmarks/tree_speed.py measured per
+    pass by levels (for (patience + 1) · passes_per_epoch passes), PyG's message passing
+    (a fully-adjacent last layer) what train_trees measured before (r = 4: 2.1 s per pass,
+    r = 6: 27 s); a seed-batched cell costs the batched engine's measured rate, a loop cell
+    (engine=loop) the loop's."""
     from gdepth.reproduce import cells
 
-    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6"])
+    for conv in ("gcn", "gin"):
+        exp = experiment.load("alon2021_treematch", [f"model.conv={conv}", "dataset.depth_r=4,6"])
+        by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c)
+                for c in cells.plan(exp)}
+        assert by_r == {r: 2100 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6",
+                                                 "model.fully_adjacent_last=true"])
     by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
-    assert sorted(by_r) == [4, 6]
     assert 0.8 * 2.1 * 2100 < by_r[4] < 1.2 * 2.1 * 2100
     assert 0.8 * 27 * 2100 < by_r[6] < 1.2 * 27 * 2100
 
@@ -309,6 +317,21 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
     assert math.isclose(cells.estimate_seconds(cell), cells.BATCHED_SECONDS_PER_UNIT * units)
     looped = cells.Cell(cell.key, cell.labels, cell.overrides, {**cell.config, "engine": "loop"})
     assert math.isclose(cells.estimate_seconds(looped), cells.SECONDS_PER_UNIT * units)
+
+
+def test_tree_pass_seconds_are_the_committed_benchmark():
+    """cells.TREE_PASS_SECONDS is benchmarks/results/tree_speed.json's level-wise CPU seconds
+    per pass (rounded to two significant digits), every conv and r it holds."""
+    from gdepth.reproduce import cells
+
+    root = Path(__file__).resolve().parents[1]
+    bench = json.loads((root / "benchmarks" / "results" / "tree_speed.json").read_text())
+    measured = {(row["model"], row["r"]): row["levels_cpu_s_per_pass"]
+                for row in bench["results"]["rows"]}
+    assert sorted(measured) == sorted((conv, r) for conv, by_r in cells.TREE_PASS_SECONDS.items()
+                                      for r in by_r)
+    for (conv, r), seconds in measured.items():
+        assert cells.TREE_PASS_SECONDS[conv][r] == float(f"{seconds:.2g}")
 
 
 def _seeds_record(cell_config: dict, key: str, accs: list[float], status: str = "ok") -> dict:

@@ -28,8 +28,10 @@ every node to its tree's root (:func:`gdepth.data.tree_match.fully_adjacent_edge
 the paper), which needs ``root_of`` in :meth:`Bottleneck.forward`.
 
 The model returns logits for every node; on Tree-NeighborsMatch only the roots are scored (the
-authors apply the readout to the roots only: the same numbers). ``dropout`` (0 in their code)
-precedes each graph layer selected by ``dropout_layers``.
+authors apply the readout to the roots only: the same numbers), and training there computes the
+roots' logits level by level instead (:mod:`gdepth.models.bottleneck_trees`, same parameters,
+same numbers up to rounding). ``dropout`` (0 in their code) precedes each graph layer selected
+by ``dropout_layers``.
 
 Depth convention: depth :math:`L` = number of graph layers; the linear input and output layers
 do not count. The paper uses :math:`L = r + 1` on trees of depth :math:`r`.

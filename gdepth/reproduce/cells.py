@@ -19,9 +19,21 @@ SECONDS_PER_UNIT = 1.0e-7
 # The same for a seed-batched cell, per seed (benchmarks/sweep_speed.py, Cora gcn_res depth
 # 2..64, 10 seeds, threads=1 on the shared machine: 1,821 s for 4.37e10 units).
 BATCHED_SECONDS_PER_UNIT = 4.2e-8
-# The same for Tree-NeighborsMatch, per node of the training trees and pass (train_trees.py,
-# model=bottleneck gcn, threads=1: 2.1 s per pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and
-# 3.7e-8 per unit; the per-tree-batch overhead is included).
+# Tree-NeighborsMatch with model=bottleneck by levels (gdepth/tree_levels.py: no fully-adjacent
+# last layer, no dropout): CPU seconds per pass over the training trees at the alon2021 preset's
+# batch sizes, by model.conv and r (benchmarks/results/tree_speed.json, levels_cpu_s_per_pass,
+# threads=1 on the shared 2-core machine under a load average of 3.5-7, so high on a quieter
+# one; tests/test_reproduce.py checks them against that file).
+# Another r: the largest r's, scaled by the training trees' nodes.
+TREE_PASS_SECONDS = {
+    "gcn": {2: 0.0063, 3: 0.42, 4: 0.34, 5: 0.85, 6: 2.1},
+    "gin": {2: 0.017, 3: 1.0, 4: 0.82, 5: 4.7, 6: 9.7},
+    "gat": {2: 0.014, 3: 1.1, 4: 0.73, 5: 2.3, 6: 4.6},
+    "ggnn": {2: 0.014, 3: 0.97, 4: 0.52, 5: 2.2, 6: 5.3},
+}
+# Any other tree_match cell (each batch by PyG's message passing, train_trees.py): per node of the
+# training trees, pass, convolution and hidden unit (model=bottleneck gcn, threads=1: 2.1 s per
+# pass at r = 4, 27 s at r = 6, i.e. 3.3e-8 and 3.7e-8 per unit; the per-batch overhead included).
 TREE_SECONDS_PER_UNIT = 3.5e-8
 # Cost of a layer relative to a GCN layer where it differs much: GIN's layer is a two-layer MLP
 # on hidden-wide features (transfer_ring r = 8, 1000 instances, depth 8, hidden 64, 3 seeds
@@ -96,6 +108,33 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     return out
 
 
+def _tree_seconds(typed: Any, convs: int) -> float:
+    """:func:`estimate_seconds` of a ``tree_match`` cell (``typed``: its typed config)."""
+    from gdepth import train_trees
+    from gdepth.data import tree_match
+
+    data, model, train = typed.dataset, typed.model, typed.train
+    r, conv = int(data.depth_r), getattr(model, "conv", None)
+    b = train_trees.batching(train, conv, r)
+    rounds = train.epochs if train.patience is None else min(train.epochs, train.patience + 1)
+    passes = rounds * b.passes_per_epoch
+    if train.max_passes is not None:
+        passes = min(passes, train.max_passes)
+
+    def nodes(depth_r: int) -> float:  # the training trees' nodes
+        return (tree_match.example_count(depth_r) * data.train_fraction
+                * (2 ** (depth_r + 1) - 1))
+
+    by_r = TREE_PASS_SECONDS.get(str(conv), {})
+    if (model.name == "bottleneck" and by_r and not model.fully_adjacent_last
+            and not model.dropout):
+        if r in by_r:
+            return typed.seeds * passes * by_r[r]
+        top = max(by_r)
+        return typed.seeds * passes * by_r[top] * nodes(r) / nodes(top)
+    return TREE_SECONDS_PER_UNIT * typed.seeds * passes * nodes(r) * convs * model.hidden
+
+
 def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
@@ -103,38 +142,23 @@ def estimate_seconds(cell: Cell) -> float:
     Seed-batched cells (``engine`` not ``loop``, a seed-native model whose seeds share their
     kernels, :func:`gdepth.engine.batched_kernels`) cost :data:`BATCHED_SECONDS_PER_UNIT` per
     unit;
-    ``tree_match`` cells cost per training-tree node and pass, for ``(patience + 1) ·
-    passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does not
-    reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
+    ``tree_match`` cells cost the measured seconds per pass of :data:`TREE_PASS_SECONDS`
+    (the bottleneck model by levels), else per training-tree node and pass, for ``(patience +
+    1) · passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does
+    not reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
     would be a useless bound of thousands of hours).
     """
     from gdepth import config, engine, models
 
-    c = cell.config
-    typed = config.typed(c)
-    seeds, hidden = int(c["seeds"]), int(c["model"]["hidden"])
-    convs = models.convolutions(c["model"]["name"], int(c["depth"]))
-    if c["dataset"]["name"] == "tree_match":
-        from gdepth import train_trees
-        from gdepth.data import tree_match
-
-        r = int(c["dataset"]["depth_r"])
-        trees = tree_match.example_count(r) * float(c["dataset"]["train_fraction"])
-        b = train_trees.batching(typed.train, c["model"].get("conv"), r)
-        rounds = int(c["train"]["epochs"])
-        if c["train"].get("patience") is not None:
-            rounds = min(rounds, int(c["train"]["patience"]) + 1)
-        passes = rounds * b.passes_per_epoch
-        if c["train"].get("max_passes") is not None:
-            passes = min(passes, int(c["train"]["max_passes"]))
-        tree_nodes = trees * (2 ** (r + 1) - 1)
-        return TREE_SECONDS_PER_UNIT * seeds * passes * tree_nodes * convs * hidden
-    work = seeds * int(c["train"]["epochs"]) * convs * hidden * nodes(c["dataset"])
-    work *= LAYER_COST.get(c["model"]["name"], 1.0)
+    typed = config.typed(cell.config)
+    convs = models.convolutions(typed.model.name, typed.depth)
+    if typed.dataset.name == "tree_match":
+        return _tree_seconds(typed, convs)
+    work = (typed.seeds * typed.train.epochs * convs * typed.model.hidden
+            * nodes(cell.config["dataset"]) * LAYER_COST.get(typed.model.name, 1.0))
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
     # threads: 1.0e-8 and 8.5e-9 s per unit), so the batched rate holds for any seed count
-    batched = (str(c.get("engine", "auto")) != "loop"
-               and engine.batched_kernels(typed))
+    batched = typed.engine != "loop" and engine.batched_kernels(typed)
     return (BATCHED_SECONDS_PER_UNIT if batched else SECONDS_PER_UNIT) * work
 
 
