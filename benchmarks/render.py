@@ -185,7 +185,34 @@ def _memory_arxiv(r: dict[str, Any]) -> str:
                        f"{m['train_loss']:.4f}"] for m in r["modes"] if "peak_rss_gib" in m]))
 
 
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.2f}"
+
+
+def _first_layer_speed(r: dict[str, Any]) -> str:
+    n, f = r["shape"]
+    own = _table(["seeds", "before ms", "after ms", "dense ms", "before / after",
+                  "dense / after"], "rrrrrr",
+                 [[str(o["seeds"]), _ms(o["before"]), _ms(o["after"]), _ms(o["dense"]),
+                   f"{o['before'] / o['after']:.2f}×", f"{o['dense'] / o['after']:.2f}×"]
+                  for o in r["own"]])
+    seeds = sorted({k for row in r["density"] for k in row if k != "density"}, key=int)
+    head = ["density"] + [f"{h} S={s}" for s in seeds for h in ("sparse ms", "dense ms",
+                                                                   "dense / sparse")]
+    rows = [[f"{100 * row['density']:g} %"] + [
+        c for s in seeds for c in (_ms(row[s]["sparse"]), _ms(row[s]["dense"]),
+                                   f"{row[s]['dense'] / row[s]['sparse']:.2f}×")]
+        for row in r["density"]]
+    return (f"The first layer (forward + weight gradient, per-seed dropout {r['dropout']:g} "
+            f"drawn inside) on {r['dataset']}'s features ({n} × {f}, {r['features']}), hidden "
+            f"{r['hidden']}, median of {r['repeats']}; before: one `torch.sparse.mm` per seed, "
+            "after: `gdepth.nn.sparse_input`, dense: the same features stored dense:\n\n"
+            + own + "\n\nSynthetic features of the same shape by density, the sparse kernel "
+            "against the dense product:\n\n" + _table(head, "r" * len(head), rows))
+
+
 BODIES: dict[str, Callable[[Any], str]] = {
+    "first_layer_speed": _first_layer_speed,
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
     "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv}
 

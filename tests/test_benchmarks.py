@@ -120,8 +120,20 @@ def test_models_and_sgc_speed_tables(tmp_path):
     assert "| cell, dropout 0.6 | 9.00 s | 3.00 s | 3.00× |" in lines
 
 
+def test_first_layer_speed_tables(tmp_path):
+    found = {"dataset": "cora", "features": "sparse_csr (density 1.27%)", "shape": [5, 7],
+             "hidden": 64, "dropout": 0.5, "repeats": 3,
+             "own": [{"seeds": 10, "before": 0.08, "after": 0.02, "dense": 0.7}],
+             "density": [{"density": 0.1, "1": {"sparse": 0.01, "dense": 0.04},
+                          "10": {"sparse": 0.1, "dense": 0.5}}]}
+    lines = render.render(write(tmp_path, "first_layer_speed", found)).splitlines()
+    assert "| 10 | 80.00 | 20.00 | 700.00 | 4.00× | 35.00× |" in lines
+    assert "| 10 % | 10.00 | 40.00 | 4.00× | 100.00 | 500.00 | 5.00× |" in lines
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: sweep_speed, "
+    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: first_layer_speed, "
+                                         r"sweep_speed, "
                                          r"models_speed, sgc_speed, memory_arxiv$"):
         render.render(write(tmp_path, "nope", {}))
 
