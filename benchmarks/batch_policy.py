@@ -6,8 +6,10 @@ model at its depth (``--models name:depth,...``), its configs' defaults, one thr
 per batch: the steady epochs only, (time at the last epoch − time at the first) / (epochs − 1)
 from the engine's per-epoch callback, so neither the model's construction nor the first
 epoch's one-time work (caches, transposed adjacency) counts; summed over the cell's batches:
-the cell's seconds per epoch at that batch size. The sizes run in an order that reverses from
-model to model (drifting load hits them alike).
+the cell's seconds per epoch at that batch size. Both clocks are kept: the process's CPU time
+(with one thread, the work done, which other processes on a shared machine barely move) and
+the wall time; the policy reads the CPU time. ``--repeats`` rounds over the sizes, the order
+reversed every round and from model to model, the median of each.
 
 :data:`gdepth.engine.policy.CPU_BATCH` is read from this file's committed result.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -43,10 +46,11 @@ DEFAULT = ",".join(f"{m}:8" for m in (
 
 
 class EpochClock:
-    """``on_epoch`` of the engine: the time each epoch of the current batch ended."""
+    """``on_epoch`` of the engine: when each epoch of the current batch ended, on the wall
+    clock and on the process's CPU clock."""
 
     def __init__(self) -> None:
-        self.batches: list[dict[int, float]] = []
+        self.batches: list[dict[int, tuple[float, float]]] = []
 
     def start_batch(self) -> None:
         self.batches.append({})
@@ -54,19 +58,21 @@ class EpochClock:
     def __call__(self, epoch: int) -> None:
         ends = self.batches[-1]
         if epoch not in ends:
-            ends[epoch] = time.perf_counter()
+            ends[epoch] = (time.perf_counter(), time.process_time())
 
-    def steady_epoch_s(self) -> float:
-        """The sum over batches of each batch's steady seconds per epoch."""
-        total = 0.0
+    def steady_epoch_s(self) -> tuple[float, float]:
+        """The sum over batches of each batch's steady seconds per epoch: (wall, CPU)."""
+        wall = cpu = 0.0
         for ends in self.batches:
             first, last = min(ends), max(ends)
-            total += (ends[last] - ends[first]) / max(last - first, 1)
-        return total
+            span = max(last - first, 1)
+            wall += (ends[last][0] - ends[first][0]) / span
+            cpu += (ends[last][1] - ends[first][1]) / span
+        return wall, cpu
 
 
-def cell_epoch_s(cfg, graphs, adj, seeds: int, size: int) -> float:
-    """The cell's steady seconds per epoch in batches of ``size`` seeds."""
+def cell_epoch_s(cfg, graphs, adj, seeds: int, size: int) -> tuple[float, float]:
+    """The cell's steady seconds per epoch in batches of ``size`` seeds: (wall, CPU)."""
     clock = EpochClock()
     for lo in range(0, seeds, size):
         batch = list(range(lo, min(lo + size, seeds)))
@@ -83,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sizes", default="1,2,5,10")
-    parser.add_argument("--epochs", type=int, default=6, help="per batch (the first untimed)")
+    parser.add_argument("--epochs", type=int, default=5, help="per batch (the first untimed)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over the sizes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mirror", default=os.environ.get(
         "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
@@ -97,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     info = meta.meta(device, torch.get_num_threads(), args.note)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
-    print(f"{args.dataset}, {args.seeds} seeds, steady s/epoch of the cell by batch size, "
-          f"threads {torch.get_num_threads()}")
+    print(f"{args.dataset}, {args.seeds} seeds, steady CPU s/epoch of the cell by batch size "
+          f"(median of {args.repeats}), threads {torch.get_num_threads()}")
     print(f"{'model':>10} {'depth':>5} " + " ".join(f"{f'b={b}':>8}" for b in sizes)
           + "   best")
     for i, item in enumerate(args.models.split(",")):
@@ -108,17 +115,25 @@ def main(argv: list[str] | None = None) -> int:
         prepared = [prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
                     for s in range(args.seeds)]
         adj, graphs = prepared[0][1], [p[0] for p in prepared]
-        took = {}
-        for size in (sizes if i % 2 == 0 else sizes[::-1]):
-            took[size] = cell_epoch_s(cfg, graphs, adj, args.seeds, size)
-        best = min(took, key=took.get)
-        print(f"{name:>10} {depth:>5} " + " ".join(f"{took[b]:8.3f}" for b in sizes)
-              + f"   b={best}", flush=True)
+        walls: dict[int, list[float]] = {b: [] for b in sizes}
+        cpus: dict[int, list[float]] = {b: [] for b in sizes}
+        for r in range(args.repeats):
+            for size in (sizes if (i + r) % 2 == 0 else sizes[::-1]):
+                wall, cpu = cell_epoch_s(cfg, graphs, adj, args.seeds, size)
+                walls[size].append(wall)
+                cpus[size].append(cpu)
+        wall = {b: statistics.median(v) for b, v in walls.items()}
+        cpu = {b: statistics.median(v) for b, v in cpus.items()}
+        best = min(cpu, key=cpu.get)
+        print(f"{name:>10} {depth:>5} " + " ".join(f"{cpu[b]:8.3f}" for b in sizes)
+              + f"   b={best}   (wall: " + " ".join(f"{wall[b]:.3f}" for b in sizes) + ")",
+              flush=True)
         rows.append({"model": name, "depth": int(depth),
-                     "epoch_s": {str(b): took[b] for b in sizes}, "best": best})
+                     "cpu_epoch_s": {str(b): cpu[b] for b in sizes},
+                     "wall_epoch_s": {str(b): wall[b] for b in sizes}, "best": best})
     meta.write(args.json or meta.default_path(f"batch_policy_{args.dataset}"), "batch_policy",
                info, {"dataset": args.dataset, "seeds": args.seeds, "epochs": args.epochs,
-                      "sizes": sizes, "rows": rows})
+                      "repeats": args.repeats, "sizes": sizes, "rows": rows})
     return 0
 
 
