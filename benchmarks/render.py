@@ -152,13 +152,31 @@ def _cli(c: dict[str, Any]) -> str:
             + f"\n\nCommand: `{c['command']}`")
 
 
+MODEL_COLUMNS = {"pyg": "PyG per-seed loop (before seed-native)", "loop": LABELS["loop"],
+                 "batched_before": "gdepth batched, first layer before",
+                 "batched": LABELS["batched"]}
+
+
 def _models_speed(r: dict[str, Any]) -> str:
-    return f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs:\n\n" + _table(
-        ["model", "depth", "loop s", "batched s", "ratio", "test acc loop", "test acc batched"],
-        "lrrrrrr",
-        [[r["model"], str(r["depth"]), _s(r["wall_s"]["loop"]), _s(r["wall_s"]["batched"]),
-          f"{r['wall_s']['loop'] / r['wall_s']['batched']:.2f}×",
-          _acc(r["test_acc"]["loop"]), _acc(r["test_acc"]["batched"])] for r in r["rows"]])
+    used = [c for c in MODEL_COLUMNS if any(c in row["wall_s"] for row in r["rows"])]
+    shown = [c for c in used if c != "batched"]
+    head = (["model", "depth"] + [f"{MODEL_COLUMNS[c]} s" for c in used]
+            + [f"{MODEL_COLUMNS[c]} / batched" for c in shown])
+    rows = []
+    for row in r["rows"]:
+        wall = row["wall_s"]
+        rows.append([row["model"], str(row["depth"])]
+                    + [_s(wall.get(c)) for c in used]
+                    + [f"{wall[c] / wall['batched']:.2f}×" if c in wall else "–"
+                       for c in shown])
+    accuracy = _table(["model", *(MODEL_COLUMNS[c] for c in used)], "l" + "r" * len(used),
+                      [[row["model"]] + [_acc(row["test_acc"][c]) if c in row["test_acc"]
+                                         else "–" for c in used] for row in r["rows"]])
+    return (f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs, wall time (s) of the "
+            "cell per column, the columns interleaved:\n\n"
+            + _table(head, "lr" + "r" * (len(head) - 2), rows)
+            + "\n\nTest accuracy (%, mean ± sample std over the seeds; the columns draw "
+            "different dropout masks):\n\n" + accuracy)
 
 
 def _sgc_speed(r: dict[str, Any]) -> str:
@@ -211,7 +229,39 @@ def _first_layer_speed(r: dict[str, Any]) -> str:
             "against the dense product:\n\n" + _table(head, "r" * len(head), rows))
 
 
+def _batch_policy(r: dict[str, Any]) -> str:
+    sizes = [str(b) for b in r["sizes"]]
+    rows = []
+    for row in r["rows"]:
+        cpu, best = row["cpu_epoch_s"], str(row["best"])
+        rows.append([row["model"], str(row["depth"])]
+                    + [(f"**{cpu[b]:.3f}**" if b == best else f"{cpu[b]:.3f}") for b in sizes]
+                    + [best, f"{cpu[sizes[0]] / cpu[best]:.2f}×",
+                       f"{cpu[sizes[-1]] / cpu[best]:.2f}×"])
+    return (f"{r['dataset']}, {r['seeds']} seeds: the cell's steady CPU seconds per epoch in "
+            f"batches of b seeds ({r['epochs']} epochs per batch, the first untimed; median of "
+            f"{r['repeats']} rounds; the wall times are in the JSON). Bold: the fastest.\n\n"
+            + _table(["model", "depth", *(f"b={b}" for b in sizes), "best b",
+                      f"b={sizes[0]} / best", f"b={sizes[-1]} / best"],
+                     "lr" + "r" * (len(sizes) + 3), rows))
+
+
+def _incepgcn_memory(r: dict[str, Any]) -> str:
+    mib = 2 ** 20
+    rows = [[str(row["seeds"]), tree, f"{row[tree]['tensor_peak_bytes'] / mib:.1f}",
+             f"{row[tree]['rss_peak_bytes'] / mib:.1f}",
+             f"{row[tree]['parameter_bytes'] / mib:.2f}", f"{row[tree]['loss']:.6f}"]
+            for row in r["rows"] for tree in ("before", "now")]
+    return (f"{r['model']} depth {r['depth']} on {r['dataset']}, one training step (forward, "
+            f"loss, backward), each in a fresh process; before: the engine twin at "
+            f"`{r['old'][:10]}`. Tensor peak: `torch.profiler`'s allocated bytes during the "
+            "step; RSS peak: resident memory's peak during the step over its start.\n\n"
+            + _table(["S", "tree", "tensor peak MiB", "RSS peak MiB", "parameters MiB",
+                      "loss"], "llrrrr", rows))
+
+
 BODIES: dict[str, Callable[[Any], str]] = {
+    "batch_policy": _batch_policy, "incepgcn_memory": _incepgcn_memory,
     "first_layer_speed": _first_layer_speed,
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
     "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv}

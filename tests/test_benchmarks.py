@@ -108,8 +108,18 @@ def test_models_and_sgc_speed_tables(tmp_path):
              "test_acc": {"loop": ACC, "batched": [0.82, 0.83, 0.84]}}]
     text = render.render(write(tmp_path, "models_speed",
                                {"dataset": "cora", "seeds": 3, "epochs": 50, "rows": rows}))
-    assert "cora, 3 seeds, 50 epochs:" in text
-    assert "| appnp | 10 | 8.0 | 2.5 | 3.20× | 81.0 ± 1.0 | 83.0 ± 1.0 |" in text.splitlines()
+    assert "cora, 3 seeds, 50 epochs, wall time (s) of the cell per column" in text
+    assert "| appnp | 10 | 8.0 | 2.5 | 3.20× |" in text.splitlines()
+    assert "| appnp | 81.0 ± 1.0 | 83.0 ± 1.0 |" in text.splitlines()
+    rows = [{"model": "gat", "depth": 2,
+             "wall_s": {"pyg": 12.0, "loop": 8.0, "batched_before": 6.0, "batched": 4.0},
+             "test_acc": dict.fromkeys(("pyg", "loop", "batched_before", "batched"), ACC)},
+            *rows]
+    lines = render.render(write(tmp_path, "models_speed", {"dataset": "cora", "seeds": 3,
+                                                           "epochs": 50, "rows": rows}))
+    lines = lines.splitlines()
+    assert "| gat | 2 | 12.0 | 8.0 | 6.0 | 4.0 | 3.00× | 2.00× | 1.50× |" in lines
+    assert "| appnp | 10 | – | 8.0 | – | 2.5 | – | 3.20× | – |" in lines
     sgc = {"dataset": "cora", "depth": 32, "seeds": 3, "epochs": 200, "repeats": 3,
            "dropout": 0.6, "precompute_s": {"before": 0.5, "after": 0.125},
            "epochs_s": [{"dropout": 0.0, "before_s": 0.004, "after_s": 0.001}],
@@ -131,9 +141,26 @@ def test_first_layer_speed_tables(tmp_path):
     assert "| 10 % | 10.00 | 40.00 | 4.00× | 100.00 | 500.00 | 5.00× |" in lines
 
 
+def test_batch_policy_and_incepgcn_memory_tables(tmp_path):
+    found = {"dataset": "cora", "seeds": 10, "epochs": 4, "repeats": 2, "sizes": [1, 2, 5, 10],
+             "rows": [{"model": "gcn", "depth": 8, "best": 5,
+                       "cpu_epoch_s": {"1": 0.4, "2": 0.3, "5": 0.2, "10": 0.25},
+                       "wall_epoch_s": {"1": 0.8, "2": 0.6, "5": 0.4, "10": 0.5}}]}
+    lines = render.render(write(tmp_path, "batch_policy", found)).splitlines()
+    assert "| gcn | 8 | 0.400 | 0.300 | **0.200** | 0.250 | 5 | 2.00× | 1.25× |" in lines
+    mib = 2 ** 20
+    step = {"loss": 1.5, "tensor_peak_bytes": 100 * mib, "rss_peak_bytes": 120 * mib,
+            "parameter_bytes": mib}
+    found = {"model": "incepgcn", "dataset": "cora", "depth": 64, "old": "1d1170a" + "0" * 33,
+             "rows": [{"seeds": 1, "before": step, "now": {**step, "rss_peak_bytes": 60 * mib}}]}
+    lines = render.render(write(tmp_path, "incepgcn_memory", found)).splitlines()
+    assert "| 1 | before | 100.0 | 120.0 | 1.00 | 1.500000 |" in lines
+    assert "| 1 | now | 100.0 | 60.0 | 1.00 | 1.500000 |" in lines
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: first_layer_speed, "
-                                         r"sweep_speed, "
+    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: batch_policy, "
+                                         r"incepgcn_memory, first_layer_speed, sweep_speed, "
                                          r"models_speed, sgc_speed, memory_arxiv$"):
         render.render(write(tmp_path, "nope", {}))
 
