@@ -241,8 +241,8 @@ def _batch_policy(r: dict[str, Any]) -> str:
     return (f"{r['dataset']}, {r['seeds']} seeds: the cell's steady CPU seconds per epoch in "
             f"batches of b seeds ({r['epochs']} epochs per batch, the first untimed; median of "
             f"{r['repeats']} rounds; the wall times are in the JSON). Bold: the fastest.\n\n"
-            + _table(["model", "depth", *(f"b={b}" for b in sizes), "best b",
-                      f"b={sizes[0]} / best", f"b={sizes[-1]} / best"],
+            + _table(["model", "depth", *(f"b={b}" for b in sizes), "fastest b",
+                      f"b={sizes[0]} / fastest", f"b={sizes[-1]} / fastest"],
                      "lr" + "r" * (len(sizes) + 3), rows))
 
 
