@@ -33,8 +33,8 @@ def test_choose_takes_the_largest_batch_within_the_tolerance_of_the_fastest():
 
 def _cfg(model: str, **top):
     return config.typed({"model": {"name": model}, "depth": 8, "norm": {"name": "none"},
-                         "dataset": {"name": "cora", "split": "public"}, "train": {"name": "default"},
-                         **top})
+                         "dataset": {"name": "cora", "split": "public"},
+                         "train": {"name": "default"}, **top})
 
 
 def _graphs(n: int) -> list:
