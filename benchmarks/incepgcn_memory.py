@@ -17,8 +17,11 @@ the two trees in alternating order. Two numbers per step:
   the ``Total Allocated`` of its memory events, counted from the step's start): what the step
   itself holds at its peak;
 * **RSS peak**: the process's peak resident memory during a second, unprofiled step (Linux
-  ``VmHWM``, reset through ``/proc/self/clear_refs`` just before) minus its resident memory
-  before it: the tensors plus what the allocator keeps around them.
+  ``VmHWM``, reset through ``/proc/self/clear_refs`` just before), beside its resident memory
+  just before that step: the tensors plus what the allocator keeps around them, plus the
+  process itself (Python, torch, PyG, the graph, the model; memory the allocator kept from the
+  earlier steps is already resident before, so the peak, not its difference to the start, is
+  the comparable number).
 
 The step's loss is printed for both trees: with the same initial weights and the same dropout
 masks they agree to float rounding, so the two measure the same computation.
@@ -137,10 +140,11 @@ def worker(depth: int, seeds: int, mirror: str, threads: int) -> dict[str, Any]:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
     before = _status_kib("VmRSS")
     step()
-    rss = (_status_kib("VmHWM") - before) * 1024
+    peak = _status_kib("VmHWM")
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return {"tree": str(Path(gdepth.__file__).resolve().parents[1]), "seeds": seeds,
-            "loss": loss, "tensor_peak_bytes": max(totals), "rss_peak_bytes": rss,
+            "loss": loss, "tensor_peak_bytes": max(totals), "rss_before_bytes": before * 1024,
+            "rss_peak_bytes": peak * 1024,
             "parameter_bytes": params}
 
 
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
         trees = {"now": ROOT, "before": Path(folder)}
         print(f"IncepGCN depth {args.depth} on Cora, one training step; before = {old[:10]}")
-        print(f"{'S':>2} {'tree':>6} {'tensor peak MiB':>15} {'RSS peak MiB':>12} "
+        print(f"{'S':>2} {'tree':>6} {'tensor peak MiB':>15} {'RSS before MiB':>14} "
+              f"{'RSS peak MiB':>12} "
               f"{'params MiB':>10} {'loss':>10}")
         for i, seeds in enumerate(int(s) for s in args.seeds.split(",")):
             row: dict[str, Any] = {"seeds": seeds}
@@ -196,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 found.pop("tree")
                 row[name] = found
                 print(f"{seeds:>2} {name:>6} {found['tensor_peak_bytes'] / 2**20:15.1f} "
+                      f"{found['rss_before_bytes'] / 2**20:14.1f} "
                       f"{found['rss_peak_bytes'] / 2**20:12.1f} "
                       f"{found['parameter_bytes'] / 2**20:10.2f} {found['loss']:10.6f}",
                       flush=True)

@@ -249,15 +249,17 @@ def _batch_policy(r: dict[str, Any]) -> str:
 def _incepgcn_memory(r: dict[str, Any]) -> str:
     mib = 2 ** 20
     rows = [[str(row["seeds"]), tree, f"{row[tree]['tensor_peak_bytes'] / mib:.1f}",
+             f"{row[tree]['rss_before_bytes'] / mib:.1f}",
              f"{row[tree]['rss_peak_bytes'] / mib:.1f}",
              f"{row[tree]['parameter_bytes'] / mib:.2f}", f"{row[tree]['loss']:.6f}"]
             for row in r["rows"] for tree in ("before", "now")]
     return (f"{r['model']} depth {r['depth']} on {r['dataset']}, one training step (forward, "
             f"loss, backward), each in a fresh process; before: the engine twin at "
             f"`{r['old'][:10]}`. Tensor peak: `torch.profiler`'s allocated bytes during the "
-            "step; RSS peak: resident memory's peak during the step over its start.\n\n"
-            + _table(["S", "tree", "tensor peak MiB", "RSS peak MiB", "parameters MiB",
-                      "loss"], "llrrrr", rows))
+            "step; RSS: the process's resident memory before the step and its peak during "
+            "it.\n\n"
+            + _table(["S", "tree", "tensor peak MiB", "RSS before MiB", "RSS peak MiB",
+                      "parameters MiB", "loss"], "llrrrrr", rows))
 
 
 BODIES: dict[str, Callable[[Any], str]] = {

@@ -149,13 +149,13 @@ def test_batch_policy_and_incepgcn_memory_tables(tmp_path):
     lines = render.render(write(tmp_path, "batch_policy", found)).splitlines()
     assert "| gcn | 8 | 0.400 | 0.300 | **0.200** | 0.250 | 5 | 2.00× | 1.25× |" in lines
     mib = 2 ** 20
-    step = {"loss": 1.5, "tensor_peak_bytes": 100 * mib, "rss_peak_bytes": 120 * mib,
-            "parameter_bytes": mib}
+    step = {"loss": 1.5, "tensor_peak_bytes": 100 * mib, "rss_before_bytes": 300 * mib,
+            "rss_peak_bytes": 420 * mib, "parameter_bytes": mib}
     found = {"model": "incepgcn", "dataset": "cora", "depth": 64, "old": "1d1170a" + "0" * 33,
-             "rows": [{"seeds": 1, "before": step, "now": {**step, "rss_peak_bytes": 60 * mib}}]}
+             "rows": [{"seeds": 1, "before": step, "now": {**step, "rss_peak_bytes": 360 * mib}}]}
     lines = render.render(write(tmp_path, "incepgcn_memory", found)).splitlines()
-    assert "| 1 | before | 100.0 | 120.0 | 1.00 | 1.500000 |" in lines
-    assert "| 1 | now | 100.0 | 60.0 | 1.00 | 1.500000 |" in lines
+    assert "| 1 | before | 100.0 | 300.0 | 420.0 | 1.00 | 1.500000 |" in lines
+    assert "| 1 | now | 100.0 | 300.0 | 360.0 | 1.00 | 1.500000 |" in lines
 
 
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
