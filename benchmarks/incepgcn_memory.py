@@ -12,15 +12,16 @@ tree on its ``PYTHONPATH``), after one untimed step (the caches every step reuse
 adjacency, mask buffers) with the gradients freed, ``torch.manual_seed(0)`` before the step,
 the two trees in alternating order. Two numbers per step:
 
-* **tensor peak**: the largest total of tensor bytes allocated during the step and not yet
+* **tensor peak** (a later step than the RSS one: the profiler's own records would count in
+  the resident memory): the largest total of tensor bytes allocated during the step and not yet
   freed (``torch.profiler`` with ``profile_memory=True``: the CPU allocator's running total,
   the ``Total Allocated`` of its memory events, counted from the step's start): what the step
   itself holds at its peak;
-* **RSS peak**: the process's peak resident memory during a second, unprofiled step (Linux
+* **RSS peak**: the process's peak resident memory during the second step, unprofiled (Linux
   ``VmHWM``, reset through ``/proc/self/clear_refs`` just before), beside its resident memory
   just before that step: the tensors plus what the allocator keeps around them, plus the
   process itself (Python, torch, PyG, the graph, the model; memory the allocator kept from the
-  earlier steps is already resident before, so the peak, not its difference to the start, is
+  first step is already resident before, so the peak, not its difference to the start, is
   the comparable number).
 
 The step's loss is printed for both trees: with the same initial weights and the same dropout
@@ -129,6 +130,11 @@ def worker(depth: int, seeds: int, mirror: str, threads: int) -> dict[str, Any]:
     fresh()
     step()  # the caches a step builds once
     fresh()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = _status_kib("VmRSS")
+    step()
+    peak = _status_kib("VmHWM")
+    fresh()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         loss = step()
     trace = Path(tempfile.mkstemp(suffix=".json")[1])
@@ -136,11 +142,6 @@ def worker(depth: int, seeds: int, mirror: str, threads: int) -> dict[str, Any]:
     events = json.loads(trace.read_text())["traceEvents"]
     trace.unlink()
     totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    fresh()
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
-    before = _status_kib("VmRSS")
-    step()
-    peak = _status_kib("VmHWM")
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     return {"tree": str(Path(gdepth.__file__).resolve().parents[1]), "seeds": seeds,
             "loss": loss, "tensor_peak_bytes": max(totals), "rss_before_bytes": before * 1024,
