@@ -154,26 +154,36 @@ def _cli(c: dict[str, Any]) -> str:
 
 MODEL_COLUMNS = {"pyg": "PyG per-seed loop (before seed-native)", "loop": LABELS["loop"],
                  "batched_before": "gdepth batched, first layer before",
-                 "batched": LABELS["batched"]}
+                 "batched": LABELS["batched"], "auto": "gdepth engine=auto"}
 
 
 def _models_speed(r: dict[str, Any]) -> str:
-    used = [c for c in MODEL_COLUMNS if any(c in row["wall_s"] for row in r["rows"])]
+    clock = "cpu_s" if all("cpu_s" in row for row in r["rows"]) else "wall_s"
+    used = [c for c in MODEL_COLUMNS if any(c in row[clock] for row in r["rows"])]
     shown = [c for c in used if c != "batched"]
     head = (["model", "depth"] + [f"{MODEL_COLUMNS[c]} s" for c in used]
             + [f"{MODEL_COLUMNS[c]} / batched" for c in shown])
+    if "auto" in used and "pyg" in used:
+        head.append("PyG per-seed loop / engine=auto")
     rows = []
     for row in r["rows"]:
-        wall = row["wall_s"]
-        rows.append([row["model"], str(row["depth"])]
-                    + [_s(wall.get(c)) for c in used]
-                    + [f"{wall[c] / wall['batched']:.2f}×" if c in wall else "–"
-                       for c in shown])
+        t = row[clock]
+        cells = ([row["model"], str(row["depth"])] + [_s(t.get(c)) for c in used]
+                 + [f"{t[c] / t['batched']:.2f}×" if c in t else "–" for c in shown])
+        if "auto" in used and "pyg" in used:
+            cells.append(f"{t['pyg'] / t['auto']:.2f}×" if "pyg" in t and "auto" in t else "–")
+        rows.append(cells)
     accuracy = _table(["model", *(MODEL_COLUMNS[c] for c in used)], "l" + "r" * len(used),
                       [[row["model"]] + [_acc(row["test_acc"][c]) if c in row["test_acc"]
                                          else "–" for c in used] for row in r["rows"]])
-    return (f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs, wall time (s) of the "
-            "cell per column, the columns interleaved:\n\n"
+    what = ("the process's CPU time (s; one thread: the work done, which other processes "
+            "barely move; the wall times are in the JSON)" if clock == "cpu_s"
+            else "wall time (s)")
+    auto = [f"{row['model']} {row['auto_seeds_per_batch']}" for row in r["rows"]
+            if row.get("auto_seeds_per_batch")]
+    sizes = (f" engine=auto's seeds per batch: {', '.join(auto)}." if auto else "")
+    return (f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs, {what} of the "
+            f"cell per column, the columns interleaved.{sizes}\n\n"
             + _table(head, "lr" + "r" * (len(head) - 2), rows)
             + "\n\nTest accuracy (%, mean ± sample std over the seeds; the columns draw "
             "different dropout masks):\n\n" + accuracy)

@@ -108,7 +108,7 @@ def test_models_and_sgc_speed_tables(tmp_path):
              "test_acc": {"loop": ACC, "batched": [0.82, 0.83, 0.84]}}]
     text = render.render(write(tmp_path, "models_speed",
                                {"dataset": "cora", "seeds": 3, "epochs": 50, "rows": rows}))
-    assert "cora, 3 seeds, 50 epochs, wall time (s) of the cell per column" in text
+    assert "cora, 3 seeds, 50 epochs, wall time (s) of the cell per column" in text  # no CPU
     assert "| appnp | 10 | 8.0 | 2.5 | 3.20× |" in text.splitlines()
     assert "| appnp | 81.0 ± 1.0 | 83.0 ± 1.0 |" in text.splitlines()
     rows = [{"model": "gat", "depth": 2,
@@ -120,6 +120,16 @@ def test_models_and_sgc_speed_tables(tmp_path):
     lines = lines.splitlines()
     assert "| gat | 2 | 12.0 | 8.0 | 6.0 | 4.0 | 3.00× | 2.00× | 1.50× |" in lines
     assert "| appnp | 10 | – | 8.0 | – | 2.5 | – | 3.20× | – |" in lines
+    for row in rows:  # the CPU clock where every row has it; engine=auto's column
+        row["cpu_s"] = {k: v / 2 for k, v in row["wall_s"].items()}
+    rows[0]["cpu_s"]["auto"], rows[0]["auto_seeds_per_batch"] = 1.5, 5
+    rows[0]["test_acc"]["auto"] = ACC
+    lines = render.render(write(tmp_path, "models_speed", {"dataset": "cora", "seeds": 3,
+                                                           "epochs": 50, "rows": rows}))
+    assert "the process's CPU time" in lines and "engine=auto's seeds per batch: gat 5." in lines
+    lines = lines.splitlines()
+    assert "| gat | 2 | 6.0 | 4.0 | 3.0 | 2.0 | 1.5 | 3.00× | 2.00× | 1.50× | 0.75× | 4.00× |" \
+        in lines
     sgc = {"dataset": "cora", "depth": 32, "seeds": 3, "epochs": 200, "repeats": 3,
            "dropout": 0.6, "precompute_s": {"before": 0.5, "after": 0.125},
            "epochs_s": [{"dropout": 0.0, "before_s": 0.004, "after_s": 0.001}],
