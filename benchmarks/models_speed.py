@@ -1,15 +1,31 @@
 r"""Seed batches against batches of one seed, per model, on one dataset, in one process.
 
 For each model (and its depth) the same cell — ``seeds`` seeds, ``epochs`` epochs with evaluation
-after every epoch — is trained by ``gdepth.engine.run_seeds`` with all seeds in one batch
-(``engine=batched``) and in batches of one seed (``max_seeds=1``: ``engine=loop``, the same
-training loop), alternating which goes first, and the wall time of each, their ratio and the
-mean test accuracy of each are printed (the two draw different dropout masks, so the
-accuracies agree in distribution, not run by run). Models: the batched ones that
-``benchmarks/sweep_speed.py`` does not time (sgc, sign, appnp, jknet, gcnii, DropEdge's
-backbones), with their configs' defaults (``configs/model/*.yaml``).
+after every epoch — is trained several ways, the order rotating from model to model, and the
+wall time of each, their ratios and the mean test accuracy of each are printed (the columns
+draw different dropout masks, so the accuracies agree in distribution, not run by run):
+
+* ``pyg`` (gat, gin, ggnn, mlp only): gdepth's per-seed loop of PyG layers as it was before
+  these models were seed-native (``benchmarks/pyg_models.py``), one seed after another;
+* ``loop``: ``gdepth.engine.run_seeds`` in batches of one seed (``max_seeds=1``:
+  ``engine=loop``, the same training loop);
+* ``batched_before``: all seeds in one batch with the first layer's kernel before
+  ``gdepth.nn.sparse_input`` (one ``torch.sparse.mm`` per seed;
+  ``benchmarks/first_layer_speed.py``'s ``before``), where the features are sparse;
+* ``batched``: all seeds in one batch (``engine=batched``);
+* ``auto`` (with ``--auto``): batches of ``engine=auto``'s size for the model
+  (``gdepth/engine/policy.py``; ``run_seeds`` without ``max_seeds``).
+
+Each column's wall time and the process's CPU time are kept (one thread: the CPU time is the
+work done, which other processes on a shared machine barely move; the wall time is what a user
+waits for on an idle one).
+
+Models: by default the batched ones that ``benchmarks/sweep_speed.py`` does not time (sgc, sign,
+appnp, jknet, gcnii, DropEdge's backbones), with their configs' defaults
+(``configs/model/*.yaml``).
 
     python benchmarks/models_speed.py                                  # Cora, 10 seeds
+    python benchmarks/models_speed.py --models gat:2,gin:2,ggnn:2,mlp:2 --auto
     python benchmarks/models_speed.py --models incepgcn:16 --seeds 1   # DropEdge's one seed
 
 Results: ``benchmarks/results/models_speed_<dataset>.json`` (or ``--json``), rendered by
@@ -19,6 +35,7 @@ Results: ``benchmarks/results/models_speed_<dataset>.json`` (or ``--json``), ren
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -32,10 +49,12 @@ from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import meta  # noqa: E402
+import pyg_models  # noqa: E402
 
 from gdepth import config, data, engine  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
 from gdepth.cli import config_dir  # noqa: E402
+from gdepth.engine import policy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = "sgc:8,sign:8,appnp:10,jknet:8,gcnii:16,resgcn:16,incepgcn:8"
@@ -57,12 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--auto", action="store_true", help="also time engine=auto's batches")
     parser.add_argument("--mirror", default=os.environ.get(
         "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
     parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
     parser.add_argument("--json", help="results file (default: benchmarks/results/"
                                        "models_speed_<dataset>.json)")
     args = parser.parse_args(argv)
+    from first_layer_speed import before  # it imports cell_cfg from here
+
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,29 +93,43 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"{args.dataset}, {args.seeds} seeds, {args.epochs} epochs, threads "
           f"{torch.get_num_threads()}")
-    print(f"{'model':>10} {'depth':>5} {'loop s':>8} {'batched s':>9} {'ratio':>6}   "
-          "test acc loop | batched")
+    print(f"{'model':>10} {'depth':>5}  CPU s per column (ratio to batched), test acc")
     for i, item in enumerate(args.models.split(",")):
         name, depth = item.split(":")
         cfg = cell_cfg(name, int(depth), args.seeds, args.epochs, args.dataset)
         cfg.data.mirror = args.mirror
+        if engine.unsupported(cfg) is not None:
+            raise SystemExit(f"{name}: not batched ({engine.unsupported(cfg)})")
         prepared = [prepare(data.load(cfg.dataset, cfg.data, s), cfg.dataset, device)
                     for s in range(args.seeds)]
         adj, graphs = prepared[0][1], [p[0] for p in prepared]
-        wall, accs = {}, {}
-        for eng in (("loop", "batched") if i % 2 == 0 else ("batched", "loop")):
-            t0 = time.perf_counter()
-            if engine.unsupported(cfg) is not None:
-                raise SystemExit(f"{name}: not batched ({engine.unsupported(cfg)})")
-            results = engine.run_seeds(cfg, lambda s, gs=graphs: gs[s], adj, device,
-                                       max_seeds=args.seeds if eng == "batched" else 1)
-            accs[eng] = [r.test_acc for r in results]
-            wall[eng] = time.perf_counter() - t0
-        mean = {e: 100 * statistics.mean(a) for e, a in accs.items()}
-        print(f"{name:>10} {depth:>5} {wall['loop']:8.1f} {wall['batched']:9.1f} "
-              f"{wall['loop'] / wall['batched']:5.2f}x   {mean['loop']:.1f} | "
-              f"{mean['batched']:.1f}", flush=True)
-        rows.append({"model": name, "depth": int(depth), "wall_s": wall, "test_acc": accs})
+        columns = (["pyg"] if name in pyg_models.MODELS else []) + ["loop"] + (
+            ["batched_before"] if graphs[0].x.layout == torch.sparse_csr else []) + [
+            "batched"] + (["auto"] if args.auto else [])
+        shift = i % len(columns)
+        wall, cpu, accs = {}, {}, {}
+        for column in columns[shift:] + columns[:shift]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if column == "pyg":
+                accs[column] = [pyg_models.run_pyg_model(name, cfg.model, cfg.train, graphs[s],
+                                                         int(depth), s, args.epochs)
+                                for s in range(args.seeds)]
+            else:
+                with before() if column == "batched_before" else contextlib.nullcontext():
+                    results = engine.run_seeds(
+                        cfg, lambda s, gs=graphs: gs[s], adj, device,
+                        max_seeds={"loop": 1, "auto": None}.get(column, args.seeds))
+                accs[column] = [r.test_acc for r in results]
+            wall[column] = time.perf_counter() - t0
+            cpu[column] = time.process_time() - c0
+        shown = "  ".join(f"{c} {cpu[c]:.1f} ({cpu[c] / cpu['batched']:.2f}x) "
+                          f"{100 * statistics.mean(accs[c]):.1f}" for c in columns)
+        print(f"{name:>10} {depth:>5}  {shown}", flush=True)
+        row = {"model": name, "depth": int(depth), "wall_s": wall, "cpu_s": cpu,
+               "test_acc": accs}
+        if args.auto:
+            row["auto_seeds_per_batch"] = policy.preferred_seeds(name, device)
+        rows.append(row)
     meta.write(args.json or meta.default_path(f"models_speed_{args.dataset}"), "models_speed",
                info, {"dataset": args.dataset, "seeds": args.seeds, "epochs": args.epochs,
                       "rows": rows})

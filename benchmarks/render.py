@@ -152,13 +152,41 @@ def _cli(c: dict[str, Any]) -> str:
             + f"\n\nCommand: `{c['command']}`")
 
 
+MODEL_COLUMNS = {"pyg": "PyG per-seed loop (before seed-native)", "loop": LABELS["loop"],
+                 "batched_before": "gdepth batched, first layer before",
+                 "batched": LABELS["batched"], "auto": "gdepth engine=auto"}
+
+
 def _models_speed(r: dict[str, Any]) -> str:
-    return f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs:\n\n" + _table(
-        ["model", "depth", "loop s", "batched s", "ratio", "test acc loop", "test acc batched"],
-        "lrrrrrr",
-        [[r["model"], str(r["depth"]), _s(r["wall_s"]["loop"]), _s(r["wall_s"]["batched"]),
-          f"{r['wall_s']['loop'] / r['wall_s']['batched']:.2f}×",
-          _acc(r["test_acc"]["loop"]), _acc(r["test_acc"]["batched"])] for r in r["rows"]])
+    clock = "cpu_s" if all("cpu_s" in row for row in r["rows"]) else "wall_s"
+    used = [c for c in MODEL_COLUMNS if any(c in row[clock] for row in r["rows"])]
+    shown = [c for c in used if c != "batched"]
+    head = (["model", "depth"] + [f"{MODEL_COLUMNS[c]} s" for c in used]
+            + [f"{MODEL_COLUMNS[c]} / batched" for c in shown])
+    if "auto" in used and "pyg" in used:
+        head.append("PyG per-seed loop / engine=auto")
+    rows = []
+    for row in r["rows"]:
+        t = row[clock]
+        cells = ([row["model"], str(row["depth"])] + [_s(t.get(c)) for c in used]
+                 + [f"{t[c] / t['batched']:.2f}×" if c in t else "–" for c in shown])
+        if "auto" in used and "pyg" in used:
+            cells.append(f"{t['pyg'] / t['auto']:.2f}×" if "pyg" in t and "auto" in t else "–")
+        rows.append(cells)
+    accuracy = _table(["model", *(MODEL_COLUMNS[c] for c in used)], "l" + "r" * len(used),
+                      [[row["model"]] + [_acc(row["test_acc"][c]) if c in row["test_acc"]
+                                         else "–" for c in used] for row in r["rows"]])
+    what = ("the process's CPU time (s; one thread: the work done, which other processes "
+            "barely move; the wall times are in the JSON)" if clock == "cpu_s"
+            else "wall time (s)")
+    auto = [f"{row['model']} {row['auto_seeds_per_batch']}" for row in r["rows"]
+            if row.get("auto_seeds_per_batch")]
+    sizes = (f" engine=auto's seeds per batch: {', '.join(auto)}." if auto else "")
+    return (f"{r['dataset']}, {r['seeds']} seeds, {r['epochs']} epochs, {what} of the "
+            f"cell per column, the columns interleaved.{sizes}\n\n"
+            + _table(head, "lr" + "r" * (len(head) - 2), rows)
+            + "\n\nTest accuracy (%, mean ± sample std over the seeds; the columns draw "
+            "different dropout masks):\n\n" + accuracy)
 
 
 def _sgc_speed(r: dict[str, Any]) -> str:
@@ -223,6 +251,8 @@ def _prune_search(r: dict[str, Any]) -> str:
                        "r" + "lrr" * len(names), trials)
     return "\n\n".join([head, table, "Each trial (val %: its objective; a pruned trial's last "
                          "report):", per_trial])
+
+
 def _tree_speed(r: dict[str, Any]) -> str:
     head = ["conv", "r", "trees", "batch", "path by levels", "message passing s/pass",
             "levels s/pass", "gain", "CPU s/pass, message passing", "CPU s/pass, levels",
@@ -241,7 +271,68 @@ def _tree_speed(r: dict[str, Any]) -> str:
             + _table(head, "lrrrlrrrrrrl", rows))
 
 
+def _ms(seconds: float) -> str:
+    return f"{1e3 * seconds:.2f}"
+
+
+def _first_layer_speed(r: dict[str, Any]) -> str:
+    n, f = r["shape"]
+    own = _table(["seeds", "before ms", "after ms", "dense ms", "before / after",
+                  "dense / after"], "rrrrrr",
+                 [[str(o["seeds"]), _ms(o["before"]), _ms(o["after"]), _ms(o["dense"]),
+                   f"{o['before'] / o['after']:.2f}×", f"{o['dense'] / o['after']:.2f}×"]
+                  for o in r["own"]])
+    seeds = sorted({k for row in r["density"] for k in row if k != "density"}, key=int)
+    head = ["density"] + [f"{h} S={s}" for s in seeds for h in ("sparse ms", "dense ms",
+                                                                   "dense / sparse")]
+    rows = [[f"{100 * row['density']:g} %"] + [
+        c for s in seeds for c in (_ms(row[s]["sparse"]), _ms(row[s]["dense"]),
+                                   f"{row[s]['dense'] / row[s]['sparse']:.2f}×")]
+        for row in r["density"]]
+    return (f"The first layer (forward + weight gradient, per-seed dropout {r['dropout']:g} "
+            f"drawn inside) on {r['dataset']}'s features ({n} × {f}, {r['features']}), hidden "
+            f"{r['hidden']}, median of {r['repeats']}; before: one `torch.sparse.mm` per seed, "
+            "after: `gdepth.nn.sparse_input`, dense: the same features stored dense:\n\n"
+            + own + "\n\nSynthetic features of the same shape by density, the sparse kernel "
+            "against the dense product:\n\n" + _table(head, "r" * len(head), rows))
+
+
+def _batch_policy(r: dict[str, Any]) -> str:
+    sizes = [str(b) for b in r["sizes"]]
+    rows = []
+    for row in r["rows"]:
+        cpu, best = row["cpu_epoch_s"], str(row["best"])
+        rows.append([row["model"], str(row["depth"])]
+                    + [(f"**{cpu[b]:.3f}**" if b == best else f"{cpu[b]:.3f}") for b in sizes]
+                    + [best, f"{cpu[sizes[0]] / cpu[best]:.2f}×",
+                       f"{cpu[sizes[-1]] / cpu[best]:.2f}×"])
+    return (f"{r['dataset']}, {r['seeds']} seeds: the cell's steady CPU seconds per epoch in "
+            f"batches of b seeds ({r['epochs']} epochs per batch, the first untimed; median of "
+            f"{r['repeats']} rounds; the wall times are in the JSON). Bold: the fastest.\n\n"
+            + _table(["model", "depth", *(f"b={b}" for b in sizes), "fastest b",
+                      f"b={sizes[0]} / fastest", f"b={sizes[-1]} / fastest"],
+                     "lr" + "r" * (len(sizes) + 3), rows))
+
+
+def _incepgcn_memory(r: dict[str, Any]) -> str:
+    mib = 2 ** 20
+    rows = [[str(row["seeds"]), tree, f"{row[tree]['tensor_peak_bytes'] / mib:.1f}",
+             f"{row[tree]['rss_before_bytes'] / mib:.1f}",
+             f"{row[tree]['rss_peak_bytes'] / mib:.1f}",
+             f"{row[tree]['parameter_bytes'] / mib:.2f}", f"{row[tree]['loss']:.6f}"]
+            for row in r["rows"] for tree in ("before", "now")]
+    return (f"{r['model']} depth {r['depth']} on {r['dataset']}, one training step (forward, "
+            f"loss, backward), each in a fresh process; before: the engine twin at "
+            f"`{r['old'][:10]}`. Tensor peak: `torch.profiler`'s allocated bytes during the "
+            "step; RSS: the process's resident memory before the step and its peak during "
+            "it.\n\n"
+            + _table(["S", "tree", "tensor peak MiB", "RSS before MiB", "RSS peak MiB",
+                      "parameters MiB", "loss"], "llrrrrr", rows))
+
+
 BODIES: dict[str, Callable[[Any], str]] = {
+    "batch_policy": _batch_policy, "incepgcn_memory": _incepgcn_memory,
+    "first_layer_speed": _first_layer_speed,
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
     "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv,
     "prune_search": _prune_search, "tree_speed": _tree_speed}

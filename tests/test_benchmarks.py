@@ -108,8 +108,28 @@ def test_models_and_sgc_speed_tables(tmp_path):
              "test_acc": {"loop": ACC, "batched": [0.82, 0.83, 0.84]}}]
     text = render.render(write(tmp_path, "models_speed",
                                {"dataset": "cora", "seeds": 3, "epochs": 50, "rows": rows}))
-    assert "cora, 3 seeds, 50 epochs:" in text
-    assert "| appnp | 10 | 8.0 | 2.5 | 3.20× | 81.0 ± 1.0 | 83.0 ± 1.0 |" in text.splitlines()
+    assert "cora, 3 seeds, 50 epochs, wall time (s) of the cell per column" in text  # no CPU
+    assert "| appnp | 10 | 8.0 | 2.5 | 3.20× |" in text.splitlines()
+    assert "| appnp | 81.0 ± 1.0 | 83.0 ± 1.0 |" in text.splitlines()
+    rows = [{"model": "gat", "depth": 2,
+             "wall_s": {"pyg": 12.0, "loop": 8.0, "batched_before": 6.0, "batched": 4.0},
+             "test_acc": dict.fromkeys(("pyg", "loop", "batched_before", "batched"), ACC)},
+            *rows]
+    lines = render.render(write(tmp_path, "models_speed", {"dataset": "cora", "seeds": 3,
+                                                           "epochs": 50, "rows": rows}))
+    lines = lines.splitlines()
+    assert "| gat | 2 | 12.0 | 8.0 | 6.0 | 4.0 | 3.00× | 2.00× | 1.50× |" in lines
+    assert "| appnp | 10 | – | 8.0 | – | 2.5 | – | 3.20× | – |" in lines
+    for row in rows:  # the CPU clock where every row has it; engine=auto's column
+        row["cpu_s"] = {k: v / 2 for k, v in row["wall_s"].items()}
+    rows[0]["cpu_s"]["auto"], rows[0]["auto_seeds_per_batch"] = 1.5, 5
+    rows[0]["test_acc"]["auto"] = ACC
+    lines = render.render(write(tmp_path, "models_speed", {"dataset": "cora", "seeds": 3,
+                                                           "epochs": 50, "rows": rows}))
+    assert "the process's CPU time" in lines and "engine=auto's seeds per batch: gat 5." in lines
+    lines = lines.splitlines()
+    assert "| gat | 2 | 6.0 | 4.0 | 3.0 | 2.0 | 1.5 | 3.00× | 2.00× | 1.50× | 0.75× | 4.00× |" \
+        in lines
     sgc = {"dataset": "cora", "depth": 32, "seeds": 3, "epochs": 200, "repeats": 3,
            "dropout": 0.6, "precompute_s": {"before": 0.5, "after": 0.125},
            "epochs_s": [{"dropout": 0.0, "before_s": 0.004, "after_s": 0.001}],
@@ -154,10 +174,39 @@ def test_tree_speed_table(tmp_path):
             "| 0.0625 / 0.0617 |") in text.splitlines()
 
 
+def test_first_layer_speed_tables(tmp_path):
+    found = {"dataset": "cora", "features": "sparse_csr (density 1.27%)", "shape": [5, 7],
+             "hidden": 64, "dropout": 0.5, "repeats": 3,
+             "own": [{"seeds": 10, "before": 0.08, "after": 0.02, "dense": 0.7}],
+             "density": [{"density": 0.1, "1": {"sparse": 0.01, "dense": 0.04},
+                          "10": {"sparse": 0.1, "dense": 0.5}}]}
+    lines = render.render(write(tmp_path, "first_layer_speed", found)).splitlines()
+    assert "| 10 | 80.00 | 20.00 | 700.00 | 4.00× | 35.00× |" in lines
+    assert "| 10 % | 10.00 | 40.00 | 4.00× | 100.00 | 500.00 | 5.00× |" in lines
+
+
+def test_batch_policy_and_incepgcn_memory_tables(tmp_path):
+    found = {"dataset": "cora", "seeds": 10, "epochs": 4, "repeats": 2, "sizes": [1, 2, 5, 10],
+             "rows": [{"model": "gcn", "depth": 8, "best": 5,
+                       "cpu_epoch_s": {"1": 0.4, "2": 0.3, "5": 0.2, "10": 0.25},
+                       "wall_epoch_s": {"1": 0.8, "2": 0.6, "5": 0.4, "10": 0.5}}]}
+    lines = render.render(write(tmp_path, "batch_policy", found)).splitlines()
+    assert "| gcn | 8 | 0.400 | 0.300 | **0.200** | 0.250 | 5 | 2.00× | 1.25× |" in lines
+    mib = 2 ** 20
+    step = {"loss": 1.5, "tensor_peak_bytes": 100 * mib, "rss_before_bytes": 300 * mib,
+            "rss_peak_bytes": 420 * mib, "parameter_bytes": mib}
+    found = {"model": "incepgcn", "dataset": "cora", "depth": 64, "old": "1d1170a" + "0" * 33,
+             "rows": [{"seeds": 1, "before": step, "now": {**step, "rss_peak_bytes": 360 * mib}}]}
+    lines = render.render(write(tmp_path, "incepgcn_memory", found)).splitlines()
+    assert "| 1 | before | 100.0 | 300.0 | 420.0 | 1.00 | 1.500000 |" in lines
+    assert "| 1 | now | 100.0 | 300.0 | 360.0 | 1.00 | 1.500000 |" in lines
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: sweep_speed, "
-                                         r"models_speed, sgc_speed, memory_arxiv, "
-                                         r"prune_search, tree_speed$"):
+    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: batch_policy, "
+                                         r"incepgcn_memory, first_layer_speed, sweep_speed, "
+                                         r"models_speed, sgc_speed, memory_arxiv, prune_search, "
+                                         r"tree_speed$"):
         render.render(write(tmp_path, "nope", {}))
 
 

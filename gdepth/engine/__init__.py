@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from gdepth import data
 from gdepth.config import GdepthConfig
-from gdepth.engine import memory, slices
+from gdepth.engine import memory, policy, slices
 from gdepth.engine.fit import fit_batched
 from gdepth.sweep.checkpoint import BatchCheckpoint
 from gdepth.train import SeedResult
@@ -130,14 +130,21 @@ def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
     (:data:`OWN_INPUTS`) or each seed draws its own DropEdge / DropNode graphs (reason
     ``None``: the engine's choice); else ``max_seeds`` (``engine=loop``: 1), else
     ``cfg.seeds_per_batch``, else as many as fit in memory
-    (:func:`gdepth.engine.memory.seeds_per_batch`)."""
+    (:func:`gdepth.engine.memory.seeds_per_batch`), and with ``engine=auto`` at most the
+    measured fastest batch of the model on the device
+    (:func:`gdepth.engine.policy.preferred_seeds`)."""
     first = graphs[0]
     if any(g.x is not first.x or g.y is not first.y for g in graphs):
         return 1, OWN_INPUTS
     if graph_dropout_mode(cfg) == "per seed":
         return 1, None
-    return max_seeds or memory.seeds_per_batch(cfg, len(graphs), first.num_nodes,
-                                               params_per_seed, device), None
+    if max_seeds:
+        return max_seeds, None
+    fit = memory.seeds_per_batch(cfg, len(graphs), first.num_nodes, params_per_seed, device)
+    preferred = policy.preferred_seeds(cfg.model.name, device)
+    if str(cfg.engine) == "auto" and cfg.seeds_per_batch is None and preferred is not None:
+        return min(fit, preferred), None
+    return fit, None
 
 
 def train_batch(cfg: GdepthConfig, model: nn.Module, graphs: Sequence[Any], adj: Tensor,

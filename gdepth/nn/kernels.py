@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gdepth.nn.sparse_input import SparseRows, masked_product
+
 # (per-seed shape, p) -> [S, *shape] multiplicative mask: 0 or 1/(1-p)
 MaskFn = Callable[[tuple[int, ...], float], Tensor]
 
@@ -341,10 +343,14 @@ class StackedInput(nn.Module):
     ``[N, F] @ [F, S·d]`` when X is sparse). With dropout each seed has its own mask on X:
 
     * sparse X: the mask acts on the stored values only (zeros stay zero; as
-      :func:`gdepth.models.common.dropout`), then one SpMM per seed, ``X_s @ W_s``; not one
-      block-diagonal SpMM ``blockdiag(X_1..X_S) @ [W_1; ..; W_S]`` (same flops), whose
-      transpose for the weight gradient would be rebuilt every step.
+      :func:`gdepth.models.common.dropout`), one ``[S, nnz]`` draw for all seeds; on CPU the
+      products are :func:`gdepth.nn.sparse_input.masked_product` (``embedding_bag`` over
+      index arrays made once, forward and backward), elsewhere one SpMM per seed,
+      ``X_s @ W_s``.
     * dense X: ``[S, N, F]`` masked copies and one ``bmm`` with ``W [S, F, d]``.
+
+    Which features are stored sparse is the cell's choice
+    (:data:`gdepth.cell.graphs.SPARSE_DENSITY`).
 
     Returns ``[N, S, d]`` (before the bias and the propagation).
     """
@@ -356,6 +362,13 @@ class StackedInput(nn.Module):
         if self.sparse:
             self.crow, self.col, self.values = x.crow_indices(), x.col_indices(), x.values()
             self.product = Propagation(x)
+            self._rows: SparseRows | None = None  # made at the first masked product
+
+    def rows(self) -> SparseRows | None:
+        """The index arrays of :func:`masked_product` (made once), ``None`` off the CPU."""
+        if self._rows is None and self.x.device.type == "cpu":
+            self._rows = SparseRows(self.x)
+        return self._rows
 
     def forward(self, weight: Tensor, p: float, mask_fn: MaskFn | None) -> Tensor:
         """``weight [S, F, d]``; ``p`` the dropout on X (0: none)."""
@@ -369,6 +382,9 @@ class StackedInput(nn.Module):
             shape = tuple(self.values.shape)
             masks = (mask_fn(shape, p) if mask_fn is not None else
                      keep_mask(self.values.expand(s, *shape), p))
+            rows = self.rows()
+            if rows is not None:
+                return masked_product(rows, (self.values * masks).to(weight.dtype), weight)
             outs = [torch.sparse.mm(torch.sparse_csr_tensor(
                 self.crow, self.col, self.values * masks[i], (n, f)), weight[i])
                 for i in range(s)]
