@@ -525,3 +525,23 @@ def test_transfer_range_runs_depth_r_on_every_topology_with_and_without_fa():
                         cells.LAYER_COST["gin"] * cells.estimate_seconds(planned[0]))
     clique = {"name": "transfer_clique_path", "task_range": 8, "num_graphs": 500}
     assert cells.nodes(clique) == 14 * 500 and cells.nodes({"name": "cora"}) == 2708
+
+
+def test_comparison_plot_with_a_panel_not_run_yet(tmp_path):
+    """A dataset whose cells have not run yet gets an empty panel, not matplotlib's "cannot be
+    log-scaled" error (transfer_range's first partial run hit it)."""
+    import pandas as pd
+
+    from gdepth.reproduce import compare
+
+    frame = pd.DataFrame({
+        "dataset": ["ring", "ring", "lollipop", "lollipop"], "r": [3, 4, 3, 4],
+        "model": ["gcn"] * 4, "depth": [3, 4, 3, 4], "published": [float("nan")] * 4,
+        "mean": [100.0, 60.0, float("nan"), float("nan")], "std": [0.0, 5.0] + [float("nan")] * 2,
+        "n": [3, 3, 0, 0]})
+    path = tmp_path / "comparison.png"
+    compare.plot(frame, ["dataset", "r", "model", "depth"], "depth", path)
+    assert path.stat().st_size > 0
+    import matplotlib.pyplot as plt
+
+    assert not plt.get_fignums()  # closed

@@ -203,7 +203,11 @@ def plot(frame: pd.DataFrame, label_keys: list[str], depth_key: str, path: Path)
 
     panel_key = "dataset" if "dataset" in label_keys else None
     panels = sorted(frame[panel_key].unique()) if panel_key else [None]
-    series_keys = [k for k in label_keys if k not in (depth_key, panel_key)]
+    # a column that repeats the depth (transfer_range's r = depth) would split every curve into
+    # single points: it is left out of the series
+    same = [k for k in label_keys if k != depth_key
+            and frame[k].astype(str).equals(frame[depth_key].astype(str))]
+    series_keys = [k for k in label_keys if k not in (depth_key, panel_key, *same)]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         part = frame if panel is None else frame[frame[panel_key] == panel]
@@ -216,7 +220,11 @@ def plot(frame: pd.DataFrame, label_keys: list[str], depth_key: str, path: Path)
                             color=line.get_color(), alpha=0.15)
             pub = group.dropna(subset=["published"])
             ax.plot(pub["x"], pub["published"], "x--", color=line.get_color(), alpha=0.7)
-        ax.set_xscale("log", base=2)
+        if any(len(line.get_xdata()) for line in ax.lines):
+            ax.set_xscale("log", base=2)  # matplotlib refuses a log axis with nothing on it
+        else:
+            ax.text(0.5, 0.5, "no cell run yet", ha="center", va="center",
+                    transform=ax.transAxes)
         ax.set_title(f"{panel} (×, dashed: published; o: ours)" if panel else
                      "× dashed: published; o: ours", fontsize="small")
         ax.set_xlabel(depth_key)
