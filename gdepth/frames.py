@@ -19,7 +19,9 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
     """model.name, norm.name, then every other config key whose value varies between cells.
 
     Keys a per-cell search chose (``frame.attrs["searched"]``, set by :func:`write_report`)
-    vary by design and make no rows: ``hyperparameters.csv`` lists them per cell.
+    vary by design and make no rows: ``hyperparameters.csv`` lists them per cell. Nor does a
+    key that moves one to one with the depth (a task's range r with depth = r or r + 1, as in
+    ``transfer_range`` and ``alon2021_treematch``): it would give every depth a row of its own.
     """
     config_cols = [c for c in frame.columns if "." in c or c == "seeds"]
     searched = set(frame.attrs.get("searched", ()))
@@ -27,9 +29,17 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
         c
         for c in config_cols
         if c not in ROW_KEYS and c not in NOT_ROW and c not in searched
-        and frame[c].astype(str).nunique() > 1
+        and frame[c].astype(str).nunique() > 1 and not _follows_depth(frame, c)
     ]
     return [*ROW_KEYS, *sorted(varying)]
+
+
+def _follows_depth(frame: pd.DataFrame, key: str) -> bool:
+    """Whether ``key`` and ``depth`` determine each other over the frame's cells."""
+    if "depth" not in frame.columns:
+        return False
+    pairs = frame[["depth", key]].astype(str).drop_duplicates()
+    return bool(pairs["depth"].is_unique and pairs[key].is_unique)
 
 
 def short(key: str) -> str:

@@ -215,3 +215,19 @@ def test_sweep_summary_tells_cells_finished_by_an_earlier_launchs_job(tmp_path, 
     monkeypatch.setattr(sweeper, "LAST", {"launched": {mine["key"], orphan["key"]}})
     callbacks.finish(tmp_path)
     assert "3 cells (3 ok; 2 run now, 1 skipped as already done);" in capsys.readouterr().err
+
+
+def test_a_key_that_moves_with_the_depth_makes_no_rows():
+    """transfer_range's r (depth = r) and the tree task's r (depth = r + 1) would give each depth
+    a row of its own; a key that varies independently of the depth still makes rows."""
+    import pandas as pd
+
+    from gdepth import frames
+
+    frame = pd.DataFrame({"model.name": ["gcn"] * 4, "norm.name": ["none"] * 4,
+                          "depth": [3, 4, 3, 4], "dataset.task_range": [3, 4, 3, 4],
+                          "model.fully_adjacent_last": [False, False, True, True],
+                          "dataset.depth_r": [2, 3, 2, 3]})
+    assert frames.row_keys(frame) == ["model.name", "norm.name", "model.fully_adjacent_last"]
+    frame["dataset.task_range"] = [3, 3, 4, 4]  # now crossed with the depth: rows again
+    assert "dataset.task_range" in frames.row_keys(frame)
