@@ -73,7 +73,15 @@ def run_pyg(graph: Any, x: Tensor, depth: int, residual: bool, seed: int, epochs
     torch.manual_seed(seed)
     model = PygNet(graph.num_features, graph.num_classes, depth, residual,
                    cached=not dropedge).to(x.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WD)
+    return fit_pyg(model, graph, x, LR, WD, epochs, dropedge)
+
+
+def fit_pyg(model: torch.nn.Module, graph: Any, x: Tensor, lr: float, weight_decay: float,
+            epochs: int, dropedge: float = 0.0) -> float:
+    """PyG's example loop for any ``model(x, edge_index)``: Adam, full-batch training, an
+    evaluation after every epoch; the test accuracy at the first epoch of best validation
+    accuracy. With ``dropedge > 0`` each training epoch draws ``dropout_edge``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     ei, y = graph.edge_index, graph.y
     masks = (graph.train_mask, graph.val_mask, graph.test_mask)
     best_val = test_acc = 0.0

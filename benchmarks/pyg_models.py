@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pyg_loop import sparse_dropout
+from pyg_loop import fit_pyg, sparse_dropout
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GatedGraphConv, GINConv
 
@@ -117,20 +117,5 @@ def run_pyg_model(name: str, model_cfg: Any, train_cfg: Any, graph: Any, depth: 
     accuracy. ``graph``: a prepared gdepth graph (features sparse CSR or dense)."""
     torch.manual_seed(seed)
     model = MODELS[name](graph.num_features, graph.num_classes, depth, model_cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg.lr),
-                                 weight_decay=float(train_cfg.weight_decay))
-    x, ei, y = graph.x, graph.edge_index, graph.y
-    masks = (graph.train_mask, graph.val_mask, graph.test_mask)
-    best_val = test_acc = 0.0
-    for _ in range(epochs):
-        model.train()
-        optimizer.zero_grad()
-        F.cross_entropy(model(x, ei)[graph.train_mask], y[graph.train_mask]).backward()
-        optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            pred = model(x, ei).argmax(dim=-1)
-        _, val, test = [int((pred[m] == y[m]).sum()) / int(m.sum()) for m in masks]
-        if val > best_val:
-            best_val, test_acc = val, test
-    return test_acc
+    return fit_pyg(model, graph, graph.x, float(train_cfg.lr), float(train_cfg.weight_decay),
+                   epochs)

@@ -29,17 +29,17 @@ def row_keys(frame: pd.DataFrame) -> list[str]:
         c
         for c in config_cols
         if c not in ROW_KEYS and c not in NOT_ROW and c not in searched
-        and frame[c].astype(str).nunique() > 1 and not _follows_depth(frame, c)
+        and frame[c].astype(str).nunique() > 1 and not follows_depth(frame, c)
     ]
     return [*ROW_KEYS, *sorted(varying)]
 
 
-def _follows_depth(frame: pd.DataFrame, key: str) -> bool:
-    """Whether ``key`` and ``depth`` determine each other over the frame's cells."""
-    if "depth" not in frame.columns:
+def follows_depth(frame: pd.DataFrame, key: str, depth: str = "depth") -> bool:
+    """Whether ``key`` and the ``depth`` column determine each other over the frame's cells."""
+    if depth not in frame.columns or key == depth:
         return False
-    pairs = frame[["depth", key]].astype(str).drop_duplicates()
-    return bool(pairs["depth"].is_unique and pairs[key].is_unique)
+    pairs = frame[[depth, key]].astype(str).drop_duplicates()
+    return bool(pairs[depth].is_unique and pairs[key].is_unique)
 
 
 def short(key: str) -> str:

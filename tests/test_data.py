@@ -272,6 +272,7 @@ def test_download_gives_up_on_a_hanging_network(
     monkeypatch.setattr(socket, "getaddrinfo", hang)
     monkeypatch.setattr(folders, "DOWNLOAD_TIMEOUT_S", 0.5)
     monkeypatch.delenv("GDEPTH_OFFLINE", raising=False)
+    monkeypatch.delenv("GDEPTH_DATA_MIRROR", raising=False)  # a mirror would serve the files
     clear_cache()
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailable, match="amazon_photo.*cannot reach github.com:443"):
@@ -318,6 +319,7 @@ def test_offline_switch_never_touches_the_network(
     monkeypatch.setattr(socket, "getaddrinfo", forbidden)
     monkeypatch.setattr(socket, "create_connection", forbidden)
     monkeypatch.setenv("GDEPTH_OFFLINE", "1")
+    monkeypatch.delenv("GDEPTH_DATA_MIRROR", raising=False)  # a mirror would serve the files
     clear_cache()
     with pytest.raises(DatasetUnavailable, match="downloads are off: GDEPTH_OFFLINE is set"):
         load(ds(name="citeseer"), NS(root=tmp_path / "cache", mirror=None), seed=0)

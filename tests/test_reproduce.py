@@ -545,3 +545,18 @@ def test_comparison_plot_with_a_panel_not_run_yet(tmp_path):
     import matplotlib.pyplot as plt
 
     assert not plt.get_fignums()  # closed
+
+
+def test_comparison_curves_ignore_a_key_that_follows_the_depth():
+    """The tree task's r is depth - 1 and transfer_range's r is the depth: neither splits a
+    model's curve into single points; a key that varies within a depth (the norm) does."""
+    import pandas as pd
+
+    from gdepth.reproduce import compare
+
+    frame = pd.DataFrame({"dataset": ["tree"] * 4, "r": [2, 3, 2, 3], "model": ["gcn"] * 4,
+                          "norm": ["none", "none", "pair", "pair"], "depth": [3, 4, 3, 4]})
+    keys = compare.series_keys(frame, ["dataset", "r", "model", "norm", "depth"], "depth",
+                               "dataset")
+    assert keys == ["model", "norm"]
+    assert len(frame.groupby(keys)) == 2 and all(len(g) == 2 for _, g in frame.groupby(keys))

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from gdepth import frames
 from gdepth.reproduce import published
 from gdepth.reproduce.cells import Cell
 from gdepth.reproduce.experiment import Experiment
@@ -194,6 +195,16 @@ def render(frame: pd.DataFrame, label_keys: list[str]) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
+def series_keys(frame: pd.DataFrame, label_keys: list[str], depth_key: str,
+                panel_key: str | None) -> list[str]:
+    """The keys that make one curve of the comparison plot: the label keys but the depth, the
+    panel's key and any key that moves one to one with the depth (transfer_range's r = depth,
+    the tree task's r = depth - 1), which would split every curve into single points; the rule
+    is the tables' (:func:`gdepth.frames.follows_depth`)."""
+    return [k for k in label_keys if k not in (depth_key, panel_key)
+            and not frames.follows_depth(frame, k, depth_key)]
+
+
 def plot(frame: pd.DataFrame, label_keys: list[str], depth_key: str, path: Path) -> None:
     """Published points (crosses) over our mean ± std curves, one panel per dataset."""
     import matplotlib
@@ -203,15 +214,11 @@ def plot(frame: pd.DataFrame, label_keys: list[str], depth_key: str, path: Path)
 
     panel_key = "dataset" if "dataset" in label_keys else None
     panels = sorted(frame[panel_key].unique()) if panel_key else [None]
-    # a column that repeats the depth (transfer_range's r = depth) would split every curve into
-    # single points: it is left out of the series
-    same = [k for k in label_keys if k != depth_key
-            and frame[k].astype(str).equals(frame[depth_key].astype(str))]
-    series_keys = [k for k in label_keys if k not in (depth_key, panel_key, *same)]
+    keys = series_keys(frame, label_keys, depth_key, panel_key)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, panel in zip(axes[0], panels, strict=True):
         part = frame if panel is None else frame[frame[panel_key] == panel]
-        for values, group in part.groupby(series_keys, sort=True):
+        for values, group in part.groupby(keys, sort=True):
             label = " ".join(map(str, values if isinstance(values, tuple) else (values,)))
             group = group.assign(x=group[depth_key].astype(float)).sort_values("x")
             ours = group[group["n"] > 0]
