@@ -210,3 +210,13 @@ def test_found_block_copies_each_summarized_study_and_its_table(tmp_path, monkey
     block = results.found_block(tmp_path / "results")
     assert block.splitlines() == ["**[Title a](results/sweeps/a/README.md).** Two sentences. "
                                   "Here.", "", "| a | 1.0 ± 0.1 (3) |"]
+    # a reproduction shows its comparison with the paper (the paper's metric) instead, when a
+    # published number is there to compare with; a comparison without one keeps table.md
+    table = ["| model | published | ours mean ± std (n) | verdict |", "|:--|:--|:--|:--|",
+             "| gcn | 70.0 | 71.0 ± 1.0 (3) | match |", "| gin | – | – | not run |"]
+    study = tmp_path / "results" / "sweeps" / "a"
+    (study / "comparison.md").write_text("# a\n\n- paper: P\n\n" + "\n".join(table) + "\n")
+    assert results.found_block(tmp_path / "results").splitlines()[2:] == table
+    (study / "comparison.md").write_text("# a\n\n" + "\n".join(
+        row.replace("70.0", "–") for row in table) + "\n")
+    assert results.found_block(tmp_path / "results").splitlines()[2:] == ["| a | 1.0 ± 0.1 (3) |"]

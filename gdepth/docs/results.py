@@ -47,18 +47,39 @@ def in_short(readme: Path) -> str | None:
 
 def found_block(results: Path = ROOT / "results") -> str:
     """README's "What gdepth found": for each study with an ``## In short`` summary, its
-    title (linked), the summary and its generated ``table.md``, copied as they are."""
+    title (linked), the summary and its generated table, copied as it is: a reproduction's
+    comparison with the paper (:func:`published_table`; the published metric, which may not be
+    the table's: the tree task's is train accuracy) where it has one, else ``table.md``."""
     out = []
     for study in studies(results):
         readme = study / "README.md"
         summary = in_short(readme)
-        if summary is None or not (study / "table.md").exists():
+        table = published_table(study / "comparison.md")
+        if table is None and (study / "table.md").exists():
+            table = (study / "table.md").read_text().strip()
+        if summary is None or table is None:
             continue
         rel = study.relative_to(ROOT).as_posix()
         title = readme.read_text().splitlines()[0].lstrip("# ").split(" — ", 1)[-1]
-        out += [f"**[{title}]({rel}/README.md).** {summary}", "",
-                (study / "table.md").read_text().strip(), ""]
+        out += [f"**[{title}]({rel}/README.md).** {summary}", "", table, ""]
     return "\n".join(out) or "No study with a summary is committed under `results/` yet."
+
+
+def published_table(comparison: Path) -> str | None:
+    """The Markdown table of a ``comparison.md`` (``gdepth reproduce``'s, without its header)
+    when some row has a published number; None when there is no comparison or no published
+    column to compare with (a controlled comparison such as ``transfer_range``)."""
+    if not comparison.exists():
+        return None
+    rows = [line for line in comparison.read_text().splitlines() if line.startswith("|")]
+    if len(rows) < 3:
+        return None
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    if "published" not in header:
+        return None
+    col = header.index("published")
+    values = [[c.strip() for c in row.strip("|").split("|")][col] for row in rows[2:]]
+    return "\n".join(rows) if any(v not in ("", "–", "nan") for v in values) else None
 
 
 def speed_block(folder: Path = ROOT / "benchmarks" / "results") -> str:
