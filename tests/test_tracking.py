@@ -231,6 +231,21 @@ def test_a_tracking_failure_is_a_warning_and_the_record_stays(tmp_path, caplog):
     assert warning[0].endswith("its record is kept")
 
 
+@pytest.mark.parametrize("status, run_status", [("ok", "FINISHED"), ("diverged", "FINISHED"),
+                                                ("pruned", "KILLED"), ("failed", "FAILED")])
+def test_mlflow_run_status_follows_the_record(status, run_status, tmp_path, monkeypatch):
+    """A pruned search trial was stopped on purpose: KILLED, not FAILED as a broken cell."""
+    need("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    record = {**_committed_record(), "status": status}
+    uri = f"file:{tmp_path / 'mlruns'}"
+    run_id = tracking.log_mlflow({"uri": uri, "experiment": "t", "curves": False}, tmp_path,
+                                 record, {})
+    assert MlflowClient(uri).get_run(run_id).info.status == run_status
+
+
 def test_a_job_that_skipped_a_done_cell_logs_nothing_again(tmp_path):
     need("tensorboard")
     record = _committed_record()  # started long before this job

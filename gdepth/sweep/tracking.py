@@ -48,7 +48,9 @@ from gdepth import train_progress
 log = logging.getLogger("gdepth")
 
 TRACKERS = ("none", "mlflow", "tensorboard")  # each needs the package and pip extra of its name
-DONE = ("ok", "diverged")  # MLflow run FINISHED; other statuses FAILED
+# A record's status as MLflow's run status: a pruned trial was stopped on purpose by its
+# search (MLflow's KILLED: ended by request), not broken; any other status is FAILED.
+RUN_STATUS = {"ok": "FINISHED", "diverged": "FINISHED", "pruned": "KILLED"}
 MAX_PARAM_CHARS = 6000  # MLflow's longest parameter value
 
 
@@ -169,7 +171,7 @@ def log_mlflow(settings: Any, base_dir: Path, record: dict[str, Any],
     try:
         client.log_batch(run_id, metrics=metrics, params=params)  # the client splits batches
     finally:
-        client.set_terminated(run_id, "FINISHED" if record["status"] in DONE else "FAILED")
+        client.set_terminated(run_id, RUN_STATUS.get(record["status"], "FAILED"))
     return run_id
 
 
