@@ -4,7 +4,7 @@
 and exits 1 (``tests/test_docs.py`` fails the same way). What is generated (:mod:`.build`):
 
 * ``docs/configuration/reference.md`` (:mod:`.schema`): every key of the typed schemas
-  (``gdepth/config.py`` dataclasses) with its type, default and the comment beside it;
+  (``gdepth/config/`` dataclasses) with its type, default and the comment beside it;
 * ``docs/configuration/groups.md`` (:mod:`.configs`): every option of every config group under
   ``configs/``, its schema and header comment, its YAML file included verbatim;
 * the block between ``<!-- gdepth.docs: NAME -->`` and ``<!-- /gdepth.docs: NAME -->`` of a

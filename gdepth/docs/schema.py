@@ -1,8 +1,9 @@
-"""docs/configuration/reference.md: every key of the typed schemas, from ``gdepth/config.py``.
+"""docs/configuration/reference.md: every key of the typed schemas, from ``gdepth/config/``.
 
 Types and defaults come from the dataclasses themselves; the meaning of a key is the comment
-written beside it in the source (read with :mod:`tokenize` and :mod:`ast`, since comments are
-not part of a class at run time), else its comment in ``configs/config.yaml``.
+written beside it in the source of the package's modules (read with :mod:`tokenize` and
+:mod:`ast`, since comments are not part of a class at run time), else its comment in
+``configs/config.yaml``.
 """
 
 from __future__ import annotations
@@ -105,9 +106,10 @@ def root_comments(path: Path) -> dict[str, str]:
 
 
 def _enum(annotation: str) -> type[Enum] | None:
-    """The Enum of config.py that ``annotation`` names, if any."""
+    """The Enum of gdepth.config that ``annotation`` names, if any."""
     for name, obj in vars(config).items():
-        if (isinstance(obj, type) and issubclass(obj, Enum) and obj.__module__ == config.__name__
+        if (isinstance(obj, type) and issubclass(obj, Enum)
+                and obj.__module__.startswith(config.__name__ + ".")
                 and re.search(rf"\b{name}\b", annotation)):
             return obj
     return None
@@ -174,8 +176,9 @@ def _users(group: str) -> dict[str, list[str]]:
 
 def reference() -> str:
     """The whole page."""
-    items = class_items(Path(config.__file__).read_text())
-    lines = [HEADER.format(source="the dataclasses of gdepth/config.py"),
+    items = {name: found for path in sorted(Path(config.__file__).parent.glob("*.py"))
+             for name, found in class_items(path.read_text()).items()}
+    lines = [HEADER.format(source="the dataclasses of gdepth/config/"),
              "# Configuration reference", "",
              "Every key gdepth's config accepts, read from its typed schemas: a value of the "
              "wrong type or a key not listed here fails when Hydra composes the config, naming "
