@@ -81,6 +81,10 @@ def regenerate(study: Path, work: Path, env: dict[str, str] | None = None,
     folder = clean_copy(study, work / rel)
     for metric in metrics(study):
         report.write_report(folder, metric)
+    if tuned(study):
+        from gdepth.search import report as search_report
+
+        search_report.write(folder)  # gdepth tune-report: tuned.md, hyperparameters.csv
     args = reproduce_args(study)
     if args:
         # reproduce finds its folder as <out_dir>/sweeps/<name>: the study's own place in work
@@ -92,11 +96,18 @@ def regenerate(study: Path, work: Path, env: dict[str, str] | None = None,
     return folder
 
 
+def tuned(study: Path) -> bool:
+    """Whether the study searched its cells (``search=...``: its ``search/*.json``)."""
+    return any(study.glob("search/*.json"))
+
+
 def generated(study: Path) -> list[str]:
     """The committed generated text files of a study, relative to it."""
     names = [f"{'table' if m == 'test_acc' else 'table_' + m}.{fmt}"
              for m in metrics(study) for fmt in TABLES]
     names.append("results.csv")
+    if tuned(study):
+        names += ["tuned.md", "hyperparameters.csv"]
     if (study / "comparison.md").exists():
         names += ["comparison.md", "comparison.csv"]
     return names
