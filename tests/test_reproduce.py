@@ -150,7 +150,8 @@ def test_bad_arguments_fail_in_one_line_naming_the_choices(args, message):
 
 @pytest.mark.parametrize("pub, mean, std, expected", [
     (80.0, 81.4, 0.0, "match"), (80.0, 78.4, 0.0, "off"), (80.0, 76.0, 2.5, "match"),
-    (80.0, 74.0, 2.5, "off"), (None, 50.0, 1.0, "no published number")])
+    (80.0, 74.0, 2.5, "off"), (80.0, 81.6, 0.0, "above"), (80.0, 86.0, 2.5, "above"),
+    (80.0, 85.0, 2.5, "match"), (None, 50.0, 1.0, "no published number")])
 def test_verdict_is_two_std_or_one_and_a_half_points(pub, mean, std, expected):
     assert compare.verdict(pub, mean, std) == expected
 

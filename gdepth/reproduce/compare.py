@@ -7,7 +7,10 @@ published value, our ``mean ± std (n)`` over seeds from the cell's record (popu
 - ``match``: |Δ| ≤ max(2 · std, 1.5 points) — within two of our standard deviations, or
   1.5 points, which is the spread the papers' own single-seed numbers carry (GCNII issue #15,
   DropEdge issue #8: ±1–2 points even with the official code);
-- ``off``: further away than that;
+- ``above``: ours higher than the published number by more than that (the published number is
+  reached and beaten: a deep cell that a tuned run, or a stronger training, takes past the
+  paper's number shows the number was no limit of the architecture);
+- ``off``: lower than the published number by more than that;
 - ``not run`` (no record yet), ``failed`` / ``oom`` / ``diverged`` (the record's status),
   ``dataset not available`` (not in the cache or mirror, offline), ``no published number``;
 - ``no entry``: a published number no entry of the experiment covers (a model gdepth does not
@@ -16,7 +19,8 @@ published value, our ``mean ± std (n)`` over seeds from the cell's record (popu
 With ``search=…`` (:func:`build`'s ``tuned``), each row also gets the tuned final of the same
 (dataset, model, norm, depth, variant) cell: the study summary ``search/<key>.json`` of the
 searched cell names its final record (``final.key``), and the tuned verdict is ``match after
-tuning (T trials × S seeds)`` / ``off after tuning (…)`` by the same rule, or ``not tuned yet``
+tuning (T trials × S seeds)`` / ``above after tuning (…)`` / ``off after tuning (…)`` by the
+same rule, or ``not tuned yet``
 (no summary or final record yet), ``search failed`` (every trial of the budget failed),
 ``failed`` / ``oom`` (the final's status). A published deep number that no budget reaches
 stays ``off after tuning``.
@@ -42,11 +46,14 @@ TOLERANCE_STDS = 2.0
 
 
 def verdict(published_value: float | None, mean: float, std: float) -> str:
-    """``match`` if |mean − published| ≤ max(2·std, 1.5), else ``off`` (module docstring)."""
+    """``match`` if |mean − published| ≤ max(2·std, 1.5), else ``above`` (ours higher) or
+    ``off`` (ours lower) (module docstring)."""
     if published_value is None:
         return "no published number"
-    return "match" if abs(mean - published_value) <= max(TOLERANCE_STDS * std,
-                                                          TOLERANCE_POINTS) else "off"
+    delta = mean - published_value
+    if abs(delta) <= max(TOLERANCE_STDS * std, TOLERANCE_POINTS):
+        return "match"
+    return "above" if delta > 0 else "off"
 
 
 def _times(value: float | None, factor: float) -> float | None:
