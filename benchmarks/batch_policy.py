@@ -23,7 +23,6 @@ Results: ``benchmarks/results/batch_policy_<dataset>.json`` (or ``--json``), ren
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -92,11 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5, help="per batch (the first untimed)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the sizes")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
-    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/"
-                                       "batch_policy_<dataset>.json)")
+    meta.add_io_args(parser, "batch_policy_<dataset>.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
     torch.set_num_threads(args.threads)

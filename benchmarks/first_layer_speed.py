@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -103,11 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--densities", default=DENSITIES)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
-    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/"
-                                       "first_layer_speed_<dataset>.json)")
+    meta.add_io_args(parser, "first_layer_speed_<dataset>.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
     torch.set_num_threads(args.threads)

@@ -164,24 +164,20 @@ def measure(tree: Path, depth: int, seeds: int, mirror: str, threads: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import meta  # standard library only at import: the worker's old tree is untouched
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=64)
     parser.add_argument("--seeds", default="1,2", help="the S to measure, comma-separated")
     parser.add_argument("--old", default=OLD, help="the commit of the engine twin")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/"
-                                       "incepgcn_memory_cora.json)")
+    meta.add_io_args(parser, "incepgcn_memory_cora.json")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.depth, int(args.seeds), args.mirror, args.threads)))
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import meta
-
     info = meta.meta("cpu", args.threads, args.note)
     old = subprocess.run(["git", "-C", str(ROOT), "rev-parse", args.old], capture_output=True,
                          text=True, check=True).stdout.strip()

@@ -90,6 +90,15 @@ def device_info(device: Any) -> dict[str, Any]:
     return found
 
 
+def add_io_args(parser: Any, default_json: str) -> None:
+    """The options every benchmark shares: ``--mirror`` (the raw datasets), ``--note`` (free
+    text for the JSON) and ``--json`` (the results file; ``default_json`` names its default)."""
+    parser.add_argument("--mirror", default=os.environ.get(
+        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
+    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
+    parser.add_argument("--json", help=f"results file (default: benchmarks/results/{default_json})")
+
+
 def meta(device: Any, threads: int, note: str | None = None) -> dict[str, Any]:
     """The meta block of a benchmark's JSON."""
     return {"started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

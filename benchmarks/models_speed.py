@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -77,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--auto", action="store_true", help="also time engine=auto's batches")
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
-    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/"
-                                       "models_speed_<dataset>.json)")
+    meta.add_io_args(parser, "models_speed_<dataset>.json")
     args = parser.parse_args(argv)
     from first_layer_speed import before  # it imports cell_cfg from here
 

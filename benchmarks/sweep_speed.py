@@ -286,11 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cli", dest="cli", action="store_false",
                         help="skip the end-to-end gdepth sweep timing")
     parser.add_argument("--data-root", default=os.environ.get("GDEPTH_DATA"))
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
-    parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/"
-                                       "sweep_speed_<workload>[_dropedge<P>].json)")
+    meta.add_io_args(parser, "sweep_speed_<workload>[_dropedge<P>].json")
     args = parser.parse_args(argv)
     engines = (args.engines or DEFAULT_ENGINES + (",batched_shared" if args.dropedge else "")
                ).split(",")
