@@ -561,3 +561,36 @@ def test_comparison_curves_ignore_a_key_that_follows_the_depth():
                                "dataset")
     assert keys == ["model", "norm"]
     assert len(frame.groupby(keys)) == 2 and all(len(g) == 2 for _, g in frame.groupby(keys))
+
+
+def test_list_is_cached_by_the_configs_and_code(tmp_path, monkeypatch, capsys):
+    """--list plans every experiment once; a second call with the same configs and code prints
+    the same listing from the cache without planning; a changed source file plans again."""
+    from gdepth.reproduce import cells, listing
+
+    monkeypatch.setenv("GDEPTH_DATA", str(tmp_path / "cache"))
+    planned: list[str] = []
+    real_plan = cells.plan
+
+    def counting_plan(exp, searched=False):
+        planned.append(exp.name)
+        return real_plan(exp, searched)
+
+    monkeypatch.setattr(cells, "plan", counting_plan)
+    names = ["gcnii2020", "sign_vs_depth"]
+    monkeypatch.setattr(experiment, "names", lambda: names)
+    source = tmp_path / "extra.yaml"
+    source.write_text("a: 1\n")
+    real_files = listing.source_files
+    monkeypatch.setattr(listing, "source_files", lambda: [*real_files(), source])
+
+    assert listing.print_list() == 0
+    first = capsys.readouterr().out
+    assert planned == names
+    rows = {line.split()[0]: line.split()[1] for line in first.splitlines()[1:-1]}
+    assert rows == {"gcnii2020": "6", "sign_vs_depth": "30"}
+    assert listing.print_list() == 0
+    assert capsys.readouterr().out == first and planned == names  # from the cache
+    source.write_text("a: 2\n")
+    assert listing.print_list() == 0
+    assert capsys.readouterr().out == first and planned == names * 2  # planned again

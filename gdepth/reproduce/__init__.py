@@ -5,6 +5,7 @@
   expanded into one ``gdepth sweep`` per entry and variant (per-backbone settings);
 - :mod:`gdepth.reproduce.cells`: every cell composed and keyed as the sweep keys its record;
 - :mod:`gdepth.reproduce.compare`: published | ours | Δ | verdict, as Markdown, CSV and PNG;
+- :mod:`gdepth.reproduce.listing`: ``--list``, every experiment's cells and CPU estimate, cached;
 - :mod:`gdepth.reproduce.command`: the command line.
 """
 

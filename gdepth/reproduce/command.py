@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from gdepth.reproduce import cells as cells_mod
-from gdepth.reproduce import compare, experiment
+from gdepth.reproduce import compare, experiment, listing
 
 USAGE = "gdepth reproduce NAME [dataset=A,B] [depth=RANGE] [seeds=N] [search=NAME " \
         "[search.KEY=V]] [overrides] [--dry-run|--no-run] | gdepth reproduce --list"
@@ -43,18 +43,6 @@ def unavailable(cells: list[cells_mod.Cell], extra: list[str]) -> dict[str, str]
         except data.DatasetUnavailable as err:
             missing[name] = str(err)
     return missing
-
-
-def _list() -> int:
-    print(f"{'name':<22} {'cells':>5} {'est. CPU':>9}  paper")
-    for name in experiment.names():
-        exp = experiment.load(name)
-        planned = cells_mod.plan(exp)
-        seconds = sum(cells_mod.estimate_seconds(c) for c in planned)
-        print(f"{name:<22} {len(planned):>5} {cells_mod.duration(seconds):>9}  {exp.title}")
-    print("(est. CPU: threads=1 on a shared 2-core machine, every epoch run, seed-batched where "
-          "the engine can; tree_match: patience + 1 rounds; rough)")
-    return 0
 
 
 def _header(exp: experiment.Experiment, n_cells: int) -> str:
@@ -136,7 +124,7 @@ def main(argv: list[str]) -> int:
                         help="compare the records already there, run nothing")
     ns = parser.parse_args(argv)
     if ns.list:
-        return _list()
+        return listing.print_list()
     if not ns.name:
         return _fail(f"name an experiment; valid: {', '.join(experiment.names())}")
     try:
