@@ -205,6 +205,24 @@ def _sgc_speed(r: dict[str, Any]) -> str:
             f"{c['appnp']:.2f} s.\n\n" + _table(["", "before", "after", "gain"], "lrrr", rows))
 
 
+def _sign_hops(r: dict[str, Any]) -> str:
+    rows = []
+    for row in r["rows"]:
+        step, cached = row["step_s"], row["step_s"].get("cached")
+        rows.append([row["dataset"], str(row["K"]), f"{row['nnz_x']:,}", f"{row['nnz_adj']:,}",
+                     f"{row['cache_gib']:.2f}", _ms(step["projected"]),
+                     _ms(cached) if cached else "left out",
+                     f"{cached / step['projected']:.1f}×" if cached else "–",
+                     f"{row['precompute_s']:.2f} s" if cached else "–",
+                     f"{row['max_abs_diff']:.1e} of {row['max_abs_logit']:.1f}" if cached
+                     else "–", row["auto"]])
+    return (f"SIGN, one training step of {r['seeds']} seeds (forward, loss, backward), median of "
+            f"{r['repeats']}; cached hops left out above {r['max_cache_gib']:g} GiB.\n\n"
+            + _table(["dataset", "K", "nnz(X)", "nnz(Â)", "hops GiB", "projected ms",
+                      "cached ms", "gain", "precompute", "max |Δ logit|", "auto"],
+                     "lrrrrrrrrrl", rows))
+
+
 def _memory_arxiv(r: dict[str, Any]) -> str:
     return (f"{r['model']} depth {r['depth']}, hidden {r['hidden']}, {r['epochs']} epoch(s) "
             "on a synthetic graph of ogbn-arxiv's size:\n\n"
@@ -335,7 +353,7 @@ BODIES: dict[str, Callable[[Any], str]] = {
     "first_layer_speed": _first_layer_speed,
     "sweep_speed": lambda results: "\n\n".join(_sweep_speed(r) for r in results),
     "models_speed": _models_speed, "sgc_speed": _sgc_speed, "memory_arxiv": _memory_arxiv,
-    "prune_search": _prune_search, "tree_speed": _tree_speed}
+    "prune_search": _prune_search, "tree_speed": _tree_speed, "sign_hops": _sign_hops}
 
 
 def render(path: str | Path) -> str:

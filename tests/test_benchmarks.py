@@ -202,11 +202,27 @@ def test_batch_policy_and_incepgcn_memory_tables(tmp_path):
     assert "| 1 | now | 100.0 | 300.0 | 360.0 | 1.00 | 1.500000 |" in lines
 
 
+def test_sign_hops_table(tmp_path):
+    common = {"dataset": "coauthor_cs", "features": "sparse_csr", "nodes": 10, "in_dim": 5,
+              "nnz_x": 12345, "nnz_adj": 678, "auto": "projected"}
+    rows = [{**common, "K": 2, "cache_gib": 0.5, "step_s": {"projected": 0.05, "cached": 0.4},
+             "precompute_s": 1.25, "max_abs_diff": 2.5e-7, "max_abs_logit": 12.0},
+            {**common, "K": 32, "cache_gib": 16.0, "step_s": {"projected": 0.5}}]
+    text = render.render(write(tmp_path, "sign_hops", {"seeds": 5, "repeats": 3,
+                                                       "max_cache_gib": 4.0, "rows": rows}))
+    lines = text.splitlines()
+    assert "one training step of 5 seeds" in text and "left out above 4 GiB" in text
+    assert ("| coauthor_cs | 2 | 12,345 | 678 | 0.50 | 50.00 | 400.00 | 8.0× | 1.25 s | "
+            "2.5e-07 of 12.0 | projected |") in lines
+    assert "| coauthor_cs | 32 | 12,345 | 678 | 16.00 | 500.00 | left out | – | – | – | " \
+           "projected |" in lines
+
+
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'; valid: batch_policy, "
                                          r"incepgcn_memory, first_layer_speed, sweep_speed, "
                                          r"models_speed, sgc_speed, memory_arxiv, prune_search, "
-                                         r"tree_speed$"):
+                                         r"tree_speed, sign_hops$"):
         render.render(write(tmp_path, "nope", {}))
 
 

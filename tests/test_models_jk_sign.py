@@ -255,6 +255,66 @@ def test_sign_precomputes_once_per_input(monkeypatch):
     assert not any("cache" in key for key in model.state_dict())
 
 
+@pytest.mark.parametrize("operator", ["sym", "ppr"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse_csr"])
+def test_sign_projected_hops_equal_cached_hops(operator, sparse):
+    """hops=projected, Â^k (X Θ_k), gives the cached hops' (Â^k X) Θ_k: outputs and every
+    gradient, for three seeds with dropout masks, in float64 (the two differ only by the order
+    of the sums, far below the 1e-10 asked)."""
+    edge_index, x = random_graph()
+    x = x.double()
+    adj = normalized_adjacency(edge_index, N).to(torch.float64)
+    inputs = x.to_sparse_csr() if sparse else x
+    runs = {}
+    for hops in ("cached", "projected"):
+        torch.manual_seed(0)
+        model = sign.SIGN(IN, D, OUT, depth=4, operator=operator, ppr_alpha=0.3, num_seeds=3,
+                          hops=hops, dropout=0.5).double().train()
+        masks = torch.Generator().manual_seed(1)
+        model.mask_fn = lambda shape, p, g=masks: (  # a [S, N, d] mask per call
+            torch.rand((3, *shape), generator=g) >= p) / (1 - p)
+        out = model(StackedInput(inputs), Propagation(adj))
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out).double()).sum().backward()
+        runs[hops] = (out.detach(), {k: p.grad for k, p in model.named_parameters()})
+        assert (model._cache is None) == (hops == "projected")
+    (cached, grads_c), (projected, grads_p) = runs["cached"], runs["projected"]
+    torch.testing.assert_close(projected, cached, rtol=1e-10, atol=1e-10)
+    assert grads_c.keys() == grads_p.keys()
+    for key, grad in grads_c.items():
+        torch.testing.assert_close(grads_p[key], grad, rtol=1e-10, atol=1e-10, msg=key)
+
+
+def test_sign_auto_hops_follow_the_cost_rule():
+    """hops=auto projects first when X is sparse and nnz(X) + (K+1)/2 · nnz(Â) < N·F."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(100, 1000)
+    x.view(-1)[torch.randperm(100_000, generator=gen)[:500]] = 1.0  # 500 stored entries
+    adj = torch.sparse_coo_tensor(torch.randint(0, 100, (2, 600), generator=gen),
+                                  torch.ones(600), (100, 100)).coalesce()
+    stored = adj._nnz()
+    csr = x.to_sparse_csr()
+    below = 2 * (100_000 - 500) // stored - 1  # the largest K with 500 + (K+1)/2·nnz < 1e5
+    assert sign.projected_is_cheaper(csr, adj, below)
+    assert not sign.projected_is_cheaper(csr, adj, below + 1)
+    assert not sign.projected_is_cheaper(x, adj, 1)  # a dense X: the paper's cached hops
+    edge_index, small = random_graph()
+    a = normalized_adjacency(edge_index, N)
+    wide = torch.zeros(N, 200)
+    wide[torch.arange(N), torch.arange(N) * 7] = 1.0  # one word per node: a wide sparse X
+    model = models.build(model_cfg("sign"), None, 3, 200, OUT).eval()
+    out = model(wide.to_sparse_csr(), a)
+    assert model.native.projects(wide.to_sparse_csr(), a) and model.native._cache is None
+    hops = [torch.linalg.matrix_power(a.to_dense(), k) @ wide for k in range(4)]
+    m = model.native
+    z = torch.cat([torch.relu(h @ lin.weight[0] + lin.bias[0]) for h, lin in zip(hops, m.lins,
+                                                                              strict=True)], 1)
+    torch.testing.assert_close(out, z @ m.lin_out.weight[0] + m.lin_out.bias[0], atol=1e-5,
+                               rtol=0)
+    with pytest.raises(ValueError, match="unknown sign hops 'lazy'; valid: auto, cached, "
+                                         "projected"):
+        sign.SIGN(IN, D, OUT, depth=2, hops="lazy")
+
+
 def test_mlp_ignores_the_graph_and_equals_hand_computation():
     edge_index, x = random_graph()
     other, _ = random_graph(seed=1)

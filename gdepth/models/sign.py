@@ -32,12 +32,30 @@ Depth convention: depth :math:`K` = number of propagated hops; the model has :ma
 parallel branches (the raw features plus :math:`K` hops), each one linear layer deep, and one
 linear output layer; the nonlinear depth stays 2 whatever :math:`K`. ``dropout_layers`` is unused.
 
-Caching: the hops are fixed per dataset, so they are computed once, without autograd, and kept on
-the module (not in its ``state_dict``) with the ``x`` and ``adj`` they came from, under the same
-rules as ``sgc``: the very same tensor objects (and ``x``'s in-place version counter) reuse them,
-a different ``x`` or ``adj`` recomputes them, an ``x`` that requires grad is propagated afresh
-with autograd and not cached. :math:`X_0` is ``x`` itself (sparse CSR stays sparse); the other
-hops are dense, so the cache holds :math:`K \cdot N \cdot F` floats.
+Two ways to the same products :math:`X_k\Theta_k` (``hops``):
+
+* ``cached`` (the paper's precomputation): the hops are fixed per dataset, so they are computed
+  once, without autograd, and kept on the module (not in its ``state_dict``) with the ``x`` and
+  ``adj`` they came from, under the same rules as ``sgc``: the very same tensor objects (and
+  ``x``'s in-place version counter) reuse them, a different ``x`` or ``adj`` recomputes them,
+  an ``x`` that requires grad is propagated afresh with autograd and not cached. :math:`X_0` is
+  ``x`` itself (sparse CSR stays sparse); the other hops are dense, so the cache holds
+  :math:`K \cdot N \cdot F` floats and each epoch multiplies them, :math:`K \cdot N \cdot F`
+  multiply-adds per output column.
+* ``projected``: the operators are linear, so :math:`(\hat{A}^k X)\Theta_k = \hat{A}^k
+  (X\Theta_k)` (for ``ppr`` likewise: the APPNP iteration applied to :math:`X\Theta_k`). One
+  product :math:`X\,[\Theta_0|\dots|\Theta_K]` per step, then :math:`K` propagations of the
+  blocks still short of their hop count (:math:`K(K+1)/2` block propagations in all), with
+  autograd: :math:`(K+1)\,\mathrm{nnz}(X) + \tfrac{K(K+1)}{2}\,\mathrm{nnz}(\hat{A})` per
+  output column and nothing cached. For a sparse, wide :math:`X` (bag-of-words: Coauthor CS,
+  18,333 × 6,805 at 0.9 % density) that is far less time and memory: the cache would hold 16 GB
+  at :math:`K = 32` (``benchmarks/sign_hops.py`` times both).
+* ``auto`` (the default) takes ``projected`` when :math:`X` is sparse and
+  :math:`\mathrm{nnz}(X) + \tfrac{K+1}{2}\,\mathrm{nnz}(\hat{A}) < N F` (the two costs
+  above, less the :math:`X_0` product both pay), else ``cached``.
+
+The two give the same numbers up to float rounding, so the choice is not part of a cell's
+identity (like ``engine``): no config key, the model picks it from the data.
 
 Seed axis (:mod:`gdepth.nn.seeds`): the model holds S seeds, each hop's :math:`\Theta_k` as
 ``[S, F, d]`` and :math:`\Omega` as ``[S, (K+1)d, C]`` (:class:`gdepth.nn.seeds.SeedLinear`,
@@ -71,6 +89,7 @@ from gdepth.norms import build_seeded_norm
 from gdepth.options import unknown
 
 OPERATORS = ("sym", "ppr")
+HOPS = ("auto", "cached", "projected")
 SIGN_CONVENTION = (
     "depth K = number of propagated hops: features [X, A X, ..., A^K X] (operator sym) or "
     "truncated-PPR iterates (operator ppr) computed once and cached, one linear -> norm -> "
@@ -95,6 +114,24 @@ def hop_features(
     return hops
 
 
+def _stored(t: Tensor) -> int:
+    """Stored entries of ``t``: its non-zeros when sparse (CSR or COO), else every entry."""
+    if t.layout == torch.sparse_csr:
+        return int(t.values().numel())
+    if t.layout == torch.sparse_coo:
+        return int(t._nnz())
+    return t.numel()
+
+
+def projected_is_cheaper(x: Tensor, adj: Tensor, steps: int) -> bool:
+    r"""Whether ``hops=auto`` projects first: ``x`` sparse and
+    :math:`\mathrm{nnz}(X) + \tfrac{K+1}{2}\mathrm{nnz}(\hat{A}) < N F` (module docstring)."""
+    if x.layout == torch.strided:
+        return False
+    n, f = x.shape
+    return _stored(x) + (steps + 1) / 2 * _stored(adj) < n * f
+
+
 class SIGN(nn.Module):
     """SIGN on ``depth`` cached hops for S seeds (see the module docstring).
     ``forward(x_in, adj)`` returns logits ``[N, S, out_dim]``.
@@ -111,6 +148,8 @@ class SIGN(nn.Module):
         activation: a key of ``gdepth.models.common.ACTIVATIONS``. (default: ``"relu"``)
         dropout: dropout probability after each hop's activation. (default: ``0.5``)
         num_seeds: S. (default: ``1``)
+        hops: ``"auto"``, ``"cached"`` or ``"projected"`` (module docstring). (default:
+            ``"auto"``)
     """
 
     def __init__(
@@ -125,12 +164,16 @@ class SIGN(nn.Module):
         activation: str = "relu",
         dropout: float = 0.5,
         num_seeds: int = 1,
+        hops: str = "auto",
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         if operator not in OPERATORS:
             raise unknown("sign operator", operator, OPERATORS)
+        if hops not in HOPS:
+            raise unknown("sign hops", hops, HOPS)
+        self.hops = hops
         self.num_seeds = num_seeds
         # the one-seed model's draw order: the K + 1 hop layers, their norms, the output
         self.lins = nn.ModuleList(SeedLinear(num_seeds, in_dim, hidden, init="kaiming")
@@ -183,19 +226,53 @@ class SIGN(nn.Module):
                 ) -> Tensor:
         """Logits ``[N, S, out_dim]`` from the shared features ``x_in`` and ``adj``."""
         p = self.dropout if self.training else 0.0
-        z = []
-        for hop, lin, norm in zip(self.features(x_in, adj), self.lins, self.norms, strict=True):
-            if hop.layout == torch.strided:  # dense: the hops, and a dense X
-                h = precomputed_product(hop, lin.weight)
-            else:  # a sparse CSR X_0: one SpMM for all seeds
-                h = x_in(lin.weight, 0.0, None)
-            z.append(stacked_dropout(self.act(norm(h + lin.bias)), p, True, self.mask_fn))
+        products = (self.projected(x_in, adj) if self.projects(x_in.x, adj.adj)
+                    else self.cached(x_in, adj))
+        z = [stacked_dropout(self.act(norm(h + lin.bias)), p, True, self.mask_fn)
+             for h, lin, norm in zip(products, self.lins, self.norms, strict=True)]
         out = self.lin_out(torch.cat(z, dim=-1))
         return out if rows is None else out[rows]
 
+    def projects(self, x: Tensor, adj: Tensor) -> bool:
+        """Whether this forward takes ``projected`` (``hops``, and for ``auto`` the cost rule
+        of :func:`projected_is_cheaper`)."""
+        if self.hops == "auto":
+            return projected_is_cheaper(x, adj, self.steps)
+        return self.hops == "projected"
+
+    def cached(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
+        """``[X_0 Θ_0, …, X_K Θ_K]`` (each ``[N, S, d]``, before the bias) from the cached hops."""
+        out = []
+        for hop, lin in zip(self.features(x_in, adj), self.lins, strict=True):
+            if hop.layout == torch.strided:  # dense: the hops, and a dense X
+                out.append(precomputed_product(hop, lin.weight))
+            else:  # a sparse CSR X_0: one SpMM for all seeds
+                out.append(x_in(lin.weight, 0.0, None))
+        return out
+
+    def projected(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
+        r"""``[X_0 Θ_0, …, X_K Θ_K]`` as :math:`\hat{A}^k (X\Theta_k)`: one product
+        :math:`X\,[\Theta_0|\dots|\Theta_K]` for all seeds, then step j (1..K) propagates the
+        blocks of hops j..K once (``ppr``: and mixes in their :math:`\alpha X\Theta_k`), after
+        which block j is hop j."""
+        n, k, s = x_in.x.shape[0], self.steps, self.num_seeds
+        d = self.lins[0].weight.shape[-1]
+        weight = torch.cat([lin.weight for lin in self.lins], dim=-1)  # [S, F, (K+1)d]
+        y = x_in(weight, 0.0, None).view(n, s, k + 1, d)
+        out, start = [y[:, :, 0]], y[:, :, 1:]  # start: X Θ_k for k = 1..K
+        h = start
+        for j in range(k):  # h: the blocks of hops j+1..K, each propagated j times so far
+            width = k - j
+            h = adj(h.reshape(n, s * width * d)).view(n, s, width, d)
+            if self.operator == "ppr":
+                h = (1.0 - self.ppr_alpha) * h + self.ppr_alpha * start[:, :, j:]
+            out.append(h[:, :, 0])
+            h = h[:, :, 1:]
+        return out
+
     def extra_repr(self) -> str:
         return (
-            f"seeds={self.num_seeds}, K={self.steps}, operator={self.operator}, "
+            f"seeds={self.num_seeds}, K={self.steps}, operator={self.operator}, hops={self.hops}, "
             f"ppr_alpha={self.ppr_alpha}, dropout={self.dropout}, "
             f"cached={self._cache is not None}"
         )
