@@ -92,8 +92,9 @@ OPERATORS = ("sym", "ppr")
 HOPS = ("auto", "cached", "projected")
 SIGN_CONVENTION = (
     "depth K = number of propagated hops: features [X, A X, ..., A^K X] (operator sym) or "
-    "truncated-PPR iterates (operator ppr) computed once and cached, one linear -> norm -> "
-    "activation per hop, concatenated, then a linear output (Frasca et al. 2020)"
+    "truncated-PPR iterates (operator ppr) computed once and cached (from a sparse X where "
+    "cheaper: the equal A^k (X W_k) each step), one linear -> norm -> activation per hop, "
+    "concatenated, then a linear output (Frasca et al. 2020)"
 )
 
 
