@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -285,7 +286,8 @@ def test_sign_projected_hops_equal_cached_hops(operator, sparse):
 
 
 def test_sign_auto_hops_follow_the_cost_rule():
-    """hops=auto projects first when X is sparse and nnz(X) + (K+1)/2 · nnz(Â) < N·F."""
+    """hops=auto projects first when X is sparse and c·(K·nnz(X) + K(K+1)/2 · nnz(Â)) < K·N·F,
+    c = SPARSE_MAC_COST."""
     gen = torch.Generator().manual_seed(0)
     x = torch.zeros(100, 1000)
     x.view(-1)[torch.randperm(100_000, generator=gen)[:500]] = 1.0  # 500 stored entries
@@ -293,7 +295,9 @@ def test_sign_auto_hops_follow_the_cost_rule():
                                   torch.ones(600), (100, 100)).coalesce()
     stored = adj._nnz()
     csr = x.to_sparse_csr()
-    below = 2 * (100_000 - 500) // stored - 1  # the largest K with 500 + (K+1)/2·nnz < 1e5
+    # c·(500 + (K+1)/2·nnz) < 1e5  ⟺  K + 1 < 2·(1e5/c − 500)/nnz: the largest such K
+    below = math.ceil(2 * (100_000 / sign.SPARSE_MAC_COST - 500) / stored) - 2
+    assert below >= 1
     assert sign.projected_is_cheaper(csr, adj, below)
     assert not sign.projected_is_cheaper(csr, adj, below + 1)
     assert not sign.projected_is_cheaper(x, adj, 1)  # a dense X: the paper's cached hops

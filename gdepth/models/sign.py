@@ -44,15 +44,14 @@ Two ways to the same products :math:`X_k\Theta_k` (``hops``):
   multiply-adds per output column.
 * ``projected``: the operators are linear, so :math:`(\hat{A}^k X)\Theta_k = \hat{A}^k
   (X\Theta_k)` (for ``ppr`` likewise: the APPNP iteration applied to :math:`X\Theta_k`). One
-  product :math:`X\,[\Theta_0|\dots|\Theta_K]` per step, then :math:`K` propagations of the
-  blocks still short of their hop count (:math:`K(K+1)/2` block propagations in all), with
-  autograd: :math:`(K+1)\,\mathrm{nnz}(X) + \tfrac{K(K+1)}{2}\,\mathrm{nnz}(\hat{A})` per
+  product :math:`X\Theta_k` per hop and step, then its k propagations (:math:`K(K+1)/2` in
+  all), with autograd: :math:`(K+1)\,\mathrm{nnz}(X) + \tfrac{K(K+1)}{2}\,\mathrm{nnz}(\hat{A})` per
   output column and nothing cached. For a sparse, wide :math:`X` (bag-of-words: Coauthor CS,
   18,333 × 6,805 at 0.9 % density) that is far less time and memory: the cache would hold 16 GB
   at :math:`K = 32` (``benchmarks/sign_hops.py`` times both).
-* ``auto`` (the default) takes ``projected`` when :math:`X` is sparse and
-  :math:`\mathrm{nnz}(X) + \tfrac{K+1}{2}\,\mathrm{nnz}(\hat{A}) < N F` (the two costs
-  above, less the :math:`X_0` product both pay), else ``cached``.
+* ``auto`` (the default) takes ``projected`` when :math:`X` is sparse and its cost is the
+  lower, a sparse multiply-add counted as :data:`SPARSE_MAC_COST` dense ones
+  (:func:`projected_is_cheaper`), else ``cached``.
 
 The two give the same numbers up to float rounding, so the choice is not part of a cell's
 identity (like ``engine``): no config key, the model picks it from the data.
@@ -90,6 +89,11 @@ from gdepth.options import unknown
 
 OPERATORS = ("sym", "ppr")
 HOPS = ("auto", "cached", "projected")
+# A sparse multiply-add (a gathered row of embedding_bag / SpMM) costs about this many dense
+# ones (a BLAS product) on one CPU core: benchmarks/sign_hops.py, where projected's time per
+# step over its sparse multiply-adds, against cached's over its dense ones, came to 6-9
+# (Cora and Coauthor CS, K = 2..32).
+SPARSE_MAC_COST = 8.0
 SIGN_CONVENTION = (
     "depth K = number of propagated hops: features [X, A X, ..., A^K X] (operator sym) or "
     "truncated-PPR iterates (operator ppr) computed once and cached (from a sparse X where "
@@ -126,11 +130,14 @@ def _stored(t: Tensor) -> int:
 
 def projected_is_cheaper(x: Tensor, adj: Tensor, steps: int) -> bool:
     r"""Whether ``hops=auto`` projects first: ``x`` sparse and
-    :math:`\mathrm{nnz}(X) + \tfrac{K+1}{2}\mathrm{nnz}(\hat{A}) < N F` (module docstring)."""
+    :math:`c\,(K\,\mathrm{nnz}(X) + \tfrac{K(K+1)}{2}\mathrm{nnz}(\hat{A})) < K N F`, the
+    multiply-adds per output column of the two ways beyond the :math:`X_0` product both pay
+    (module docstring), a sparse one weighted by :data:`SPARSE_MAC_COST`."""
     if x.layout == torch.strided:
         return False
     n, f = x.shape
-    return _stored(x) + (steps + 1) / 2 * _stored(adj) < n * f
+    sparse = steps * _stored(x) + steps * (steps + 1) / 2 * _stored(adj)
+    return SPARSE_MAC_COST * sparse < steps * n * f
 
 
 class SIGN(nn.Module):
@@ -252,23 +259,22 @@ class SIGN(nn.Module):
         return out
 
     def projected(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
-        r"""``[X_0 Θ_0, …, X_K Θ_K]`` as :math:`\hat{A}^k (X\Theta_k)`: one product
-        :math:`X\,[\Theta_0|\dots|\Theta_K]` for all seeds, then step j (1..K) propagates the
-        blocks of hops j..K once (``ppr``: and mixes in their :math:`\alpha X\Theta_k`), after
-        which block j is hop j."""
-        n, k, s = x_in.x.shape[0], self.steps, self.num_seeds
-        d = self.lins[0].weight.shape[-1]
-        weight = torch.cat([lin.weight for lin in self.lins], dim=-1)  # [S, F, (K+1)d]
-        y = x_in(weight, 0.0, None).view(n, s, k + 1, d)
-        out, start = [y[:, :, 0]], y[:, :, 1:]  # start: X Θ_k for k = 1..K
-        h = start
-        for j in range(k):  # h: the blocks of hops j+1..K, each propagated j times so far
-            width = k - j
-            h = adj(h.reshape(n, s * width * d)).view(n, s, width, d)
-            if self.operator == "ppr":
-                h = (1.0 - self.ppr_alpha) * h + self.ppr_alpha * start[:, :, j:]
-            out.append(h[:, :, 0])
-            h = h[:, :, 1:]
+        r"""``[X_0 Θ_0, …, X_K Θ_K]`` as :math:`\hat{A}^k (X\Theta_k)`: per hop, one product
+        :math:`X\Theta_k` for all seeds, then k propagations of it (``ppr``: each mixing in
+        :math:`\alpha X\Theta_k`). Hop by hop rather than all hops' blocks in one product per
+        step: the same propagations, without slicing a shrinking block tensor every step,
+        whose copies (and their gradients' zero fills) cost more than the propagations
+        themselves at large K (``benchmarks/sign_hops.py``)."""
+        out = []
+        for k, lin in enumerate(self.lins):
+            h = x_in(lin.weight, 0.0, None)  # [N, S, d]
+            n, s, d = h.shape
+            start = h = h.reshape(n, s * d)
+            for _ in range(k):
+                h = adj(h)
+                if self.operator == "ppr":
+                    h = (1.0 - self.ppr_alpha) * h + self.ppr_alpha * start
+            out.append(h.view(n, s, d))
         return out
 
     def extra_repr(self) -> str:
