@@ -49,8 +49,8 @@ Two ways to the same products :math:`X_k\Theta_k` (``hops``):
   output column and nothing cached. For a sparse, wide :math:`X` (bag-of-words: Coauthor CS,
   18,333 × 6,805 at 0.9 % density) that is far less time and memory: the cache would hold 16 GB
   at :math:`K = 32` (``benchmarks/sign_hops.py`` times both).
-* ``auto`` (the default) takes ``projected`` when :math:`X` is sparse and its cost is the
-  lower, a sparse multiply-add counted as :data:`SPARSE_MAC_COST` dense ones
+* ``auto`` (the default) takes ``projected`` on the CPU when :math:`X` is sparse and its cost
+  is the lower, a sparse multiply-add counted as :data:`SPARSE_MAC_COST` dense ones
   (:func:`projected_is_cheaper`), else ``cached``.
 
 The two give the same numbers up to float rounding, so the choice is not part of a cell's
@@ -90,9 +90,9 @@ from gdepth.options import unknown
 OPERATORS = ("sym", "ppr")
 HOPS = ("auto", "cached", "projected")
 # A sparse multiply-add (a gathered row of embedding_bag / SpMM) costs about this many dense
-# ones (a BLAS product) on one CPU core: benchmarks/sign_hops.py, where projected's time per
-# step over its sparse multiply-adds, against cached's over its dense ones, came to 6-9
-# (Cora and Coauthor CS, K = 2..32).
+# ones (a BLAS product) on one CPU core: in benchmarks/sign_hops.py the ratio of the two ways'
+# multiply-add counts over the ratio of their measured step times came to 5.1-11.3 (Cora at
+# K = 2, 8, 32 and Coauthor CS at K = 2, 8; median 8.5).
 SPARSE_MAC_COST = 8.0
 SIGN_CONVENTION = (
     "depth K = number of propagated hops: features [X, A X, ..., A^K X] (operator sym) or "
@@ -132,8 +132,10 @@ def projected_is_cheaper(x: Tensor, adj: Tensor, steps: int) -> bool:
     r"""Whether ``hops=auto`` projects first: ``x`` sparse and
     :math:`c\,(K\,\mathrm{nnz}(X) + \tfrac{K(K+1)}{2}\mathrm{nnz}(\hat{A})) < K N F`, the
     multiply-adds per output column of the two ways beyond the :math:`X_0` product both pay
-    (module docstring), a sparse one weighted by :data:`SPARSE_MAC_COST`."""
-    if x.layout == torch.strided:
+    (module docstring), a sparse one weighted by :data:`SPARSE_MAC_COST`. On the CPU only,
+    where that weight was measured; a GPU's dense products outrun its sparse ones by far more,
+    so there ``auto`` keeps the paper's cached hops."""
+    if x.layout == torch.strided or x.device.type != "cpu":
         return False
     n, f = x.shape
     sparse = steps * _stored(x) + steps * (steps + 1) / 2 * _stored(adj)
