@@ -594,3 +594,21 @@ def test_list_is_cached_by_the_configs_and_code(tmp_path, monkeypatch, capsys):
     source.write_text("a: 2\n")
     assert listing.print_list() == 0
     assert capsys.readouterr().out == first and planned == names * 2  # planned again
+
+
+def test_sign_estimate_counts_its_sparse_products():
+    """SIGN on Cora / Coauthor CS costs (K+1)·nnz(X) + K(K+1)/2·nnz(Â) multiply-adds per hidden
+    column, seed and epoch (its projected hops), and those counts are the benchmark's."""
+    from gdepth.reproduce import cells
+
+    bench = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                        / "sign_hops.json").read_text())
+    for row in bench["results"]["rows"]:
+        assert cells.SPARSE_STORED[row["dataset"]] == (row["nnz_x"], row["nnz_adj"])
+    exp = experiment.load("sign_vs_depth", ["dataset=coauthor_cs", "model=sign",
+                                            "depth=2,32"])
+    by_k = {c.config["depth"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
+    x, a = cells.SPARSE_STORED["coauthor_cs"]
+    per = cells.SIGN_SECONDS_PER_SPARSE_UNIT * 5 * 200 * 64  # seeds, epochs, hidden
+    assert math.isclose(by_k[2], per * (3 * x + 3 * a))
+    assert math.isclose(by_k[32], per * (33 * x + 528 * a))

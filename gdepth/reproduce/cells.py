@@ -45,6 +45,15 @@ NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
          "coauthor_physics": 34493, "amazon_computers": 13752, "amazon_photo": 7650,
          "ogbn_arxiv": 169343, "csbm": 1000}
 
+# SIGN from a sparse X (gdepth.models.sign, hops=projected, what auto takes on the CPU for these
+# datasets): its time goes to (K+1)·nnz(X) + K(K+1)/2·nnz(Â) sparse multiply-adds per hidden
+# column of each seed, not to K dense layers. Stored entries of X and of Â with self-loops
+# (benchmarks/results/sign_hops.json), and seconds per such multiply-add and column per epoch
+# (there, Coauthor CS at K = 32: 32.5 s per training step of 5 seeds × 64 columns and 1.32e8
+# multiply-adds each, 7.7e-10 s; an epoch's evaluation forward adds about a third).
+SPARSE_STORED = {"cora": (49216, 13264), "coauthor_cs": (1092079, 182121)}
+SIGN_SECONDS_PER_SPARSE_UNIT = 1.0e-9
+
 
 def nodes(dataset: dict[str, Any]) -> int:
     """Nodes of a cell's graph for the estimate: :data:`NODES`, the transfer tasks' union
@@ -139,6 +148,8 @@ def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
 
+    SIGN on a dataset of :data:`SPARSE_STORED` costs its sparse multiply-adds (the projected
+    hops), :data:`SIGN_SECONDS_PER_SPARSE_UNIT` each per hidden column, seed and epoch.
     Seed-batched cells (``engine`` not ``loop``, a seed-native model whose seeds share their
     kernels, :func:`gdepth.engine.batched_kernels`) cost :data:`BATCHED_SECONDS_PER_UNIT` per
     unit;
@@ -154,6 +165,12 @@ def estimate_seconds(cell: Cell) -> float:
     convs = models.convolutions(typed.model.name, typed.depth)
     if typed.dataset.name == "tree_match":
         return _tree_seconds(typed, convs)
+    stored = SPARSE_STORED.get(str(typed.dataset.name))
+    if typed.model.name == "sign" and stored is not None:
+        k = typed.depth
+        macs = (k + 1) * stored[0] + k * (k + 1) / 2 * stored[1]
+        return (SIGN_SECONDS_PER_SPARSE_UNIT * typed.seeds * typed.train.epochs
+                * typed.model.hidden * macs)
     work = (typed.seeds * typed.train.epochs * convs * typed.model.hidden
             * nodes(cell.config["dataset"]) * LAYER_COST.get(typed.model.name, 1.0))
     # one seed batched costs about what a seed of ten does (Cora gcn_res depth 8, two
