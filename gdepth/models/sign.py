@@ -143,7 +143,7 @@ def projected_is_cheaper(x: Tensor, adj: Tensor, steps: int) -> bool:
 
 
 class SIGN(nn.Module):
-    """SIGN on ``depth`` cached hops for S seeds (see the module docstring).
+    """SIGN on ``depth`` hops (cached or projected, ``hops``) for S seeds (module docstring).
     ``forward(x_in, adj)`` returns logits ``[N, S, out_dim]``.
 
     Args:
