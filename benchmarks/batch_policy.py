@@ -22,7 +22,6 @@ Results: ``benchmarks/results/batch_policy_<dataset>.json`` (or ``--json``), ren
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -83,20 +82,16 @@ def cell_epoch_s(cfg, graphs, adj, seeds: int, size: int) -> tuple[float, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "batch_policy_<dataset>.json")
     parser.add_argument("--models", default=DEFAULT, help="name:depth,...")
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--sizes", default="1,2,5,10")
     parser.add_argument("--epochs", type=int, default=5, help="per batch (the first untimed)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over the sizes")
-    parser.add_argument("--threads", type=int, default=1)
-    meta.add_io_args(parser, "batch_policy_<dataset>.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     print(f"{args.dataset}, {args.seeds} seeds, steady CPU s/epoch of the cell by batch size "

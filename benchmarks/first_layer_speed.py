@@ -25,7 +25,6 @@ Results: ``benchmarks/results/first_layer_speed_<dataset>.json`` (or ``--json``)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -94,20 +93,16 @@ def synthetic(n: int, f: int, density: float, generator: torch.Generator) -> tor
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "first_layer_speed_<dataset>.json")
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.5)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--densities", default=DENSITIES)
-    parser.add_argument("--threads", type=int, default=1)
-    meta.add_io_args(parser, "first_layer_speed_<dataset>.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args)
     cfg = cell_cfg("gcn", 2, 1, 1, args.dataset)
     cfg.data.mirror = args.mirror
     graph, _, kind = prepare(data.load(cfg.dataset, cfg.data, 0), cfg.dataset, device)

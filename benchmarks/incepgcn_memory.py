@@ -167,13 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import meta  # standard library only at import: the worker's old tree is untouched
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "incepgcn_memory_cora.json")
     parser.add_argument("--depth", type=int, default=64)
     parser.add_argument("--seeds", default="1,2", help="the S to measure, comma-separated")
     parser.add_argument("--old", default=OLD, help="the commit of the engine twin")
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    meta.add_io_args(parser, "incepgcn_memory_cora.json")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.depth, int(args.seeds), args.mirror, args.threads)))

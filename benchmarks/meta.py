@@ -11,6 +11,7 @@ and the git commit of the code measured.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -97,6 +98,29 @@ def add_io_args(parser: Any, default_json: str) -> None:
         "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
     parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
     parser.add_argument("--json", help=f"results file (default: benchmarks/results/{default_json})")
+
+
+def parser(doc: str | None, default_json: str, threads: int | None = 1
+           ) -> argparse.ArgumentParser:
+    """A benchmark's command line: described by the first paragraph of its docstring ``doc``,
+    with ``--threads`` (torch CPU threads; default ``threads``, ``None`` = torch's own) and the
+    shared ``--mirror``/``--note``/``--json`` (``default_json`` names the results file)."""
+    description = (doc or "").strip().split("\n\n")[0].replace("\n", " ")
+    found = argparse.ArgumentParser(description=description)
+    found.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    add_io_args(found, default_json)
+    return found
+
+
+def start(args: argparse.Namespace, device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+    """Set torch's CPU threads from ``args.threads`` (unset: torch's default stays) and return
+    the device and the meta block, which records the threads torch then uses."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(device)
+    return device, meta(device, torch.get_num_threads(), args.note)
 
 
 def meta(device: Any, threads: int, note: str | None = None) -> dict[str, Any]:

@@ -34,7 +34,6 @@ Results: ``benchmarks/results/models_speed_<dataset>.json`` (or ``--json``), ren
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -69,22 +68,17 @@ def cell_cfg(model: str, depth: int, seeds: int, epochs: int, dataset: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "models_speed_<dataset>.json", threads=None)
     parser.add_argument("--models", default=DEFAULT, help="name:depth,...")
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--auto", action="store_true", help="also time engine=auto's batches")
-    meta.add_io_args(parser, "models_speed_<dataset>.json")
     args = parser.parse_args(argv)
     from first_layer_speed import before  # it imports cell_cfg from here
 
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args)
     rows = []
     print(f"{args.dataset}, {args.seeds} seeds, {args.epochs} epochs, threads "
           f"{torch.get_num_threads()}")

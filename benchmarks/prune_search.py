@@ -98,7 +98,7 @@ def arm_result(folder: Path, epochs: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "prune_search_<dataset>_<model>_<norm>_d<depth>.json")
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--model", default="gcn_res")
     parser.add_argument("--norm", default="none")
@@ -111,12 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pruner-startup-trials", type=int, default=5)
     parser.add_argument("--pruner-warmup-epochs", type=int, default=50)
     parser.add_argument("--pruner-interval", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="depth 2, 6 trials (3 random), 60 epochs, 3 final seeds")
     parser.add_argument("--out", help="sweep folders (default: a new temporary folder)")
-    parser.add_argument("--json", help="results file (default: benchmarks/results/...)")
-    parser.add_argument("--note")
     args = parser.parse_args(argv)
     if args.quick:
         args.depth, args.trials, args.startup_trials, args.epochs, args.seeds = 2, 6, 3, 60, 3

@@ -25,7 +25,6 @@ Results: ``benchmarks/results/sgc_speed_<dataset>.json`` (or ``--json``), render
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import sys
@@ -81,20 +80,16 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "sgc_speed_<dataset>.json")
     parser.add_argument("--dataset", default="cora")
     parser.add_argument("--depth", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dropout", type=float, default=0.6, help="SGC's, cases 2 and 3")
-    meta.add_io_args(parser, "sgc_speed_<dataset>.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args)
     found = {"dataset": args.dataset, "depth": args.depth, "seeds": args.seeds,
              "epochs": args.epochs, "repeats": args.repeats, "dropout": args.dropout,
              "epochs_s": []}

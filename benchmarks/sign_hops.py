@@ -20,7 +20,6 @@ Results: ``benchmarks/results/sign_hops.json`` (or ``--json``), rendered by
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -56,19 +55,15 @@ def step(model: torch.nn.Module, x_in: StackedInput, adj, y: torch.Tensor,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = meta.parser(__doc__, "sign_hops.json")
     parser.add_argument("--datasets", default="cora,coauthor_cs")
     parser.add_argument("--steps", default="2,8,32", help="K, comma-separated")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-cache-gib", type=float, default=4.0)
-    meta.add_io_args(parser, "sign_hops.json")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args)
     found = {"seeds": args.seeds, "repeats": args.repeats, "max_cache_gib": args.max_cache_gib,
              "rows": []}
     for dataset in args.datasets.split(","):

@@ -269,11 +269,10 @@ def _print_summary(r: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = meta.parser(__doc__, "sweep_speed_<workload>[_dropedge<P>].json", threads=None)
     parser.add_argument("--workload", default="cora", choices=[*WORKLOADS, "all"])
     parser.add_argument("--quick", action="store_true", help="the smoke run (--workload quick)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--engines", default=None,
                         help=f"comma-separated, of {', '.join(ENGINES)} (default: "
                              f"{DEFAULT_ENGINES}, and batched_shared with --dropedge)")
@@ -286,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cli", dest="cli", action="store_false",
                         help="skip the end-to-end gdepth sweep timing")
     parser.add_argument("--data-root", default=os.environ.get("GDEPTH_DATA"))
-    meta.add_io_args(parser, "sweep_speed_<workload>[_dropedge<P>].json")
     args = parser.parse_args(argv)
     engines = (args.engines or DEFAULT_ENGINES + (",batched_shared" if args.dropedge else "")
                ).split(",")
@@ -296,12 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.dropedge < 1.0:
         parser.error(f"--dropedge {args.dropedge}: valid: a rate in [0, 1)")
     warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     workload = "quick" if args.quick else args.workload
     names = ["cora", "coauthor_cs"] if workload == "all" else [workload]
-    info = meta.meta(device, torch.get_num_threads(), args.note)
+    device, info = meta.start(args, args.device)
     suffix = f"_dropedge{args.dropedge:g}" if args.dropedge else ""
     if args.depths or args.seeds or args.epochs:  # not the named workload: keep its file
         suffix += "_custom"

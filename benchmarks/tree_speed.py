@@ -135,15 +135,12 @@ def row(conv: str, depth_r: int, runs: dict[str, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = meta.parser(__doc__, "tree_speed.json")
     parser.add_argument("--r", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     parser.add_argument("--models", nargs="+", default=list(CONV_FLAGS), choices=CONV_FLAGS)
     parser.add_argument("--passes", type=int, default=4, help="passes per process")
     parser.add_argument("--mp-passes", type=int, default=2,
                         help="passes by message passing at r >= 5")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=meta.default_path("tree_speed"))
-    parser.add_argument("--note", default=None, help="free text stored with the results")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"threads": args.threads, "passes": args.passes,
                "mp_passes_r_ge_5": args.mp_passes, "wall_s": time.perf_counter() - start,
                "rows": rows}
-    meta.write(args.json, "tree_speed", info, results)
+    meta.write(args.json or meta.default_path("tree_speed"), "tree_speed", info, results)
     return 0
 
 

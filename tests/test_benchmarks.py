@@ -16,7 +16,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of scripts beside the package
-from benchmarks import pyg_loop, render  # noqa: E402
+from benchmarks import meta, pyg_loop, render  # noqa: E402
 
 META = {"started_at": "2026-01-02T03:04:05+00:00",
         "command": "python benchmarks/sweep_speed.py --workload t",
@@ -216,6 +216,28 @@ def test_sign_hops_table(tmp_path):
             "2.5e-07 of 12.0 | projected |") in lines
     assert "| coauthor_cs | 32 | 12,345 | 678 | 16.00 | 500.00 | left out | – | – | – | " \
            "projected |" in lines
+
+
+def test_the_shared_command_line_sets_and_records_the_threads():
+    """``meta.parser``/``meta.start``: every benchmark's ``--threads`` reaches torch and the
+    JSON's meta block records the threads torch then uses; unset, torch's own count stays."""
+    before = torch.get_num_threads()
+    parser = meta.parser("One line.\nstill the first paragraph.\n\nUsage: not this.", "x.json")
+    assert parser.description == "One line. still the first paragraph."
+    assert parser.parse_args([]).threads == 1
+    wanted = 2 if before == 1 else 1
+    try:
+        args = parser.parse_args(["--threads", str(wanted), "--note", "busy"])
+        device, info = meta.start(args)
+        assert torch.get_num_threads() == wanted
+        assert (str(device), info["threads"], info["note"]) == ("cpu", wanted, "busy")
+        assert info["device"] == {"name": "cpu"}
+        torch.set_num_threads(before)
+        unset = meta.parser(None, "x.json", threads=None).parse_args([])
+        assert unset.threads is None and unset.json is None
+        assert meta.start(unset)[1]["threads"] == before == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_an_unknown_benchmark_is_one_line_naming_the_choices(tmp_path):
