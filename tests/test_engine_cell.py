@@ -303,3 +303,27 @@ def test_activation_checkpointing_refuses_what_it_cannot_recompute(tmp_path):
     gat = run(tmp_path / "gat", "activation_checkpointing=true", "model=gat", "seeds=1",
               "train.epochs=2")
     assert gat["status"] == "failed" and "models that do: gcn, gcn_res" in gat["error"]
+
+
+def test_a_cell_batches_its_seeds_beside_what_its_model_caches(tmp_path, monkeypatch):
+    """A cell asks its probe model what it will cache (SGC: Â^K X, N·F floats) and sizes the
+    seed batches in the memory left: room for 2.5 seeds beside the cache gives batches of 2."""
+    from gdepth.engine import memory
+
+    seen: list[int] = []
+    real = memory.shared_bytes
+
+    def spy(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(memory, "shared_bytes", spy)
+    monkeypatch.setattr(memory, "seed_bytes", lambda *args: seen[-1] // 10)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: seen[-1] + int(
+        2.5 * (seen[-1] // 10) / memory.BUDGET_SHARE))
+    record = run(tmp_path, "model=sgc", "engine=batched", "seeds=5", "train.epochs=2")
+    assert record["status"] == "ok", record["error"]
+    graph = record["config"]["dataset"]  # csbm: dense features
+    assert seen and seen[-1] == graph["num_nodes"] * graph["num_features"] * 4
+    assert record["engine"]["seeds_per_batch"] == 2
+    assert [s["seed"] for s in record["seeds"]] == [0, 1, 2, 3, 4]

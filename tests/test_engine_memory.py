@@ -166,3 +166,62 @@ def test_seed_bytes_bounds_the_measured_peak_of_a_batch(csbm, name, norm):
     assert measured <= estimate <= ESTIMATE_FACTOR * measured, (
         f"estimate {estimate / 2**20:.2f} MiB, measured {measured / 2**20:.2f} MiB per seed "
         f"({estimate / measured:.2f}x)")
+
+
+def test_what_the_model_caches_is_taken_off_the_memory_at_hand():
+    c = cfg("sign", depth=8)
+    one = memory.seed_bytes(c, 2708, 50_000)
+    shared = 30 * one
+    # room for exactly 3 seeds once the shared cache is taken off
+    free = shared + int(3.5 * one / memory.BUDGET_SHARE)
+    assert memory.seeds_per_batch(c, 10, 2708, 50_000, torch.device("cpu"), free, shared) == 3
+    assert memory.seeds_per_batch(c, 10, 2708, 50_000, torch.device("cpu"), free) == 10
+    # a cache larger than the memory at hand: one seed at a time, never zero
+    assert memory.seeds_per_batch(c, 10, 2708, 50_000, torch.device("cpu"), free,
+                                  2 * free) == 1
+    assert memory.shared_bytes(object(), torch.zeros(3, 2), torch.eye(3)) == 0
+
+
+@pytest.mark.parametrize(("name", "hops"), [("sign", "cached"), ("sign", "projected"),
+                                            ("sign", "auto"), ("sgc", None)])
+def test_cache_bytes_are_the_bytes_the_model_caches(csbm, name, hops):
+    """A model's ``cache_bytes`` before training equals the bytes of the tensors it caches
+    during training: SIGN's K dense hops (none when it projects), SGC's Â^K X."""
+    g, adj = csbm
+    train = config.make(config.TrainConfig, name="test", optimizer="adam", lr=0.01,
+                        weight_decay=5e-4, epochs=1, patience=None, selection="best_val_acc")
+    model = models.build_seeded(config.group("model", {"name": name}), config.norm("none"),
+                                4, g.num_features, g.num_classes, seeds=[0, 1])
+    if hops is not None:
+        model.hops = hops
+    before = memory.shared_bytes(model, g.x, adj)
+    fit_batched(model, [g, g], adj, train, [0, 1])
+    cache = model._cache
+    cached = ([] if cache is None else cache[3] if name == "sign" else [cache[3]])
+    held = sum(t.numel() * t.element_size() for t in cached)
+    assert before == held
+    expected = {"cached": 4 * g.num_nodes * g.num_features * 4, "projected": 0,
+                None: g.num_nodes * g.num_features * 4}
+    if hops in expected:
+        assert before == expected[hops]
+    else:  # auto on a dense X keeps the cached hops
+        assert before == 4 * g.num_nodes * g.num_features * 4
+
+
+def test_run_seeds_sizes_its_batches_beside_the_models_cache(csbm, monkeypatch):
+    """engine.run_seeds asks the probe model what it will cache and batches the seeds in what
+    is left: with room for 2 seeds beside SGC's Â^K X, 5 seeds train in batches of 2, 2, 1."""
+    import gdepth.engine as engine
+
+    g, adj = csbm
+    c = config.typed({"model": {"name": "sgc"}, "depth": 4, "seeds": 5, "norm": {"name": "none"},
+                      "dataset": {"name": "csbm", "split": "random_per_class"},
+                      "train": {"name": "test", "epochs": 1, "patience": None}})
+    cache = g.num_nodes * g.num_features * 4
+    one = cache // 10  # a seed's activations, made small beside the cache so that it counts
+    monkeypatch.setattr(memory, "seed_bytes", lambda *args: one)
+    monkeypatch.setattr(memory, "available_bytes",
+                        lambda device: cache + int(2.5 * one / memory.BUDGET_SHARE))
+    results = engine.run_seeds(c, lambda s: g, adj, torch.device("cpu"))
+    assert [r.batch["seeds"] if r.batch else [r.seed] for r in results] == [
+        [0, 1], [0, 1], [2, 3], [2, 3], [4]]

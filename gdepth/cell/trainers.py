@@ -116,8 +116,9 @@ class GraphTrainer:
                              checkpointed=False)
         self.params = slices.parameters_per_seed(probe)
         loop = setup.engine.requested == "loop"
-        self.per_batch, why = engine.batch_size(cfg, self.graphs, self.params, setup.device,
-                                                max_seeds=1 if loop else None)
+        self.per_batch, why = engine.batch_size(
+            cfg, self.graphs, self.params, setup.device, max_seeds=1 if loop else None,
+            shared=engine.memory.shared_bytes(probe, self.graphs[0].x, self.adj))
         reason = setup.engine.reason
         if why is not None and reason is None:
             if setup.engine.requested == "batched":

@@ -124,14 +124,15 @@ def instances(cfg: GdepthConfig, graph: Any) -> Tensor:
 
 
 def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
-               device: torch.device, max_seeds: int | None = None) -> tuple[int, str | None]:
+               device: torch.device, max_seeds: int | None = None,
+               shared: int = 0) -> tuple[int, str | None]:
     """``(seeds per batch, why one where the cell forces that)`` for the seeds whose prepared
     graphs are ``graphs``: one when their features or labels are not the same tensors
     (:data:`OWN_INPUTS`) or each seed draws its own DropEdge / DropNode graphs (reason
     ``None``: the engine's choice); else ``max_seeds`` (``engine=loop``: 1), else
-    ``cfg.seeds_per_batch``, else as many as fit in memory
-    (:func:`gdepth.engine.memory.seeds_per_batch`), and with ``engine=auto`` at most the
-    measured fastest batch of the model on the device
+    ``cfg.seeds_per_batch``, else as many as fit in memory beside the ``shared`` bytes the
+    model caches (:func:`gdepth.engine.memory.seeds_per_batch`), and with ``engine=auto`` at
+    most the measured fastest batch of the model on the device
     (:func:`gdepth.engine.policy.preferred_seeds`)."""
     first = graphs[0]
     if any(g.x is not first.x or g.y is not first.y for g in graphs):
@@ -140,7 +141,8 @@ def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
         return 1, None
     if max_seeds:
         return max_seeds, None
-    fit = memory.seeds_per_batch(cfg, len(graphs), first.num_nodes, params_per_seed, device)
+    fit = memory.seeds_per_batch(cfg, len(graphs), first.num_nodes, params_per_seed, device,
+                                 shared=shared)
     preferred = policy.preferred_seeds(cfg.model.name, device)
     if str(cfg.engine) == "auto" and cfg.seeds_per_batch is None and preferred is not None:
         return min(fit, preferred), None
@@ -173,8 +175,10 @@ def run_seeds(cfg: GdepthConfig, graph_for_seed: Callable[[int], Any], adj: Tens
     if not seeds:
         return []
     graphs = [graph_for_seed(s) for s in seeds]
-    probe = slices.parameters_per_seed(build(cfg, graphs[0], seeds[:1], device, False))
-    step, _ = batch_size(cfg, graphs, probe, device, max_seeds)
+    built = build(cfg, graphs[0], seeds[:1], device, False)
+    probe = slices.parameters_per_seed(built)
+    step, _ = batch_size(cfg, graphs, probe, device, max_seeds,
+                         shared=memory.shared_bytes(built, graphs[0].x, adj))
     results: list[SeedResult] = []
     for lo in range(0, len(seeds), step):
         batch = seeds[lo:lo + step]

@@ -15,13 +15,19 @@ per product and per parameter (:data:`ACTIVATION_COPIES` or :data:`MODEL_COPIES`
 Neither PyTorch nor PyG offers such an estimate for a training step, hence this module. The
 memory at hand is ``torch.cuda.mem_get_info`` on CUDA and, on the CPU, Linux's ``MemAvailable``
 (capped by a cgroup v2 ``memory.max``); where neither can be read, every seed goes in one batch.
+What every seed of a batch shares and the model allocates on its first forward pass, after the
+memory at hand was read (SIGN's cached hops :math:`K N F`, SGC's :math:`\\hat{A}^K X`: the
+model's ``cache_bytes``, :func:`shared_bytes`), is taken off the memory at hand first: on
+Coauthor Physics with :math:`K = 32` cached hops that is 37 GB.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from gdepth.config import GdepthConfig
 
@@ -61,6 +67,13 @@ def seed_bytes(cfg: GdepthConfig, num_nodes: int, parameters: int) -> int:
     return act + PARAMETER_COPIES * parameters * FLOAT
 
 
+def shared_bytes(model: Any, x: Tensor, adj: Tensor) -> int:
+    """Bytes ``model`` will cache for the features ``x`` and adjacency ``adj``, shared by all the
+    seeds of a batch (its ``cache_bytes``; 0 for a model without such a cache)."""
+    found = getattr(model, "cache_bytes", None)
+    return int(found(x, adj)) if callable(found) else 0
+
+
 def _read_int(path: str) -> int | None:
     try:
         text = Path(path).read_text().strip()
@@ -90,10 +103,12 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def seeds_per_batch(cfg: GdepthConfig, seeds: int, num_nodes: int, parameters: int,
-                    device: torch.device, available: int | None = None) -> int:
+                    device: torch.device, available: int | None = None,
+                    shared: int = 0) -> int:
     """Seeds per batch for the cell ``cfg``: ``cfg.seeds_per_batch`` when set, else as many of
     the ``seeds`` as fit in :data:`BUDGET_SHARE` of ``available`` (default: what
-    :func:`available_bytes` reads), at least 1."""
+    :func:`available_bytes` reads) less the ``shared`` bytes the model will cache
+    (:func:`shared_bytes`), at least 1."""
     asked = cfg.seeds_per_batch
     if asked is not None:
         if asked < 1:
@@ -103,5 +118,6 @@ def seeds_per_batch(cfg: GdepthConfig, seeds: int, num_nodes: int, parameters: i
     free = available_bytes(device) if available is None else available
     if free is None:
         return seeds
-    fit = int(BUDGET_SHARE * free) // max(seed_bytes(cfg, num_nodes, parameters), 1)
+    fit = int(BUDGET_SHARE * max(free - shared, 0)) // max(seed_bytes(cfg, num_nodes,
+                                                                      parameters), 1)
     return max(1, min(seeds, fit))

@@ -191,6 +191,11 @@ class SGC(nn.Module):
             return propagate_features(x, adj, self.steps)
         return self._cached(x, adj)[3]
 
+    def cache_bytes(self, x: Tensor, adj: Tensor) -> int:
+        """Bytes the cached :math:`\\hat{A}^K X` (dense ``[N, F]``) will hold for ``x``, shared
+        by every seed of a batch."""
+        return x.size(0) * x.size(1) * x.element_size()
+
     def _cached(self, x: Tensor, adj: Tensor) -> tuple[Tensor, Tensor, int, Tensor, dict]:
         cache = self._cache
         if cache is None or cache[0] is not x or cache[1] is not adj or cache[2] != x._version:

@@ -250,6 +250,13 @@ class SIGN(nn.Module):
             return projected_is_cheaper(x, adj, self.steps)
         return self.hops == "projected"
 
+    def cache_bytes(self, x: Tensor, adj: Tensor) -> int:
+        """Bytes the cached hops :math:`X_1, …, X_K` (dense ``[N, F]`` each) will hold for
+        ``x`` and ``adj``, shared by every seed of a batch; 0 where the forward projects."""
+        if self.projects(x, adj):
+            return 0
+        return self.steps * x.size(0) * x.size(1) * x.element_size()
+
     def cached(self, x_in: StackedInput, adj: Propagation) -> list[Tensor]:
         """``[X_0 Θ_0, …, X_K Θ_K]`` (each ``[N, S, d]``, before the bias) from the cached hops."""
         out = []
