@@ -91,24 +91,27 @@ def device_info(device: Any) -> dict[str, Any]:
     return found
 
 
-def add_io_args(parser: Any, default_json: str) -> None:
-    """The options every benchmark shares: ``--mirror`` (the raw datasets), ``--note`` (free
-    text for the JSON) and ``--json`` (the results file; ``default_json`` names its default)."""
-    parser.add_argument("--mirror", default=os.environ.get(
-        "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
+def add_io_args(parser: Any, default_json: str, mirror: bool = True) -> None:
+    """The options every benchmark shares: ``--mirror`` (the raw datasets; left out with
+    ``mirror=False`` for a benchmark on generated data), ``--note`` (free text for the JSON)
+    and ``--json`` (the results file; ``default_json`` names its default)."""
+    if mirror:
+        parser.add_argument("--mirror", default=os.environ.get(
+            "GDEPTH_DATA_MIRROR", str(ROOT.parent / "shared" / "datasets")))
     parser.add_argument("--note", help="free text for the JSON (e.g. what else loads the CPU)")
     parser.add_argument("--json", help=f"results file (default: benchmarks/results/{default_json})")
 
 
-def parser(doc: str | None, default_json: str, threads: int | None = 1
+def parser(doc: str | None, default_json: str, threads: int | None = 1, mirror: bool = True
            ) -> argparse.ArgumentParser:
     """A benchmark's command line: described by the first paragraph of its docstring ``doc``,
     with ``--threads`` (torch CPU threads; default ``threads``, ``None`` = torch's own) and the
-    shared ``--mirror``/``--note``/``--json`` (``default_json`` names the results file)."""
+    shared ``--mirror``/``--note``/``--json`` (``default_json`` names the results file;
+    ``mirror=False``: no ``--mirror``, the benchmark's data are generated)."""
     description = (doc or "").strip().split("\n\n")[0].replace("\n", " ")
     found = argparse.ArgumentParser(description=description)
     found.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
-    add_io_args(found, default_json)
+    add_io_args(found, default_json, mirror)
     return found
 
 

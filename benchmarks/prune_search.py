@@ -57,7 +57,8 @@ def command(args: argparse.Namespace, arm: str, out: Path) -> list[str]:
 
 def run_arms(args: argparse.Namespace, out: Path) -> dict[str, dict[str, Any]]:
     """Both arms at once; per arm its CPU and wall seconds and return code."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GDEPTH_OFFLINE="1")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), GDEPTH_OFFLINE="1",
+               GDEPTH_DATA_MIRROR=args.mirror)
     exe = str(Path(sys.executable).with_name("gdepth"))
     procs, start = {}, time.perf_counter()
     for arm in ARMS:

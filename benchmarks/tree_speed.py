@@ -135,7 +135,7 @@ def row(conv: str, depth_r: int, runs: dict[str, dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = meta.parser(__doc__, "tree_speed.json")
+    parser = meta.parser(__doc__, "tree_speed.json", mirror=False)  # generated trees
     parser.add_argument("--r", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     parser.add_argument("--models", nargs="+", default=list(CONV_FLAGS), choices=CONV_FLAGS)
     parser.add_argument("--passes", type=int, default=4, help="passes per process")

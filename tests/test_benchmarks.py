@@ -233,8 +233,9 @@ def test_the_shared_command_line_sets_and_records_the_threads():
         assert (str(device), info["threads"], info["note"]) == ("cpu", wanted, "busy")
         assert info["device"] == {"name": "cpu"}
         torch.set_num_threads(before)
-        unset = meta.parser(None, "x.json", threads=None).parse_args([])
-        assert unset.threads is None and unset.json is None
+        unset = meta.parser(None, "x.json", threads=None, mirror=False).parse_args([])
+        assert unset.threads is None and unset.json is None and not hasattr(unset, "mirror")
+        assert parser.parse_args(["--mirror", "m"]).mirror == "m"
         assert meta.start(unset)[1]["threads"] == before == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
