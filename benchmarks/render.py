@@ -271,22 +271,37 @@ def _prune_search(r: dict[str, Any]) -> str:
                          "report):", per_trial])
 
 
+def _row_ratio(conv: str, depth_r: int) -> float:
+    """Node rows message passing computes per level-wise row (r + 1 layers; GIN's BatchNorm
+    keeps every level): what levels can gain at equal cost per row."""
+    from gdepth.models.bottleneck_trees import tree_rows  # lazy: torch for one table only
+
+    levels, passing = tree_rows(depth_r, depth_r + 1, every_level=conv == "gin")
+    return passing / levels
+
+
 def _tree_speed(r: dict[str, Any]) -> str:
     head = ["conv", "r", "trees", "batch", "path by levels", "message passing s/pass",
             "levels s/pass", "gain", "CPU s/pass, message passing", "CPU s/pass, levels",
-            "CPU gain", "train acc (message passing / levels)"]
+            "CPU gain", "rows, message passing / levels", "train acc (message passing / levels)"]
     rows = [[w["model"], str(w["r"]), str(w["trees"]), str(w["batch_size"]), w["levels_path"],
              f"{w['message_passing_s_per_pass']:.3g}", f"{w['levels_s_per_pass']:.3g}",
              f"{w['speedup']:.1f}×", f"{w['message_passing_cpu_s_per_pass']:.3g}",
              f"{w['levels_cpu_s_per_pass']:.3g}", f"{w['cpu_speedup']:.1f}×",
+             f"{_row_ratio(w['model'], w['r']):.1f}×",
              f"{w['message_passing_train_acc']:.4f} / {w['levels_train_acc']:.4f}"]
             for w in r["rows"]]
     return (f"Tree-NeighborsMatch, `model=bottleneck train=alon2021` (depth r + 1, the preset's "
             f"batch size), seconds per pass over the training trees: the median of each "
             f"process's passes but the first ({r['passes']} passes; {r['mp_passes_r_ge_5']} by "
             f"message passing at r ≥ 5), each path in its own process; {r['wall_s']:.0f} s in "
-            "all. Train accuracy: the last pass's running one.\n\n"
-            + _table(head, "lrrrlrrrrrrl", rows))
+            "all. Train accuracy: the last pass's running one. Rows: the node rows the graph "
+            "layers compute one by one per tree, message passing's (every node at every layer) "
+            "per level-wise one (`gdepth.models.bottleneck_trees.tree_rows`: the levels the "
+            "leaves have reached and the root needs; GIN's BatchNorm in training mode needs "
+            "every level), the gain levels can reach where a row costs the same on both "
+            "paths.\n\n"
+            + _table(head, "lrrrlrrrrrrrl", rows))
 
 
 def _ms(seconds: float) -> str:

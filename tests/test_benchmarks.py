@@ -170,7 +170,10 @@ def test_tree_speed_table(tmp_path):
                                                         "mp_passes_r_ge_5": 2, "wall_s": 812.4,
                                                         "rows": [row]}))
     assert "(4 passes; 2 by message passing at r ≥ 5)" in text and "812 s in all" in text
-    assert ("| gat | 4 | 12800 | 1024 | levels | 3 | 0.5 | 6.0× | 2.5 | 0.4 | 6.2× "
+    # rows at r = 4, 5 layers: 5 · 31 = 155 by message passing; by levels 8 + 12 + 6 + 3 + 1
+    # = 30 (layer k: the levels from 4 - k, which the leaves reach, to 3, and up to 5 - k, which
+    # the root needs, 2^level rows each)
+    assert ("| gat | 4 | 12800 | 1024 | levels | 3 | 0.5 | 6.0× | 2.5 | 0.4 | 6.2× | 5.2× "
             "| 0.0625 / 0.0617 |") in text.splitlines()
 
 

@@ -216,3 +216,30 @@ def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog, monke
     step_tol = tolerance(build(conv, 3, g), 16 * 7)
     for epoch, (a, b) in enumerate(zip(our_logits, their_logits, strict=True), 1):
         torch.testing.assert_close(a, b, rtol=0, atol=5 * epoch * step_tol * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("conv", ["gcn", "gin", "gat", "ggnn"])
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_tree_rows_counts_the_rows_the_layers_compute(conv, r, monkeypatch):
+    """bt.tree_rows (the work ratio benchmarks/tree_speed.py reports) equals the node rows the
+    level-wise layers compute one by one on a real batch (training mode: GIN keeps every level),
+    and message passing's count is the batch's nodes times the layers."""
+    g = trees(r)
+    ptr = train_trees.tree_ptr(g)
+    model = build(conv, r + 1, g)
+    model.train()
+    counted = []
+    real = bt.layer
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        counted.append(sum(lv.value.shape[:-1].numel() for lv in out if lv.kind == bt.TREE))
+        return out
+
+    monkeypatch.setattr(bt, "layer", counting)
+    forward, _ = tree_levels.fast_forward(model, g, g.adj, ptr)
+    batch = torch.arange(10)
+    forward(batch)
+    levels, passing = bt.tree_rows(r, r + 1, bt.keeps_every_level(model))
+    assert len(counted) == r + 1 and sum(counted) == len(batch) * levels
+    assert passing * len(batch) == (r + 1) * int(ptr[10])

@@ -267,6 +267,22 @@ def top_level(model: Bottleneck, depth_r: int, layer: int) -> int:
     return min(depth_r, len(model.convs) - layer)
 
 
+def tree_rows(depth_r: int, layers: int, every_level: bool) -> tuple[int, int]:
+    """Per Tree-NeighborsMatch tree, the node rows the graph layers compute one by one:
+    ``(by levels, by message passing)``. By levels, layer :math:`k` computes a row per node at
+    the levels within :math:`k` of the leaves (the leaves' information has reached them; above
+    them a level is shared) that it needs (:func:`top_level`; ``every_level``: BatchNorm in
+    training mode, :func:`keeps_every_level`); the shared rows and the tables' rows (at most
+    :math:`L^2` per batch, not per tree) are left out. Message passing computes every one of
+    the :math:`2^{r+1} - 1` nodes at every layer. Their ratio bounds what computing by levels
+    can gain where a row costs the same on both paths (``benchmarks/tree_speed.py``)."""
+    levels = 0
+    for k in range(1, layers + 1):
+        top = depth_r if every_level else min(depth_r, layers - k)
+        levels += sum(2 ** level for level in range(max(depth_r - k, 0), min(top, depth_r - 1) + 1))
+    return levels, layers * (2 ** (depth_r + 1) - 1)
+
+
 def _level(model: Bottleneck, conv: nn.Module, s: Level, c: Level | None, inner_children: bool,
            lin: Callable[[Tensor], Tensor]) -> Level:
     if model.conv_name == "gcn":
