@@ -107,6 +107,66 @@ def test_a_killed_study_resumes_without_repeating_finished_trials(tmp_path):
     assert len(again.jobs) == 1  # nothing but the final cell (its record is found, not rerun)
 
 
+def _drop_journal(folder, key):
+    """What a fresh clone of a committed study has: the summary, no journal (.gitignore)."""
+    from gdepth.sweep import layout
+
+    journal = layout.journal_path(folder, key)
+    assert journal.exists()
+    for path in journal.parent.glob(journal.name + "*"):  # the journal and any lock
+        path.unlink()
+
+
+def test_a_finished_study_on_a_fresh_clone_only_looks_its_final_up(tmp_path):
+    """Without its journal, the study is rebuilt from the committed summary: the same told
+    trials (values, accuracies, keys), no trial launched again, the same final."""
+    base = ["model=gcn", "depth=4"]
+    first = study.run(tmp_path, "k", "cell", base, SEARCH, CONFIG, Launcher())
+    _drop_journal(tmp_path, "k")
+    again = Launcher()
+    second = study.run(tmp_path, "k", "cell", base, SEARCH, CONFIG, again)
+    assert len(again.jobs) == 1 and fake_record(again.jobs[0])["key"] == first["final"]["key"]
+    fields = ("number", "state", "params", "val_acc", "key")
+    assert ([{f: t[f] for f in fields} for t in second["trials"]]
+            == [{f: t[f] for f in fields} for t in first["trials"]])
+    assert second["best"] == first["best"] and second["final"] == first["final"]
+
+
+def test_a_stopped_study_on_a_fresh_clone_goes_on_where_it_stopped(tmp_path):
+    """Killed after four told trials, resumed without the journal: the four stay told (not
+    launched again, the same numbers), two new trials make the budget, then the final."""
+    base = ["model=gcn", "depth=4"]
+    first = Launcher(die_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path, "k", "cell", base, SEARCH, CONFIG, first)
+    _drop_journal(tmp_path, "k")
+    second = Launcher()
+    summary = study.run(tmp_path, "k", "cell", base, SEARCH, CONFIG, second)
+    assert len(second.jobs) == 2 + 1 and all(job not in first.jobs for job in second.jobs)
+    assert [t["number"] for t in summary["trials"]] == list(range(6))
+    assert [t["key"] for t in summary["trials"][:4]] == [fake_record(j)["key"]
+                                                        for j in first.jobs]
+    assert all(t["state"] == "COMPLETE" for t in summary["trials"])
+
+
+def test_restored_keeps_each_told_state_and_refuses_another_space():
+    dists = space.check(SEARCH, CONFIG)
+    p = {"train.lr": 0.01, "model.hidden": 16}
+    summary = {"trials": [
+        {"number": 0, "state": "COMPLETE", "params": p, "val_acc": 0.8, "key": "a"},
+        {"number": 1, "state": "PRUNED", "params": p, "val_acc": 0.5, "key": "b",
+         "pruned_at": 7},
+        {"number": 2, "state": "FAIL", "params": p, "val_acc": None, "key": None},
+        {"number": 3, "state": "RUNNING", "params": p, "val_acc": None, "key": None}]}
+    trials, keys = study.restored(summary, dists, "cell")
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]  # running: re-asked
+    assert [t.value for t in trials] == [0.8, 0.5, None]
+    assert trials[1].intermediate_values == {7: 0.5} and keys == {0: "a", 1: "b", 2: None}
+    moved = {**summary, "trials": [{**summary["trials"][0],
+                                    "params": {"train.lr": 0.5, "model.hidden": 16}}]}
+    assert study.restored(moved, dists, "cell") == ([], {})  # lr 0.5 is outside the space
+
+
 def test_failed_trials_count_against_the_budget(tmp_path):
     def launch(jobs):
         return [None for _ in jobs]

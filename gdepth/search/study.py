@@ -17,6 +17,14 @@ if written meanwhile, is found and not retrained), and the trials asked after it
 ``<study key>.json`` summarises the study for ``gdepth tune-report`` and the tables: budget,
 space, every trial (values, record key, validation accuracy) and the final cell.
 
+The summary is committed with a study under ``results/``; the journal is not (``.gitignore``).
+On a machine without the journal (a fresh clone), the study is rebuilt from the summary's told
+trials (:func:`restored`: their values, states and validation accuracies, in order), so a
+finished search only looks its final up and a stopped one goes on where it stopped, as with
+its journal, instead of replaying its sampler from the first trial. (A pruned trial keeps its
+last reported value only: the median pruner then compares the new trials' curves with the
+curves reported since.)
+
 With ``search.pruner=median`` each trial's job also carries its study and number
 (:func:`gdepth.search.prune.job_overrides`): the trial reports its validation accuracy to the
 study as it trains and stops when the pruner says so (:mod:`gdepth.search.prune`). Its record is
@@ -122,18 +130,24 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
     folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = prune.storage(sweep_dir, study_key)
-    try:  # a resumed study's sampler is seeded apart (space.sampler)
-        resumed_at = len(optuna.load_study(study_name=study_key, storage=storage)
-                         .get_trials(deepcopy=False))
-    except KeyError:  # a new study
-        resumed_at = 0
-    study = optuna.create_study(storage=storage, study_name=study_key, direction="maximize",
-                                sampler=space_mod.sampler(search, resumed_at),
-                                load_if_exists=True)
-    budget, per_trial = int(search["trials"]), int(search["seeds"])
     path = summary_path(sweep_dir, study_key)
     old = read_summary(path) or {}
     keys: dict[int, str | None] = {t["number"]: t.get("key") for t in old.get("trials", [])}
+    rebuilt: list[optuna.trial.FrozenTrial] = []
+    try:  # a resumed study's sampler is seeded apart (space.sampler)
+        resumed_at = len(optuna.load_study(study_name=study_key, storage=storage)
+                         .get_trials(deepcopy=False))
+    except KeyError:  # a new study, or one whose journal this machine does not have
+        rebuilt, keys = restored(old, distributions, label)
+        resumed_at = len(rebuilt)
+    study = optuna.create_study(storage=storage, study_name=study_key, direction="maximize",
+                                sampler=space_mod.sampler(search, resumed_at),
+                                load_if_exists=True)
+    if rebuilt:
+        study.add_trials(rebuilt)
+        log.info("search %s: %d told trials restored from %s (no journal here)", label,
+                 len(rebuilt), path.name)
+    budget, per_trial = int(search["trials"]), int(search["seeds"])
 
     def save(final: dict[str, Any] | None = None) -> dict[str, Any]:
         summary = _summary(study, study_key, label, base, search, config, keys, final)
@@ -174,6 +188,30 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
     (record,) = launch([final_job])
     return save({"overrides": final_job, "key": record.get("key") if record else None,
                  "status": record.get("status") if record else "missing"})
+
+
+def restored(summary: dict[str, Any], distributions: dict[str, Any], label: str
+             ) -> tuple[list[optuna.trial.FrozenTrial], dict[int, str | None]]:
+    """The told trials of a study ``summary`` (complete, failed, pruned; in their order) as
+    Optuna trials numbered from 0, and their record keys by those numbers. A trial that no
+    longer fits ``distributions`` (the space was changed) restores nothing: logged, the
+    search starts afresh."""
+    told = [t for t in summary.get("trials", []) if t.get("state") in
+            {s.name for s in FINISHED}]
+    try:
+        trials = [optuna.trial.create_trial(
+            state=TrialState[t["state"]], params=t["params"],
+            distributions={k: distributions[k] for k in t["params"]},
+            value=t.get("val_acc") if t["state"] != "FAIL" else None,
+            intermediate_values=({int(t["pruned_at"]): t["val_acc"]}
+                                 if t["state"] == "PRUNED" and t.get("pruned_at") is not None
+                                 and t.get("val_acc") is not None else None))
+            for t in told]
+    except (KeyError, ValueError) as err:
+        log.warning("search %s: the summary's trials do not fit the space (%s); searching "
+                    "afresh", label, err)
+        return [], {}
+    return trials, {i: t.get("key") for i, t in enumerate(told)}
 
 
 def pruned_here(record: dict[str, Any] | None, job: list[str]) -> bool:
