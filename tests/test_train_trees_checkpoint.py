@@ -47,9 +47,10 @@ def _fit(conv, g, checkpoint=None, kill_after=None, kept=None, lrs=None, **keys)
 @pytest.mark.parametrize(("conv", "keys"), [("gcn", {}), ("gin", {}), ("gcn", {"dropout": 0.3})])
 def test_a_seed_resumed_from_its_checkpoint_ends_as_the_uninterrupted_run(conv, keys, tmp_path):
     """Killed in epoch 8 (after its step; last checkpoint: epoch 6) and resumed: the same
-    result, the same final weights and the same kept (selected) state, exactly. (GIN's best
-    epoch is 6, tied at 7: a selector not restored would pick 7; with dropout, the masks come
-    from torch's generator, saved too.)"""
+    result, the same final weights and the same kept (selected) state, exactly. Every part of
+    the saved state matters to some run: the scheduler halves the lr after a bad epoch, the
+    selector decides ties with the best before the kill, dropout draws from torch's generator,
+    and the tree order from its own (``test_the_test_above_can_fail_...``)."""
     g = trees(2)
     whole_kept: dict = {}
     whole, whole_model = _fit(conv, g, kept=whole_kept, **keys)
@@ -67,10 +68,9 @@ def test_a_seed_resumed_from_its_checkpoint_ends_as_the_uninterrupted_run(conv, 
                   "train_loss"):
         assert getattr(resumed, field) == getattr(whole, field), field
     assert resumed.wall_s > saved["wall_s"]  # the time before the kill is counted
-    assert 0.3 < whole.train_acc  # trained beyond chance (1/4 at r = 2)
-    # the scheduler's saved state is live: the lr was halved, or an epoch counted as bad
-    assert (saved["optimizer"]["param_groups"][0]["lr"] < 0.01
-            or saved["scheduler"]["num_bad_epochs"] > 0)
+    assert saved["scheduler"]["last_epoch"] == 6  # it has stepped on every epoch saved
+    # the resumed epochs trained: the weights moved from the checkpoint's
+    assert any(not torch.equal(model.state_dict()[k], v) for k, v in saved["model"].items())
     for mine, theirs in ((model.state_dict(), whole_model.state_dict()),
                          (kept["state"], whole_kept["state"])):
         assert mine.keys() == theirs.keys()
