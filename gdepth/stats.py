@@ -246,12 +246,12 @@ def main(args: list[str]) -> int:
           f"(seed i = split i): paired t-test, Holm over {len(paired)} depths, bootstrap 95 % "
           f"interval ({ns.resamples} resamples, seed {ns.seed}); differs: Holm p < {ns.alpha}\n")
     print(comparison_frame(paired, ns.alpha).to_markdown(index=False))
-    deepest = int(max(max(rows[ns.a].index), max(rows[ns.b].index)))
     print(f"\ncollapse depth (first depth > {ns.delta:g} {unit} below the row's best mean, or "
           "at the mlp baseline; bootstrap 95 % interval):")
     for label in (ns.a, ns.b):
         base = baseline_of(label, rows)
         result = collapse(rows[label], ns.delta, base, seed=ns.seed)
         extra = f", mlp baseline {base:.1f}" if base is not None else ""
+        deepest = int(max(rows[label].index))  # the row's own, as the table says
         print(f"  {label}: {collapse_text(result, deepest)}{extra}")
     return 0

@@ -274,4 +274,9 @@ def test_compare_on_a_searched_study_sees_the_table_rows(capsys):
     rows = [line for line in out.splitlines() if line.startswith("|") and "depth" not in line
             and "---" not in line]
     assert rows and all(int(line.split("|")[2]) == 10 for line in rows)  # n = 10 paired seeds
+    # each row's collapse depth as the committed table gives it (its own deepest depth)
+    table = {cells[0]: cells[1] for line in (study / "table.md").read_text().splitlines()[2:]
+             if (cells := [c.strip() for c in line.strip("|").split("|")])}
+    for label in labels:
+        assert f"  {label}: {table[label]}" in out.splitlines()
     assert stats.main([str(study), "gcn_res·none seeds=3", labels[0]]) == 2  # a trial's row
