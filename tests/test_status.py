@@ -12,7 +12,7 @@ import time
 import pytest
 from test_records import make_record
 
-from gdepth.sweep import collect, plan, records, status
+from gdepth.sweep import collect, layout, plan, records, status
 
 GDEPTH = [sys.executable, "-m", "gdepth.cli"]
 
@@ -59,6 +59,16 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
         assert "died without a result" in states["csbm gcn·none L=8"].detail
         assert "last heartbeat 600 s ago" in states["csbm gcn·none L=16"].detail
         assert states["csbm gcn·none L=32"].detail == "not started"
+        assert "resumes from" not in states["csbm gcn·none L=8"].detail
+        saved = layout.checkpoint_dir(tmp_path, dead["key"])  # its kept state, by file name
+        saved.mkdir(parents=True)
+        (saved / "batch-2-3.pt").write_bytes(b"")
+        for seed in (0, 1):
+            (saved / f"seed-{seed}.done.json").write_text("{}")
+        (saved / ".batch-2-3.pt.99.tmp").write_bytes(b"")  # a write in progress: not named
+        again = {s.label: s for s in status.cell_states(tmp_path)}
+        assert again["csbm gcn·none L=8"].detail.endswith(
+            "; resumes from its checkpoints: batch-2-3.pt, 2 finished seeds kept")
         assert status.summary(list(states.values())) == {"done": 1, "running": 1, "failed": 0,
                                                          "corrupt": 1, "missing": 3}
         out = subprocess.run([*GDEPTH, "status", str(tmp_path)], capture_output=True, text=True)

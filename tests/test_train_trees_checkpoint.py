@@ -117,6 +117,7 @@ def test_a_killed_tree_cell_resumes_from_its_checkpoint_and_clears_it(tmp_path, 
     from test_bottleneck import composed
 
     from gdepth import cell, train_progress
+    from gdepth.sweep import status
 
     cfg = composed("dataset=tree_match", "dataset.depth_r=2", "depth=3", "seeds=1", "threads=1",
                    "progress=false", "device=cpu", "train.epochs=6", "train.patience=null",
@@ -136,6 +137,8 @@ def test_a_killed_tree_cell_resumes_from_its_checkpoint_and_clears_it(tmp_path, 
         cell.run_cell(cfg, tmp_path / "killed")
     (path,) = (tmp_path / "killed").rglob("trees-0.pt")
     assert torch.load(path, weights_only=False)["epoch"] == 3
+    assert status.saved_text(tmp_path / "killed", whole["key"]) == (
+        "; resumes from its checkpoints: trees-0.pt")  # what gdepth status adds
     resumed = cell.run_cell(cfg, tmp_path / "killed")
     assert seen == [1, 2, 3, 4, 4, 5, 6]
     assert resumed["status"] == whole["status"] == "ok"

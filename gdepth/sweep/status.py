@@ -251,8 +251,29 @@ def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> Cel
         alive, detail = marker_state(marker)
         if alive:
             return CellState(key, plan.label(config or {}), "running", detail, config)
-        return CellState(key, plan.label(config or {}), "missing", detail, config)
-    return CellState(key, plan.label(config or {}), "missing", "not started", config)
+        return CellState(key, plan.label(config or {}), "missing",
+                         detail + saved_text(sweep_dir, key), config)
+    saved = saved_text(sweep_dir, key)
+    return CellState(key, plan.label(config or {}), "missing",
+                     f"not running{saved}" if saved else "not started", config)
+
+
+def saved_text(sweep_dir: Path, key: str) -> str:
+    """``; resumes from its checkpoints: ...`` where the cell of ``key`` (a cell's or a part's
+    unit) has kept training state (:mod:`gdepth.sweep.checkpoint`): its checkpoint files and
+    how many finished seeds are kept; ``""`` if none. From the file names only: a checkpoint
+    can be hundreds of MB, and a committed one's time is its checkout's."""
+    folder = layout.checkpoint_dir(sweep_dir, parts.parse(key)[0])
+    try:
+        found = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return ""
+    states = [name for name in found if name.endswith(".pt")]
+    done = [name for name in found if name.endswith(".done.json")]
+    what = [", ".join(states)] if states else []
+    if done:
+        what.append(f"{len(done)} finished seed{'s' if len(done) > 1 else ''} kept")
+    return "; resumes from its checkpoints: " + ", ".join(what) if what else ""
 
 
 def part_state(sweep_dir: Path, key: str, part: parts.Part,
