@@ -238,6 +238,25 @@ def test_committed_records_name_no_local_path():
     assert not leaks, f"local paths in committed results: {leaks}"
 
 
+CHECKPOINT_BYTES = 2 ** 20  # a tree cell's state: the r = 6 GIN's weights and Adam's, ~0.2 MB
+
+
+def test_committed_checkpoints_are_small_and_of_unfinished_cells():
+    """The only checkpoints ``.gitignore`` lets a study commit are the tree task's
+    (``checkpoints/<key>/trees-<seed>.pt``, so a cell longer than a session resumes on another
+    machine): each under 1 MiB, of a cell the study planned, and gone once its record is ok
+    (the cell clears it; a stale one would be committed dead weight)."""
+    from gdepth.sweep import collect, records
+
+    found = [p for study in studies() for p in study.glob("checkpoints/*/trees-*.pt")]
+    for path in found:
+        study, key = path.parents[2], path.parent.name
+        assert path.stat().st_size < CHECKPOINT_BYTES, path
+        cells = {r["key"]: r for r in collect.load(study)}
+        assert key in cells, f"{path}: no planned cell {key}"
+        assert cells[key]["status"] not in records.DONE, f"{path}: its cell is finished"
+
+
 def test_compare_on_a_searched_study_sees_the_table_rows(capsys):
     """``gdepth compare`` on a per-cell search folder pairs the tuned cells (the table's rows),
     not the trials: a trial's label (with its hyperparameters) is not a row."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gdepth import frames
 from gdepth.search import study
-from gdepth.sweep import collect
+from gdepth.sweep import collect, status
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 ARGS = ["sweep", "search=default", "search.trials=3", "search.startup_trials=2",
@@ -89,6 +91,30 @@ def test_a_second_run_trains_nothing(tuned):
     assert "2 cells (2 ok; 0 run now, 2 skipped as already done)" in second.stderr
     plan = json.loads((folder / "plan.json").read_text())
     assert len(plan["cells"]) == 8  # trials and finals are planned cells: gdepth status sees them
+    searches = {s["study"] for s in study.load_summaries(folder)}
+    assert {c.get("search") for c in plan["cells"].values()} == searches  # each marked
+
+
+def test_a_trial_in_flight_makes_no_row_of_its_own(tuned, tmp_path):
+    """A sweep killed while a trial runs leaves a planned trial cell that no summary names yet
+    (the study tells a trial, and saves its key, only when its record is back). The tables must
+    not show it: with 1 seed beside the finals' 2 it would make ``seeds`` a row key, renaming
+    every row (``gcn·none seeds=2``) and breaking ``gdepth compare DIR "gcn·none" ...``."""
+    folder = tmp_path / "tune"
+    shutil.copytree(tuned[2], folder)
+    before = frames.table_frame(*frames.table_records(folder))
+    summary_path = next((folder / "search").glob("*.json"))
+    summary = json.loads(summary_path.read_text())
+    in_flight = summary["trials"].pop()  # killed before it was told: no key in the summary
+    (folder / "records" / f"{in_flight['key']}.json").unlink()  # and no record yet
+    summary_path.write_text(json.dumps(summary))
+    states = {s.key: s.status for s in status.cell_states(folder)}
+    assert states[in_flight["key"]] == "missing"  # gdepth status still lists it
+    found, _ = frames.table_records(folder)
+    assert in_flight["key"] not in {r["key"] for r in found}
+    after = frames.table_frame(found, before.attrs["searched"])
+    assert frames.row_keys(after) == frames.row_keys(before) == ["model.name", "norm.name"]
+    assert sorted(after["key"]) == sorted(before["key"])  # the two finals, nothing else
 
 
 def test_a_bad_search_is_refused_before_anything_runs(tuned):

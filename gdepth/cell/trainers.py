@@ -153,7 +153,8 @@ class GraphTrainer:
 
 class TreeTrainer:
     """The tree task's seeds, one after another, each on its own mini-batches of trees
-    (:func:`gdepth.train_trees.fit_trees`; the model's one-seed module)."""
+    (:func:`gdepth.train_trees.fit_trees`; the model's one-seed module), each resuming from its
+    training checkpoint (:meth:`gdepth.sweep.checkpoint.CellCheckpoints.trees`)."""
 
     def __init__(self, setup: Setup) -> None:
         cfg, self.setup, self.measure = setup.cfg, setup, Measure(setup.cfg)
@@ -180,14 +181,19 @@ class TreeTrainer:
             del seeded
             init = measure.initial(model, graph, adj)
             kept: dict[str, Any] | None = {} if measure.kind != "none" else None
+            ckpt = (setup.checkpoints.trees(seed, self.batches.passes_per_epoch)
+                    if setup.checkpoints is not None else None)
             result = train_trees.fit_trees(model, graph, adj, cfg.train, seed, self.batches,
-                                           on_epoch=setup.on_epoch, keep_state=kept)
+                                           on_epoch=setup.on_epoch, keep_state=kept,
+                                           checkpoint=ckpt)
             values, diag = result.as_dict(), None
             if kept is not None:
                 if "state" in kept:
                     model.load_state_dict(kept["state"])
                 diag = measure(model, graph, adj, seed, init, values)
             yield SeedOutcome(seed, values, diag, self.params, features)
+            if ckpt is not None:  # the seed is kept as finished (gdepth.cell.run)
+                ckpt.remove()
 
 
 # Keyed by :attr:`gdepth.data.DatasetSpec.trainer`.

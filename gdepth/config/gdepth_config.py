@@ -47,7 +47,7 @@ class GdepthConfig:
     progress: bool = True  # per-epoch progress bar on a terminal
     progress_log_s: float | None = 60.0  # seconds between progress lines in the job log when
     # stderr is not a terminal (0: every epoch; None: none); not identity
-    checkpoint_every: int | None = 50  # epochs between training checkpoints (None: off)
+    checkpoint_every: int | None = 50  # epochs (tree_match: passes) between checkpoints (None: off)
     activation_checkpointing: bool = False  # recompute layers in backward; not identity
     trial: TrialConfig = field(default_factory=TrialConfig)  # a pruned search's trial; not identity
 

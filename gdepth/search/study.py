@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from gdepth.search import prune
 from gdepth.search import space as space_mod
-from gdepth.sweep import layout, records
+from gdepth.sweep import layout, plan, records
 
 log = logging.getLogger("gdepth")
 FOLDER = layout.SEARCH
@@ -97,12 +97,16 @@ def load_summaries(directory: str | Path) -> list[dict[str, Any]]:
 
 
 def trial_only_keys(directory: str | Path) -> set[str]:
-    """Record keys that only a search's trials produced (a table shows the finals)."""
+    """Keys of cells that only a search launched and that are not its final: the summaries'
+    trials, and every cell a search planned (``plan.json`` marks it with its study key), so a
+    trial in flight, told to no summary yet, is one too. A table shows the finals only."""
     trials, finals = set(), set()
     for summary in load_summaries(directory):
         trials.update(t["key"] for t in summary["trials"] if t.get("key"))
         if (summary.get("final") or {}).get("key"):
             finals.add(summary["final"]["key"])
+    for sweep_plan in plan.planned(directory).values():
+        trials.update(key for key, cell in sweep_plan["cells"].items() if cell.get("search"))
     return trials - finals
 
 

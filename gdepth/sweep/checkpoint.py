@@ -15,6 +15,8 @@ Layout, below the sweep (or run) folder::
     checkpoints/<key>/batch-<first>-<last>.pt  a running batch's state at its last checkpoint
     checkpoints/<key>/seed-<s>.done.json       a finished seed: its values (and params,
                                                diagnostics)
+    checkpoints/<key>/trees-<s>.pt             a tree-task seed's state at its last checkpoint
+                                               (:meth:`CellCheckpoints.trees`)
 
 A batch's file holds the list of its seeds; a restarted cell whose batches are cut otherwise
 (another ``seeds_per_batch``) does not resume from it. Files are written to a temporary name
@@ -100,6 +102,17 @@ class CellCheckpoints:
         return BatchCheckpoint(self.folder / f"batch-{seeds[0]}-{seeds[-1]}.pt", self.every,
                                seeds)
 
+    def trees(self, seed: int, passes_per_epoch: int) -> BatchCheckpoint | None:
+        """The training checkpoint of one tree-task seed (:func:`gdepth.train_trees.fit_trees`;
+        None when checkpoints are off). ``checkpoint_every`` counts passes over the training
+        data, as a full-batch epoch is one; a tree epoch is ``passes_per_epoch`` passes, so its
+        state is saved every ``checkpoint_every // passes_per_epoch`` epochs, at least every
+        epoch (the authors' 100 passes: every epoch)."""
+        if self.every is None:
+            return None
+        return BatchCheckpoint(self.folder / f"trees-{seed}.pt",
+                               max(1, self.every // max(1, int(passes_per_epoch))), [seed])
+
     def finished(self, seed: int) -> dict[str, Any] | None:
         """What :meth:`finish` kept of a finished seed, or None."""
         path = self.folder / f"seed-{seed}.done.json"
@@ -127,7 +140,7 @@ class CellCheckpoints:
         another cell may still be running)."""
         seeds = {int(s) for s in seeds}
         for seed in seeds:  # seed-<s>.pt: an older gdepth's per-seed checkpoint
-            for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json"):
+            for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json", f"trees-{seed}.pt"):
                 (self.folder / name).unlink(missing_ok=True)
         for path in self.folder.glob("batch-*-*.pt") if self.folder.is_dir() else []:
             ends = path.stem.split("-")[1:]

@@ -62,11 +62,13 @@ def _searched(config: dict[str, Any]) -> bool:
     return (config.get("search") or {}).get("name", "none") != "none"
 
 
-def _entries(cells: dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]]
-             ) -> dict[str, dict[str, Any]]:
-    """``plan.json`` entries of planned cells."""
+def _entries(cells: dict[tuple[str, ...], tuple[str, dict, list[parts.Part] | None]],
+             search: str | None = None) -> dict[str, dict[str, Any]]:
+    """``plan.json`` entries of planned cells; ``search``: the study key of the search that
+    launched them (its trials and final), so a table leaves out a trial still in flight."""
     return {key: {"label": plan.label(config), "overrides": list(job), "config": config,
-                  **({"parts": [list(p) for p in split]} if split else {})}
+                  **({"parts": [list(p) for p in split]} if split else {}),
+                  **({"search": search} if search else {})}
             for job, (key, config, split) in cells.items()}
 
 
@@ -249,7 +251,8 @@ class ResumeSweeper(BasicSweeper):
             try:
                 summary = search_study.run(sweep_dir, key, plan.label(config), list(job),
                                            config["search"], config,
-                                           lambda trial_jobs: self._trials(sweep_dir, trial_jobs))
+                                           lambda trial_jobs, key=key: self._trials(
+                                               sweep_dir, trial_jobs, key))
             except SubmissionError as err:
                 LAST["launch_error"] = str(err)
                 return []
@@ -268,9 +271,11 @@ class ResumeSweeper(BasicSweeper):
                     todo.append(unit)
         return todo
 
-    def _trials(self, sweep_dir: Path, jobs: list[list[str]]) -> list[dict[str, Any] | None]:
-        """A search's trial (or final) cells: planned, launched unless done (or pruned by this
-        very job: a trial told pruned is finished for its study), their records."""
+    def _trials(self, sweep_dir: Path, jobs: list[list[str]], study_key: str
+                ) -> list[dict[str, Any] | None]:
+        """A search's trial (or final) cells: planned (marked with ``study_key``), launched
+        unless done (or pruned by this very job: a trial told pruned is finished for its
+        study), their records."""
         cells = self._plan(jobs)
         todo = []
         for unit in self._todo(sweep_dir, jobs, cells):
@@ -279,7 +284,7 @@ class ResumeSweeper(BasicSweeper):
                 log.info("skip %s: record is pruned (%s)", plan.label(unit.config), unit.name)
             else:
                 todo.append(unit)
-        plan.extend(sweep_dir, _entries(cells), self.launch_id,
+        plan.extend(sweep_dir, _entries(cells, study_key), self.launch_id,
                     {u.name: progress.record_mtime(sweep_dir, u.name) for u in todo})
         if todo:
             crash = self._launch(todo, sweep_dir)
