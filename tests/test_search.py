@@ -254,6 +254,43 @@ def test_a_killed_pruned_search_repeats_no_finished_or_pruned_trial(tmp_path):
     assert {t["number"]: t["state"] for t in summary["trials"] if t["number"] in told} == told
 
 
+def test_a_pruned_study_rebuilt_without_its_journal_prunes_as_the_journal_would(tmp_path):
+    """The summary keeps every told trial's reported curve, so a fresh clone's rebuilt study
+    holds the same intermediate values and its median pruner stops the same new trial: one
+    whose value at an epoch is just below the median of what the complete trials reported
+    there. Without the curves the rebuilt study had no values to take a median of."""
+    import optuna
+
+    from gdepth.search import prune
+
+    summary = study.run(tmp_path, "p", "cell", ["model=gcn"], PRUNED, CONFIG,
+                        PruningLauncher(tmp_path))
+    journal = optuna.load_study(study_name="p", storage=prune.storage(tmp_path, "p"))
+    told = [t for t in journal.get_trials() if t.state in study.FINISHED]
+    rebuilt, _ = study.restored(summary, space.check(PRUNED, CONFIG), "cell")
+    assert ([t.intermediate_values for t in rebuilt]
+            == [t.intermediate_values for t in told])
+    assert all(len(t.intermediate_values) >= 2 for t in rebuilt)  # curves, not last values
+    epoch = 6
+    reported = [t.intermediate_values[epoch] for t in told
+                if t.state.name == "COMPLETE" and epoch in t.intermediate_values]
+    assert len(reported) >= PRUNED["pruner_startup_trials"]
+    below = statistics.median(reported) - 1e-6
+    settings = {"pruner": "median", **{short: PRUNED[key] for key, short in prune.SETTINGS.items()}}
+
+    def prunes(trials) -> bool:
+        fresh = optuna.create_study(direction="maximize", pruner=prune.pruner(settings))
+        fresh.add_trials(trials)
+        trial = fresh.ask()
+        trial.report(below, epoch)
+        return trial.should_prune()
+
+    assert prunes(told) and prunes(rebuilt)
+    assert not prunes([optuna.trial.create_trial(  # what a summary without curves restored
+        state=t.state, params=t.params, distributions=t.distributions, value=t.value)
+        for t in told if t.state.name == "COMPLETE"])
+
+
 def test_a_trial_pruned_before_its_study_heard_is_told_pruned_on_resume(tmp_path):
     """Killed after the trial's job wrote its pruned record, before the study was told: the
     resumed study launches the trial again, finds that record (the sweeper does not rerun the

@@ -21,9 +21,9 @@ The summary is committed with a study under ``results/``; the journal is not (``
 On a machine without the journal (a fresh clone), the study is rebuilt from the summary's told
 trials (:func:`restored`: their values, states and validation accuracies, in order), so a
 finished search only looks its final up and a stopped one goes on where it stopped, as with
-its journal, instead of replaying its sampler from the first trial. (A pruned trial keeps its
-last reported value only: the median pruner then compares the new trials' curves with the
-curves reported since.)
+its journal, instead of replaying its sampler from the first trial. With a pruner, the summary
+also keeps each told trial's reported curve (``curve``: epoch → value), so the restored study's
+median pruner compares a new trial with the same curves as the journal's would.
 
 With ``search.pruner=median`` each trial's job also carries its study and number
 (:func:`gdepth.search.prune.job_overrides`): the trial reports its validation accuracy to the
@@ -203,15 +203,24 @@ def restored(summary: dict[str, Any], distributions: dict[str, Any], label: str
             state=TrialState[t["state"]], params=t["params"],
             distributions={k: distributions[k] for k in t["params"]},
             value=t.get("val_acc") if t["state"] != "FAIL" else None,
-            intermediate_values=({int(t["pruned_at"]): t["val_acc"]}
-                                 if t["state"] == "PRUNED" and t.get("pruned_at") is not None
-                                 and t.get("val_acc") is not None else None))
+            intermediate_values=_curve(t))
             for t in told]
     except (KeyError, ValueError) as err:
         log.warning("search %s: the summary's trials do not fit the space (%s); searching "
                     "afresh", label, err)
         return [], {}
     return trials, {i: t.get("key") for i, t in enumerate(told)}
+
+
+def _curve(trial: dict[str, Any]) -> dict[int, float] | None:
+    """A summary trial's reported values by epoch: its ``curve``; a summary written before
+    curves were kept has a pruned trial's last value at ``pruned_at`` only."""
+    if trial.get("curve"):
+        return {int(step): float(value) for step, value in trial["curve"].items()}
+    if (trial["state"] == "PRUNED" and trial.get("pruned_at") is not None
+            and trial.get("val_acc") is not None):
+        return {int(trial["pruned_at"]): trial["val_acc"]}
+    return None
 
 
 def pruned_here(record: dict[str, Any] | None, job: list[str]) -> bool:
@@ -233,7 +242,10 @@ def _summary(study: optuna.Study, study_key: str, label: str, base: list[str],
              final: dict[str, Any] | None) -> dict[str, Any]:
     trials = [{"number": t.number, "state": t.state.name, "params": t.params,
                "val_acc": t.value, "key": keys.get(t.number),
-               **({"pruned_at": t.last_step} if t.state == TrialState.PRUNED else {})}
+               **({"pruned_at": t.last_step} if t.state == TrialState.PRUNED else {}),
+               **({"curve": {str(step): value for step, value
+                             in sorted(t.intermediate_values.items())}}
+                  if t.intermediate_values and t.state in FINISHED else {})}
               for t in study.get_trials(deepcopy=False)]
     best = None
     if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
