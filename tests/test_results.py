@@ -18,6 +18,7 @@ how they are produced before a commit.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -242,19 +243,44 @@ CHECKPOINT_BYTES = 2 ** 20  # a tree cell's state: the r = 6 GIN's weights and A
 
 
 def test_committed_checkpoints_are_small_and_of_unfinished_cells():
-    """The only checkpoints ``.gitignore`` lets a study commit are the tree task's
-    (``checkpoints/<key>/trees-<seed>.pt``, so a cell longer than a session resumes on another
-    machine): each under 1 MiB, of a cell the study planned, and gone once its record is ok
-    (the cell clears it; a stale one would be committed dead weight)."""
+    """The only checkpoints ``.gitignore`` lets a study commit are those a cell longer than a
+    session needs to resume on another machine: the tree task's training state
+    (``checkpoints/<key>/trees-<seed>.pt``) and a graph cell's finished seeds
+    (``seed-<s>.done.json``, the seed's result). Each is under 1 MiB, of a cell the study
+    planned, and gone once its record is ok (the cell clears it; a stale one would be
+    committed dead weight); a finished seed's file holds that seed's result."""
+    from gdepth.cell.record import SeedOutcome
     from gdepth.sweep import collect, records
 
-    found = [p for study in studies() for p in study.glob("checkpoints/*/trees-*.pt")]
+    found = [p for study in studies() for pattern in ("trees-*.pt", "seed-*.done.json")
+             for p in study.glob(f"checkpoints/*/{pattern}")]
     for path in found:
         study, key = path.parents[2], path.parent.name
         assert path.stat().st_size < CHECKPOINT_BYTES, path
         cells = {r["key"]: r for r in collect.load(study)}
         assert key in cells, f"{path}: no planned cell {key}"
         assert cells[key]["status"] not in records.DONE, f"{path}: its cell is finished"
+        if path.suffix == ".json":
+            seed = int(path.name.split("-")[1].split(".")[0])
+            assert seed < int(cells[key]["config"]["seeds"]), path
+            values = SeedOutcome.from_json(seed, json.loads(path.read_text())).values
+            assert values["seed"] == seed and 0 <= values["test_acc"] <= 1, path
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
+                    reason="not a git checkout")
+def test_gitignore_admits_only_the_checkpoints_a_session_must_carry():
+    """Under results/, a tree cell's state and a finished seed's result are committed; a graph
+    batch's training state, an old per-seed state and a job's files are not."""
+    paths = {"results/sweeps/s/checkpoints/0123456789abcdef/trees-0.pt": False,
+             "results/sweeps/s/checkpoints/0123456789abcdef/seed-3.done.json": False,
+             "results/sweeps/s/checkpoints/0123456789abcdef/batch-0-4.pt": True,
+             "results/sweeps/s/checkpoints/0123456789abcdef/seed-3.pt": True,
+             "results/sweeps/s/jobs/0/log.txt": True,
+             "results/sweeps/s/records/0123456789abcdef.json": False}
+    for path, ignored in paths.items():
+        check = subprocess.run(["git", "check-ignore", "--no-index", "-q", path], cwd=ROOT)
+        assert (check.returncode == 0) == ignored, (path, ignored)
 
 
 def test_compare_on_a_searched_study_sees_the_table_rows(capsys):

@@ -149,6 +149,33 @@ def test_a_stopped_study_on_a_fresh_clone_goes_on_where_it_stopped(tmp_path):
     assert all(t["state"] == "COMPLETE" for t in summary["trials"])
 
 
+def test_a_study_killed_mid_launch_resumes_on_a_fresh_clone_as_with_its_journal(tmp_path):
+    """Killed while its third batch was launched: resumed with the journal and, in another
+    folder, without it, the study launches the same jobs (the killed batch's trials with
+    their values, then the final) and ends with the same trials. The summary holds the
+    killed batch because it is written as soon as a batch is asked."""
+    base = ["model=gcn", "depth=4"]
+    resumed = {}
+    for journal in (True, False):
+        folder = tmp_path / str(journal)
+        with pytest.raises(KeyboardInterrupt):
+            study.run(folder, "k", "cell", base, SEARCH, CONFIG, Launcher(die_after=4))
+        running = [t for t in study.read_summary(study.summary_path(folder, "k"))["trials"]
+                   if t["state"] == "RUNNING"]
+        assert len(running) == SEARCH["parallel"]
+        if not journal:
+            _drop_journal(folder, "k")
+        again = Launcher()
+        summary = study.run(folder, "k", "cell", base, SEARCH, CONFIG, again)
+        assert again.jobs[:2] == [study.trial_job(base, t["params"], SEARCH["seeds"])
+                                  for t in running]
+        resumed[journal] = (again.jobs, [{f: t[f] for f in ("number", "state", "params",
+                                                             "val_acc", "key")}
+                                         for t in summary["trials"]])
+    assert resumed[False] == resumed[True]
+    assert len(resumed[False][0]) == 2 + 1
+
+
 def test_restored_keeps_each_told_state_and_refuses_another_space():
     dists = space.check(SEARCH, CONFIG)
     p = {"train.lr": 0.01, "model.hidden": 16}
@@ -159,9 +186,11 @@ def test_restored_keeps_each_told_state_and_refuses_another_space():
         {"number": 2, "state": "FAIL", "params": p, "val_acc": None, "key": None},
         {"number": 3, "state": "RUNNING", "params": p, "val_acc": None, "key": None}]}
     trials, keys = study.restored(summary, dists, "cell")
-    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL"]  # running: re-asked
-    assert [t.value for t in trials] == [0.8, 0.5, None]
-    assert trials[1].intermediate_values == {7: 0.5} and keys == {0: "a", 1: "b", 2: None}
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "FAIL", "RUNNING"]
+    assert [t.value for t in trials] == [0.8, 0.5, None, None]
+    assert trials[3].params == p  # launched again with its values
+    assert trials[1].intermediate_values == {7: 0.5}
+    assert keys == {0: "a", 1: "b", 2: None, 3: None}
     moved = {**summary, "trials": [{**summary["trials"][0],
                                     "params": {"train.lr": 0.5, "model.hidden": 16}}]}
     assert study.restored(moved, dists, "cell") == ([], {})  # lr 0.5 is outside the space
@@ -245,13 +274,50 @@ def test_a_killed_pruned_search_repeats_no_finished_or_pruned_trial(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         study.run(tmp_path, "k", "cell", ["model=gcn"], PRUNED, CONFIG, first)
     told = {t["number"]: t["state"] for t in study.read_summary(
-        study.summary_path(tmp_path, "k"))["trials"]}
+        study.summary_path(tmp_path, "k"))["trials"] if t["state"] != "RUNNING"}
     assert "PRUNED" in told.values()
     second = PruningLauncher(tmp_path)
     summary = study.run(tmp_path, "k", "cell", ["model=gcn"], PRUNED, CONFIG, second)
     assert all(job not in first.jobs for job in second.jobs)
     assert len(second.jobs) == 8 - 6 + 1  # the trials never launched, then the final
     assert {t["number"]: t["state"] for t in summary["trials"] if t["number"] in told} == told
+
+
+def test_a_pruned_study_rebuilt_without_its_journal_prunes_as_the_journal_would(tmp_path):
+    """The summary keeps every told trial's reported curve, so a fresh clone's rebuilt study
+    holds the same intermediate values and its median pruner stops the same new trial: one
+    whose value at an epoch is just below the median of what the complete trials reported
+    there. Without the curves the rebuilt study had no values to take a median of."""
+    import optuna
+
+    from gdepth.search import prune
+
+    summary = study.run(tmp_path, "p", "cell", ["model=gcn"], PRUNED, CONFIG,
+                        PruningLauncher(tmp_path))
+    journal = optuna.load_study(study_name="p", storage=prune.storage(tmp_path, "p"))
+    told = [t for t in journal.get_trials() if t.state in study.FINISHED]
+    rebuilt, _ = study.restored(summary, space.check(PRUNED, CONFIG), "cell")
+    assert ([t.intermediate_values for t in rebuilt]
+            == [t.intermediate_values for t in told])
+    assert all(len(t.intermediate_values) >= 2 for t in rebuilt)  # curves, not last values
+    epoch = 6
+    reported = [t.intermediate_values[epoch] for t in told
+                if t.state.name == "COMPLETE" and epoch in t.intermediate_values]
+    assert len(reported) >= PRUNED["pruner_startup_trials"]
+    below = statistics.median(reported) - 1e-6
+    settings = {"pruner": "median", **{short: PRUNED[key] for key, short in prune.SETTINGS.items()}}
+
+    def prunes(trials) -> bool:
+        fresh = optuna.create_study(direction="maximize", pruner=prune.pruner(settings))
+        fresh.add_trials(trials)
+        trial = fresh.ask()
+        trial.report(below, epoch)
+        return trial.should_prune()
+
+    assert prunes(told) and prunes(rebuilt)
+    assert not prunes([optuna.trial.create_trial(  # what a summary without curves restored
+        state=t.state, params=t.params, distributions=t.distributions, value=t.value)
+        for t in told if t.state.name == "COMPLETE"])
 
 
 def test_a_trial_pruned_before_its_study_heard_is_told_pruned_on_resume(tmp_path):

@@ -18,12 +18,16 @@ if written meanwhile, is found and not retrained), and the trials asked after it
 space, every trial (values, record key, validation accuracy) and the final cell.
 
 The summary is committed with a study under ``results/``; the journal is not (``.gitignore``).
-On a machine without the journal (a fresh clone), the study is rebuilt from the summary's told
+On a machine without the journal (a fresh clone), the study is rebuilt from the summary's
 trials (:func:`restored`: their values, states and validation accuracies, in order), so a
 finished search only looks its final up and a stopped one goes on where it stopped, as with
-its journal, instead of replaying its sampler from the first trial. (A pruned trial keeps its
-last reported value only: the median pruner then compares the new trials' curves with the
-curves reported since.)
+its journal, instead of replaying its sampler from the first trial. The summary is written as
+soon as a batch is asked, so the trials that were running when a sweep was killed are in it:
+they are restored running and launched again with the same values (the same cells as in
+``plan.json``, and the sampler's next proposals are those the journal's study would make).
+With a pruner, the summary also keeps each told trial's reported curve (``curve``: epoch →
+value), so the restored study's median pruner compares a new trial with the same curves as
+the journal's would.
 
 With ``search.pruner=median`` each trial's job also carries its study and number
 (:func:`gdepth.search.prune.job_overrides`): the trial reports its validation accuracy to the
@@ -145,8 +149,9 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
                                 load_if_exists=True)
     if rebuilt:
         study.add_trials(rebuilt)
-        log.info("search %s: %d told trials restored from %s (no journal here)", label,
-                 len(rebuilt), path.name)
+        log.info("search %s: %d trials restored from %s (no journal here), %d of them running "
+                 "when it stopped", label, len(rebuilt), path.name,
+                 sum(t.state == TrialState.RUNNING for t in rebuilt))
     budget, per_trial = int(search["trials"]), int(search["seeds"])
 
     def save(final: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -167,6 +172,8 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
     while pending or finished() < budget:
         batch = pending or [study.ask(distributions)
                             for _ in range(min(int(search["parallel"]), budget - finished()))]
+        if not pending:
+            save()  # the asked trials' values, for a resume without the journal
         pending = []
         found = launch([job(t) for t in batch])
         for trial, record in zip(batch, found, strict=True):
@@ -192,26 +199,35 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
 
 def restored(summary: dict[str, Any], distributions: dict[str, Any], label: str
              ) -> tuple[list[optuna.trial.FrozenTrial], dict[int, str | None]]:
-    """The told trials of a study ``summary`` (complete, failed, pruned; in their order) as
-    Optuna trials numbered from 0, and their record keys by those numbers. A trial that no
-    longer fits ``distributions`` (the space was changed) restores nothing: logged, the
-    search starts afresh."""
+    """The trials of a study ``summary`` (complete, failed, pruned, and running: asked when
+    the sweep was killed, launched again; in their order) as Optuna trials numbered from 0,
+    and their record keys by those numbers. A trial that no longer fits ``distributions``
+    (the space was changed) restores nothing: logged, the search starts afresh."""
     told = [t for t in summary.get("trials", []) if t.get("state") in
-            {s.name for s in FINISHED}]
+            {s.name for s in (*FINISHED, TrialState.RUNNING)}]
     try:
         trials = [optuna.trial.create_trial(
             state=TrialState[t["state"]], params=t["params"],
             distributions={k: distributions[k] for k in t["params"]},
-            value=t.get("val_acc") if t["state"] != "FAIL" else None,
-            intermediate_values=({int(t["pruned_at"]): t["val_acc"]}
-                                 if t["state"] == "PRUNED" and t.get("pruned_at") is not None
-                                 and t.get("val_acc") is not None else None))
+            value=t.get("val_acc") if t["state"] not in ("FAIL", "RUNNING") else None,
+            intermediate_values=_curve(t))
             for t in told]
     except (KeyError, ValueError) as err:
         log.warning("search %s: the summary's trials do not fit the space (%s); searching "
                     "afresh", label, err)
         return [], {}
     return trials, {i: t.get("key") for i, t in enumerate(told)}
+
+
+def _curve(trial: dict[str, Any]) -> dict[int, float] | None:
+    """A summary trial's reported values by epoch: its ``curve``; a summary written before
+    curves were kept has a pruned trial's last value at ``pruned_at`` only."""
+    if trial.get("curve"):
+        return {int(step): float(value) for step, value in trial["curve"].items()}
+    if (trial["state"] == "PRUNED" and trial.get("pruned_at") is not None
+            and trial.get("val_acc") is not None):
+        return {int(trial["pruned_at"]): trial["val_acc"]}
+    return None
 
 
 def pruned_here(record: dict[str, Any] | None, job: list[str]) -> bool:
@@ -233,7 +249,10 @@ def _summary(study: optuna.Study, study_key: str, label: str, base: list[str],
              final: dict[str, Any] | None) -> dict[str, Any]:
     trials = [{"number": t.number, "state": t.state.name, "params": t.params,
                "val_acc": t.value, "key": keys.get(t.number),
-               **({"pruned_at": t.last_step} if t.state == TrialState.PRUNED else {})}
+               **({"pruned_at": t.last_step} if t.state == TrialState.PRUNED else {}),
+               **({"curve": {str(step): value for step, value
+                             in sorted(t.intermediate_values.items())}}
+                  if t.intermediate_values and t.state in FINISHED else {})}
               for t in study.get_trials(deepcopy=False)]
     best = None
     if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
