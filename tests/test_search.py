@@ -134,7 +134,8 @@ def test_a_finished_study_on_a_fresh_clone_only_looks_its_final_up(tmp_path):
 
 def test_a_stopped_study_on_a_fresh_clone_goes_on_where_it_stopped(tmp_path):
     """Killed after four told trials, resumed without the journal: the four stay told (not
-    launched again, the same numbers), two new trials make the budget, then the final."""
+    launched again, the same numbers and keys); the killed batch's two trials run, then the
+    final."""
     base = ["model=gcn", "depth=4"]
     first = Launcher(die_after=4)
     with pytest.raises(KeyboardInterrupt):
