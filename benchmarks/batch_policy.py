@@ -11,10 +11,13 @@ the cell's seconds per epoch at that batch size. Both clocks are kept: the proce
 the wall time; the policy reads the CPU time. ``--repeats`` rounds over the sizes, the order
 reversed every round and from model to model, the median of each.
 
-:data:`gdepth.engine.policy.CPU_BATCH` is read from this file's committed result.
+:data:`gdepth.engine.policy.CPU_BATCH` is read from this file's committed results, one table
+per dataset (a model given at several depths: the largest batch within the tolerance at each).
 
     python benchmarks/batch_policy.py --threads 1                  # Cora, every model, depth 8
     python benchmarks/batch_policy.py --models gcn:8,gat:8 --epochs 8
+    python benchmarks/batch_policy.py --dataset coauthor_cs --seeds 5 --sizes 1,2,5 \
+        --models sign:32,gcn_res:16,gcn:16,gcn:8,gcn_res:8,...     # the committed CS run
 
 Results: ``benchmarks/results/batch_policy_<dataset>.json`` (or ``--json``), rendered by
 ``python benchmarks/render.py``.

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": name, "depth": int(depth), "wall_s": wall, "cpu_s": cpu,
                "test_acc": accs}
         if args.auto:
-            row["auto_seeds_per_batch"] = policy.preferred_seeds(name, device)
+            row["auto_seeds_per_batch"] = policy.preferred_seeds(name, device,
+                                                                   graphs[0].num_nodes)
         rows.append(row)
     meta.write(args.json or meta.default_path(f"models_speed_{args.dataset}"), "models_speed",
                info, {"dataset": args.dataset, "seeds": args.seeds, "epochs": args.epochs,

@@ -132,7 +132,7 @@ def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
     ``None``: the engine's choice); else ``max_seeds`` (``engine=loop``: 1), else
     ``cfg.seeds_per_batch``, else as many as fit in memory beside the ``shared`` bytes the
     model caches (:func:`gdepth.engine.memory.seeds_per_batch`), and with ``engine=auto`` at
-    most the measured fastest batch of the model on the device
+    most the measured fastest batch of the model on the device for a graph of that size
     (:func:`gdepth.engine.policy.preferred_seeds`)."""
     first = graphs[0]
     if any(g.x is not first.x or g.y is not first.y for g in graphs):
@@ -143,7 +143,7 @@ def batch_size(cfg: GdepthConfig, graphs: Sequence[Any], params_per_seed: int,
         return max_seeds, None
     fit = memory.seeds_per_batch(cfg, len(graphs), first.num_nodes, params_per_seed, device,
                                  shared=shared)
-    preferred = policy.preferred_seeds(cfg.model.name, device)
+    preferred = policy.preferred_seeds(cfg.model.name, device, first.num_nodes)
     if str(cfg.engine) == "auto" and cfg.seeds_per_batch is None and preferred is not None:
         return min(fit, preferred), None
     return fit, None

@@ -48,11 +48,13 @@ NODES = {"cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
 # SIGN from a sparse X (gdepth.models.sign, hops=projected, what auto takes on the CPU for these
 # datasets): its time goes to (K+1)·nnz(X) + K(K+1)/2·nnz(Â) sparse multiply-adds per hidden
 # column of each seed, not to K dense layers. Stored entries of X and of Â with self-loops
-# (benchmarks/results/sign_hops.json), and seconds per such multiply-add and column per epoch
-# (there, Coauthor CS at K = 32: 32.5 s per training step of 5 seeds × 64 columns and 1.32e8
-# multiply-adds each, 7.7e-10 s; an epoch's evaluation forward adds about a third).
+# (benchmarks/results/sign_hops.json), and CPU seconds per such multiply-add and column per
+# epoch, with the batch engine=auto takes there (one seed: gdepth.engine.policy): Coauthor CS at
+# K = 32, 15.5 s an epoch for 5 seeds × 64 columns × 1.32e8 multiply-adds
+# (benchmarks/results/batch_policy_coauthor_cs.json), 3.7e-10 s; at K = 8 the same file gives
+# 4.5e-10 (the count leaves out the per-hop dense work, which weighs more where K is small).
 SPARSE_STORED = {"cora": (49216, 13264), "coauthor_cs": (1092079, 182121)}
-SIGN_SECONDS_PER_SPARSE_UNIT = 1.0e-9
+SIGN_SECONDS_PER_SPARSE_UNIT = 3.7e-10
 
 
 def nodes(dataset: dict[str, Any]) -> int:
