@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from gdepth import config
-from gdepth.data import DATASETS, DatasetUnavailable, Graph, clear_cache, load
+from gdepth.data import DATASETS, NODES, DatasetUnavailable, Graph, clear_cache, load
 from gdepth.data.csbm import csbm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,6 +76,7 @@ def test_cora_public_split_via_mirror(data_cfg: NS, cache_root: Path) -> None:
     cfg = config.group("dataset", name="cora", split="public")
     g = load(cfg, data_cfg, seed=0)
     _check_graph(g, 2708, 10556, 1433, 7)
+    assert g.num_nodes == NODES["cora"]  # the count estimates and the batch policy read
     assert _sizes(g) == (140, 500, 1000) and g.split == "public"
     assert _snapshot(MIRROR) == before, "the mirror was written to"
     assert (cache_root / "Planetoid" / "Cora" / "raw" / "ind.cora.x").is_file()
@@ -95,6 +96,7 @@ def test_cora_random_per_class(data_cfg: NS) -> None:
 def test_citeseer(data_cfg: NS) -> None:
     g = load(ds(name="citeseer"), data_cfg, seed=0)
     _check_graph(g, 3327, 9104, 3703, 6)
+    assert g.num_nodes == NODES["citeseer"]
     assert _sizes(g) == (120, 500, 1000)
     assert repr(g).startswith("Graph(name='citeseer', nodes=3327, edges=9104, features=3703")
 
@@ -104,6 +106,7 @@ def test_coauthor_cs_random_splits(data_cfg: NS) -> None:
     rng_before = torch.get_rng_state()
     g0 = load(ds(name="coauthor_cs"), data_cfg, seed=0)
     _check_graph(g0, 18333, 163788, 6805, 15)
+    assert g0.num_nodes == NODES["coauthor_cs"]
     per_class = lambda m: torch.bincount(g0.y[m], minlength=15)  # noqa: E731
     assert per_class(g0.train_mask).tolist() == [20] * 15
     assert per_class(g0.val_mask).tolist() == [30] * 15

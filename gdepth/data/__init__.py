@@ -106,6 +106,13 @@ def _transfer(topology: str) -> Loader:
     return loader
 
 
+# Nodes of the real datasets (PyG's and OGB's statistics), for what must size a cell without
+# loading its graph: the cost estimates of gdepth.reproduce.cells and engine=auto's batch policy.
+NODES: dict[str, int] = {
+    "cora": 2708, "citeseer": 3327, "pubmed": 19717, "coauthor_cs": 18333,
+    "coauthor_physics": 34493, "amazon_computers": 13752, "amazon_photo": 7650,
+    "ogbn_arxiv": 169343}
+
 # key: (PyG family, PyG name, description); Planetoid sets default to the public split.
 _PYG = {
     "cora": ("Planetoid", "Cora", "Cora citation graph (Planetoid): 2708 nodes, 7 classes"),

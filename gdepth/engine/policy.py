@@ -42,9 +42,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from gdepth import data
+
 TOLERANCE = 0.05
-# The measured graphs' node counts (PyG's statistics).
-MEASURED_NODES: dict[str, int] = {"cora": 2708, "coauthor_cs": 18333}
+# The measured graphs' node counts.
+MEASURED_NODES: dict[str, int] = {name: data.NODES[name] for name in ("cora", "coauthor_cs")}
 # Seeds per batch on the CPU, per measured graph: choose() of the rows of
 # benchmarks/results/batch_policy_<graph>.json.
 CPU_BATCH: dict[str, dict[str, int]] = {
