@@ -319,6 +319,10 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
         by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c)
                 for c in cells.plan(exp)}
         assert by_r == {r: 2100 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
+        # the ceiling: every seed trains to the authors' cap of 50,000 passes
+        ceiling = {c.config["dataset"]["depth_r"]: cells.estimate_ceiling(c)
+                   for c in cells.plan(exp)}
+        assert ceiling == {r: 50000 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
     exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6",
                                                  "model.fully_adjacent_last=true"])
     by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
@@ -331,8 +335,28 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
     units = (cell.config["seeds"] * cell.config["train"]["epochs"] * 8
              * cell.config["model"]["hidden"] * cells.NODES["cora"])
     assert math.isclose(cells.estimate_seconds(cell), cells.BATCHED_SECONDS_PER_UNIT * units)
+    assert cells.estimate_ceiling(cell) is None  # a graph cell's estimate counts every epoch
     looped = cells.Cell(cell.key, cell.labels, cell.overrides, {**cell.config, "engine": "loop"})
     assert math.isclose(cells.estimate_seconds(looped), cells.SECONDS_PER_UNIT * units)
+
+
+def test_dry_run_gives_a_tree_cell_its_floor_and_its_pass_budget(capsys):
+    """--dry-run prints a tree cell's floor ((patience + 1) rounds) and its ceiling (the
+    50,000-pass budget), and the total of both; a graph experiment's lines carry no ceiling."""
+    from gdepth.reproduce import cells, command
+
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4"])
+    planned = cells.plan(exp)
+    assert command._dry_run(exp, planned, {}) == 0
+    out, err = capsys.readouterr()
+    per_pass = cells.TREE_PASS_SECONDS["gcn"][4]
+    floor, ceiling = cells.duration(2100 * per_pass), cells.duration(50000 * per_pass)
+    assert f"~{floor} (up to {ceiling} at its pass budget)" in out
+    assert f"1 cells, ~{floor} (up to {ceiling} if every tree run" in err
+    exp = experiment.load("nodenorm2021", ["dataset=cora", "depth=8", "norm=none"])
+    assert command._dry_run(exp, cells.plan(exp), {}) == 0
+    out, err = capsys.readouterr()
+    assert "pass budget" not in out + err and "1 cells, ~" in err
 
 
 def test_tree_pass_seconds_are_the_committed_benchmark():
