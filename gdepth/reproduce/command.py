@@ -174,5 +174,6 @@ def main(argv: list[str]) -> int:
     print(f"{len(frame)} rows ({summary}); comparison in {folder}/ (comparison.md, "
           f"comparison.csv, comparison.png)", file=sys.stderr)
     column = "tuned_verdict" if tuned else "verdict"  # with search=, only searched cells run
-    bad = frame[column].isin(["failed", "oom", "not run", "not tuned yet", "search failed"]).any()
+    bad = (frame[column].isin(["failed", "oom", "not run", "not tuned yet", "search failed"])
+           | frame[column].astype(str).str.contains("running", regex=False)).any()
     return 1 if bad and not ns.no_run else 0
