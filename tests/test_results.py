@@ -3,7 +3,8 @@
 A study is a sweep folder committed under ``results/`` (``gdepth sweep ... out_dir=results
 name=NAME`` writes ``results/sweeps/NAME/``; ``gdepth reproduce NAME out_dir=results`` writes
 ``results/sweeps/reproduce_NAME/``). ``.gitignore`` keeps only its small JSON (``plan.json``,
-``records/*.json``, ``search/*.json``), the outputs gdepth generates from them and a README.
+``records/*.json``, ``search/*.json``, a running tree cell's ``trees-<s>.progress.json``), the
+outputs gdepth generates from them and a README.
 
 Each test copies only those kept JSON files into a fresh folder (what a clone has), runs gdepth's
 own report code there and asserts that the committed table files equal the regenerated text
@@ -29,7 +30,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-KEPT = ("plan.json", "records/*.json", "search/*.json")  # what .gitignore keeps as data
+# what .gitignore keeps as data and the outputs are made of (a running tree cell's progress:
+# the comparison's lower bound)
+KEPT = ("plan.json", "records/*.json", "search/*.json", "checkpoints/*/trees-*.progress.json")
 TABLES = ("md", "csv", "tex")
 REPRODUCE = re.compile(r"^\s*(?:\S*/)?gdepth reproduce (\S+)(.*)$", re.MULTILINE)
 
