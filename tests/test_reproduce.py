@@ -319,6 +319,10 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
         by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c)
                 for c in cells.plan(exp)}
         assert by_r == {r: 2100 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
+        # the ceiling: every seed trains to the authors' cap of 50,000 passes
+        ceiling = {c.config["dataset"]["depth_r"]: cells.estimate_ceiling(c)
+                   for c in cells.plan(exp)}
+        assert ceiling == {r: 50000 * cells.TREE_PASS_SECONDS[conv][r] for r in (4, 6)}
     exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4,6",
                                                  "model.fully_adjacent_last=true"])
     by_r = {c.config["dataset"]["depth_r"]: cells.estimate_seconds(c) for c in cells.plan(exp)}
@@ -331,8 +335,28 @@ def test_estimates_follow_the_engine_and_the_tree_protocol():
     units = (cell.config["seeds"] * cell.config["train"]["epochs"] * 8
              * cell.config["model"]["hidden"] * cells.NODES["cora"])
     assert math.isclose(cells.estimate_seconds(cell), cells.BATCHED_SECONDS_PER_UNIT * units)
+    assert cells.estimate_ceiling(cell) is None  # a graph cell's estimate counts every epoch
     looped = cells.Cell(cell.key, cell.labels, cell.overrides, {**cell.config, "engine": "loop"})
     assert math.isclose(cells.estimate_seconds(looped), cells.SECONDS_PER_UNIT * units)
+
+
+def test_dry_run_gives_a_tree_cell_its_floor_and_its_pass_budget(capsys):
+    """--dry-run prints a tree cell's floor ((patience + 1) rounds) and its ceiling (the
+    50,000-pass budget), and the total of both; a graph experiment's lines carry no ceiling."""
+    from gdepth.reproduce import cells, command
+
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn", "dataset.depth_r=4"])
+    planned = cells.plan(exp)
+    assert command._dry_run(exp, planned, {}) == 0
+    out, err = capsys.readouterr()
+    per_pass = cells.TREE_PASS_SECONDS["gcn"][4]
+    floor, ceiling = cells.duration(2100 * per_pass), cells.duration(50000 * per_pass)
+    assert f"~{floor} (up to {ceiling} at its pass budget)" in out
+    assert f"1 cells, ~{floor} (up to {ceiling} if every tree run" in err
+    exp = experiment.load("nodenorm2021", ["dataset=cora", "depth=8", "norm=none"])
+    assert command._dry_run(exp, cells.plan(exp), {}) == 0
+    out, err = capsys.readouterr()
+    assert "pass budget" not in out + err and "1 cells, ~" in err
 
 
 def test_tree_pass_seconds_are_the_committed_benchmark():
@@ -376,6 +400,54 @@ def _study_summary(cell, final_key: str | None, trials: int, seeds: int) -> dict
             "final": None if final_key is None else {"overrides": [], "key": final_key,
                                                      "status": "ok"},
             "written_at": "2026-01-01T00:00:00+00:00"}
+
+
+def test_a_running_tree_cell_reads_its_checkpoints_lower_bound(tmp_path):
+    """A one-seed tree cell without a record but with a checkpoint's progress: its selected
+    train accuracy so far is a lower bound of the record's, so it is `running` below the
+    published number less 1.5 points, `match or above (running)` from there, `above
+    (running)` past the published number plus 1.5; Δ stays empty, ours reads `≥ x at N
+    passes`; a record, once written, wins over a progress file left behind."""
+    from gdepth.reproduce import cells
+    from gdepth.sweep import layout
+    from gdepth.sweep.checkpoint import BatchCheckpoint
+
+    exp = experiment.load("alon2021_treematch", ["model.conv=gcn,gin", "dataset.depth_r=4,5"])
+    by = {(c.labels["model"], c.labels["r"]): c for c in cells.plan(exp)}
+    # published train accuracies (Alon & Yahav, figure 3): gcn 70 / 19, gin 77 / 29 at r = 4 / 5
+    for (model, r), bound in {("gcn", "4"): 0.60, ("gin", "4"): 0.760, ("gcn", "5"): 0.25,
+                              ("gin", "5"): 0.10}.items():
+        key = by[(model, r)].key
+        BatchCheckpoint(layout.checkpoint_dir(tmp_path, key) / "trees-0.pt", 1, [0]).save(
+            {"epoch": 123}, progress={"epoch": 123, "passes": 12300,
+                                      "lower_bounds": {"train_acc": bound, "val_acc": bound}})
+    cell = by[("gin", "5")]  # finished: its record (train acc 30 %) wins over the old progress
+    seeds = [{"seed": 0, "status": "ok", "train_acc": 0.30, "val_acc": 0.30, "test_acc": 0.2,
+              "selected_epoch": 3, "epoch_s": 0.1}]
+    records.write(records.record_path(tmp_path, cell.key),
+                  {"schema": records.SCHEMA_VERSION, "key": cell.key, "status": "ok",
+                   "config": cell.config, "seeds": seeds, "summary": records.summarize(seeds),
+                   "error": None, "finished_at": "2026-01-01T00:00:00+00:00"})
+
+    frame = compare.build(exp, list(by.values()), tmp_path)
+    rows = frame.set_index(["model", "r"])
+    assert rows.loc[("gcn", "4"), "verdict"] == "running"  # 60 < 70 - 1.5: could still be off
+    assert rows.loc[("gin", "4"), "verdict"] == "match or above (running)"  # 76 >= 77 - 1.5
+    assert rows.loc[("gcn", "5"), "verdict"] == "above (running)"  # 25 > 19 + 1.5
+    assert rows.loc[("gin", "5"), "verdict"] == "match"  # the record: 30 against 29
+    assert rows.loc[("gcn", "5"), "progress"] == "≥ 25.0 at 12,300 passes"
+    assert rows.loc[("gcn", "5"), "n"] == 0 and math.isnan(rows.loc[("gcn", "5"), "delta"])
+    text = compare.write(exp, frame, tmp_path, "# header")
+    table = [[c.strip() for c in x.strip("|").split("|")] for x in text.splitlines()
+             if x.startswith("| ")]
+    (line,) = [cols for cols in table if cols[:2] == ["gcn", "5"]]
+    assert line[-3:] == ["≥ 25.0 at 12,300 passes", "", "above (running)"]
+    # the report reads the progress back from comparison.csv and shows it the same way
+    from gdepth.report import reproduced
+
+    loaded, labels, _ = reproduced.load(tmp_path)
+    assert "progress" not in labels and reproduced.table(loaded, labels) == compare.render(
+        frame, labels)
 
 
 def test_search_shows_the_tuned_finals_verdict_beside_the_fixed_one(tmp_path):

@@ -246,13 +246,16 @@ def test_committed_checkpoints_are_small_and_of_unfinished_cells():
     """The only checkpoints ``.gitignore`` lets a study commit are those a cell longer than a
     session needs to resume on another machine: the tree task's training state
     (``checkpoints/<key>/trees-<seed>.pt``) and a graph cell's finished seeds
-    (``seed-<s>.done.json``, the seed's result). Each is under 1 MiB, of a cell the study
-    planned, and gone once its record is ok (the cell clears it; a stale one would be
-    committed dead weight); a finished seed's file holds that seed's result."""
+    (``seed-<s>.done.json``, the seed's result), and a tree state's progress
+    (``trees-<s>.progress.json``, beside its state, which the comparison reads). Each is under
+    1 MiB, of a cell the study planned, and gone once its record is ok (the cell clears it; a
+    stale one would be committed dead weight); a finished seed's file holds that seed's
+    result."""
     from gdepth.cell.record import SeedOutcome
     from gdepth.sweep import collect, records
 
-    found = [p for study in studies() for pattern in ("trees-*.pt", "seed-*.done.json")
+    found = [p for study in studies()
+             for pattern in ("trees-*.pt", "seed-*.done.json", "trees-*.progress.json")
              for p in study.glob(f"checkpoints/*/{pattern}")]
     for path in found:
         study, key = path.parents[2], path.parent.name
@@ -260,7 +263,11 @@ def test_committed_checkpoints_are_small_and_of_unfinished_cells():
         cells = {r["key"]: r for r in collect.load(study)}
         assert key in cells, f"{path}: no planned cell {key}"
         assert cells[key]["status"] not in records.DONE, f"{path}: its cell is finished"
-        if path.suffix == ".json":
+        if path.name.endswith(".progress.json"):
+            assert path.with_name(path.name.replace(".progress.json", ".pt")).is_file(), path
+            bound = json.loads(path.read_text())["lower_bounds"]["train_acc"]
+            assert 0 <= bound <= 1, path
+        elif path.suffix == ".json":
             seed = int(path.name.split("-")[1].split(".")[0])
             assert seed < int(cells[key]["config"]["seeds"]), path
             values = SeedOutcome.from_json(seed, json.loads(path.read_text())).values
@@ -270,10 +277,12 @@ def test_committed_checkpoints_are_small_and_of_unfinished_cells():
 @pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
                     reason="not a git checkout")
 def test_gitignore_admits_only_the_checkpoints_a_session_must_carry():
-    """Under results/, a tree cell's state and a finished seed's result are committed; a graph
-    batch's training state, an old per-seed state and a job's files are not."""
+    """Under results/, a tree cell's state (and its progress) and a finished seed's result are
+    committed; a graph batch's training state, an old per-seed state and a job's files are
+    not."""
     paths = {"results/sweeps/s/checkpoints/0123456789abcdef/trees-0.pt": False,
              "results/sweeps/s/checkpoints/0123456789abcdef/seed-3.done.json": False,
+             "results/sweeps/s/checkpoints/0123456789abcdef/trees-0.progress.json": False,
              "results/sweeps/s/checkpoints/0123456789abcdef/batch-0-4.pt": True,
              "results/sweeps/s/checkpoints/0123456789abcdef/seed-3.pt": True,
              "results/sweeps/s/jobs/0/log.txt": True,

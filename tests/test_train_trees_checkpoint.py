@@ -5,6 +5,8 @@ trainer saves and clears it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_bottleneck_trees import build, trees
@@ -59,6 +61,15 @@ def test_a_seed_resumed_from_its_checkpoint_ends_as_the_uninterrupted_run(conv, 
         _fit(conv, g, ckpt, kill_after=8, kept={}, **keys)
     saved = ckpt.load()
     assert saved is not None and saved["epoch"] == 6 and saved["seeds"] == [7]
+    # its progress: epoch 6 of 2 passes each, the selection so far, a lower bound of the
+    # record's train accuracy (the selection only ever moves to a higher one)
+    progress = json.loads(ckpt.progress_path.read_text())
+    assert (progress["epoch"], progress["passes"], progress["seeds"]) == (6, 12, [7])
+    assert progress["selected"] == saved["selector"]["metrics"]
+    assert progress["selected_passes"] == 2 * saved["selector"]["epoch"]
+    bound = progress["lower_bounds"]["train_acc"]
+    assert bound == progress["lower_bounds"]["val_acc"] == saved["selector"]["metrics"][
+        "train_acc"] <= whole.train_acc
     torch.manual_seed(123)  # whatever the generators hold now, the checkpoint's state wins
     kept: dict = {}
     ran: list[int] = []
@@ -99,10 +110,13 @@ def test_the_cell_checkpoint_of_a_tree_seed_counts_passes_and_is_cleared(tmp_pat
     on = CellCheckpoints(tmp_path, "k", 50)
     assert on.trees(0, 100).every == 1 and on.trees(0, 1).every == 50
     assert CellCheckpoints(tmp_path, "k", 500).trees(0, 100).every == 5
-    on.trees(0, 100).save({"epoch": 1})
-    on.trees(1, 100).save({"epoch": 1})
+    on.trees(0, 100).save({"epoch": 1}, progress={"epoch": 1})
+    on.trees(1, 100).save({"epoch": 1}, progress={"epoch": 1})
     on.clear([0])
-    assert [p.name for p in on.folder.iterdir()] == ["trees-1.pt"]
+    assert sorted(p.name for p in on.folder.iterdir()) == ["trees-1.progress.json",
+                                                           "trees-1.pt"]
+    on.trees(1, 100).remove()  # the seed finished
+    assert not on.folder.exists() or not any(on.folder.iterdir())
 
 
 class Kill(BaseException):  # not an Exception: the cell records nothing, as under kill -9
@@ -137,11 +151,16 @@ def test_a_killed_tree_cell_resumes_from_its_checkpoint_and_clears_it(tmp_path, 
         cell.run_cell(cfg, tmp_path / "killed")
     (path,) = (tmp_path / "killed").rglob("trees-0.pt")
     assert torch.load(path, weights_only=False)["epoch"] == 3
+    progress = json.loads(path.with_name("trees-0.progress.json").read_text())
+    assert progress["passes"] == 6  # epoch 3 of 2 passes
+    acc = progress["lower_bounds"]["train_acc"]
     assert status.saved_text(tmp_path / "killed", whole["key"]) == (
-        "; resumes from its checkpoints: trees-0.pt")  # what gdepth status adds
+        "; resumes from its checkpoints: trees-0.pt "
+        f"(6 passes, train acc {100 * acc:.2f} % so far)")  # what gdepth status adds
     resumed = cell.run_cell(cfg, tmp_path / "killed")
     assert seen == [1, 2, 3, 4, 4, 5, 6]
     assert resumed["status"] == whole["status"] == "ok"
     for field in ("selected_epoch", "epochs_run", "train_acc", "test_acc", "train_loss"):
         assert resumed["seeds"][0][field] == whole["seeds"][0][field], field
-    assert not path.exists()
+    assert not path.exists() and not path.with_name("trees-0.progress.json").exists()
+    assert acc <= resumed["seeds"][0]["train_acc"]

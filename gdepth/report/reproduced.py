@@ -21,8 +21,6 @@ from plotly.subplots import make_subplots
 from gdepth.report.figures import COLORS
 from gdepth.reproduce import compare
 
-NOT_LABELS = ("published", "mean", "std", "n", "key", "note", "verdict", "delta", *compare.TUNED)
-
 
 def load(folder: Path) -> tuple[pd.DataFrame, list[str], str | None] | None:
     """The comparison frame of a reproduce folder, its label columns and its depth column;
@@ -30,12 +28,12 @@ def load(folder: Path) -> tuple[pd.DataFrame, list[str], str | None] | None:
     path = folder / "comparison.csv"
     if not path.is_file():
         return None
-    texts = ("note", "key", "verdict", "tuned_verdict", "tuned_key", "budget")
+    texts = ("note", "key", "verdict", "progress", "tuned_verdict", "tuned_key", "budget")
     frame = pd.read_csv(path, dtype=dict.fromkeys(texts, str))
     for column in texts:
         if column in frame:
             frame[column] = frame[column].fillna("")
-    labels = [c for c in frame.columns if c not in NOT_LABELS]
+    labels = [c for c in frame.columns if c not in compare.NOT_LABELS]
     return frame, labels, _depth_column(folder, labels)
 
 

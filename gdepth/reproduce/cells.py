@@ -118,18 +118,28 @@ def plan(exp: Experiment, searched: bool = False) -> list[Cell]:
     return out
 
 
-def _tree_seconds(typed: Any, convs: int) -> float:
-    """:func:`estimate_seconds` of a ``tree_match`` cell (``typed``: its typed config)."""
+def _tree_passes(typed: Any) -> tuple[int, int]:
+    """A ``tree_match`` cell's passes over its training trees: the fewest a run takes that does
+    not reach ``stop_at`` early (``(patience + 1)`` rounds), and the most its budget allows
+    (``epochs`` rounds, capped at ``max_passes``). Both per seed."""
     from gdepth import train_trees
+
+    train = typed.train
+    b = train_trees.batching(train, getattr(typed.model, "conv", None), int(typed.dataset.depth_r))
+    rounds = train.epochs if train.patience is None else min(train.epochs, train.patience + 1)
+    least, most = rounds * b.passes_per_epoch, train.epochs * b.passes_per_epoch
+    if train.max_passes is not None:
+        least, most = min(least, train.max_passes), min(most, train.max_passes)
+    return least, most
+
+
+def _tree_seconds(typed: Any, convs: int, passes: int) -> float:
+    """CPU seconds of a ``tree_match`` cell (``typed``: its typed config) for ``passes`` passes
+    of each seed."""
     from gdepth.data import tree_match
 
-    data, model, train = typed.dataset, typed.model, typed.train
+    data, model = typed.dataset, typed.model
     r, conv = int(data.depth_r), getattr(model, "conv", None)
-    b = train_trees.batching(train, conv, r)
-    rounds = train.epochs if train.patience is None else min(train.epochs, train.patience + 1)
-    passes = rounds * b.passes_per_epoch
-    if train.max_passes is not None:
-        passes = min(passes, train.max_passes)
 
     def nodes(depth_r: int) -> float:  # the training trees' nodes
         return (tree_match.example_count(depth_r) * data.train_fraction
@@ -145,6 +155,20 @@ def _tree_seconds(typed: Any, convs: int) -> float:
     return TREE_SECONDS_PER_UNIT * typed.seeds * passes * nodes(r) * convs * model.hidden
 
 
+def estimate_ceiling(cell: Cell) -> float | None:
+    """A ``tree_match`` cell's CPU time if every seed trains to its budget (``epochs`` rounds,
+    capped at ``max_passes``: the authors' 50,000 passes), the case of a run that keeps gaining
+    by more than ``min_delta`` without reaching ``stop_at``, as GCN at r = 4 did; None for any
+    other cell, whose :func:`estimate_seconds` already counts every epoch."""
+    from gdepth import config, models
+
+    typed = config.typed(cell.config)
+    if typed.dataset.name != "tree_match":
+        return None
+    convs = models.convolutions(typed.model.name, typed.depth)
+    return _tree_seconds(typed, convs, _tree_passes(typed)[1])
+
+
 def estimate_seconds(cell: Cell) -> float:
     """A rough single-thread CPU time of the cell (all seeds, every epoch run: an upper bound
     where early stopping or ``train.stop_at`` ends it sooner).
@@ -157,15 +181,17 @@ def estimate_seconds(cell: Cell) -> float:
     ``tree_match`` cells cost the measured seconds per pass of :data:`TREE_PASS_SECONDS`
     (the bottleneck model by levels), else per training-tree node and pass, for ``(patience +
     1) · passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does
-    not reach ``stop_at`` early, as the authors' deeper trees do not (their cap, 50,000 passes,
-    would be a useless bound of thousands of hours).
+    not reach ``stop_at`` early, as the authors' deeper trees do not. A run that keeps gaining
+    goes on to the authors' cap of 50,000 passes (GCN at r = 4 did: 24 times the floor's
+    passes); that
+    ceiling is :func:`estimate_ceiling`.
     """
     from gdepth import config, engine, models
 
     typed = config.typed(cell.config)
     convs = models.convolutions(typed.model.name, typed.depth)
     if typed.dataset.name == "tree_match":
-        return _tree_seconds(typed, convs)
+        return _tree_seconds(typed, convs, _tree_passes(typed)[0])
     stored = SPARSE_STORED.get(str(typed.dataset.name))
     if typed.model.name == "sign" and stored is not None:
         k = typed.depth

@@ -95,22 +95,31 @@ def settings(config: dict) -> str:
 
 def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
              missing: dict[str, str]) -> int:
-    """Each cell: key, labels, estimate, overrides, settings; a searched cell its budget."""
+    """Each cell: key, labels, estimate (a tree cell's also at its pass budget), overrides,
+    settings; a searched cell its budget."""
     cost = cells_mod.estimate_searched if exp.search else cells_mod.estimate_seconds
-    for cell in planned:
+    ceilings = [] if exp.search else [cells_mod.estimate_ceiling(c) for c in planned]
+    for i, cell in enumerate(planned):
         labels = " ".join(f"{k}={v}" for k, v in cell.labels.items())
         state = " (dataset not available)" if cell.config["dataset"]["name"] in missing else ""
         est = cells_mod.duration(cost(cell))
+        if ceilings and ceilings[i] is not None:
+            est += f" (up to {cells_mod.duration(ceilings[i])} at its pass budget)"
         budget = cells_mod.budget(cell)
         searched = "" if budget is None else (
             f"\n    searched ({experiment.search_label(exp)}): {budget[0]} trials × {budget[1]} "
             f"seeds per trial, then the best trial with the cell's {cell.config['seeds']}")
         print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}\n"
               f"    {settings(cell.config)}{searched}")
-    total = sum(cost(c) for c in planned)
+    costs = [cost(c) for c in planned]
+    total = f"~{cells_mod.duration(sum(costs))}"
+    if any(c is not None for c in ceilings):
+        most = sum(c if c is not None else f for c, f in zip(ceilings, costs, strict=True))
+        total += (f" (up to {cells_mod.duration(most)} if every tree run trains to its pass "
+                  "budget)")
     what = "searched cells" if exp.search else "cells"
-    print(f"{len(planned)} {what}, ~{cells_mod.duration(total)} CPU; sweep folder "
-          f"{experiment.folder(exp)}", file=sys.stderr)
+    print(f"{len(planned)} {what}, {total} CPU; sweep folder {experiment.folder(exp)}",
+          file=sys.stderr)
     return 0
 
 
@@ -165,5 +174,6 @@ def main(argv: list[str]) -> int:
     print(f"{len(frame)} rows ({summary}); comparison in {folder}/ (comparison.md, "
           f"comparison.csv, comparison.png)", file=sys.stderr)
     column = "tuned_verdict" if tuned else "verdict"  # with search=, only searched cells run
-    bad = frame[column].isin(["failed", "oom", "not run", "not tuned yet", "search failed"]).any()
+    bad = (frame[column].isin(["failed", "oom", "not run", "not tuned yet", "search failed"])
+           | frame[column].astype(str).str.contains("running", regex=False)).any()
     return 1 if bad and not ns.no_run else 0

@@ -25,7 +25,8 @@ from gdepth.reproduce import experiment
 
 CACHE_NAME = "reproduce_list.json"
 FOOTER = ("(est. CPU: threads=1 on a shared 2-core machine, every epoch run, seed-batched where "
-          "the engine can; tree_match: patience + 1 rounds; rough)")
+          "the engine can; tree_match: patience + 1 rounds, a floor, --dry-run gives each cell's "
+          "ceiling; rough)")
 
 
 def source_files() -> list[Path]:

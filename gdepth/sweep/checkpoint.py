@@ -17,6 +17,9 @@ Layout, below the sweep (or run) folder::
                                                diagnostics)
     checkpoints/<key>/trees-<s>.pt             a tree-task seed's state at its last checkpoint
                                                (:meth:`CellCheckpoints.trees`)
+    checkpoints/<key>/trees-<s>.progress.json  the same checkpoint's progress, readable
+                                               without torch: passes run, the selection so
+                                               far (:func:`read_progress`)
 
 A batch's file holds the list of its seeds; a restarted cell whose batches are cut otherwise
 (another ``seeds_per_batch``) does not resume from it. Files are written to a temporary name
@@ -60,14 +63,25 @@ class BatchCheckpoint:
     def due(self, epoch: int) -> bool:
         return epoch % self.every == 0
 
-    def save(self, state: dict[str, Any]) -> None:
+    @property
+    def progress_path(self) -> Path:
+        """``<name>.progress.json`` beside the state file."""
+        return self.path.with_name(f"{self.path.stem}.progress.json")
+
+    def save(self, state: dict[str, Any], progress: dict[str, Any] | None = None) -> None:
+        """Save ``state``; with ``progress`` (JSON), also :attr:`progress_path`, written after
+        the state so that it never describes a state that is not on disk."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         state = {**state, "seeds": self.seeds}
         _atomic(self.path, lambda p: torch.save(state, p))
+        if progress is not None:
+            text = json.dumps({**progress, "seeds": self.seeds})
+            _atomic(self.progress_path, lambda p: p.write_text(text))
 
     def remove(self) -> None:
         """The batch is finished: its state is no longer needed."""
         self.path.unlink(missing_ok=True)
+        self.progress_path.unlink(missing_ok=True)
 
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None (no checkpoint, or an unreadable one: logged, ignored)."""
@@ -140,7 +154,8 @@ class CellCheckpoints:
         another cell may still be running)."""
         seeds = {int(s) for s in seeds}
         for seed in seeds:  # seed-<s>.pt: an older gdepth's per-seed checkpoint
-            for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json", f"trees-{seed}.pt"):
+            for name in (f"seed-{seed}.pt", f"seed-{seed}.done.json", f"trees-{seed}.pt",
+                         f"trees-{seed}.progress.json"):
                 (self.folder / name).unlink(missing_ok=True)
         for path in self.folder.glob("batch-*-*.pt") if self.folder.is_dir() else []:
             ends = path.stem.split("-")[1:]
@@ -151,6 +166,23 @@ class CellCheckpoints:
                 folder.rmdir()
             except OSError:
                 return  # not empty (or already gone)
+
+
+def read_progress(base_dir: str | Path, key: str) -> dict[int, dict[str, Any]]:
+    """The progress of a cell's running tree-task seeds (``trees-<s>.progress.json`` below
+    ``base_dir``), by seed; an unreadable file is left out (logged)."""
+    folder = layout.checkpoint_dir(base_dir, key)
+    out: dict[int, dict[str, Any]] = {}
+    for path in sorted(folder.glob("trees-*.progress.json")) if folder.is_dir() else []:
+        seed = path.name.removeprefix("trees-").removesuffix(".progress.json")
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            log.warning("ignoring unreadable %s: %s", path, err)
+            continue
+        if seed.isdigit() and isinstance(entry, dict):
+            out[int(seed)] = entry
+    return out
 
 
 def rng_state() -> dict[str, Any]:

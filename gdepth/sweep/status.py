@@ -261,14 +261,29 @@ def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> Cel
 def saved_text(sweep_dir: Path, key: str) -> str:
     """``; resumes from its checkpoints: ...`` where the cell of ``key`` (a cell's or a part's
     unit) has kept training state (:mod:`gdepth.sweep.checkpoint`): its checkpoint files and
-    how many finished seeds are kept; ``""`` if none. From the file names only: a checkpoint
-    can be hundreds of MB, and a committed one's time is its checkout's."""
+    how many finished seeds are kept, a tree-task seed's passes and selected train accuracy so
+    far (its small ``.progress.json``); ``""`` if none. Otherwise from the file names only: a
+    checkpoint can be hundreds of MB, and a committed one's time is its checkout's."""
+    from gdepth.sweep import checkpoint
+
     folder = layout.checkpoint_dir(sweep_dir, parts.parse(key)[0])
     try:
         found = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     except OSError:
         return ""
-    states = [name for name in found if name.endswith(".pt")]
+    progress = checkpoint.read_progress(sweep_dir, parts.parse(key)[0]) \
+        if any(name.endswith(".progress.json") for name in found) else {}
+
+    def state(name: str) -> str:
+        seed = name.removeprefix("trees-").removesuffix(".pt")
+        entry = progress.get(int(seed)) if name.startswith("trees-") and seed.isdigit() else None
+        if not entry:
+            return name
+        acc = (entry.get("lower_bounds") or {}).get("train_acc")
+        best = "" if acc is None else f", train acc {100 * acc:.2f} % so far"
+        return f"{name} ({int(entry.get('passes') or 0):,} passes{best})"
+
+    states = [state(name) for name in found if name.endswith(".pt")]
     done = [name for name in found if name.endswith(".done.json")]
     what = [", ".join(states)] if states else []
     if done:
