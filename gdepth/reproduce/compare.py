@@ -12,6 +12,7 @@ published value, our ``mean ± std (n)`` over seeds from the cell's record (popu
   paper's number shows the number was no limit of the architecture);
 - ``off``: lower than the published number by more than that;
 - ``not run`` (no record yet), ``failed`` / ``oom`` / ``diverged`` (the record's status),
+  ``dataset not available`` (not in the cache or mirror, offline), ``no published number``;
 - ``running``, ``match or above (running)``, ``above (running)``: a one-seed tree-task cell
   with no record yet but a checkpoint's progress (``trees-<s>.progress.json``, committed with
   the checkpoint when a session stops mid-cell). Its selected train accuracy can only rise
@@ -20,7 +21,6 @@ published value, our ``mean ± std (n)`` over seeds from the cell's record (popu
   number less the tolerance gives ``match or above``, more than the published number plus the
   tolerance gives ``above`` already (one seed: std 0); ours then reads
   ``≥ 45.1 at 12,300 passes``, and Δ stays empty;
-  ``dataset not available`` (not in the cache or mirror, offline), ``no published number``;
 - ``no entry``: a published number no entry of the experiment covers (a model gdepth does not
   have: DropEdge's GraphSage, Bag of Tricks' DAGNN); it does not make ``reproduce`` fail.
 
