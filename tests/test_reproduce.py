@@ -174,6 +174,7 @@ def tiny(tmp_path_factory, mirror, data_cache):
     return result, cwd / "outputs" / "sweeps" / "reproduce_dropedge2020_semi"
 
 
+@pytest.mark.slow  # the tiny reproduction's fixture: ~45 s on 2 busy cores; CI runs it
 def test_reproduce_compares_the_records_with_the_published_table(tiny):
     result, folder = tiny
     assert result.returncode == 0, result.stderr[-3000:]
@@ -553,6 +554,7 @@ def test_reproduce_dry_run_lists_the_searched_cells_with_their_budget(cli_env, t
     assert "2 searched cells" in run.stderr and not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow  # the tiny reproduction's fixture: ~45 s on 2 busy cores; CI runs it
 def test_reproduce_with_search_compares_the_real_tuned_finals(tiny, cli_env):
     """After the fixed run (``tiny``), the same cells searched into the same folder: every
     searched cell's final is found through its study summary and gets a tuned verdict."""
