@@ -183,8 +183,7 @@ def estimate_seconds(cell: Cell) -> float:
     1) · passes_per_epoch`` passes (capped at ``max_passes``): the fewest a run takes that does
     not reach ``stop_at`` early, as the authors' deeper trees do not. A run that keeps gaining
     goes on to the authors' cap of 50,000 passes (GCN at r = 4 did: 24 times the floor's
-    passes); that
-    ceiling is :func:`estimate_ceiling`.
+    passes); that ceiling is :func:`estimate_ceiling`.
     """
     from gdepth import config, engine, models
 

@@ -266,12 +266,13 @@ def saved_text(sweep_dir: Path, key: str) -> str:
     checkpoint can be hundreds of MB, and a committed one's time is its checkout's."""
     from gdepth.sweep import checkpoint
 
-    folder = layout.checkpoint_dir(sweep_dir, parts.parse(key)[0])
+    cell = parts.parse(key)[0]
+    folder = layout.checkpoint_dir(sweep_dir, cell)
     try:
         found = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     except OSError:
         return ""
-    progress = checkpoint.read_progress(sweep_dir, parts.parse(key)[0]) \
+    progress = checkpoint.read_progress(sweep_dir, cell) \
         if any(name.endswith(".progress.json") for name in found) else {}
 
     def state(name: str) -> str:
