@@ -42,7 +42,7 @@ EOF
 echo "mirror: ${GDEPTH_DATA_MIRROR:-NOT FOUND (the benchmark will fail to load the datasets)}"
 
 echo "== CUDA tests (tests/test_gpu.py)"
-timeout 240 "$PY" -m pytest tests/test_gpu.py -m gpu -q -p no:cacheprovider 2>&1 \
+timeout 240 "$PY" -m pytest -n 0 tests/test_gpu.py -m gpu -q -p no:cacheprovider 2>&1 \
   | tee "$OUTDIR/test_gpu.txt" | tail -15
 
 run() {  # name, then sweep_speed.py arguments
