@@ -206,6 +206,42 @@ def test_failed_trials_count_against_the_budget(tmp_path):
     assert summary["best"] is None and summary["final"] is None
 
 
+def test_a_search_is_done_only_with_its_budget_told_and_its_final_done(tmp_path):
+    """gdepth status's reading of a study summary (gdepth/search/progress.py): the trials not
+    asked yet are in no plan, so only the summary says that a killed search is not done."""
+    from gdepth.search import progress
+
+    assert [s.name for s in study.FINISHED] == list(progress.TOLD)
+    base = ["model=gcn", "depth=4"]
+    with pytest.raises(KeyboardInterrupt):  # two batches of two told, the third killed
+        study.run(tmp_path, "k", "csbm gcn·none L=4", base, SEARCH, CONFIG, Launcher(4))
+    ((folder, killed),) = progress.summaries(tmp_path)
+    assert folder == tmp_path
+    best = max(t["val_acc"] for t in killed["trials"] if t["state"] == "COMPLETE")
+    state = progress.state(killed, None)
+    assert (state.study, state.label, state.status) == ("k", "csbm gcn·none L=4", "searching")
+    assert state.detail == (f"4 of 6 trials told, best val {100 * best:.1f} %, "
+                            "2 asked, not yet told")
+    summary = study.run(tmp_path, "k", "csbm gcn·none L=4", base, SEARCH, CONFIG, Launcher())
+    best = 100 * summary["best"]["val_acc"]
+    assert progress.state(summary, "ok").status == "done"
+    assert progress.state(summary, "ok").detail == (
+        f"6 of 6 trials told, best val {best:.1f} %; final (5 seeds) ok")
+    for final_status in ("missing", "running", "failed"):  # the final not done yet
+        state = progress.state(summary, final_status)
+        assert state.status == "searching"
+        assert state.detail.endswith(f"; its final (5 seeds) is {final_status}")
+    final_key = summary["final"]["key"]
+    assert progress.search_states(tmp_path, {final_key: "ok"})[0].status == "done"
+    assert progress.search_states(tmp_path, {})[0].detail.endswith("is missing")
+    no_final = {**summary, "final": None}  # all told, the final not launched yet
+    assert progress.state(no_final, None).detail.endswith("its final (5 seeds) is not run")
+    failed = study.run(tmp_path / "f", "f", "cell", [], {**SEARCH, "trials": 3}, CONFIG,
+                       lambda jobs: [None for _ in jobs])
+    assert progress.state(failed, None) == progress.SearchState(
+        "f", "cell", "failed", "every one of its 3 trials failed: no tuned cell")
+
+
 # A pruned search (gdepth/search/prune.py): each fake job opens its trial from the study's
 # journal, as a real trial's job does, and reports a validation curve that rises to fake_record's
 # value (lr 0.01 best); a job stopped by the pruner returns a pruned record.

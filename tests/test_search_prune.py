@@ -160,7 +160,9 @@ def test_status_and_tune_report_show_the_pruned_trials(pruned):
     n_pruned = sum(t["state"] == "PRUNED" for t in summary["trials"])
     status = gdepth(["status", str(folder), "--all"], env, cwd)
     assert status.returncode == 0, status.stdout  # pruned trials are finished, not failed
-    assert status.stdout.splitlines()[-1].endswith(f"0 missing, {n_pruned} pruned")
+    assert status.stdout.splitlines()[-2].endswith(f"0 missing, {n_pruned} pruned")
+    assert status.stdout.splitlines()[-1] == "1 search: 1 done, 0 searching"
+    assert "(search: 5 of 5 trials told, best val " in status.stdout  # pruned ones are told
     rows = [line for line in status.stdout.splitlines() if line.startswith("pruned ")]
     assert len(rows) == n_pruned and all(f"/{EPOCHS}, val acc " in r for r in rows)
     report = gdepth(["tune-report", str(folder), "--trials"], env, cwd)

@@ -117,6 +117,42 @@ def test_a_trial_in_flight_makes_no_row_of_its_own(tuned, tmp_path):
     assert sorted(after["key"]) == sorted(before["key"])  # the two finals, nothing else
 
 
+def test_status_says_a_search_killed_between_trials_is_not_done(tuned, tmp_path):
+    """A sweep killed after a trial's record and before the next trial was asked leaves every
+    planned cell done: `gdepth status` must still say the search is not (exit 1), from its
+    summary, and the finished folder reads done (exit 0) with its searches counted."""
+    _, _, done_folder, _, env, cwd = tuned
+    out = gdepth(["status", str(done_folder)], env, cwd)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-2:] == ["8 cells: 8 done, 0 running, 0 failed, 0 missing",
+                                            "2 searches: 2 done, 0 searching"]
+    folder = tmp_path / "tune"
+    shutil.copytree(done_folder, folder)
+    summary_path = sorted((folder / "search").glob("*.json"))[0]
+    summary = json.loads(summary_path.read_text())
+    first, *unasked = summary["trials"]
+    gone = [t["key"] for t in unasked] + [summary["final"]["key"]]
+    summary.update(trials=[first], best={k: first[k] for k in ("number", "params", "val_acc")},
+                   final=None)
+    summary_path.write_text(json.dumps(summary))
+    plan_path = folder / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    for key in gone:  # never asked, never planned, never recorded
+        (folder / "records" / f"{key}.json").unlink()
+        del plan["cells"][key]
+    plan_path.write_text(json.dumps(plan))
+    out = gdepth(["status", str(folder)], env, cwd)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines == [f"searching {summary['label']:<28} {summary['study']}  (search: 1 of 3 "
+                     f"trials told, best val {100 * first['val_acc']:.1f} %)",
+                     "5 cells: 5 done, 0 running, 0 failed, 0 missing",  # every planned cell
+                     "2 searches: 1 done, 1 searching"]
+    all_lines = gdepth(["status", str(folder), "--all"], env, cwd).stdout.splitlines()
+    assert sum(line.startswith("done ") and "(search: 3 of 3 trials told" in line
+               for line in all_lines) == 1
+
+
 def test_a_bad_search_is_refused_before_anything_runs(tuned):
     _, _, _, _, env, cwd = tuned
     for args, message in [

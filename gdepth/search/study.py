@@ -40,7 +40,6 @@ again on resume.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -50,8 +49,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from gdepth.search import prune
+from gdepth.search import progress, prune
 from gdepth.search import space as space_mod
+from gdepth.search.progress import read_summary
 from gdepth.sweep import layout, plan, records
 
 log = logging.getLogger("gdepth")
@@ -59,7 +59,7 @@ FOLDER = layout.SEARCH
 # launch(list of override lists) -> their records (None where a job wrote none)
 Launch = Callable[[list[list[str]]], list[dict[str, Any] | None]]
 PRUNER_KEYS = ("pruner", *prune.SETTINGS)  # in a summary only with a pruner
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)  # told: not run again
+FINISHED = tuple(TrialState[name] for name in progress.TOLD)  # told: not run again
 
 
 def objective(record: dict[str, Any] | None) -> float | None:
@@ -89,23 +89,9 @@ def summary_path(sweep_dir: Path, study_key: str) -> Path:
     return Path(sweep_dir) / FOLDER / f"{study_key}.json"
 
 
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """A study summary (written atomically by :func:`gdepth.sweep.records.write`), or None."""
-    try:
-        found = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) and "study" in found else None
-
-
 def load_summaries(directory: str | Path) -> list[dict[str, Any]]:
     """Every study summary below ``directory``."""
-    out = []
-    for path in sorted(Path(directory).rglob(f"{FOLDER}/*.json")):
-        found = read_summary(path)
-        if found is not None:
-            out.append(found)
-    return out
+    return [summary for _, summary in progress.summaries(directory)]
 
 
 def trial_only_keys(directory: str | Path) -> set[str]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from gdepth import train_progress
+from gdepth.search import progress as search_progress
 from gdepth.sweep import layout, parts, plan, records
 
 MARKERS = parts.MARKERS
@@ -399,6 +400,17 @@ def main(args: list[str]) -> int:
         if ns.all or state.status not in FINISHED:
             detail = f"  ({state.detail.splitlines()[0]})" if state.detail else ""
             print(f"{state.status:<9} {state.label:<28} {state.key}{detail}")
+    # A searched cell's trials not asked yet are in no plan: only its summary knows the budget
+    searches = search_progress.search_states(ns.dir, {s.key: s.status for s in states})
+    for search in sorted(searches, key=lambda s: (s.status, s.label)):
+        if ns.all or search.status != "done":
+            print(f"{search.status:<9} {search.label:<28} {search.study}  (search: "
+                  f"{search.detail})")
     shown = {g: n for g, n in counts.items() if n or g != "corrupt"}  # corrupt: only if any
     print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in shown.items()))
-    return 0 if counts["done"] + counts.get("pruned", 0) == len(states) else 1
+    if searches:
+        tally = {g: sum(s.status == g for s in searches) for g in ("done", "searching", "failed")}
+        print(f"{len(searches)} search{'es' if len(searches) != 1 else ''}: "
+              + ", ".join(f"{n} {g}" for g, n in tally.items() if n or g != "failed"))
+    searched = all(s.status == "done" for s in searches)
+    return 0 if searched and counts["done"] + counts.get("pruned", 0) == len(states) else 1
