@@ -45,20 +45,16 @@ def read_summary(path: Path) -> dict[str, Any] | None:
     return found if isinstance(found, dict) and "study" in found else None
 
 
-def summaries(directory: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every study summary below ``directory`` with the sweep folder it belongs to."""
-    out = []
-    for path in sorted(Path(directory).rglob(f"{layout.SEARCH}/*.json")):
-        found = read_summary(path)
-        if found is not None:
-            out.append((path.parent.parent, found))
-    return out
+def load_summaries(directory: str | Path) -> list[dict[str, Any]]:
+    """Every study summary below ``directory``."""
+    found = (read_summary(p) for p in sorted(Path(directory).rglob(f"{layout.SEARCH}/*.json")))
+    return [summary for summary in found if summary is not None]
 
 
 def state(summary: dict[str, Any], final_status: str | None) -> SearchState:
     """The state of the study ``summary``; ``final_status``: its final cell's status as
     ``gdepth status`` reads it (None: no final cell asked yet)."""
-    budget = int(summary["search"]["trials"])
+    budget, seeds = int(summary["search"]["trials"]), summary["config"]["seeds"]
     trials = summary.get("trials") or []
     told = sum(t.get("state") in TOLD for t in trials)
     running = sum(t.get("state") == "RUNNING" for t in trials)
@@ -69,13 +65,11 @@ def state(summary: dict[str, Any], final_status: str | None) -> SearchState:
     if told >= budget and best is None and not final:
         status, detail = "failed", f"every one of its {told} trials failed: no tuned cell"
     elif final and final_status in records.DONE:
-        status, detail = "done", f"{told_text}; final ({summary['config']['seeds']} seeds) " \
-                                 f"{final_status}"
+        status, detail = "done", f"{told_text}; final ({seeds} seeds) {final_status}"
     elif told < budget:
         asked = f", {running} asked, not yet told" if running else ""
         status, detail = "searching", told_text + asked
     else:
-        seeds = summary["config"]["seeds"]
         status = "searching"
         detail = f"{told_text}; its final ({seeds} seeds) is {final_status or 'not run'}"
     return SearchState(summary["study"], summary.get("label", "?"), status, detail)
@@ -86,7 +80,7 @@ def search_states(directory: str | Path,
     """Each search below ``directory``; ``cell_status``: key → status of the cells ``gdepth
     status`` read (a final it does not list is ``missing``)."""
     out = []
-    for _, summary in summaries(directory):
+    for summary in load_summaries(directory):
         key = (summary.get("final") or {}).get("key")
         out.append(state(summary, cell_status.get(key, "missing") if key else None))
     return out

@@ -51,7 +51,7 @@ from optuna.trial import TrialState
 
 from gdepth.search import progress, prune
 from gdepth.search import space as space_mod
-from gdepth.search.progress import read_summary
+from gdepth.search.progress import load_summaries, read_summary  # the summaries' readers
 from gdepth.sweep import layout, plan, records
 
 log = logging.getLogger("gdepth")
@@ -87,11 +87,6 @@ def trial_job(base: list[str], params: dict[str, Any], seeds: int,
 
 def summary_path(sweep_dir: Path, study_key: str) -> Path:
     return Path(sweep_dir) / FOLDER / f"{study_key}.json"
-
-
-def load_summaries(directory: str | Path) -> list[dict[str, Any]]:
-    """Every study summary below ``directory``."""
-    return [summary for _, summary in progress.summaries(directory)]
 
 
 def trial_only_keys(directory: str | Path) -> set[str]:
