@@ -76,12 +76,12 @@ def hydra_task(cfg: DictConfig) -> dict:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     base = Path(hc.sweep.dir if multirun else hc.run.dir)
-    from gdepth.sweep import parts, plan, status
+    from gdepth.sweep import markers, parts, plan
 
     overrides = list(hc.overrides.task)
     key, _ = plan.cell_identity(cfg, overrides)
     unit = parts.unit(key, parts.seed_range(cfg))  # a part of a split cell: <key>.seeds-<lo>-<hi>
-    with status.running(base, unit):  # a marker with a heartbeat: `gdepth status` sees the cell
+    with markers.running(base, unit):  # a marker with a heartbeat: `gdepth status` sees the cell
         return run_cell(cfg, base, overrides=overrides)
 
 

@@ -12,7 +12,7 @@ batch of seeds, :func:`gdepth.train_trees.fit_trees`) therefore report every epo
   only when stderr is not a terminal (there the bar shows progress);
 - keeps the latest such state as this process's *current progress*, a lock-guarded snapshot
   that :func:`current` copies for another thread (the running marker's heartbeat,
-  :mod:`gdepth.sweep.status`) and :func:`describe` words.
+  :mod:`gdepth.sweep.markers`) and :func:`describe` words.
 
 ``s/epoch`` is measured over the epochs since the previous line (the first line: since the
 training started); for a seed batch it is the time of one epoch of all its seeds together.

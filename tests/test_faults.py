@@ -19,7 +19,7 @@ import pytest
 import test_launchers
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth.sweep import collect, records, status
+from gdepth.sweep import collect, markers, records, status
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -51,7 +51,7 @@ def live_markers(folder: Path) -> list[dict]:
             marker = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if marker.get("state") == "running" and status.marker_state(marker)[0]:
+        if marker.get("state") == "running" and markers.marker_state(marker)[0]:
             out.append(marker)
     return out
 

@@ -20,7 +20,7 @@ import test_launchers
 from test_faults import live_markers, wait_for
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth.sweep import collect, status
+from gdepth.sweep import collect, markers
 
 pytestmark = pytest.mark.slurm
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "slurm-ci.sh"
@@ -95,7 +95,7 @@ def test_cancelled_job_is_failed_with_slurms_reason_and_a_preempted_one_requeues
     subprocess.run(["scancel", "--signal=USR2", preempt["slurm_job_id"]], check=True)
     signalled = time.time()
     wait_for(lambda: squeue(preempt["slurm_job_id"]).startswith("PENDING"), timeout=60)
-    marker = json.loads(status.marker_path(folder, preempt["key"]).read_text())
+    marker = json.loads(markers.marker_path(folder, preempt["key"]).read_text())
     assert marker["state"] == "queued" and marker["requeued"]
     # Slurm holds a requeued job back for a while (BeginTime); let it start now
     subprocess.run(["scontrol", "update", f"jobid={preempt['slurm_job_id']}", "starttime=now"],

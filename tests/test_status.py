@@ -1,9 +1,8 @@
-"""Running markers, their heartbeat and liveness, and ``gdepth status`` on a sweep folder."""
+"""`gdepth status` on a sweep folder: its cells' states from records and markers, its exit codes."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 import pytest
 from test_records import make_record
 
-from gdepth.sweep import collect, layout, plan, records, status
+from gdepth.sweep import collect, layout, markers, plan, records, status
 
 GDEPTH = [sys.executable, "-m", "gdepth.cli"]
 
@@ -20,19 +19,6 @@ GDEPTH = [sys.executable, "-m", "gdepth.cli"]
 def _plan(folder, *recs):
     plan.add(folder, {r["key"]: {"label": plan.label(r["config"]), "overrides": [],
                                  "config": r["config"]} for r in recs})
-
-
-def test_marker_beats_while_the_cell_runs_and_goes_when_it_ends(tmp_path, monkeypatch):
-    monkeypatch.setenv(status.HEARTBEAT_ENV, "0.05")
-    path = status.marker_path(tmp_path, "k1")
-    with status.running(tmp_path, "k1"):
-        first = json.loads(path.read_text())
-        time.sleep(0.3)
-        later = json.loads(path.read_text())
-        assert later["heartbeat"] > first["heartbeat"]
-        assert status.marker_state(later) == (True, status.marker_state(later)[1])
-        assert later["pid"] > 0 and later["state"] == "running"
-    assert not path.exists()
 
 
 def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_path):
@@ -45,11 +31,11 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
     gone.wait()
     try:
         base = {"state": "running", "heartbeat": time.time(), "beat_s": 30}
-        records.write(status.marker_path(tmp_path, live["key"]),
-                      {**base, "host": status.platform.node(), "pid": sleeper.pid})
-        records.write(status.marker_path(tmp_path, dead["key"]),
-                      {**base, "host": status.platform.node(), "pid": gone.pid})
-        records.write(status.marker_path(tmp_path, remote["key"]),
+        records.write(markers.marker_path(tmp_path, live["key"]),
+                      {**base, "host": markers.platform.node(), "pid": sleeper.pid})
+        records.write(markers.marker_path(tmp_path, dead["key"]),
+                      {**base, "host": markers.platform.node(), "pid": gone.pid})
+        records.write(markers.marker_path(tmp_path, remote["key"]),
                       {**base, "host": "elsewhere", "pid": 1, "heartbeat": time.time() - 600})
         states = {s.label: s for s in status.cell_states(tmp_path)}
         assert {k: s.status for k, s in states.items()} == {
@@ -101,51 +87,15 @@ def test_status_of_a_folder_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path)
                           "no records/ below it)\n")
 
 
-def test_a_job_does_not_start_a_cell_whose_live_marker_is_another_process(tmp_path):
-    path = status.marker_path(tmp_path, "k1")
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
-        records.write(path, {"key": "k1", "state": "running", "host": status.platform.node(),
-                             "pid": sleeper.pid, "heartbeat": time.time(), "beat_s": 30})
-        with pytest.raises(status.RunningElsewhere,
-                           match=rf"^running elsewhere \(on .* pid {sleeper.pid}, heartbeat \d+ s "
-                                 r"ago\), not started again$"):
-            with status.running(tmp_path, "k1"):
-                raise AssertionError("the cell started a second time")
-        assert json.loads(path.read_text())["pid"] == sleeper.pid  # its marker is untouched
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    with status.running(tmp_path, "k1"):  # its process died: the cell is free to run again
-        assert json.loads(path.read_text())["pid"] == os.getpid()
-    assert not path.exists()
-
-
-def test_a_job_starts_its_own_queued_slurm_marker(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    monkeypatch.setattr(status, "_in_squeue", lambda job: True)  # Slurm lists the job
-    status.mark_queued(tmp_path, "mine", "77_3")
-    records.write(status.marker_path(tmp_path, "other"), {
-        "key": "other", "state": "queued", "slurm_job_id": "78_0", "host": "login",
-        "pid": 1, "heartbeat": time.time(), "beat_s": 30})
-    with status.running(tmp_path, "mine"):
-        assert json.loads(status.marker_path(tmp_path, "mine").read_text())["state"] == \
-            "running"
-    with pytest.raises(status.RunningElsewhere, match="queued as Slurm job 78_0"):
-        with status.running(tmp_path, "other"):
-            pass
-
-
 def test_a_record_that_cannot_be_written_reads_as_failed_with_the_error(tmp_path):
     done, lost = make_record(2), make_record(4)
     _plan(tmp_path, done, lost)
     records.write(records.record_path(tmp_path, done["key"]), done)
     error = f"cannot write {records.record_path(tmp_path, lost['key'])}: Permission denied"
     with pytest.raises(records.RecordWriteError):
-        with status.running(tmp_path, lost["key"]):
+        with markers.running(tmp_path, lost["key"]):
             raise records.RecordWriteError(13, error)
-    marker = json.loads(status.marker_path(tmp_path, lost["key"]).read_text())
+    marker = json.loads(markers.marker_path(tmp_path, lost["key"]).read_text())
     assert marker["state"] == "write_failed" and marker["error"] == error
     state = status._state(tmp_path, lost["key"], lost["config"])
     assert (state.status, state.detail) == (
@@ -156,6 +106,6 @@ def test_a_record_that_cannot_be_written_reads_as_failed_with_the_error(tmp_path
                      rf"record could not be written: cannot write \S+: Permission denied\)$",
                      out.stdout, re.M), out.stdout
     assert out.stdout.splitlines()[-1] == "2 cells: 1 done, 0 running, 1 failed, 0 missing"
-    with status.running(tmp_path, lost["key"]):  # the rerun takes the cell over
+    with markers.running(tmp_path, lost["key"]):  # the rerun takes the cell over
         pass
-    assert not status.marker_path(tmp_path, lost["key"]).exists()
+    assert not markers.marker_path(tmp_path, lost["key"]).exists()

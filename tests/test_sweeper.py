@@ -19,7 +19,7 @@ from test_faults import patched
 from test_launchers import GDEPTH, TINY
 from test_records import make_record
 
-from gdepth.sweep import callbacks, collect, plan, progress, records, status, sweeper
+from gdepth.sweep import callbacks, collect, markers, plan, progress, records, sweeper
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -97,14 +97,14 @@ def test_a_cell_started_elsewhere_after_planning_is_not_trained_again(env, tmp_p
     sleeper = subprocess.Popen(["sleep", "120"])
     a_args = ["sweep", "depth=2", "name=conc", *TINY]
     patch = ("import json, os, subprocess, time\n"
-             "from gdepth.sweep import plan, status\n"
+             "from gdepth.sweep import markers, plan\n"
              "reserve = plan.reserve_jobs\n"
              "def reserve_then_others_start(sweep_dir, count, launch):\n"
              "    first = reserve(sweep_dir, count, launch)\n"
              "    key = next(k for k, c in plan.read(sweep_dir)['cells'].items()\n"
              "               if c['config']['depth'] == 4)\n"
-             "    records.write(status.marker_path(sweep_dir, key), {\n"
-             "        'key': key, 'state': 'running', 'host': status.platform.node(),\n"
+             "    records.write(markers.marker_path(sweep_dir, key), {\n"
+             "        'key': key, 'state': 'running', 'host': markers.platform.node(),\n"
              "        'pid': int(os.environ['SLEEPER']), 'heartbeat': time.time(),\n"
              "        'beat_s': 30})\n"
              f"    subprocess.run({[*GDEPTH, *a_args]!r}, check=True,\n"
@@ -129,7 +129,7 @@ def test_a_cell_started_elsewhere_after_planning_is_not_trained_again(env, tmp_p
     # B's summary: its own cells only (depth 2 is A's), nothing "of an earlier launch"
     assert "3 cells (2 ok, 1 running; 1 run now, 0 skipped as already done)" in out.stderr
     assert _overrides(folder) == {0: "4", 1: "8", 2: "2"}  # B reserved 0-1 before A ran
-    assert not status.marker_path(folder, found[8]["key"]).exists()
+    assert not markers.marker_path(folder, found[8]["key"]).exists()
 
 
 @pytest.mark.slow  # two sweeps at once: 15-30 s on 2 cores

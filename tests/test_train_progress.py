@@ -20,7 +20,7 @@ from gdepth import config, data, models, train_progress, train_trees
 from gdepth.data import tree_match
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.sweep import status
+from gdepth.sweep import markers
 
 torch.set_num_threads(1)
 LINE = re.compile(r"^(seeds? [0-9–,]+): epoch (\d+)/(\d+), best (val acc|val loss|train acc) "
@@ -194,17 +194,17 @@ def test_each_training_has_its_own_lines(graphs, caplog):
 
 def test_gdepth_status_shows_the_epoch_of_a_running_cell(tmp_path, monkeypatch):
     """The running marker's heartbeat copies the current progress; status words it."""
-    monkeypatch.setenv(status.HEARTBEAT_ENV, "0.05")
-    with status.running(tmp_path, "k"):
+    monkeypatch.setenv(markers.HEARTBEAT_ENV, "0.05")
+    with markers.running(tmp_path, "k"):
         tracker = train_progress.Tracker([0], 10, "val acc")
         tracker.epoch(2, [0.75], [2])
-        path = status.marker_path(tmp_path, "k")
+        path = markers.marker_path(tmp_path, "k")
         for _ in range(100):  # the heartbeat thread writes it within a beat or two
             marker = json.loads(path.read_text())
             if marker.get("progress"):
                 break
             time.sleep(0.05)
-        alive, detail = status.marker_state(marker)
+        alive, detail = markers.marker_state(marker)
         tracker.close()
     assert marker["progress"]["epoch"] == 2 and marker["progress"]["epochs"] == 10
     assert alive and detail.endswith("; seed 0: epoch 2/10, best val acc 0.7500 (epoch 2), "

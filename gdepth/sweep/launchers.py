@@ -175,9 +175,9 @@ class SlurmMixin:
         :mod:`gdepth.sweep.checkpoint`; the seed-batched engine restarts its batch). The marker says
         ``queued`` until the requeued job starts.
         """
-        from gdepth.sweep import status
+        from gdepth.sweep import markers
 
-        status.requeued()
+        markers.requeued()
         return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def launch(self, job_overrides: Any, initial_job_idx: int) -> list[Any]:
@@ -186,7 +186,7 @@ class SlurmMixin:
         from hydra.core.utils import JobReturn, JobStatus, filter_overrides
         from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-        from gdepth.sweep import status
+        from gdepth.sweep import markers
 
         params: dict[str, Any] = dict(self.params)  # type: ignore[attr-defined]
         init = {"folder": params.pop("submitit_folder"),
@@ -212,7 +212,7 @@ class SlurmMixin:
         keys = [getattr(self, "gdepth_keys", {}).get(tuple(o)) for o in job_overrides]
         for key, job in zip(keys, jobs, strict=True):
             if key:
-                status.mark_queued(sweep_dir, key, job.job_id)
+                markers.mark_queued(sweep_dir, key, job.job_id)
         log.info("submitted %d Slurm jobs (%s); `gdepth status %s` shows their progress",
                  len(jobs), jobs[0].job_id.split("_")[0] if jobs else "-", sweep_dir)
         try:
@@ -220,7 +220,7 @@ class SlurmMixin:
         except SubmissionError:
             for key in keys:
                 if key:
-                    status.marker_path(sweep_dir, key).unlink(missing_ok=True)
+                    markers.marker_path(sweep_dir, key).unlink(missing_ok=True)
             raise
         self.gdepth_failures = {}
         results = []

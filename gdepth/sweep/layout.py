@@ -7,7 +7,7 @@
   multirun.yaml        Hydra's composed sweep config (the last launch's)
   records/<key>.json   one record per cell (gdepth.sweep.records); a split cell's seed jobs
                        write records/<key>~<first>-<last>.json (gdepth.sweep.parts)
-  running/<key>.json   the live marker of a cell being trained (gdepth.sweep.status)
+  running/<key>.json   the live marker of a cell being trained (gdepth.sweep.markers)
   checkpoints/<key>/   training checkpoints of a cell's seed batches (gdepth.sweep.checkpoint)
   search/<key>.json    a searched cell's study summary (gdepth.search.study)
   search/<key>.journal its Optuna study (journal storage; trials report to it: gdepth.search.prune)

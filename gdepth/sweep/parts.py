@@ -23,7 +23,7 @@ from typing import Any
 
 from gdepth.sweep import layout, records
 
-# the folder of a sweep where a running unit keeps its live marker (gdepth.sweep.status)
+# the folder of a sweep where a running unit keeps its live marker (gdepth.sweep.markers)
 MARKERS = layout.MARKERS
 
 Part = tuple[int, int]

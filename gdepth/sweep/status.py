@@ -6,63 +6,42 @@ leaves jobs behind); the folder is. Three kinds of files tell a cell's state:
 - ``plan.json`` (``gdepth.sweep.plan``): the cells the sweeps into this folder asked for;
 - ``records/<key>.json``: a finished cell (``ok | diverged | oom | failed``; ``pruned``: a
   search's trial its study stopped, finished like a done cell: :mod:`gdepth.search.prune`);
-- ``running/<key>.json``: a marker a job writes when its cell starts (host, pid, Slurm job id)
-  and refreshes every ``GDEPTH_HEARTBEAT_S`` seconds (30); it is removed when the cell ends.
-  The Slurm launcher writes one with ``state: queued`` when it submits a job.
+- ``running/<key>.json``: the live marker of a cell a job runs, or a Slurm job waits to run
+  (:mod:`gdepth.sweep.markers`); it is removed when the cell ends.
 
 A cell split into seed jobs (``seeds_per_job``, :mod:`gdepth.sweep.parts`) has these files per part,
 named ``<key>.seeds-<lo>-<hi>.json``; the cell is done when done parts cover its seeds, and
 otherwise takes the state of its worst unfinished part (failed, running, missing), the detail
 naming each (``1/2 seed jobs done; seeds 2–3 failed (ValueError: …)``).
 
-A cell with neither a record nor a live marker is ``missing``. A marker is live if its process
-is alive (same host) or its heartbeat is recent (other hosts: younger than 3 beats), or, for a
-queued Slurm job, if ``squeue`` still lists the job; a dead one means the cell's process died
-without a result (``kill -9``, the OOM killer, a lost node): the cell counts as missing and runs
-again on resume.
+A cell with neither a record nor a live marker is ``missing``. A dead marker means the cell's
+process died without a result (``kill -9``, the OOM killer, a lost node): the cell counts as
+missing and runs again on resume. A marker left as ``write_failed`` (the job could not write its
+record: full disk, unwritable ``records/``) reads as ``failed`` with that error, and the cell
+runs again on resume.
 
-A job does not start a cell whose live marker belongs to another process (two sweeps into one
-folder that both planned it): it raises :class:`RunningElsewhere`, which the sweeper logs as a
-skip. A job whose record could not be written (full disk, unwritable ``records/``) leaves its
-marker with ``state: write_failed`` and the error: the cell reads as ``failed`` with that error
-(not as ``missing``) and runs again on resume.
+A searched cell's trials not asked yet are in no plan: the search's summary
+(:mod:`gdepth.search.progress`) says how much of its budget is told.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import logging
-import os
-import platform
-import shutil
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gdepth import train_progress
 from gdepth.search import progress as search_progress
-from gdepth.sweep import layout, parts, plan, records
+from gdepth.sweep import layout, markers, parts, plan, records
 
 MARKERS = parts.MARKERS
-HEARTBEAT_ENV = "GDEPTH_HEARTBEAT_S"
-WRITE_FAILED = "write_failed"  # the state of a marker whose job could not write its record
 # What `gdepth status` sums up as done / running / failed / corrupt / missing (/ pruned).
 GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
           "failed": "failed", "corrupt": "corrupt", "missing": "missing",
           records.PRUNED: "pruned"}
 FINISHED = (*records.DONE, records.PRUNED)  # nothing left to run: listed with --all only
-log = logging.getLogger("gdepth")
-
-
-class RunningElsewhere(RuntimeError):
-    """The cell's marker is live and belongs to another process: this job does not start it."""
 
 
 @dataclasses.dataclass
@@ -76,159 +55,6 @@ class CellState:
     config: dict[str, Any] | None = None
 
 
-def heartbeat_s() -> float:
-    return float(os.environ.get(HEARTBEAT_ENV, "30") or 30)
-
-
-def marker_path(sweep_dir: str | Path, key: str) -> Path:
-    return layout.marker_path(sweep_dir, key)
-
-
-def mark_queued(sweep_dir: str | Path, key: str, job_id: str) -> None:
-    """Note that the cell ``key`` was submitted as Slurm job ``job_id`` (not yet started)."""
-    records.write(marker_path(sweep_dir, key), {
-        "key": key, "state": "queued", "slurm_job_id": job_id, "host": platform.node(),
-        "pid": os.getpid(), "heartbeat": time.time(), "beat_s": heartbeat_s()})
-
-
-# The marker of the cell this process runs now: (path, marker), for ``requeued``.
-CURRENT: dict[str, Any] = {}
-
-
-def requeued() -> None:
-    """Turn this process's running marker into a ``queued`` one (Slurm requeued its job)."""
-    if CURRENT:
-        marker = CURRENT["marker"]
-        marker.update(state="queued", requeued=True, heartbeat=time.time())
-        with contextlib.suppress(OSError):
-            records.write(CURRENT["path"], marker)
-
-
-def _ours(marker: dict[str, Any]) -> bool:
-    """Whether a marker was written for this process: by it, or as the ``queued`` marker of the
-    Slurm job it is (submitted, or requeued)."""
-    job = records.slurm_job_id()
-    if job and str(marker.get("slurm_job_id")) == job:
-        return True
-    return marker.get("host") == platform.node() and marker.get("pid") == os.getpid()
-
-
-def _claim(path: Path, marker: dict[str, Any]) -> None:
-    """Write the running ``marker`` at ``path``, unless a live marker of another process is
-    there (``RunningElsewhere``). Under a lock, so two jobs starting one cell at once cannot
-    both claim it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with plan.locked(path.parent, layout.CLAIM_LOCK):
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict) and old.get("state") in ("running", "queued") and \
-                not _ours(old):
-            alive, detail = marker_state(old)
-            if alive:
-                raise RunningElsewhere(f"running elsewhere ({detail}), not started again")
-        records.write(path, marker)
-
-
-def _write_failed(path: Path, marker: dict[str, Any], err: OSError) -> None:
-    """Leave the marker of a cell whose record could not be written, with the error, and log it."""
-    error = err.strerror or str(err)
-    log.error("%s: the cell ended but its record could not be written: %s; `gdepth status` "
-              "shows it, the same command runs it again", marker["key"], error)
-    marker.update(state=WRITE_FAILED, error=error, heartbeat=time.time())
-    try:
-        records.write(path, marker)
-    except OSError as again:
-        log.error("%s: no marker either: %s", marker["key"], again.strerror or again)
-
-
-@contextlib.contextmanager
-def running(sweep_dir: str | Path, key: str) -> Iterator[None]:
-    """Mark the cell ``key`` as running (refreshed by a heartbeat thread) while the block runs.
-
-    Raises ``RunningElsewhere`` (the block does not run) if another process's live marker is
-    there. If the block fails to write the record (``records.RecordWriteError``), the marker
-    stays, as ``write_failed`` with the error, and the error goes on.
-    """
-    path, beat = marker_path(sweep_dir, key), heartbeat_s()
-    marker = {"key": key, "state": "running", "slurm_job_id": records.slurm_job_id(),
-              "host": platform.node(), "pid": os.getpid(), "started": time.time(),
-              "heartbeat": time.time(), "beat_s": beat}
-    stop = threading.Event()
-
-    def beat_loop() -> None:
-        while not stop.wait(beat):
-            marker["heartbeat"] = time.time()
-            marker["progress"] = train_progress.current()  # epoch / total, best val
-            with contextlib.suppress(OSError):
-                records.write(path, marker)
-
-    try:
-        _claim(path, marker)
-    except OSError:  # an unwritable folder fails the record write, with the reason, later
-        yield
-        return
-    thread = threading.Thread(target=beat_loop, name="gdepth-heartbeat", daemon=True)
-    thread.start()
-    CURRENT.update(path=path, marker=marker)
-    unwritten: OSError | None = None
-    try:
-        yield
-    except records.RecordWriteError as err:
-        unwritten = err
-        raise
-    finally:
-        stop.set()
-        thread.join()
-        CURRENT.clear()
-        if unwritten is not None:
-            _write_failed(path, marker, unwritten)
-        elif not marker.get("requeued"):  # a requeued job's cell is queued again, not gone
-            path.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) is dead
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _in_squeue(job_id: str) -> bool | None:
-    if not shutil.which("squeue"):
-        return None
-    out = subprocess.run(["squeue", "-h", "-o", "%i %T", "-j", job_id], capture_output=True,
-                         text=True, timeout=30)
-    return out.returncode == 0 and bool(out.stdout.strip())
-
-
-def marker_state(marker: dict[str, Any]) -> tuple[bool, str]:
-    """``(alive, detail)`` of a running/queued marker."""
-    job = marker.get("slurm_job_id")
-    where = f"{marker.get('host')} pid {marker.get('pid')}" + (f", Slurm job {job}" if job
-                                                               else "")
-    age = time.time() - float(marker.get("heartbeat", 0))
-    if marker.get("state") == "queued":
-        alive = _in_squeue(str(job)) if job else None
-        return alive is not False, f"queued as Slurm job {job}"
-    if marker.get("host") == platform.node():
-        alive = _pid_alive(int(marker.get("pid", 0)))
-    else:
-        alive = age < 3 * float(marker.get("beat_s", heartbeat_s()))
-    if alive:
-        progress = train_progress.describe(marker.get("progress"))  # "" before an epoch ends
-        return True, f"on {where}, heartbeat {age:.0f} s ago" + (f"; {progress}" if progress
-                                                                 else "")
-    return False, f"its process died without a result ({where}, last heartbeat {age:.0f} s ago)"
-
-
 def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> CellState:
     """The state of one job's unit (a whole cell's key, or a part's ``<key>.seeds-<lo>-<hi>``)
     from its own record and marker alone."""
@@ -239,17 +65,17 @@ def _unit_state(sweep_dir: Path, key: str, config: dict[str, Any] | None) -> Cel
         return CellState(key, plan.label(record["config"]), record["status"], detail,
                          record["config"])
     try:
-        marker = json.loads(marker_path(sweep_dir, key).read_text())
+        marker = json.loads(markers.marker_path(sweep_dir, key).read_text())
     except (OSError, ValueError):
         marker = None
-    if isinstance(marker, dict) and marker.get("state") == WRITE_FAILED:
+    if isinstance(marker, dict) and marker.get("state") == markers.WRITE_FAILED:
         return CellState(key, plan.label(config or {}), "failed",
                          f"the cell ended but its record could not be written: "
                          f"{marker.get('error')}", config)
     if problem and not marker:
         return CellState(key, plan.label(config or {}), "corrupt", problem, config)
     if marker:
-        alive, detail = marker_state(marker)
+        alive, detail = markers.marker_state(marker)
         if alive:
             return CellState(key, plan.label(config or {}), "running", detail, config)
         return CellState(key, plan.label(config or {}), "missing",

@@ -9,7 +9,7 @@ the CLI) composes every job's config first, as the basic sweeper does to validat
 2. skips a cell whose record is ``ok``/``diverged`` or that runs elsewhere (a live marker, e.g.
    a Slurm job of an earlier, killed launch, or a job of another sweep into the same folder),
    logging one ``skip`` line each; a job that finds its cell started elsewhere meanwhile does
-   not start it (``status.RunningElsewhere``) and is logged as a skip too;
+   not start it (``markers.RunningElsewhere``) and is logged as a skip too;
 3. launches the rest with whatever launcher was chosen, in job folders ``jobs/<n>`` numbered
    after every existing and reserved one (``plan.reserve_jobs``, under the plan's lock), so a
    resumed sweep never overwrites an earlier job's logs and two sweeps started together never
@@ -37,7 +37,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from gdepth.search import study as search_study
-from gdepth.sweep import layout, parts, plan, progress, records, status
+from gdepth.sweep import layout, markers, parts, plan, progress, records, status
 from gdepth.sweep.launchers import SubmissionError, one_line
 
 log = logging.getLogger("gdepth")
@@ -93,13 +93,13 @@ def _record_failed(sweep_dir: Path, unit: Unit, reason: str) -> None:
     except records.RecordWriteError as err:
         log.error("%s: %s (%s)", unit.name, reason, err.strerror or err)
         return
-    status.marker_path(sweep_dir, unit.name).unlink(missing_ok=True)
+    markers.marker_path(sweep_dir, unit.name).unlink(missing_ok=True)
 
 
 def _refused(value: Any) -> bool:
-    """Whether a job's result says its cell runs elsewhere (``status.RunningElsewhere``)."""
-    return isinstance(value, status.RunningElsewhere) or \
-        type(value).__name__ == status.RunningElsewhere.__name__  # a second copy of the module
+    """Whether a job's result says its cell runs elsewhere (``markers.RunningElsewhere``)."""
+    return isinstance(value, markers.RunningElsewhere) or \
+        type(value).__name__ == markers.RunningElsewhere.__name__  # a second copy of the module
 
 
 class ResumeSweeper(BasicSweeper):
