@@ -19,7 +19,7 @@ import pytest
 import test_launchers
 from test_launchers import GDEPTH, TINY, gdepth, snapshot
 
-from gdepth.sweep import collect, markers, records, status
+from gdepth.sweep import collect, layout, markers, records, status
 
 env = test_launchers.env  # the fixture: one thread, offline, a private data cache
 
@@ -46,7 +46,7 @@ def wait_for(predicate, timeout: float = 120.0, every: float = 0.1):
 
 def live_markers(folder: Path) -> list[dict]:
     out = []
-    for path in (folder / status.MARKERS).glob("*.json"):
+    for path in (folder / layout.MARKERS).glob("*.json"):
         try:
             marker = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -243,7 +243,7 @@ def test_records_folder_unwritable_mid_sweep_status_says_the_write_failed(env, t
     assert "2 cells planned: 1 to run, 1 skipped" in again.stderr
     assert status.summary(status.cell_states(folder)) == {"done": 2, "running": 0, "failed": 0,
                                                           "corrupt": 0, "missing": 0}
-    assert not list((folder / status.MARKERS).glob("*.json"))
+    assert not list((folder / layout.MARKERS).glob("*.json"))
 
 
 def test_unwritable_output_folder_is_one_line_and_exit_1(env, tmp_path):

@@ -23,9 +23,6 @@ from typing import Any
 
 from gdepth.sweep import layout, records
 
-# the folder of a sweep where a running unit keeps its live marker (gdepth.sweep.markers)
-MARKERS = layout.MARKERS
-
 Part = tuple[int, int]
 SEP = ".seeds-"
 _UNIT = re.compile(r"^(?P<key>[^.]+)\.seeds-(?P<lo>\d+)-(?P<hi>\d+)$")
@@ -89,7 +86,7 @@ def label(part: Part) -> str:
 def found(sweep_dir: str | Path, key: str) -> list[Part]:
     """The parts of ``key`` with a record or a marker in ``sweep_dir``."""
     out = set()
-    for folder in (layout.RECORDS, MARKERS):
+    for folder in (layout.RECORDS, layout.MARKERS):
         for path in (Path(sweep_dir) / folder).glob(f"{key}{SEP}*.json"):
             part = parse(path.stem)[1]
             if part is not None:

@@ -36,7 +36,6 @@ from typing import Any
 from gdepth.search import progress as search_progress
 from gdepth.sweep import layout, markers, parts, plan, records
 
-MARKERS = parts.MARKERS
 # What `gdepth status` sums up as done / running / failed / corrupt / missing (/ pruned).
 GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
           "failed": "failed", "corrupt": "corrupt", "missing": "missing",
