@@ -44,7 +44,6 @@ import torch
 from gdepth.sweep import layout
 
 log = logging.getLogger("gdepth")
-FOLDER = layout.CHECKPOINTS
 
 
 def _atomic(path: Path, write: Any) -> None:
