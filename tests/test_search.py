@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 from gdepth.search import space, study
+from gdepth.sweep import plan
 
 SEARCH = {"name": "t", "trials": 6, "seeds": 2, "sampler_seed": 0, "startup_trials": 3,
           "parallel": 2,
@@ -237,6 +238,27 @@ def test_a_search_is_done_only_with_its_budget_told_and_its_final_done(tmp_path)
     assert progress.search_states(tmp_path, {})[0].detail.endswith("is missing")
     no_final = {**summary, "final": None}  # all told, the final not launched yet
     assert progress.state(no_final, None).detail.endswith("its final (5 seeds) is not run")
+    # Killed while its final runs: the summary has the final's overrides, not yet its record's
+    # key; the cell that plan.json marks with the study's key and those overrides is the final.
+    with pytest.raises(KeyboardInterrupt):
+        study.run(tmp_path / "g", "g", "cell", base, SEARCH, CONFIG, Launcher(SEARCH["trials"]))
+    (asked,) = progress.load_summaries(tmp_path / "g")
+    assert asked["final"] == {"overrides": [*base, "search=none", "seeds=5",
+                                            *space.overrides(asked["best"]["params"])],
+                              "key": None, "status": "asked"}
+    assert progress.search_states(tmp_path / "g", {})[0].detail.endswith("(5 seeds) is not run")
+    plan.add(tmp_path / "g", {
+        "fk": {"label": "cell", "overrides": asked["final"]["overrides"], "config": CONFIG,
+               "search": "g"},
+        "other": {"label": "cell", "overrides": asked["final"]["overrides"], "config": CONFIG,
+                  "search": "another study"},  # the same overrides in another study: not it
+        "trial": {"label": "cell", "overrides": [*base, "seeds=2"], "config": CONFIG,
+                  "search": "g"}})
+    for final_status in ("running", "missing", "failed"):
+        (found,) = progress.search_states(tmp_path / "g", {"fk": final_status, "other": "ok"})
+        assert (found.status, found.detail.split("; ")[-1]) == (
+            "searching", f"its final (5 seeds) is {final_status}")
+    assert progress.search_states(tmp_path / "g", {"fk": "ok"})[0].status == "done"
     failed = study.run(tmp_path / "f", "f", "cell", [], {**SEARCH, "trials": 3}, CONFIG,
                        lambda jobs: [None for _ in jobs])
     assert progress.state(failed, None) == progress.SearchState(

@@ -15,7 +15,7 @@ import pytest
 
 from gdepth import frames
 from gdepth.search import study
-from gdepth.sweep import collect, status
+from gdepth.sweep import collect, markers, status
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 ARGS = ["sweep", "search=default", "search.trials=3", "search.startup_trials=2",
@@ -151,6 +151,37 @@ def test_status_says_a_search_killed_between_trials_is_not_done(tuned, tmp_path)
     all_lines = gdepth(["status", str(folder), "--all"], env, cwd).stdout.splitlines()
     assert sum(line.startswith("done ") and "(search: 3 of 3 trials told" in line
                for line in all_lines) == 1
+
+
+def test_status_finds_a_final_in_flight_through_the_plan(tuned, tmp_path):
+    """A search whose final is running, or was killed running, has no record key for it in its
+    summary yet, only the final's overrides: `gdepth status` finds the cell by those in
+    plan.json (marked with the study's key) and says the final is running, or missing."""
+    _, _, done_folder, _, env, cwd = tuned
+    folder = tmp_path / "tune"
+    shutil.copytree(done_folder, folder)
+    summary_path = sorted((folder / "search").glob("*.json"))[0]
+    summary = json.loads(summary_path.read_text())
+    final, seeds = summary["final"], summary["config"]["seeds"]
+    plan = json.loads((folder / "plan.json").read_text())
+    assert plan["cells"][final["key"]]["overrides"] == final["overrides"]  # what it is found by
+    assert plan["cells"][final["key"]]["search"] == summary["study"]
+    (folder / "records" / f"{final['key']}.json").unlink()  # as study.run saves it, asked
+    summary["final"] = {"overrides": final["overrides"], "key": None, "status": "asked"}
+    summary_path.write_text(json.dumps(summary))
+    head = f"searching {summary['label']:<28} {summary['study']}  (search: 3 of 3 trials told"
+    with markers.running(folder, final["key"]):
+        out = gdepth(["status", str(folder)], env, cwd)
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"running   {summary['label']:<28} {final['key']}  (on ")
+    assert lines[1].startswith(head) and lines[1].endswith(
+        f"; its final ({seeds} seeds) is running)")
+    assert lines[2:] == ["8 cells: 7 done, 1 running, 0 failed, 0 missing",
+                         "2 searches: 1 done, 1 searching"]
+    out = gdepth(["status", str(folder)], env, cwd)  # killed: no record, no live marker
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[1].endswith(f"; its final ({seeds} seeds) is missing)")
 
 
 def test_a_bad_search_is_refused_before_anything_runs(tuned):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gdepth.sweep import layout, records
+from gdepth.sweep import layout, plan, records
 
 #: Trial states a study will not run again (:data:`gdepth.search.study.FINISHED`, by name).
 TOLD = ("COMPLETE", "FAIL", "PRUNED")
@@ -78,9 +78,16 @@ def state(summary: dict[str, Any], final_status: str | None) -> SearchState:
 def search_states(directory: str | Path,
                   cell_status: Mapping[str, str]) -> list[SearchState]:
     """Each search below ``directory``; ``cell_status``: key → status of the cells ``gdepth
-    status`` read (a final it does not list is ``missing``)."""
+    status`` read (a final it does not list is ``missing``). A final asked but not yet told
+    (running, or killed) has no key in its summary: it is the cell that ``plan.json`` marks with
+    the study's key and the final's overrides."""
+    planned = {(cell["search"], tuple(cell.get("overrides") or ())): key
+               for sweep_plan in plan.planned(directory).values()
+               for key, cell in sweep_plan["cells"].items() if cell.get("search")}
     out = []
     for summary in load_summaries(directory):
-        key = (summary.get("final") or {}).get("key")
+        final = summary.get("final") or {}
+        key = final.get("key") or planned.get((summary["study"],
+                                               tuple(final.get("overrides") or ())))
         out.append(state(summary, cell_status.get(key, "missing") if key else None))
     return out

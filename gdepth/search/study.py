@@ -173,6 +173,7 @@ def run(sweep_dir: Path, study_key: str, label: str, base: list[str], search: di
         log.error("search %s: every trial failed; no tuned cell", label)
         return save()
     final_job = trial_job(base, study.best_trial.params, int(config["seeds"]))
+    save({"overrides": final_job, "key": None, "status": "asked"})  # `gdepth status` finds it
     (record,) = launch([final_job])
     return save({"overrides": final_job, "key": record.get("key") if record else None,
                  "status": record.get("status") if record else "missing"})
