@@ -15,7 +15,10 @@ trials stay told, a trial that was running is launched again with the same value
 if written meanwhile, is found and not retrained), and the trials asked after it are new ones
 (the sampler of a resumed study is seeded apart: :func:`gdepth.search.space.sampler`).
 ``<study key>.json`` summarises the study for ``gdepth tune-report`` and the tables: budget,
-space, every trial (values, record key, validation accuracy) and the final cell.
+space, every trial (values, record key, validation accuracy) and the final cell (its overrides
+as soon as it is launched, ``key: null, status: asked``; its record's key and status once it
+ends: ``gdepth status`` finds a final in flight through ``plan.json``,
+:func:`gdepth.search.progress.search_states`).
 
 The summary is committed with a study under ``results/``; the journal is not (``.gitignore``).
 On a machine without the journal (a fresh clone), the study is rebuilt from the summary's
