@@ -15,7 +15,7 @@ import pytest
 
 from gdepth import frames
 from gdepth.search import study
-from gdepth.sweep import collect, markers, status
+from gdepth.sweep import collect, markers, progress, status
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 ARGS = ["sweep", "search=default", "search.trials=3", "search.startup_trials=2",
@@ -117,6 +117,14 @@ def test_a_trial_in_flight_makes_no_row_of_its_own(tuned, tmp_path):
     assert sorted(after["key"]) == sorted(before["key"])  # the two finals, nothing else
 
 
+def _compute_line(folder) -> str:
+    """The line `gdepth status` prints for the records' summed wall time (tests/test_status.py
+    checks the sum itself)."""
+    seconds, count = status.recorded_compute(folder)
+    return (f"compute in the records: {progress.duration(seconds)} over {count} records (each "
+            "record's wall_s summed; a lower bound)")
+
+
 def test_status_says_a_search_killed_between_trials_is_not_done(tuned, tmp_path):
     """A sweep killed after a trial's record and before the next trial was asked leaves every
     planned cell done: `gdepth status` must still say the search is not (exit 1), from its
@@ -146,6 +154,7 @@ def test_status_says_a_search_killed_between_trials_is_not_done(tuned, tmp_path)
     lines = out.stdout.splitlines()
     assert lines == [f"searching {summary['label']:<28} {summary['study']}  (search: 1 of 3 "
                      f"trials told, best val {100 * first['val_acc']:.1f} %)",
+                     _compute_line(folder),
                      "5 cells: 5 done, 0 running, 0 failed, 0 missing",  # every planned cell
                      "2 searches: 1 done, 1 searching"]
     all_lines = gdepth(["status", str(folder), "--all"], env, cwd).stdout.splitlines()
@@ -177,7 +186,8 @@ def test_status_finds_a_final_in_flight_through_the_plan(tuned, tmp_path):
     assert lines[0].startswith(f"running   {summary['label']:<28} {final['key']}  (on ")
     assert lines[1].startswith(head) and lines[1].endswith(
         f"; its final ({seeds} seeds) is running)")
-    assert lines[2:] == ["8 cells: 7 done, 1 running, 0 failed, 0 missing",
+    assert lines[2:] == [_compute_line(folder),
+                         "8 cells: 7 done, 1 running, 0 failed, 0 missing",
                          "2 searches: 1 done, 1 searching"]
     out = gdepth(["status", str(folder)], env, cwd)  # killed: no record, no live marker
     assert out.returncode == 1

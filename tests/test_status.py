@@ -61,6 +61,8 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
         assert out.returncode == 1
         assert out.stdout.splitlines()[-1] == ("6 cells: 1 done, 1 running, 0 failed, 1 corrupt, "
                                                "3 missing")
+        assert out.stdout.splitlines()[-2] == ("compute in the records: 0s over 1 record "
+                                               "(each record's wall_s summed; a lower bound)")
         assert re.search(rf"^running +csbm gcn·none L=4 +{live['key']}  \(on .* pid "
                          rf"{sleeper.pid}, heartbeat \d+ s ago\)$", out.stdout, re.M)
     finally:
@@ -70,6 +72,20 @@ def test_states_done_running_missing_dead_corrupt_and_the_status_command(tmp_pat
     assert status._state(tmp_path, live["key"], live["config"]).status == "missing"
     statuses = sorted(r["status"] for r in collect.load(tmp_path))
     assert statuses == ["corrupt", "missing", "missing", "missing", "missing", "ok"]
+
+
+def test_compute_in_the_records_sums_every_readable_record_and_trial(tmp_path):
+    cell, trial, rerun, unknown, broken = (make_record(d) for d in (2, 4, 8, 16, 32))
+    records.write(records.record_path(tmp_path, cell["key"]), {**cell, "wall_s": 1800.0})
+    nested = tmp_path / "sub"  # a second sweep below the folder, as search trials may be
+    records.write(records.record_path(nested, trial["key"]), {**trial, "wall_s": 5400.0})
+    records.write(records.record_path(nested, rerun["key"]),
+                  {**rerun, "status": "failed", "error": "ValueError: x", "wall_s": 36.0})
+    records.write(records.record_path(tmp_path, unknown["key"]), unknown)  # no wall_s: 0
+    records.record_path(tmp_path, broken["key"]).write_text("{")  # unreadable: not counted
+    assert status.recorded_compute(tmp_path) == (1800.0 + 5400.0 + 36.0, 4)
+    out = subprocess.run([*GDEPTH, "status", str(tmp_path)], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-2].startswith("compute in the records: 2h00m over 4 records")
 
 
 def test_status_of_a_missing_folder_is_a_usage_error(tmp_path):

@@ -26,7 +26,8 @@ SKIPPED_ENV = "GDEPTH_SWEEP_SKIPPED"  # the cells (seed jobs) the sweep found do
 LAUNCH_ENV = "GDEPTH_SWEEP_LAUNCH"  # this launch's entry in plan.json (gdepth.sweep.plan)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``42s``, ``12m05s``, ``3h24m``."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
@@ -82,7 +83,7 @@ def sweep_line(base_dir: str | Path) -> str:
     start = float(os.environ.get(START_ENV, "0") or 0)
     if start and done_now > 0 and done < total:
         eta = (time.time() - start) / done_now * (total - done)
-        line += f" ETA {_duration(eta)}"
+        line += f" ETA {duration(eta)}"
     return line
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gdepth.search import progress as search_progress
-from gdepth.sweep import layout, markers, parts, plan, records
+from gdepth.sweep import layout, markers, parts, plan, progress, records
 
 # What `gdepth status` sums up as done / running / failed / corrupt / missing (/ pruned).
 GROUPS = {"ok": "done", "diverged": "done", "running": "running", "oom": "failed",
@@ -198,6 +198,22 @@ def summary(states: list[CellState]) -> dict[str, int]:
     return counts
 
 
+def recorded_compute(directory: str | Path) -> tuple[float, int]:
+    """The seconds the records below ``directory`` took and how many there are: the sum of
+    every record file's ``wall_s`` (search trials, part records and superseded re-runs
+    included, as each cost its time). ``wall_s`` is the time of the call that wrote the
+    record, so a cell resumed after a kill counts only its last call, and a run killed before
+    it wrote a record counts nothing: a lower bound on the machine time a study took."""
+    total, count = 0.0, 0
+    for path in Path(directory).rglob(f"{layout.RECORDS}/*.json"):
+        record = records.read(path)
+        if record is None:
+            continue
+        count += 1
+        total += float(record.get("wall_s") or 0.0)
+    return total, count
+
+
 def is_sweep(directory: str | Path) -> bool:
     """Whether ``directory`` holds a sweep or run: a ``plan.json`` or a record below it."""
     found = Path(directory).rglob
@@ -231,6 +247,9 @@ def main(args: list[str]) -> int:
         if ns.all or search.status != "done":
             print(f"{search.status:<9} {search.label:<28} {search.study}  (search: "
                   f"{search.detail})")
+    seconds, count = recorded_compute(ns.dir)
+    print(f"compute in the records: {progress.duration(seconds)} over {count} record"
+          f"{'s' * (count != 1)} (each record's wall_s summed; a lower bound)")
     shown = {g: n for g, n in counts.items() if n or g != "corrupt"}  # corrupt: only if any
     print(f"{len(states)} cells: " + ", ".join(f"{n} {g}" for g, n in shown.items()))
     if searches:
