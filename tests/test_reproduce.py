@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from gdepth.reproduce import compare, experiment, published
-from gdepth.sweep import collect, records
+from gdepth.reproduce import cells, compare, experiment, published
+from gdepth.sweep import collect, records, status
 
 GDEPTH = [str(Path(sys.executable).with_name("gdepth"))]
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "tables"
@@ -196,6 +196,11 @@ def test_reproduce_compares_the_records_with_the_published_table(tiny):
     assert "| cora      | GCN        | 2       | original  | 81.1" in result.stdout
     assert "deviations from the paper's protocol: train.epochs=3" in result.stdout
     assert "6 rows (" in result.stderr
+    seconds, count = status.recorded_compute(folder)  # from the records: --no-run keeps it
+    assert count == 6 and seconds > 0
+    assert (f"- compute in the sweep folder's records: {cells.duration(seconds)} over 6 records"
+            in (folder / "comparison.md").read_text())
+    assert "gdepth reproduce: wall time of this call: " in result.stderr
 
 
 def test_reproduce_lists_and_dry_runs(cli_env, tmp_path):
@@ -213,8 +218,6 @@ def test_reproduce_lists_and_dry_runs(cli_env, tmp_path):
 def test_gcnii_and_bot2021_plan_their_cells_with_each_models_settings():
     """gcnii2020: semi.sh's three lines x (GCNII, GCNII*); bot2021: the four baselines at 32
     layers, each with its options/configs/<model>.yml settings (train=bot2021's rows)."""
-    from gdepth.reproduce import cells
-
     gcnii = {(c.labels["dataset"], c.labels["model"], c.labels["depth"]): c.config
              for c in cells.plan(experiment.load("gcnii2020"))}
     assert sorted(gcnii) == sorted((d, m, str(L)) for d, L in

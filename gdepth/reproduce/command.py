@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gdepth.reproduce import cells as cells_mod
 from gdepth.reproduce import compare, experiment, listing
+from gdepth.sweep import status
 
 USAGE = "gdepth reproduce NAME [dataset=A,B] [depth=RANGE] [seeds=N] [search=NAME " \
         "[search.KEY=V]] [overrides] [--dry-run|--no-run] | gdepth reproduce --list"
@@ -165,10 +166,16 @@ def main(argv: list[str]) -> int:
     wall = time.perf_counter() - start
     frame = compare.build(exp, planned, Path(folder), set(missing), tuned)
     header = _header(exp, len(planned))
-    if not ns.no_run:
-        header += f"\n- wall time of this call: {cells_mod.duration(wall)}"
+    if Path(folder).is_dir():  # from the records, so `--no-run` regenerates the same line
+        seconds, count = status.recorded_compute(folder)
+        header += (f"\n- compute in the sweep folder's records: {cells_mod.duration(seconds)} "
+                   f"over {count} records (every call into it, trials included; each record's "
+                   "wall_s summed, a lower bound)")
     text = compare.write(exp, frame, Path(folder), header)
     print(text)
+    if not ns.no_run:
+        print(f"gdepth reproduce: wall time of this call: {cells_mod.duration(wall)}",
+              file=sys.stderr)
     counts = frame["verdict"].value_counts().to_dict()
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())
     print(f"{len(frame)} rows ({summary}); comparison in {folder}/ (comparison.md, "
