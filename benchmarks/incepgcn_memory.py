@@ -76,7 +76,8 @@ def _model(depth: int, seeds: int, in_dim: int, out_dim: int):
 
     if hasattr(models, "build_seeded"):  # the one definition, seed-native
         from gdepth import config
-        from gdepth.nn.kernels import StackedInput, propagation
+        from gdepth.nn.kernels import StackedInput
+        from gdepth.nn.propagation import propagation
 
         model = models.build_seeded(config.group("model", name="incepgcn"),
                                     config.group("norm", name="none"), depth, in_dim, out_dim,

@@ -44,7 +44,8 @@ from gdepth.cell import prepare  # noqa: E402
 from gdepth.engine import fit_batched  # noqa: E402
 from gdepth.models import sgc as model_sgc  # noqa: E402
 from gdepth.models.sgc import SGC  # noqa: E402
-from gdepth.nn.kernels import StackedInput, propagation  # noqa: E402
+from gdepth.nn.kernels import StackedInput  # noqa: E402
+from gdepth.nn.propagation import propagation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

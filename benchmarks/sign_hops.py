@@ -36,7 +36,8 @@ from models_speed import cell_cfg  # noqa: E402
 from gdepth import data, models  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
 from gdepth.models import sign  # noqa: E402
-from gdepth.nn.kernels import StackedInput, propagation  # noqa: E402
+from gdepth.nn.kernels import StackedInput  # noqa: E402
+from gdepth.nn.propagation import propagation  # noqa: E402
 
 FLOAT = 4  # bytes
 

@@ -72,7 +72,7 @@ from render import step_gains  # noqa: E402
 from gdepth import config, data, engine  # noqa: E402
 from gdepth.cell import prepare  # noqa: E402
 from gdepth.engine import slices  # noqa: E402
-from gdepth.nn.kernels import adjacency_storage  # noqa: E402
+from gdepth.nn.propagation import adjacency_storage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {  # model, dataset, depths, seeds, epochs

@@ -17,7 +17,7 @@ Dropout masks, two ways:
   with nothing injected and nothing random after the initial weights; the shared structure
   (one product of all seeds' columns, the seed-major layers, the norms' per-seed statistics)
   is what is compared. A fixed generator per seed cannot replay production draws: a batch
-  draws one mask ``[S, ...]`` per dropout site (gdepth.nn.kernels.keep_mask) where a run of
+  draws one mask ``[S, ...]`` per dropout site (gdepth.nn.dropout.keep_mask) where a run of
   one seed draws ``[1, ...]`` from the same global generator, so the draws interleave
   differently. A model that runs per seed inside one module (:class:`gdepth.nn.seeds.SeedStack`)
   takes no injected masks: it is checked at dropout 0 only (the injected case skips, saying so).
@@ -48,7 +48,8 @@ from omegaconf import OmegaConf
 from gdepth import config, data, engine, models, train
 from gdepth.engine import fit_batched, slices
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.nn.kernels import Propagation, StackedInput, propagation
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation, propagation
 
 torch.set_num_threads(1)
 SEEDS = 3
@@ -471,7 +472,7 @@ def test_keep_mask_has_dropouts_distribution(p: float) -> None:
     """The batched engine's dropout mask: values exactly {0, 1/(1-p)}, P(0) = p within 5
     binomial standard errors, no correlation between neighbouring elements (the table path
     packs several elements into one random byte)."""
-    from gdepth.nn.kernels import keep_mask
+    from gdepth.nn.dropout import keep_mask
 
     torch.manual_seed(0)
     mask = keep_mask(torch.empty(257, 3, 129), p)  # odd sizes: the byte packing's tail
@@ -489,7 +490,7 @@ def test_keep_mask_has_dropouts_distribution(p: float) -> None:
 def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> None:
     """``relu_dropout`` (in place, only the output saved) against autograd's ReLU then mask,
     fed the same mask: equal outputs and input gradients, exactly."""
-    from gdepth.nn.kernels import relu_dropout
+    from gdepth.nn.dropout import relu_dropout
 
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(50, 3, 7, generator=gen)
@@ -514,7 +515,7 @@ def test_relu_dropout_is_relu_then_dropout_forward_and_backward(p: float) -> Non
 def test_relu_dropout_own_masks_drop_p_and_rescale(p: float) -> None:
     """Without injected masks: each positive entry is dropped with probability p (within 5
     binomial standard errors) or kept times 1/(1-p); the gradient flows where it is kept."""
-    from gdepth.nn.kernels import relu_dropout
+    from gdepth.nn.dropout import relu_dropout
 
     torch.manual_seed(0)
     leaf = torch.rand(400, 2, 64).add_(0.1).requires_grad_()  # all positive: only dropout zeroes
@@ -598,7 +599,7 @@ def test_block_diagonal_propagation_is_one_graph_copy_per_seed() -> None:
 
 
 def test_adjacency_storage_auto_is_sparse_on_cpu_and_names_the_choices():
-    from gdepth.nn.kernels import DensePropagation, adjacency_storage, propagation
+    from gdepth.nn.propagation import DensePropagation, adjacency_storage, propagation
 
     adj = _directed_adjacency(5, torch.sparse_csr)
     assert adjacency_storage("auto", adj) == "sparse"

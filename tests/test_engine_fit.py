@@ -17,7 +17,8 @@ from gdepth.engine import fit as engine_fit
 from gdepth.engine import fit_batched
 from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.sweep import collect, records
 
 torch.set_num_threads(1)

@@ -168,7 +168,8 @@ def test_three_seeds_equal_three_one_seed_models(float64, name, depth):
     seed-major path keep the seeds apart)."""
     x, edge_index, instance = union()
     adj = normalized_adjacency(edge_index, x.shape[0]).to(torch.float64)
-    from gdepth.nn.kernels import Propagation, StackedInput
+    from gdepth.nn.kernels import StackedInput
+    from gdepth.nn.propagation import Propagation
 
     def run(seeds):
         model = models.build_seeded(cfg(name), None, depth, IN, OUT, seeds=list(seeds))

@@ -1,7 +1,7 @@
 """The CUDA paths (marker ``gpu``): they run wherever torch sees a CUDA device and skip elsewhere.
 
 * ``adjacency=auto`` stores the adjacency dense on CUDA up to ``DENSE_AUTO_MAX_NODES`` nodes
-  (:func:`gdepth.nn.kernels.adjacency_storage`), and the dense product is the sparse one;
+  (:func:`gdepth.nn.propagation.adjacency_storage`), and the dense product is the sparse one;
 * the free-memory estimate reads ``torch.cuda.mem_get_info`` (:mod:`gdepth.engine.memory`), and
   its per-seed bytes bound what a seed really adds to a batch's peak on the GPU;
 * a real CUDA out of memory (the caching allocator's own error, under a per-process memory cap)
@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from gdepth import cell, data, engine
 from gdepth.cli import config_dir
 from gdepth.engine import memory, slices
-from gdepth.nn.kernels import DENSE_AUTO_MAX_NODES, adjacency_storage, propagation
+from gdepth.nn.propagation import DENSE_AUTO_MAX_NODES, adjacency_storage, propagation
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

@@ -16,7 +16,8 @@ from gdepth.cli import config_dir
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.dropedge_backbones import GCNUnit
 from gdepth.models.gcn_tricks import SeedGCNConv
-from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.norms import NORMS
 
 N, IN, OUT, D = 15, 6, 3, 8

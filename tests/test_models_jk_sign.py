@@ -18,7 +18,8 @@ from gdepth.cli import config_dir
 from gdepth.models import sign
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.sign import hop_features
-from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 
 N, IN, OUT, D = 15, 6, 3, 8
 NAMES = ["jknet", "mlp", "sign"]

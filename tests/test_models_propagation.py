@@ -17,7 +17,7 @@ from gdepth.models import sgc
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.appnp import appnp_propagate
 from gdepth.models.gcnii import GCNIILayer
-from gdepth.nn.kernels import Propagation
+from gdepth.nn.propagation import Propagation
 
 N, IN, OUT, D = 15, 6, 3, 8
 NAMES = ["appnp", "sgc", "gcnii", "gcnii_star"]

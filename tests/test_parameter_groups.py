@@ -160,7 +160,8 @@ def test_stacked_shared_dropout_draws_one_mask_per_layer():
         return torch.ones(2, *shape)
 
     stacked.mask_fn = mask_fn
-    from gdepth.nn.kernels import Propagation, StackedInput
+    from gdepth.nn.kernels import StackedInput
+    from gdepth.nn.propagation import Propagation
 
     x = torch.randn(5, IN)
     adj = torch.eye(5).to_sparse_csr()

@@ -28,7 +28,8 @@ from torch_geometric.nn import GCNConv, GINConv
 from gdepth import config, models, train
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SeedGCNConv
-from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import concat_seeds
 from gdepth.norms import build_norm
 

@@ -22,7 +22,8 @@ from gdepth import config, models
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gat import GAT, attention_edges
 from gdepth.models.ggnn import GGNN
-from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
 from gdepth.norms import build_norm
 

@@ -36,7 +36,8 @@ from gdepth.models import gcn as gcn_module
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn import GCN
 from gdepth.models.gcn_tricks import SKIPS, SeedGCNConv, TricksGCN
-from gdepth.nn.kernels import Propagation, StackedInput
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import OneSeed, SeedLinear
 from gdepth.norms import NORMS, build_norm
 

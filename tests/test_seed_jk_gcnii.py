@@ -26,7 +26,8 @@ from gdepth import config, models
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcnii import GCNII
 from gdepth.models.jknet import JKNet, SeedJumpingKnowledge
-from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
 from gdepth.norms import build_norm
 

@@ -27,7 +27,8 @@ from torch_geometric.utils import to_torch_csr_tensor
 from gdepth import config, models
 from gdepth.diagnostics.run import layer_outputs
 from gdepth.models.adjacency import normalized_adjacency
-from gdepth.nn.kernels import NotBatchable, Propagation, StackedInput
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
 from gdepth.norms import build_norm
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from gdepth import config, data
-from gdepth.nn.kernels import StackedInput, keep_mask
+from gdepth.nn.dropout import keep_mask
+from gdepth.nn.kernels import StackedInput
 from gdepth.nn.sparse_input import SparseRows, masked_product
 
 U64 = 2.0 ** -53  # float64's unit roundoff

@@ -14,7 +14,7 @@ from gdepth import config, data, graph_dropout, models, train
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn_tricks import SKIPS, TricksGCN, identity_mapped
-from gdepth.nn.kernels import Propagation
+from gdepth.nn.propagation import Propagation
 from gdepth.train import Clipper, Selector, l1_penalty, should_stop
 
 

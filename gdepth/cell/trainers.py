@@ -27,7 +27,7 @@ from gdepth.cell.record import EngineInfo, SeedOutcome
 from gdepth.config import GdepthConfig
 from gdepth.diagnostics import run as diagnostics
 from gdepth.engine import slices
-from gdepth.nn.kernels import adjacency_storage
+from gdepth.nn.propagation import adjacency_storage
 from gdepth.sweep.checkpoint import CellCheckpoints
 
 

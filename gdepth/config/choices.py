@@ -34,7 +34,7 @@ class Engine(Choice):
 class Adjacency(Choice):
     """How the seed-batched engine stores the normalized adjacency it propagates with."""
 
-    auto = "auto"  # dense on CUDA for graphs up to nn.kernels.DENSE_AUTO_MAX_NODES, else sparse
+    auto = "auto"  # dense on CUDA for graphs up to nn.propagation.DENSE_AUTO_MAX_NODES, else sparse
     sparse = "sparse"  # CSR (embedding_bag rows on CPU, torch.sparse.mm elsewhere)
     dense = "dense"  # a dense [N, N] matrix and dense matmuls
 

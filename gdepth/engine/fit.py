@@ -57,7 +57,8 @@ from torch import Tensor, nn
 from gdepth import train_progress
 from gdepth.config import TrainConfig
 from gdepth.engine.slices import seed_state
-from gdepth.nn.kernels import StackedInput, propagation
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import propagation
 from gdepth.sweep.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.train import (
     Clipper,
@@ -148,7 +149,7 @@ def fit_batched(
     was measured for the batch: ``seeds``, ``epochs`` (run by the batch: its longest seed's, or
     the epoch all diverged at), ``wall_s`` and ``epoch_s`` (their quotient), and its own
     ``wall_s`` / ``epoch_s`` are nan. ``adjacency``: ``sparse`` or ``dense`` storage of ``adj``
-    for the propagations (:func:`gdepth.nn.kernels.adjacency_storage` resolves ``auto``).
+    for the propagations (:func:`gdepth.nn.propagation.adjacency_storage` resolves ``auto``).
     ``train_adj``, if given, returns each training step's adjacency, one for all seeds
     (DropEdge / DropNode; per seed: batches of one); evaluation uses ``adj``.
     ``keep_states``, if given (a list), receives per seed its state at its selected epoch

@@ -46,7 +46,9 @@ from torch import Tensor, nn
 from gdepth.config import APPNPConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.mlp import norm_weight_parameters
-from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 
@@ -61,7 +63,7 @@ def appnp_propagate(h: Tensor, adj: Tensor | Propagation, steps: int, alpha: flo
                     tap: Callable[[Tensor], Any] | None = None) -> Tensor:
     r"""``steps`` personalized-PageRank steps :math:`Z \leftarrow (1-\alpha)\hat{A}Z + \alpha H`
     from :math:`Z = H`, on ``h [N, k]`` (k = S·C: every seed in one product) with the
-    normalized adjacency ``adj`` (a :class:`gdepth.nn.kernels.Propagation`, or the sparse
+    normalized adjacency ``adj`` (a :class:`gdepth.nn.propagation.Propagation`, or the sparse
     ``[N, N]`` tensor itself); each step's :math:`Z` is handed to ``tap``, if given."""
     product = adj if isinstance(adj, Propagation) else (lambda z: torch.sparse.mm(adj, z))
     z = h

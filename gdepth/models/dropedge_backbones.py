@@ -66,15 +66,9 @@ from torch import Tensor, nn
 from gdepth.config import ModelConfig, NormConfig, ResGCNConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import SeedGCNConv
-from gdepth.nn.kernels import (
-    MaskFn,
-    NotBatchable,
-    Propagation,
-    StackedInput,
-    StackedNorm,
-    relu_dropout,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import MaskFn, relu_dropout, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput, StackedNorm
+from gdepth.nn.propagation import Propagation
 from gdepth.norms import build_seeded_norm
 from gdepth.options import unknown
 

@@ -50,7 +50,7 @@ REDUCES = ("mean", "sum")  # gcn / gcn_res: mean; gin: sum
 
 class CompleteGraph:
     r"""The complete graph (self loops included) of every instance as a propagation of ``[N, k]``
-    features (the duck type of :class:`gdepth.nn.kernels.Propagation`: called with or without
+    features (the duck type of :class:`gdepth.nn.propagation.Propagation`: called with or without
     autograd, ``product``, ``transposed``, ``block_diagonal``).
 
     Args:

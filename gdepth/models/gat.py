@@ -52,7 +52,8 @@ from torch import Tensor, nn
 from gdepth.config import GATConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
-from gdepth.nn.kernels import NotBatchable, StackedInput, keep_mask, stacked_dropout
+from gdepth.nn.dropout import keep_mask, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput
 from gdepth.nn.seeds import glorot_
 from gdepth.norms import build_seeded_norm
 
@@ -344,7 +345,8 @@ class GAT(nn.Module):
     def forward(self, x_in: Any, adj: Any, rows: Tensor | None = None) -> Tensor:
         """Logits ``[N, S, out_dim]`` from the input features (a
         :class:`gdepth.nn.kernels.StackedInput` or ``[N, in_dim]``) and the propagation (a
-        :class:`gdepth.nn.kernels.Propagation` or the sparse ``adj``); only its edges are read."""
+        :class:`gdepth.nn.propagation.Propagation` or the sparse ``adj``); only its edges are
+        read."""
         x_in = x_in if isinstance(x_in, StackedInput) else StackedInput(x_in)
         edges = self.edges(getattr(adj, "adj", adj))
         common.tap(self, x_in.x)

@@ -40,7 +40,7 @@ shape ``[N, S, d]`` (seed s is ``H[:, s]``) one layer is, for all seeds at once,
 
 in the order ``GCNConv`` computes it (transform, then propagate, then bias), so each seed's
 numbers equal a PyG ``GCNConv`` stack's up to float rounding. The sparse product is
-:class:`gdepth.nn.kernels.Propagation` (``embedding_bag`` on CPU, ``torch.sparse.mm`` on
+:class:`gdepth.nn.propagation.Propagation` (``embedding_bag`` on CPU, ``torch.sparse.mm`` on
 GPU); the first layer multiplies the shared input features X (sparse CSR where sparse) by
 :class:`gdepth.nn.kernels.StackedInput`.
 """
@@ -64,14 +64,9 @@ from gdepth.models.gcn_tricks import (
     identity_mapped,
     norm_weights,
 )
-from gdepth.nn.kernels import (
-    MaskFn,
-    Propagation,
-    StackedInput,
-    StackedNorm,
-    keep_mask,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import MaskFn, keep_mask, stacked_dropout
+from gdepth.nn.kernels import StackedInput, StackedNorm
+from gdepth.nn.propagation import Propagation
 from gdepth.norms import build_seeded_norm
 
 GCN_CONVENTION = (
@@ -90,7 +85,7 @@ class GCN(FullyAdjacentLast, nn.Module):
     r"""``depth`` GCN layers on a normalized adjacency for S seeds (see the module docstring):
     ``forward(x_in, adj) -> [N, S, out_dim]``, ``x_in`` the
     :class:`gdepth.nn.kernels.StackedInput` of the shared features, ``adj`` the cached
-    :class:`gdepth.nn.kernels.Propagation`.
+    :class:`gdepth.nn.propagation.Propagation`.
 
     Args:
         in_dim: input features.

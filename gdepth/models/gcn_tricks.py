@@ -58,7 +58,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from gdepth.models import common
-from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_conv, stacked_dropout
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import StackedInput, stacked_conv
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear, glorot_
 from gdepth.norms import build_seeded_norm
 

@@ -51,7 +51,9 @@ from torch import Tensor, nn
 
 from gdepth.config import GCNIIConfig, NormConfig
 from gdepth.models import common
-from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 

@@ -49,13 +49,9 @@ from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.models.gat import PerAdjacency, weight_parameters_of
-from gdepth.nn.kernels import (
-    NotBatchable,
-    Propagation,
-    StackedInput,
-    stacked_conv,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput, stacked_conv
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 
@@ -69,7 +65,7 @@ GGNN_CONVENTION = (
 def sum_adjacency(adj: Tensor, dtype: torch.dtype | None = None) -> Propagation:
     r"""The unweighted adjacency :math:`A` (``A[target, source] = 1`` for every edge of the
     sparse ``adj``, its values unused, self loops dropped) as a CSR
-    :class:`gdepth.nn.kernels.Propagation`: :math:`AZ` is ``GatedGraphConv``'s ``add``
+    :class:`gdepth.nn.propagation.Propagation`: :math:`AZ` is ``GatedGraphConv``'s ``add``
     aggregation over :func:`gdepth.models.adjacency.edge_index_from_adj`'s edges; its values
     of ``dtype`` (the features'; default ``adj``'s)."""
     source, target = edge_index_from_adj(adj)
@@ -277,7 +273,8 @@ class GGNN(nn.Module):
     def forward(self, x_in: Any, adj: Any, rows: Tensor | None = None) -> Tensor:
         """Logits ``[N, S, out_dim]`` from the input features (a
         :class:`gdepth.nn.kernels.StackedInput` or ``[N, in_dim]``) and the propagation (a
-        :class:`gdepth.nn.kernels.Propagation` or the sparse ``adj``); only its edges are read."""
+        :class:`gdepth.nn.propagation.Propagation` or the sparse ``adj``); only its edges are
+        read."""
         x_in = x_in if isinstance(x_in, StackedInput) else StackedInput(x_in)
         prop = self.adjacency(getattr(adj, "adj", adj), self.lin_in.weight.dtype)
         common.tap(self, x_in.x)

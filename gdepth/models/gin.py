@@ -41,15 +41,9 @@ from torch import Tensor, nn
 from gdepth.config import GINConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.fully_adjacent import FullyAdjacentLast
-from gdepth.nn.kernels import (
-    DensePropagation,
-    MaskFn,
-    NotBatchable,
-    Propagation,
-    StackedInput,
-    propagation,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import DensePropagation, Propagation, propagation
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 

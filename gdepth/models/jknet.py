@@ -61,13 +61,9 @@ from torch import Tensor, nn
 from gdepth.config import JKNetConfig, NormConfig
 from gdepth.models import common
 from gdepth.models.gcn_tricks import SeedGCNConv
-from gdepth.nn.kernels import (
-    MaskFn,
-    NotBatchable,
-    Propagation,
-    StackedInput,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear, kaiming_linear_
 from gdepth.norms import build_seeded_norm
 from gdepth.options import unknown

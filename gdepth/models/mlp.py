@@ -31,14 +31,8 @@ from torch import Tensor, nn
 
 from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
-from gdepth.nn.kernels import (
-    MaskFn,
-    NotBatchable,
-    StackedInput,
-    StackedNorm,
-    relu_dropout,
-    stacked_dropout,
-)
+from gdepth.nn.dropout import MaskFn, relu_dropout, stacked_dropout
+from gdepth.nn.kernels import NotBatchable, StackedInput, StackedNorm
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 

@@ -51,7 +51,9 @@ from torch import Tensor, nn
 
 from gdepth.config import NormConfig, SGCConfig
 from gdepth.models.mlp import no_first_layer
-from gdepth.nn.kernels import MaskFn, NotBatchable, Propagation, StackedInput, keep_mask
+from gdepth.nn.dropout import MaskFn, keep_mask
+from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear
 
 SGC_CONVENTION = (
@@ -69,7 +71,7 @@ def propagate_features(x: Tensor, adj: Tensor, steps: int) -> Tensor:
 
     A CSR ``adj`` on CPU multiplies as ``F.embedding_bag`` over its rows (bag i = row i's
     columns weighted by its values; the same sums as ``torch.sparse.mm``, as
-    :class:`gdepth.nn.kernels.Propagation`; ``benchmarks/sgc_speed.py`` times it against
+    :class:`gdepth.nn.propagation.Propagation`; ``benchmarks/sgc_speed.py`` times it against
     ``torch.sparse.mm``). With autograd (``x`` requires grad):
     ``torch.sparse.mm``.
     """

@@ -82,7 +82,9 @@ from gdepth.config import NormConfig, SIGNConfig
 from gdepth.models import common
 from gdepth.models.mlp import no_first_layer, norm_weight_parameters
 from gdepth.models.sgc import precomputed_product
-from gdepth.nn.kernels import MaskFn, Propagation, StackedInput, stacked_dropout
+from gdepth.nn.dropout import MaskFn, stacked_dropout
+from gdepth.nn.kernels import StackedInput
+from gdepth.nn.propagation import Propagation
 from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import build_seeded_norm
 from gdepth.options import unknown

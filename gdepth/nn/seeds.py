@@ -11,7 +11,7 @@ one forward pass. The contract every model and norm of gdepth follows:
 * **Features are node-major**: a hidden tensor is ``[N, S, d]`` (seed s is ``H[:, s]``);
   ``forward(x_in, adj, rows=None)`` maps the shared input features
   (:class:`gdepth.nn.kernels.StackedInput`) and the propagation
-  (:class:`gdepth.nn.kernels.Propagation`) to logits ``[N, S, C]`` (``[R, S, C]`` for the
+  (:class:`gdepth.nn.propagation.Propagation`) to logits ``[N, S, C]`` (``[R, S, C]`` for the
   ``rows`` of a row-wise model). One run is S = 1.
 * **Initialization per seed**: :func:`reset_seeds` draws seed ``s``'s initial weights after
   ``torch.manual_seed(seeds[s])``, by calling ``reset_seed(s)`` on every submodule that has
@@ -296,7 +296,7 @@ class OneSeed(nn.Module):
         self._props = _Cache()  # the Propagation of the last adjacency seen
 
     def _propagation(self, adj: Tensor) -> Any:
-        from gdepth.nn.kernels import Propagation
+        from gdepth.nn.propagation import Propagation
 
         if adj is None:  # a graph-free model (mlp)
             return None
