@@ -200,10 +200,11 @@ def summary(states: list[CellState]) -> dict[str, int]:
 
 def recorded_compute(directory: str | Path) -> tuple[float, int]:
     """The seconds the records below ``directory`` took and how many there are: the sum of
-    every record file's ``wall_s`` (search trials, part records and superseded re-runs
-    included, as each cost its time). ``wall_s`` is the time of the call that wrote the
-    record, so a cell resumed after a kill counts only its last call, and a run killed before
-    it wrote a record counts nothing: a lower bound on the machine time a study took."""
+    every record file's ``wall_s`` (search trials and seed-job parts included, as each cost
+    its time). ``wall_s`` is the time of the call that wrote the record, and a re-run
+    overwrites its cell's record, so a cell resumed or re-run counts only its last call, and a
+    run killed before it wrote a record counts nothing: a lower bound on the machine time a
+    study took."""
     total, count = 0.0, 0
     for path in Path(directory).rglob(f"{layout.RECORDS}/*.json"):
         record = records.read(path)
