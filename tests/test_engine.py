@@ -58,8 +58,8 @@ TOL64 = 1e-10
 
 
 def _seed_major_layer():
-    """The seed-major GCN layer kernel (the seed-native gcn family's, gdepth.models.gcn)."""
-    from gdepth.models.gcn import seed_major_layer
+    """The seed-major GCN layer kernel (the seed-native gcn family's, gdepth.nn.seed_major)."""
+    from gdepth.nn.seed_major import seed_major_layer
 
     return seed_major_layer
 

@@ -38,6 +38,7 @@ from gdepth.models.gcn import GCN
 from gdepth.models.gcn_tricks import SKIPS, SeedGCNConv, TricksGCN
 from gdepth.nn.kernels import StackedInput
 from gdepth.nn.propagation import Propagation
+from gdepth.nn.seed_major import seed_major_layer
 from gdepth.nn.seeds import OneSeed, SeedLinear
 from gdepth.norms import NORMS, build_norm
 
@@ -473,7 +474,7 @@ def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual, maske
     upstream = torch.randn(s, n, d, generator=gen)
     leaves = [t.clone().requires_grad_() for t in (h, weight, bias)]
     refs = [t.clone().requires_grad_() for t in (h, weight, bias)]
-    out = gcn_module.seed_major_layer(leaves[0], mask, leaves[1], leaves[2], blocks, residual)
+    out = seed_major_layer(leaves[0], mask, leaves[1], leaves[2], blocks, residual)
     (out * upstream).sum().backward()
     dense = adj.to_dense()
     x = refs[0] * mask if masked else refs[0]
@@ -485,7 +486,7 @@ def test_seed_major_layer_matches_autograd_of_its_parts(float64, residual, maske
     for got, want in zip(leaves, refs, strict=True):
         close(got.grad, want.grad)
     with torch.no_grad():  # evaluation: the same numbers, nothing kept for a backward
-        close(gcn_module.seed_major_layer(h, mask, weight, bias, blocks, residual),
+        close(seed_major_layer(h, mask, weight, bias, blocks, residual),
               ref.detach())
 
 

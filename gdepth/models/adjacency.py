@@ -26,6 +26,7 @@ Nodes of degree 0 get a zero row. Duplicate edges count once per copy, as in ``G
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,3 +101,25 @@ class EdgeIndexCache:
             self._edge_index = edge_index_from_adj(adj)
             self._adj = adj
         return self._edge_index
+
+
+class PerAdjacency:
+    """``make(adj, *key)`` once per adjacency object and key (the same object and key: cached),
+    as :class:`EdgeIndexCache`."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self._adj: Tensor | None = None
+        self._key: tuple = ()
+        self._value: Any = None
+
+    def __deepcopy__(self, memo: dict) -> PerAdjacency:
+        """An empty cache (``copy.deepcopy`` of a model, as ``select_seeds`` and
+        ``concat_seeds`` make, cannot copy a sparse CSR adjacency; the copy rebuilds)."""
+        return PerAdjacency(self.make)
+
+    def __call__(self, adj: Tensor, *key: Any) -> Any:
+        if adj is not self._adj or key != self._key or self._value is None:
+            self._value = self.make(adj, *key)
+            self._adj, self._key = adj, key
+        return self._value

@@ -203,3 +203,14 @@ def optimizer_groups(model: nn.Module, train_cfg: TrainConfig) -> list[dict[str,
         return [{"params": params, "weight_decay": groups.get(g, default)}
                 for g, params in model.named_parameter_groups().items() if params]
     return model.parameter_groups(groups.get("graph", default), groups.get("dense", default))
+
+
+def weight_parameters_of(module: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``module`` a one-seed model names ``*weight*``: a block's own
+    ``weight_parameters()`` where it declares one (a seeded norm), else by name."""
+    if hasattr(module, "weight_parameters"):
+        return list(module.weight_parameters())
+    out = [p for n, p in module.named_parameters(recurse=False) if "weight" in n]
+    for child in module.children():
+        out += weight_parameters_of(child)
+    return out

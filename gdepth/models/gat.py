@@ -23,9 +23,9 @@ attention_dropout)`` (negative_slope 0.2, add_self_loops, bias) computes, for S 
 one ``bmm`` for every seed's transform (seed-major ``[S, N, heads·d]``), one more for both
 scores of every head, the scores of all seeds gathered at the edge endpoints at once
 (``[S, E, heads]``), then the softmax over each
-node's incoming edges and the weighted sum by hand (:class:`_EdgeSoftmax`,
-:class:`_Aggregate`: seed by seed inside one autograd node, which keeps each seed's edge
-messages in cache). The initial weights are GATConv's draws (glorot
+node's incoming edges and the weighted sum by hand (:class:`gdepth.nn.attention.EdgeSoftmax`
+and :class:`gdepth.nn.attention.Aggregate`: seed by seed inside one autograd node, which keeps
+each seed's edge messages in cache). The initial weights are GATConv's draws (glorot
 ``lin`` weight, drawn twice as PyG does, glorot ``att_src`` then ``att_dst``, zero bias, per
 layer in order), so seed s starts where the PyG model built after ``torch.manual_seed(s)`` started.
 
@@ -43,7 +43,7 @@ selected by ``dropout_layers`` (``all`` or ``io``: first and last only).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,8 @@ from torch import Tensor, nn
 
 from gdepth.config import GATConfig, NormConfig
 from gdepth.models import common
-from gdepth.models.adjacency import edge_index_from_adj
+from gdepth.models.adjacency import PerAdjacency, edge_index_from_adj
+from gdepth.nn.attention import Aggregate, AttentionEdges, EdgeSoftmax
 from gdepth.nn.dropout import keep_mask, stacked_dropout
 from gdepth.nn.kernels import NotBatchable, StackedInput
 from gdepth.nn.seeds import glorot_
@@ -63,15 +64,6 @@ GAT_CONVENTION = (
     "each followed by norm -> activation; output: `output_heads` heads averaged; L=1 is one "
     "in->out layer; uses the edges of adj, not its weights"
 )
-
-
-class AttentionEdges(NamedTuple):
-    """The edges a GAT layer attends over: ``src``, ``dst`` ``[E]`` sorted by target (then
-    source), one self loop per node included; ``ptr [N + 1]`` the target segments (CSR)."""
-
-    src: Tensor
-    dst: Tensor
-    ptr: Tensor
 
 
 def attention_edges(adj: Tensor) -> AttentionEdges:
@@ -88,101 +80,6 @@ def attention_edges(adj: Tensor) -> AttentionEdges:
     ptr = torch.zeros(n + 1, dtype=torch.long, device=src.device)
     ptr[1:] = torch.bincount(dst, minlength=n).cumsum(0)
     return AttentionEdges(src, dst, ptr)
-
-
-class PerAdjacency:
-    """``make(adj, *key)`` once per adjacency object and key (the same object and key: cached),
-    as :class:`gdepth.models.adjacency.EdgeIndexCache`."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-        self._adj: Tensor | None = None
-        self._key: tuple = ()
-        self._value: Any = None
-
-    def __deepcopy__(self, memo: dict) -> PerAdjacency:
-        """An empty cache (``copy.deepcopy`` of a model, as ``select_seeds`` and
-        ``concat_seeds`` make, cannot copy a sparse CSR adjacency; the copy rebuilds)."""
-        return PerAdjacency(self.make)
-
-    def __call__(self, adj: Tensor, *key: Any) -> Any:
-        if adj is not self._adj or key != self._key or self._value is None:
-            self._value = self.make(adj, *key)
-            self._adj, self._key = adj, key
-        return self._value
-
-
-class _EdgeSoftmax(torch.autograd.Function):
-    r"""Softmax of the edge scores ``e [S, E, heads]`` over each target's incoming edges
-    (:math:`\alpha_e = \exp(e_e - m_i) / \sum_{e': dst_{e'} = i} \exp(e_{e'} - m_i)`,
-    :math:`m_i` the segment's maximum; PyG's ``utils.softmax`` up to its ``+1e-16`` in the
-    denominator, which is at least 1 here), seed by seed with ``torch.segment_reduce`` over the
-    target-sorted edges; backward from the output alone,
-    :math:`\partial e = \alpha \odot (G - \sum_{seg} \alpha \odot G)`.
-    Why by hand: PyG's index path (``scatter_reduce`` of the maximum on ``[S, E, heads]``) is
-    slower, forward + backward (``benchmarks/models_speed.py`` times the model)."""
-
-    @staticmethod
-    def forward(ctx, e: Tensor, edges: AttentionEdges) -> Tensor:  # type: ignore[override]
-        out = torch.empty_like(e)
-        for s in range(e.shape[0]):
-            top = torch.segment_reduce(e[s], "max", offsets=edges.ptr, axis=0)
-            ex = torch.sub(e[s], top.index_select(0, edges.dst), out=out[s]).exp_()
-            total = torch.segment_reduce(ex, "sum", offsets=edges.ptr, axis=0)
-            ex.div_(total.index_select(0, edges.dst))
-        ctx.save_for_backward(out)
-        ctx.edges = edges
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (alpha,) = ctx.saved_tensors
-        edges = ctx.edges
-        out = grad * alpha
-        for s in range(alpha.shape[0]):
-            total = torch.segment_reduce(out[s], "sum", offsets=edges.ptr, axis=0)
-            out[s].sub_(alpha[s] * total.index_select(0, edges.dst))
-        return out, None
-
-
-class _Aggregate(torch.autograd.Function):
-    r"""The attention-weighted sum :math:`O_{s,i} = \sum_{e: dst_e = i} \alpha_{s,e}
-    Z_{s, src_e}` per seed and head, ``z [S, N, heads, C]``, ``alpha [S, E, heads]``, seed by
-    seed. Backward, with :math:`G = \partial L/\partial O`:
-    :math:`\partial\alpha_{s,e} = G_{s,dst_e} \cdot Z_{s,src_e}` (over the channels),
-    :math:`\partial Z_{s,j} = \sum_{e: src_e = j} \alpha_{s,e} G_{s,dst_e}`.
-
-    Why by hand, seed by seed: the messages ``[E, S, heads, C]`` of all seeds at once (gather,
-    multiply, ``index_add``) spill every cache; one seed's ``[E, heads, C]`` on seed-major
-    tensors does not (node-major slices or one autograd gather / multiply / ``index_add`` for
-    all seeds are slower). Autograd would also save the gathered messages for the backward;
-    this saves ``z`` and ``alpha`` only."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, alpha: Tensor,  # type: ignore[override]
-                edges: AttentionEdges) -> Tensor:
-        out = z.new_zeros(z.shape)
-        for s in range(z.shape[0]):
-            msg = z[s].index_select(0, edges.src).mul_(alpha[s].unsqueeze(-1))
-            out[s].index_add_(0, edges.dst, msg)
-        ctx.save_for_backward(z, alpha)
-        ctx.edges = edges
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        z, alpha = ctx.saved_tensors
-        edges = ctx.edges
-        grad = grad.contiguous()
-        grad_z = torch.zeros_like(z) if ctx.needs_input_grad[0] else None
-        grad_alpha = torch.empty_like(alpha) if ctx.needs_input_grad[1] else None
-        for s in range(z.shape[0]):
-            g = grad[s].index_select(0, edges.dst)  # [E, heads, C]
-            if grad_alpha is not None:
-                torch.sum(g * z[s].index_select(0, edges.src), dim=-1, out=grad_alpha[s])
-            if grad_z is not None:
-                grad_z[s].index_add_(0, edges.src, g.mul_(alpha[s].unsqueeze(-1)))
-        return grad_z, grad_alpha, None
 
 
 class SeedGATConv(nn.Module):
@@ -245,29 +142,18 @@ class SeedGATConv(nn.Module):
         scores = torch.bmm(zs, blocks.reshape(s, h * c, 2 * h))  # [S, N, 2·heads]
         e = F.leaky_relu(scores[..., :h].index_select(1, edges.src)
                          + scores[..., h:].index_select(1, edges.dst), self.negative_slope)
-        alpha = _EdgeSoftmax.apply(e, edges)  # [S, E, heads]
+        alpha = EdgeSoftmax.apply(e, edges)  # [S, E, heads]
         if training and self.attention_dropout > 0.0:
             p = self.attention_dropout
             alpha = alpha * (mask_fn(tuple(alpha.shape[1:]), p).to(alpha.dtype)
                              if mask_fn is not None else keep_mask(alpha, p))
-        out = _Aggregate.apply(zs.view(s, n, h, c), alpha, edges)  # [S, N, heads, C]
+        out = Aggregate.apply(zs.view(s, n, h, c), alpha, edges)  # [S, N, heads, C]
         out = out.view(s, n, -1) if self.concat else out.mean(dim=2)
         return (out + self.bias.unsqueeze(1)).transpose(0, 1)
 
     def extra_repr(self) -> str:
         return (f"seeds={self.num_seeds}, {self.d_in} -> {self.heads}x{self.channels}, "
                 f"concat={self.concat}, attention_dropout={self.attention_dropout}")
-
-
-def weight_parameters_of(module: nn.Module) -> list[nn.Parameter]:
-    """The parameters of ``module`` a one-seed model names ``*weight*``: a block's own
-    ``weight_parameters()`` where it declares one (a seeded norm), else by name."""
-    if hasattr(module, "weight_parameters"):
-        return list(module.weight_parameters())
-    out = [p for n, p in module.named_parameters(recurse=False) if "weight" in n]
-    for child in module.children():
-        out += weight_parameters_of(child)
-    return out
 
 
 class GAT(nn.Module):
@@ -336,7 +222,7 @@ class GAT(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         """The layers' ``weight`` (GATConv's ``lin.weight``; ``att_src`` / ``att_dst`` are not
         named weight) and the norms' weights."""
-        return [p for child in self.children() for p in weight_parameters_of(child)]
+        return [p for child in self.children() for p in common.weight_parameters_of(child)]
 
     def _drop(self, h: Tensor, position: int) -> Tensor:
         p = self.dropout if position in self.dropout_at else 0.0

@@ -47,8 +47,7 @@ from torch import Tensor, nn
 
 from gdepth.config import ModelConfig, NormConfig
 from gdepth.models import common
-from gdepth.models.adjacency import edge_index_from_adj
-from gdepth.models.gat import PerAdjacency, weight_parameters_of
+from gdepth.models.adjacency import PerAdjacency, edge_index_from_adj
 from gdepth.nn.dropout import stacked_dropout
 from gdepth.nn.kernels import NotBatchable, StackedInput, stacked_conv
 from gdepth.nn.propagation import Propagation
@@ -268,7 +267,7 @@ class GGNN(nn.Module):
     def weight_parameters(self) -> list[nn.Parameter]:
         """``lin_in.weight``, the step weights, the GRU's ``weight_ih`` / ``weight_hh``, the
         norms' weights, ``lin_out.weight``: what the one-seed model named ``*weight*``."""
-        return [p for child in self.children() for p in weight_parameters_of(child)]
+        return [p for child in self.children() for p in common.weight_parameters_of(child)]
 
     def forward(self, x_in: Any, adj: Any, rows: Tensor | None = None) -> Tensor:
         """Logits ``[N, S, out_dim]`` from the input features (a
