@@ -198,7 +198,8 @@ def test_reproduce_compares_the_records_with_the_published_table(tiny):
     assert "6 rows (" in result.stderr
     seconds, count = status.recorded_compute(folder)  # from the records: --no-run keeps it
     assert count == 6 and seconds > 0
-    assert (f"- compute in the sweep folder's records: {cells.duration(seconds)} over 6 records"
+    spent = cells.rough_duration(seconds)
+    assert (f"- compute in the sweep folder's records: {spent} over 6 records"
             in (folder / "comparison.md").read_text())
     assert "gdepth reproduce: wall time of this call: " in result.stderr
 
@@ -354,7 +355,7 @@ def test_dry_run_gives_a_tree_cell_its_floor_and_its_pass_budget(capsys):
     assert command._dry_run(exp, planned, {}) == 0
     out, err = capsys.readouterr()
     per_pass = cells.TREE_PASS_SECONDS["gcn"][4]
-    floor, ceiling = cells.duration(2100 * per_pass), cells.duration(50000 * per_pass)
+    floor, ceiling = cells.rough_duration(2100 * per_pass), cells.rough_duration(50000 * per_pass)
     assert f"~{floor} (up to {ceiling} at its pass budget)" in out
     assert f"1 cells, ~{floor} (up to {ceiling} if every tree run" in err
     exp = experiment.load("nodenorm2021", ["dataset=cora", "depth=8", "norm=none"])

@@ -222,8 +222,10 @@ def estimate_searched(cell: Cell) -> float:
     return per_seed * (trials * seeds + int(cell.config["seeds"]))
 
 
-def duration(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``3.4 h``."""
+def rough_duration(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.4 h``: two significant figures at most, for estimates and
+    study totals (:func:`gdepth.sweep.progress.duration` gives ``12m05s`` for a measured time
+    on a progress line)."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

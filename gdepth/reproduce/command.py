@@ -103,9 +103,9 @@ def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
     for i, cell in enumerate(planned):
         labels = " ".join(f"{k}={v}" for k, v in cell.labels.items())
         state = " (dataset not available)" if cell.config["dataset"]["name"] in missing else ""
-        est = cells_mod.duration(cost(cell))
+        est = cells_mod.rough_duration(cost(cell))
         if ceilings and ceilings[i] is not None:
-            est += f" (up to {cells_mod.duration(ceilings[i])} at its pass budget)"
+            est += f" (up to {cells_mod.rough_duration(ceilings[i])} at its pass budget)"
         budget = cells_mod.budget(cell)
         searched = "" if budget is None else (
             f"\n    searched ({experiment.search_label(exp)}): {budget[0]} trials × {budget[1]} "
@@ -113,10 +113,10 @@ def _dry_run(exp: experiment.Experiment, planned: list[cells_mod.Cell],
         print(f"{cell.key}  {labels}  ~{est}{state}\n    {' '.join(cell.overrides)}\n"
               f"    {settings(cell.config)}{searched}")
     costs = [cost(c) for c in planned]
-    total = f"~{cells_mod.duration(sum(costs))}"
+    total = f"~{cells_mod.rough_duration(sum(costs))}"
     if any(c is not None for c in ceilings):
         most = sum(c if c is not None else f for c, f in zip(ceilings, costs, strict=True))
-        total += (f" (up to {cells_mod.duration(most)} if every tree run trains to its pass "
+        total += (f" (up to {cells_mod.rough_duration(most)} if every tree run trains to its pass "
                   "budget)")
     what = "searched cells" if exp.search else "cells"
     print(f"{len(planned)} {what}, {total} CPU; sweep folder {experiment.folder(exp)}",
@@ -168,13 +168,14 @@ def main(argv: list[str]) -> int:
     header = _header(exp, len(planned))
     if Path(folder).is_dir():  # from the records, so `--no-run` regenerates the same line
         seconds, count = status.recorded_compute(folder)
-        header += (f"\n- compute in the sweep folder's records: {cells_mod.duration(seconds)} "
+        spent = cells_mod.rough_duration(seconds)
+        header += (f"\n- compute in the sweep folder's records: {spent} "
                    f"over {count} records (every call into it, trials included; each record's "
                    "wall_s summed, a lower bound)")
     text = compare.write(exp, frame, Path(folder), header)
     print(text)
     if not ns.no_run:
-        print(f"gdepth reproduce: wall time of this call: {cells_mod.duration(wall)}",
+        print(f"gdepth reproduce: wall time of this call: {cells_mod.rough_duration(wall)}",
               file=sys.stderr)
     counts = frame["verdict"].value_counts().to_dict()
     summary = ", ".join(f"{n} {v}" for v, n in counts.items())

@@ -54,7 +54,7 @@ def _rows() -> Iterator[list]:
 
 def _line(row: list) -> str:
     name, count, seconds, title = row
-    return f"{name:<22} {count:>5} {cells_mod.duration(seconds):>9}  {title}"
+    return f"{name:<22} {count:>5} {cells_mod.rough_duration(seconds):>9}  {title}"
 
 
 def print_list() -> int:
