@@ -32,7 +32,7 @@ exactly the adjacency of those trees (no edge leaves a tree; checked once). With
 authors never train full batch (their smallest ratio is 64 of 76 trees at r = 2).
 
 One seed per run, as a one-seed module (``models.build``: ``forward(x, adj) -> [N, C]``, for a
-seed-native model its :class:`gdepth.nn.seeds.OneSeed`): each seed draws its own order of
+seed-native model its :class:`gdepth.nn.one_seed.OneSeed`): each seed draws its own order of
 trees, so seeds share no step to batch, and the Alon & Yahav model's fully-adjacent last layer
 takes ``root_of``, which the seed-native ``forward(x_in, adj, rows)`` does not carry. The
 optimizer, selection (:class:`gdepth.train.Selector` on the running train accuracy with

@@ -1,6 +1,6 @@
 """gdepth.models: DropEdge's ResGCN, DenseGCN and IncepGCN, each against a hand computation.
 
-``models.build`` gives the one-seed interface (:class:`gdepth.nn.seeds.OneSeed`); its ``native``
+``models.build`` gives the one-seed interface (:class:`gdepth.nn.one_seed.OneSeed`); its ``native``
 is the seed-native backbone (one seed), whose tensors the hand computations read."""
 
 from __future__ import annotations

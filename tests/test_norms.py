@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from gdepth import config
 from gdepth.cli import config_dir
 from gdepth.nn.kernels import StackedNorm
-from gdepth.nn.seeds import OneSeedNorm
+from gdepth.nn.one_seed import OneSeedNorm
 from gdepth.norms import (
     NORMS,
     BatchNorm,

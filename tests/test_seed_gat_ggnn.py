@@ -23,8 +23,9 @@ from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gat import GAT, attention_edges
 from gdepth.models.ggnn import GGNN
 from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.one_seed import OneSeed
 from gdepth.nn.propagation import Propagation
-from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
+from gdepth.nn.seeds import concat_seeds, select_seeds
 from gdepth.norms import build_norm
 
 N, IN, OUT, D = 17, 6, 3, 8

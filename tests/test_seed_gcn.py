@@ -37,9 +37,10 @@ from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.gcn import GCN
 from gdepth.models.gcn_tricks import SKIPS, SeedGCNConv, TricksGCN
 from gdepth.nn.kernels import StackedInput
+from gdepth.nn.one_seed import OneSeed
 from gdepth.nn.propagation import Propagation
 from gdepth.nn.seed_major import seed_major_layer
-from gdepth.nn.seeds import OneSeed, SeedLinear
+from gdepth.nn.seeds import SeedLinear
 from gdepth.norms import NORMS, build_norm
 
 N, IN, HIDDEN, OUT = 40, 6, 8, 3

@@ -28,8 +28,9 @@ from gdepth import config, models
 from gdepth.diagnostics.run import layer_outputs
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.nn.kernels import NotBatchable, StackedInput
+from gdepth.nn.one_seed import OneSeed
 from gdepth.nn.propagation import Propagation
-from gdepth.nn.seeds import OneSeed, concat_seeds, select_seeds
+from gdepth.nn.seeds import concat_seeds, select_seeds
 from gdepth.norms import build_norm
 
 N, IN, OUT, D = 15, 6, 3, 8

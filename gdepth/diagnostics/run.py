@@ -14,7 +14,7 @@
 Both measure one seed's model behind the one-seed interface ``model(x [N, F], adj) -> [N, C]``:
 the cell trains its seeds in batches and hands each seed's slice of the batch, at its
 selected epoch, as :func:`gdepth.engine.slices.one_seed` (a
-:class:`gdepth.nn.seeds.OneSeed` of the seed-native model; a one-seed module of a
+:class:`gdepth.nn.one_seed.OneSeed` of the seed-native model; a one-seed module of a
 :class:`gdepth.nn.seeds.SeedStack`).
 """
 

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gdepth.nn.seeds import OneSeed, SeedStack, select_seeds
+from gdepth.nn.one_seed import OneSeed
+from gdepth.nn.seeds import SeedStack, select_seeds
 
 
 def seed_state(model: nn.Module, index: int) -> dict[str, Tensor]:

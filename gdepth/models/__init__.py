@@ -29,7 +29,8 @@ from gdepth.models import (
     sgc,
     sign,
 )
-from gdepth.nn.seeds import OneSeed, SeedStack, reset_seeds
+from gdepth.nn.one_seed import OneSeed
+from gdepth.nn.seeds import SeedStack, reset_seeds
 from gdepth.options import unknown
 
 
@@ -225,7 +226,7 @@ def fully_adjacent_models() -> list[str]:
 
 
 def set_instances(model: nn.Module, instance: Any) -> None:
-    """Give ``model`` (seed-native, or its :class:`gdepth.nn.seeds.OneSeed`) the node →
+    """Give ``model`` (seed-native, or its :class:`gdepth.nn.one_seed.OneSeed`) the node →
     instance ids ``instance [N]`` its fully-adjacent last layer reads
     (:class:`gdepth.models.fully_adjacent.FullyAdjacentLast`; the cell passes
     :attr:`gdepth.data.Graph.instance`)."""
@@ -270,7 +271,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def checkpoint_layers(model: nn.Module) -> None:
     """Turn on activation checkpointing (``activation_checkpointing=true``) in ``model`` (a
-    seed-native model, or its :class:`gdepth.nn.seeds.OneSeed`).
+    seed-native model, or its :class:`gdepth.nn.one_seed.OneSeed`).
 
     Each hidden layer then keeps only its input for the backward pass and recomputes its
     output there: activation memory ~ one ``[N, S, hidden]`` tensor per layer instead of

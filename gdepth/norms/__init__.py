@@ -10,7 +10,7 @@ draws what that module draws in its constructor). One run is S = 1.
 Registry ``NORMS`` maps the config name (``norm=<name>``) to a builder and a one-line
 description; :func:`build_seeded_norm` turns a ``norm`` config node into the module for S
 seeds, :func:`build_norm` into the one-seed module ``[N, d] -> [N, d]``
-(:class:`gdepth.nn.seeds.OneSeedNorm` over the S = 1 module: one definition per norm).
+(:class:`gdepth.nn.one_seed.OneSeedNorm` over the S = 1 module: one definition per norm).
 
 =============  ==============================================================================
 name           layer (the module it replaces)
@@ -55,7 +55,7 @@ from gdepth.config import (
     PairNormConfig,
 )
 from gdepth.nn.kernels import StackedNorm
-from gdepth.nn.seeds import OneSeedNorm
+from gdepth.nn.one_seed import OneSeedNorm
 from gdepth.norms.base import SeedNormBase
 from gdepth.norms.batch_norm import BatchNorm
 from gdepth.norms.comb_norm import CombNorm
@@ -173,7 +173,7 @@ def build_seeded_norm(norm_cfg: NormConfig | None, dim: int, num_seeds: int) -> 
 
 def build_norm(norm_cfg: NormConfig | None, dim: int) -> nn.Module:
     """The one-seed norm ``[N, dim] -> [N, dim]``: :func:`build_seeded_norm` with S = 1 behind
-    :class:`gdepth.nn.seeds.OneSeedNorm` (the seed-native module is its ``module``)."""
+    :class:`gdepth.nn.one_seed.OneSeedNorm` (the seed-native module is its ``module``)."""
     return OneSeedNorm(build_seeded_norm(norm_cfg, dim, 1))
 
 
