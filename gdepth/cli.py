@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gdepth import __version__, compose
+from gdepth import __version__, compose, preview
 from gdepth.depth import DepthError, parse_depths
 from gdepth.paths import config_dir
 from gdepth.sweep import launchers, progress
@@ -144,60 +144,6 @@ def _hydra_shows(ns: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _show_cfg(ns: argparse.Namespace, cells: list, overrides: list[str]) -> int:
-    """``--cfg job|hydra|all [-p PACKAGE]``: what each cell will run (the preset applied, the
-    command line winning), one YAML document per cell."""
-    from omegaconf import OmegaConf
-
-    hydra_node = compose.hydra_node(overrides, config_dir()) if ns.cfg != "job" else None
-    for i, cell in enumerate(cells):
-        shown: dict = {} if ns.cfg == "hydra" else dict(cell.config)
-        if hydra_node is not None:
-            shown["hydra"] = hydra_node
-        node = OmegaConf.create(shown)
-        if ns.package:
-            node = OmegaConf.select(node, ns.package)
-            if node is None:
-                return _fail(f"--package {ns.package}: no such key; valid: {', '.join(shown)}")
-        if len(cells) > 1:
-            print(f"# cell {i + 1}/{len(cells)}: {cell.label}  key {cell.key}")
-        text = OmegaConf.to_yaml(node) if OmegaConf.is_config(node) else f"{node}\n"
-        print(text, end="" if i + 1 == len(cells) else "---\n")
-        if ns.cfg == "hydra":
-            break  # the hydra node is the same for every cell
-    return 0
-
-
-def _dry_run(cells: list, folder: Path) -> int:
-    """``--dry-run``: each cell's key, label, whether its record is done, and the dataset /
-    model / train settings it will run with (the preset applied), launching nothing."""
-    from gdepth.sweep import status
-
-    done = 0
-    for cell in cells:
-        state = status.cell_status(folder, cell.key) if folder.is_dir() else "missing"
-        state = "done" if state in ("ok", "diverged") else "to run" if state == "missing" \
-            else state
-        done += state == "done"
-        search = cell.config.get("search") or {}
-        if search.get("name", "none") != "none":
-            state = (f"search={search['name']}: {search['trials']} trials × {search['seeds']} "
-                     f"seeds, then the best with {cell.config['seeds']} seeds")
-        print(f"{cell.key}  {cell.label:<28} {state}")
-        for section in ("dataset", "model", "norm", "train"):
-            values = {k: v for k, v in cell.config[section].items()
-                      if k not in ("dataset_overrides", "model_overrides", "tree_batches",
-                                   "per_model")}
-            print(f"    {section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        for section, values in cell.applied.items():
-            print(f"    train={cell.config['train']['name']} sets {section}: "
-                  + ", ".join(f"{k}={v}" for k, v in values.items()))
-    where = f"folder {folder}" if folder.name not in ("sweeps", "runs") else "a new folder"
-    print(f"{len(cells)} cells: {done} done, {len(cells) - done} to run; {where}; "
-          "nothing launched (--dry-run)", file=sys.stderr)
-    return 0
-
-
 def _launch(command: str, args: list[str]) -> int:
     try:
         ns, overrides, dry = _hydra_flags(args)
@@ -211,9 +157,12 @@ def _launch(command: str, args: list[str]) -> int:
     except (DepthError, launchers.ChoiceError, compose.ComposeError) as err:
         return _fail(str(err))
     if ns.cfg:
-        return _show_cfg(ns, cells, overrides)
+        try:
+            return preview.show_cfg(ns.cfg, ns.package, cells, overrides)
+        except preview.UnknownPackage as err:
+            return _fail(str(err))
     if dry:
-        return _dry_run(cells, _folder(command, overrides))
+        return preview.dry_run(cells, _folder(command, overrides))
     overrides = _named(overrides)
     folder = _folder(command, overrides)
     os.environ[progress.TOTAL_ENV] = str(len(cells) if command == "sweep" else 1)

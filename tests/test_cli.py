@@ -138,6 +138,8 @@ def test_table_command_reaggregates_in_every_format(sweep):
         (["run", "norm=foo"], 2, "Could not find 'norm/foo'; valid: batchnorm"),
         (["run", "train.lr=fast"], 2, "Value 'fast' of type 'str' could not be converted"),
         (["frobnicate"], 2, "unknown command 'frobnicate'; valid: run, sweep, table, compare"),
+        (["run", "depth=2", "--cfg", "job", "-p", "modle"], 2,
+         "--package modle: no such key; valid: dataset, model, norm, train, diagnostics"),
     ],
 )
 def test_bad_input_gives_the_promised_message_and_exit_code(args, code, message, cli_env,
