@@ -89,23 +89,9 @@ def edge_index_from_adj(adj: Tensor) -> Tensor:
     return torch.stack([source[keep], target[keep]])
 
 
-class EdgeIndexCache:
-    """Calls :func:`edge_index_from_adj` once per adjacency object (same object → cached)."""
-
-    def __init__(self) -> None:
-        self._adj: Tensor | None = None
-        self._edge_index: Tensor | None = None
-
-    def __call__(self, adj: Tensor) -> Tensor:
-        if adj is not self._adj or self._edge_index is None:
-            self._edge_index = edge_index_from_adj(adj)
-            self._adj = adj
-        return self._edge_index
-
-
 class PerAdjacency:
     """``make(adj, *key)`` once per adjacency object and key (the same object and key: cached),
-    as :class:`EdgeIndexCache`."""
+    e.g. ``PerAdjacency(edge_index_from_adj)``: the edge index once per adjacency."""
 
     def __init__(self, make) -> None:
         self.make = make

@@ -50,7 +50,7 @@ from torch_geometric.utils import add_remaining_self_loops
 
 from gdepth.config import BottleneckConfig, NormConfig
 from gdepth.models import common
-from gdepth.models.adjacency import EdgeIndexCache
+from gdepth.models.adjacency import PerAdjacency, edge_index_from_adj
 from gdepth.options import unknown
 
 BOTTLENECK_CONVENTION = (
@@ -132,7 +132,7 @@ class Bottleneck(common.LayerDropout, nn.Module):
         self.fully_adjacent_last = bool(fully_adjacent_last)
         self.lin_out = nn.Linear(hidden, out_dim, bias=False)
         self.set_dropout(dropout, dropout_layers, depth)
-        self.edges = EdgeIndexCache()
+        self.edges = PerAdjacency(edge_index_from_adj)
         self._looped: tuple[Tensor, Tensor] | None = None  # (edges of adj, with self loops)
 
     def forward(self, x: Tensor, adj: Tensor, root_of: Tensor | None = None) -> Tensor:
