@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from gdepth.diagnostics import graph_info as gi
 from gdepth.diagnostics import oversmoothing as osm
 from gdepth.models.adjacency import normalized_adjacency
 
@@ -24,8 +25,8 @@ GRID3 = undirected([(3 * r + c, 3 * r + c + 1) for r in range(3) for c in range(
 GRAPHS = {"path3": (PATH3, 3), "star4": (STAR4, 4), "k5": (K5, 5), "grid3x3": (GRID3, 9)}
 
 
-def info(edge_index: torch.Tensor, n: int, **kw) -> osm.GraphInfo:
-    return osm.graph_info(edge_index, n, **kw)
+def info(edge_index: torch.Tensor, n: int, **kw) -> gi.GraphInfo:
+    return gi.graph_info(edge_index, n, **kw)
 
 
 def test_dirichlet_on_a_path_by_hand() -> None:
@@ -150,7 +151,7 @@ def test_propagation_drives_sym_energy_and_subspace_distance_down(name: str) -> 
 
 def test_profile_shapes_sparse_input_nan_layers_and_cache() -> None:
     g = info(GRID3, 9, y=torch.arange(9) % 2)
-    assert osm.graph_info(GRID3, 9, y=torch.arange(9) % 2) is g  # cached per process
+    assert gi.graph_info(GRID3, 9, y=torch.arange(9) % 2) is g  # cached per process
     x = torch.eye(9)[:, :4].to_sparse_csr()
     prof = osm.smoothing_profile([x, torch.full((9, 3), math.nan), torch.randn(9, 2)], g)
     assert set(prof) == set(osm.MEASURES)
@@ -168,9 +169,9 @@ def test_profile_shapes_sparse_input_nan_layers_and_cache() -> None:
 def test_large_graph_uses_a_seeded_sample() -> None:
     n = 60
     ring = undirected([(i, (i + 1) % n) for i in range(n)])
-    a = osm.graph_info(ring, n, max_nodes=16, seed=3)
-    b = osm.graph_info(ring, n, max_nodes=16, seed=4)
+    a = gi.graph_info(ring, n, max_nodes=16, seed=3)
+    b = gi.graph_info(ring, n, max_nodes=16, seed=4)
     assert len(a.sample) == 16 and a.neighbour_mask.shape == (16, 16)
     assert not torch.equal(a.sample, b.sample)
-    assert torch.equal(a.sample, osm._build_info(  # same seed, same sample
+    assert torch.equal(a.sample, gi._build_info(  # same seed, same sample
         a.edge_index, n, None, True, "sym", 16, 3, 3, 8).sample)

@@ -3,11 +3,12 @@ r"""Over-smoothing measures of node features, per layer: how fast representation
 Every measure is a pure function of a feature matrix :math:`X \in \mathbb{R}^{N \times F}` (a
 layer's output) and the graph; :func:`smoothing_profile` computes all of them for a list of
 layer outputs, with the graph-only parts (adjacency, connected components, hop masks, node
-sample) computed once per graph by :func:`graph_info` and cached per process. PyG has none of
-these measures except the group-distance ratio (``DiffGroupNorm.group_distance_ratio``, reused
-here), so the rest is written out below. Notation: :math:`A` without self loops,
-:math:`\tilde A = A + I`, :math:`\tilde D` its (in-)degree matrix, :math:`\mathcal{N}_i` the
-in-neighbours of :math:`i` along ``edge_index`` (source → target).
+sample) computed once per graph and cached per process by
+:func:`gdepth.diagnostics.graph_info.graph_info`. PyG has none of these measures except the
+group-distance ratio (``DiffGroupNorm.group_distance_ratio``, reused here), so the rest is
+written out below. Notation: :math:`A` without self loops, :math:`\tilde A = A + I`,
+:math:`\tilde D` its (in-)degree matrix, :math:`\mathcal{N}_i` the in-neighbours of :math:`i`
+along ``edge_index`` (source → target).
 
 * ``dirichlet`` — Rusch, Bronstein, Mishra, *A Survey on Oversmoothing in Graph Neural
   Networks* (arXiv 2303.10993), :math:`\mu(X) = \sqrt{E(X)}` with
@@ -54,121 +55,19 @@ CiteSeer: all nodes). Hop distances are one BFS per sampled node (SciPy, radius-
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
-from torch_geometric.utils import remove_self_loops, scatter
+from torch_geometric.utils import scatter
+
+from gdepth.diagnostics.graph_info import GraphInfo
 
 MEASURES = (
     "dirichlet", "dirichlet_sym", "feature_norm", "energy_ratio", "subspace_distance",
     "numerical_rank", "effective_rank", "mad", "mad_neb", "mad_rmt", "mad_gap",
     "group_distance_ratio",
 )
-
-
-@dataclass(frozen=True)
-class GraphInfo:
-    """What the measures need of one graph, computed once by :func:`graph_info` (CPU tensors).
-
-    Attributes:
-        num_nodes: N. edge_index: ``[2, E]`` without self loops (for ``dirichlet``).
-        degree: ``[N]`` float64 diagonal of :math:`\\tilde D` (in-degree, +1 with self loops as
-            the model's operator), for ``dirichlet_sym``.
-        basis: ``[N]`` float64 entries of the unit vectors :math:`u_m` (one per component).
-        component: ``[N]`` component id of every node; num_components: their number.
-        sample: ``[S]`` sorted node ids of the pairwise measures.
-        neighbour_mask, remote_mask: ``[S, S]`` bool, hop ≤ near_hops / hop ≥ far_hops.
-        labels: ``[S]`` labels of the sample (−1: unlabelled), or None.
-    """
-
-    num_nodes: int
-    edge_index: Tensor
-    degree: Tensor
-    basis: Tensor
-    component: Tensor
-    num_components: int
-    sample: Tensor
-    neighbour_mask: Tensor
-    remote_mask: Tensor
-    labels: Tensor | None
-
-
-_INFO: dict[tuple, GraphInfo] = {}  # per-process cache, keyed by the graph's content
-
-
-def graph_info(
-    edge_index: Tensor, num_nodes: int, y: Tensor | None = None, *, self_loops: bool = True,
-    normalization: str = "sym", max_nodes: int = 4096, seed: int = 0, near_hops: int = 3,
-    far_hops: int = 8,
-) -> GraphInfo:
-    """The cached :class:`GraphInfo` of a graph (computed on the first call per process).
-
-    Args:
-        edge_index: ``[2, E]`` source → target (both directions for an undirected graph).
-        num_nodes: N. y: ``[N]`` labels (negative: unlabelled), for the group ratio; or None.
-        self_loops, normalization: the model's operator (``dataset.self_loops``,
-            ``dataset.adjacency``: ``sym`` or ``row``), which fixes the Oono–Suzuki subspace.
-        max_nodes: sample size S of the pairwise measures (all nodes when N ≤ max_nodes).
-        seed: seed of the node sample. near_hops, far_hops: MADGap's 3 and 8.
-    """
-    if normalization not in ("sym", "row"):
-        raise ValueError(f"unknown normalization '{normalization}'; valid: row, sym")
-    if not 0 <= near_hops < far_hops:
-        raise ValueError(f"need 0 <= near_hops < far_hops, got {near_hops}, {far_hops}")
-    edge_index = remove_self_loops(edge_index.detach().cpu().long())[0]
-    digest = hashlib.sha1(edge_index.numpy().tobytes())
-    if y is not None:
-        digest.update(y.detach().cpu().long().numpy().tobytes())
-    key = (digest.hexdigest(), int(num_nodes), y is None, self_loops, normalization,
-           max_nodes, seed, near_hops, far_hops)
-    if key not in _INFO:
-        _INFO[key] = _build_info(edge_index, int(num_nodes), y, self_loops, normalization,
-                                 max_nodes, seed, near_hops, far_hops)
-    return _INFO[key]
-
-
-def _build_info(edge_index: Tensor, n: int, y: Tensor | None, self_loops: bool,
-                normalization: str, max_nodes: int, seed: int, near: int, far: int) -> GraphInfo:
-    from scipy.sparse import csgraph, csr_matrix
-
-    src, dst = edge_index.numpy()
-    graph = csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-    count, comp = csgraph.connected_components(graph, directed=True, connection="weak")
-    component = torch.from_numpy(comp).long()
-    deg = scatter(torch.ones(edge_index.size(1), dtype=torch.float64), edge_index[1], 0,
-                  dim_size=n, reduce="sum") + float(self_loops)  # as gdepth's gcn_norm adjacency
-    if normalization == "sym":  # eigenvector D~^{1/2} 1 of D~^{-1/2} A~ D~^{-1/2} per component
-        vec = deg.sqrt()
-    else:  # row: D~^{-1} A~ keeps the constants of each component
-        vec = torch.ones(n, dtype=torch.float64)
-    norm = scatter(vec.square(), component, 0, dim_size=count, reduce="sum").sqrt()
-    basis = vec / norm[component].clamp_min(1e-300)
-    gen = torch.Generator().manual_seed(int(seed))
-    sample = (torch.arange(n) if n <= max_nodes
-              else torch.randperm(n, generator=gen)[:max_nodes].sort().values)
-    hops = _hops(graph, sample.numpy(), far - 1)
-    labels = None if y is None else y.detach().cpu().long()[sample]
-    return GraphInfo(
-        num_nodes=n, edge_index=edge_index, degree=deg,
-        basis=basis, component=component, num_components=int(count), sample=sample,
-        neighbour_mask=torch.from_numpy(hops <= near), remote_mask=torch.from_numpy(hops >= far),
-        labels=labels,
-    )
-
-
-def _hops(graph, sample: np.ndarray, limit: int, chunk: int = 256) -> np.ndarray:
-    """``[S, S]`` undirected hop distances between sampled nodes, ``inf`` beyond ``limit``: SciPy
-    BFS (unit-weight Dijkstra) from chunks of sources, keeping only the sampled columns."""
-    from scipy.sparse import csgraph
-
-    rows = [csgraph.dijkstra(graph, directed=False, indices=sample[i:i + chunk],
-                             unweighted=True, limit=limit)[:, sample]
-            for i in range(0, len(sample), chunk)]
-    return np.concatenate(rows) if rows else np.zeros((0, 0))
 
 
 def _dense(x: Tensor) -> Tensor:
@@ -190,7 +89,8 @@ def dirichlet_energy_sym(x: Tensor, edge_index: Tensor, degree: Tensor) -> float
     :func:`gdepth.models.adjacency.normalized_adjacency`), in its edge form
     :math:`\\frac12\\sum_{(j \\to i)}\\lVert X_i/\\sqrt{\\tilde d_i} - X_j/\\sqrt{\\tilde d_j}
     \\rVert^2` (self loops add 0; equal to the trace form for an undirected ``edge_index``), which
-    has no cancellation near the kernel. ``degree``: :math:`\\tilde d` from :func:`graph_info`."""
+    has no cancellation near the kernel. ``degree``: :math:`\\tilde d` from
+    :func:`.graph_info.graph_info`."""
     x = _dense(x)
     scaled = x / degree.to(x.device, torch.float64).clamp_min(1e-300).sqrt()[:, None]
     src, dst = edge_index.to(x.device)
@@ -212,7 +112,7 @@ def subspace_distance(x: Tensor, basis: Tensor, component: Tensor, relative: boo
                       ) -> float:
     """Oono & Suzuki (2020): :math:`\\lVert X - \\Pi_U X\\rVert_F` (over
     :math:`\\lVert X\\rVert_F` if ``relative``; NaN for X = 0), ``basis``/``component`` from
-    :func:`graph_info`."""
+    :func:`.graph_info.graph_info`."""
     x = _dense(x)
     u, comp = basis.to(x.device, torch.float64), component.to(x.device)
     coef = scatter(u[:, None] * x, comp, 0, dim_size=int(comp.max()) + 1, reduce="sum")

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from gdepth.config import DatasetConfig, DiagnosticsConfig
 from gdepth.diagnostics import oversmoothing
+from gdepth.diagnostics.graph_info import graph_info
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.options import unknown
 
@@ -64,7 +65,7 @@ def smoothing(model: nn.Module, graph: Any, adj: Tensor, dataset_cfg: DatasetCon
     outputs = layer_outputs(model, graph.x, adj)
     if outputs is None:
         return None
-    info = oversmoothing.graph_info(
+    info = graph_info(
         graph.edge_index, graph.num_nodes, graph.y,
         self_loops=bool(dataset_cfg.self_loops), normalization=str(dataset_cfg.adjacency),
         max_nodes=int(diag_cfg.max_nodes))
