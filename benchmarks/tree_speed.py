@@ -62,7 +62,7 @@ def worker(conv: str, depth_r: int, passes: int, threads: int, fast: bool) -> di
     from omegaconf import OmegaConf
 
     from gdepth import compose as gdepth_compose
-    from gdepth import config, data, models, train_trees
+    from gdepth import config, data, models, train_trees, tree_batch
     from gdepth.cell import prepare
     from gdepth.paths import config_dir
 
@@ -82,8 +82,8 @@ def worker(conv: str, depth_r: int, passes: int, threads: int, fast: bool) -> di
     torch.manual_seed(0)
     model = models.build(cfg.model, cfg.norm, depth_r + 1, graph.num_features,
                          graph.num_classes)
-    b = train_trees.batching(cfg.train, conv, depth_r)
-    b = train_trees.Batching(b.batch_size, b.accum_grad, 1)
+    b = tree_batch.batching(cfg.train, conv, depth_r)
+    b = tree_batch.Batching(b.batch_size, b.accum_grad, 1)
     messages: list[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]

@@ -19,15 +19,15 @@ ICLR 2021, arXiv 2006.05205; code github.com/tech-srl/bottleneck, ``experiment.p
   improvement, or after ``min(epochs, max_passes // passes_per_epoch)`` epochs. The seed
   reports the best train accuracy and the test accuracy of that epoch.
 
-Batches are cut from the disjoint union of all trees that ``dataset=tree_match`` loads (trees are
-contiguous node ranges ``ptr[t] .. ptr[t+1]``, root first). The bottleneck model (without the
+Batches are cut from the disjoint union of all trees that ``dataset=tree_match`` loads
+(:mod:`gdepth.tree_batch`: trees are contiguous node ranges ``ptr[t] .. ptr[t+1]``, root first;
+batch sizes per depth from the authors' table). The bottleneck model (without the
 fully-adjacent last layer or dropout) computes a batch's root logits level by level
 (:func:`gdepth.tree_levels.fast_forward`, :mod:`gdepth.models.bottleneck_trees`: reshapes
 instead of message passing, only the nodes the roots depend on, the levels every tree shares
 once; the same numbers up to rounding; ``benchmarks/tree_speed.py`` times both).
-Any other model (or ``fast=False``) runs its own forward on a block-diagonal batch: the rows of
-the trees' blocks of the features and of the cached normalized adjacency, gathered, which is
-exactly the adjacency of those trees (no edge leaves a tree; checked once). With
+Any other model (or ``fast=False``) runs its own forward on the block-diagonal batch of
+:func:`gdepth.tree_batch.tree_batch`. With
 ``batch_size: null`` every epoch pass is one batch of all training trees (full batch); the
 authors never train full batch (their smallest ratio is 64 of 76 trees at r = 2).
 
@@ -55,7 +55,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,90 +66,10 @@ from gdepth.config import TrainConfig
 from gdepth.options import unknown
 from gdepth.sweep.checkpoint import BatchCheckpoint, rng_state, set_rng_state
 from gdepth.train import Clipper, SeedResult, Selector, make_optimizer, seed_result, should_stop
+from gdepth.tree_batch import Batching, batching, check_within_trees, tree_batch, tree_ptr
 
 log = logging.getLogger("gdepth")
 PLATEAU_THRESHOLD = 1e-4  # torch's default threshold, threshold_mode='abs' in their scheduler
-BATCH_KEYS = ("accum_grad", "batch_size", "passes_per_epoch")
-
-
-@dataclass(frozen=True)
-class Batching:
-    """Trees per batch (``None``: all), batches per optimizer step, passes per epoch."""
-
-    batch_size: int | None
-    accum_grad: int
-    passes_per_epoch: int
-
-
-def batching(train_cfg: TrainConfig, conv: str | None, depth_r: int) -> Batching:
-    """``train.batch_size / accum_grad / passes_per_epoch`` with the entry of
-    ``train.tree_batches`` for ``all`` and then for ``conv``, key ``r<depth_r>``, merged over
-    them (the authors' ``override_params`` per depth in ``run-<conv>-2-8.py``)."""
-    values = {k: getattr(train_cfg, k) for k in BATCH_KEYS}
-    table = train_cfg.tree_batches
-    for entry in ("all", conv):
-        for key, value in ((table.get(entry) or {}).get(f"r{depth_r}") or {}).items():
-            if key not in BATCH_KEYS:
-                raise unknown(f"train.tree_batches.{entry}.r{depth_r} key", key, BATCH_KEYS)
-            values[key] = value
-    size = values["batch_size"]
-    return Batching(None if size is None else int(size), int(values["accum_grad"] or 1),
-                    int(values["passes_per_epoch"] or 1))
-
-
-def tree_ptr(graph: Any) -> Tensor:
-    """``ptr [T+1]`` of a Tree-NeighborsMatch graph: trees of ``n = 2·classes − 1`` nodes each,
-    root first, the roots being the labelled nodes (``train_mask | test_mask``)."""
-    n = 2 * int(graph.num_classes) - 1
-    if graph.num_nodes % n:
-        raise ValueError(f"train_trees: {graph.num_nodes} nodes are not whole trees of {n} nodes")
-    ptr = torch.arange(0, graph.num_nodes + 1, n, device=graph.y.device)
-    roots = torch.nonzero(graph.train_mask | graph.test_mask).flatten()
-    if not torch.equal(roots, ptr[:-1]):
-        raise ValueError("train_trees: the labelled nodes are not the first node of every tree")
-    return ptr
-
-
-def _nodes(ptr: Tensor, trees: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(node ids of the trees in order, the batch's ptr, each node's batch-local tree)``."""
-    sizes = ptr[trees + 1] - ptr[trees]
-    local_ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
-    tree_of = torch.repeat_interleave(torch.arange(len(trees), device=ptr.device), sizes)
-    offset = torch.arange(int(local_ptr[-1]), device=ptr.device) - local_ptr[tree_of]
-    return ptr[trees][tree_of] + offset, local_ptr, tree_of
-
-
-def _rows(csr: Tensor, nodes: Tensor, column_shift: Tensor | None, width: int) -> Tensor:
-    """Rows ``nodes`` of the sparse CSR ``csr`` as a CSR matrix, each row's column indices
-    shifted by ``column_shift[row]`` (``None``: unchanged) and ``width`` columns."""
-    crow, col, val = csr.crow_indices(), csr.col_indices(), csr.values()
-    counts = crow[nodes + 1] - crow[nodes]
-    new_crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-    row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), counts)
-    entry = crow[nodes][row] + torch.arange(int(new_crow[-1]), device=nodes.device) - new_crow[row]
-    cols = col[entry] if column_shift is None else col[entry] + column_shift[row]
-    return torch.sparse_csr_tensor(new_crow, cols, val[entry], (len(nodes), width))
-
-
-def tree_batch(x: Tensor, adj: Tensor, ptr: Tensor, trees: Tensor
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x, adj, root_of, roots)`` of the batch of ``trees`` (ids into ``ptr``, repeats
-    allowed): their features, the block-diagonal restriction of ``adj``, each node's root and
-    the roots, all in batch-local node ids."""
-    nodes, local_ptr, tree_of = _nodes(ptr, trees)
-    shift = local_ptr[tree_of] - ptr[trees][tree_of]  # global → batch-local, per row
-    n = len(nodes)
-    xb = _rows(x, nodes, None, x.size(1)) if x.layout == torch.sparse_csr else x[nodes]
-    return xb, _rows(adj, nodes, shift, n), local_ptr[tree_of], local_ptr[:-1]
-
-
-def check_within_trees(adj: Tensor, ptr: Tensor) -> None:
-    """Raise unless every entry of ``adj`` joins two nodes of the same tree."""
-    target = torch.repeat_interleave(torch.arange(adj.size(0), device=ptr.device),
-                                     adj.crow_indices().diff())
-    tree = torch.bucketize(torch.arange(adj.size(0), device=ptr.device), ptr, right=True) - 1
-    if not torch.equal(tree[target], tree[adj.col_indices()]):
-        raise ValueError("train_trees: the adjacency has edges between trees")
 
 
 def _forward(model: torch.nn.Module, batch: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from gdepth import config, models, train_trees
+from gdepth import config, models, train_trees, tree_batch
 from gdepth.cli import config_dir
 from gdepth.data import tree_match as tm
 from gdepth.models.adjacency import normalized_adjacency
@@ -73,8 +73,8 @@ def test_one_layer_equals_hand_forward_with_the_same_weights():
 
 def test_fully_adjacent_last_layer_links_every_node_to_its_root_only():
     g = trees(2, count=3)
-    ptr = train_trees.tree_ptr(g)
-    x, adj, root_of, roots = train_trees.tree_batch(g.x, g.adj, ptr, torch.tensor([2, 0]))
+    ptr = tree_batch.tree_ptr(g)
+    x, adj, root_of, roots = tree_batch.tree_batch(g.x, g.adj, ptr, torch.tensor([2, 0]))
     assert roots.tolist() == [0, 7] and root_of.tolist() == [0] * 7 + [7] * 7
     fa = build(1, g.num_features, 4, fully_adjacent_last=True).fully_adjacent_edges(14, root_of)
     assert fa.tolist() == [list(range(14)), [0] * 7 + [7] * 7]
@@ -94,20 +94,20 @@ def test_fully_adjacent_last_layer_links_every_node_to_its_root_only():
 @pytest.mark.parametrize("sparse", [False, True])
 def test_tree_batch_is_the_block_diagonal_restriction(sparse):
     g = trees(3, count=5)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     picked = torch.tensor([3, 0, 3])  # repeats allowed, as in their repeated DataLoader
     x = g.x.to_sparse_csr() if sparse else g.x
-    xb, adj, root_of, roots = train_trees.tree_batch(x, g.adj, ptr, picked)
+    xb, adj, root_of, roots = tree_batch.tree_batch(x, g.adj, ptr, picked)
     nodes = torch.cat([torch.arange(int(ptr[t]), int(ptr[t + 1])) for t in picked])
     dense = g.adj.to_dense()
     expected = torch.block_diag(*[dense[ptr[t]:ptr[t + 1], ptr[t]:ptr[t + 1]] for t in picked])
     torch.testing.assert_close(adj.to_dense(), expected, atol=0, rtol=0)
     torch.testing.assert_close(xb.to_dense(), g.x[nodes], atol=0, rtol=0)
     assert roots.tolist() == [0, 15, 30] and torch.equal(root_of, roots.repeat_interleave(15))
-    train_trees.check_within_trees(g.adj, ptr)
+    tree_batch.check_within_trees(g.adj, ptr)
     with pytest.raises(ValueError, match="edges between trees"):
         bad = torch.cat([g.edge_index, torch.tensor([[20], [0]])], 1)
-        train_trees.check_within_trees(normalized_adjacency(bad, g.num_nodes), ptr)
+        tree_batch.check_within_trees(normalized_adjacency(bad, g.num_nodes), ptr)
 
 
 @pytest.mark.parametrize("conv", ["gcn", "gin", "gat", "ggnn"])
@@ -134,7 +134,7 @@ def test_invalid_choices_fail_in_one_line_with_the_valid_ones():
         build(2, 8, 4, activation="relu6")
     bad = config.make(config.TrainConfig, name="t", tree_batches={"all": {"r2": {"batchsize": 8}}})
     with pytest.raises(ValueError, match="'batchsize'; valid: accum_grad, batch_size, passes"):
-        train_trees.batching(bad, "gcn", 2)
+        tree_batch.batching(bad, "gcn", 2)
     cfg = preset("dataset=tree_match", "train.selection=min_val_loss")
     g = trees(2, count=2)
     with pytest.raises(ValueError, match="valid: best_val_acc"):
@@ -148,7 +148,7 @@ def test_invalid_choices_fail_in_one_line_with_the_valid_ones():
 ])
 def test_preset_batch_sizes_are_the_run_scripts(conv, r, expected):
     cfg = preset(f"model.conv={conv}")
-    assert tuple(vars(train_trees.batching(cfg.train, conv, r)).values()) == expected
+    assert tuple(vars(tree_batch.batching(cfg.train, conv, r)).values()) == expected
     assert (cfg.train.lr, cfg.train.patience, cfg.train.stop_at, cfg.train.max_passes) == (
         0.001, 20, 1.0, 50000)
     assert (cfg.model.hidden, cfg.model.dropout, cfg.model.conv) == (32, 0.0, conv)
@@ -162,8 +162,8 @@ def _fit(r: int, passes: int, epochs: int, lr: float = 0.001) -> tuple[Any, dict
     g = trees(r)
     torch.manual_seed(0)
     model = build(r + 1, g.num_features, g.num_classes)
-    b = train_trees.batching(cfg.train, "gcn", r)
-    b = train_trees.Batching(b.batch_size, b.accum_grad, passes)
+    b = tree_batch.batching(cfg.train, "gcn", r)
+    b = tree_batch.Batching(b.batch_size, b.accum_grad, passes)
     kept: dict = {}
     return train_trees.fit_trees(model, g, g.adj, cfg.train, 0, b, keep_state=kept), kept
 

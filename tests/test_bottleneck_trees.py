@@ -10,7 +10,7 @@ from types import SimpleNamespace as NS
 import pytest
 import torch
 
-from gdepth import config, models, train_trees, tree_levels
+from gdepth import config, models, train_trees, tree_batch, tree_levels
 from gdepth.data import tree_match as tm
 from gdepth.models import bottleneck_trees as bt
 from gdepth.models.adjacency import normalized_adjacency
@@ -39,7 +39,7 @@ def build(conv: str, depth: int, g: NS, **keys) -> torch.nn.Module:
 
 
 def general(model: torch.nn.Module, g: NS, ptr: torch.Tensor):
-    return lambda t: train_trees._forward(model, train_trees.tree_batch(g.x, g.adj, ptr, t))
+    return lambda t: train_trees._forward(model, tree_batch.tree_batch(g.x, g.adj, ptr, t))
 
 
 def tolerance(model: torch.nn.Module, nodes: int) -> float:
@@ -61,7 +61,7 @@ def test_levels_equal_the_pyg_layers_logits_and_gradients(conv, r, sparse, train
     block-diagonal batch, for depths below, at and above r + 1, repeated trees included
     (GIN in training mode: BatchNorm's statistics over every node of the batch)."""
     g = trees(r, sparse)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     picked = torch.tensor([3, 0, 3, 5, 7, 1, 2, 9, 11, 4, 40, 41])
     target = g.y[ptr[picked]]
     for depth in (1, r, r + 1, r + 3):
@@ -124,7 +124,7 @@ def test_shared_levels_and_tables_are_what_the_task_holds():
     """Tree-NeighborsMatch, r = 3: inner levels one zero row (the input layer's bias), the
     roots a table of the L keys, the leaves of the L² (position, value) pairs."""
     g = trees(3, sparse=True)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     n, edges, leaves = tm.tree_structure(3)
     order = tree_levels.heap_order(edges, n)
     assert order[7:].tolist() == leaves  # heap order: the leaves last, left to right
@@ -153,7 +153,7 @@ def test_small_batches_of_a_batch_norm_model_go_by_message_passing():
 
 def test_other_models_and_graphs_take_the_general_path():
     g = trees(2)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     for keys, why in (({"fully_adjacent_last": True}, "fully_adjacent_last"),
                       ({"dropout": 0.1}, "dropout")):
         assert tree_levels.fast_forward(build("gcn", 3, g, **keys), g, g.adj, ptr)[1].startswith(
@@ -178,7 +178,7 @@ def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog, monke
     rounding grown over the steps, and the same result (GIN's small batches by levels too)."""
     monkeypatch.setattr(tree_levels, "SMALL_BATCH_NODES", 0)
     g = trees(2)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     cfg = config.make(config.TrainConfig, name="t", selection="best_val_acc",
                       lr_schedule="plateau", optimizer="adam", lr=0.01, weight_decay=0.0,
                       epochs=3, patience=10, min_delta=0.0)
@@ -201,7 +201,7 @@ def test_fit_trees_follows_the_same_trajectory_on_both_paths(conv, caplog, monke
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="gdepth"):
             result = train_trees.fit_trees(model, g, g.adj, cfg, 7,
-                                           train_trees.Batching(16, 2, 2), on_epoch=snapshot,
+                                           tree_batch.Batching(16, 2, 2), on_epoch=snapshot,
                                            fast=fast)
         accs = [float(m.group(2)) for rec in caplog.records
                 if (m := LINE.match(rec.getMessage()))]
@@ -225,7 +225,7 @@ def test_tree_rows_counts_the_rows_the_layers_compute(conv, r, monkeypatch):
     level-wise layers compute one by one on a real batch (training mode: GIN keeps every level),
     and message passing's count is the batch's nodes times the layers."""
     g = trees(r)
-    ptr = train_trees.tree_ptr(g)
+    ptr = tree_batch.tree_ptr(g)
     model = build(conv, r + 1, g)
     model.train()
     counted = []

@@ -16,7 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from gdepth import config, data, models, train_progress, train_trees
+from gdepth import config, data, models, train_progress, train_trees, tree_batch
 from gdepth.data import tree_match
 from gdepth.engine import fit_batched
 from gdepth.models.adjacency import normalized_adjacency
@@ -114,7 +114,7 @@ def test_the_tree_task_keeps_the_current_epoch(caplog):
     torch.manual_seed(0)
     model = models.build(config.group("model", {"name": "bottleneck"}), None, 3, g.x.size(1),
                          g.num_classes)
-    batches = train_trees.Batching(64, 1, 1)
+    batches = tree_batch.Batching(64, 1, 1)
     train_trees.fit_trees(model, g, g.adj, cfg, 3, batches,
                           on_epoch=lambda e: seen.append(train_progress.current()))
     assert [(s["seeds"], s["epoch"], s["epochs"], s["best"]) for s in seen] == [

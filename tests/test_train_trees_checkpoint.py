@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_bottleneck_trees import build, trees
 
-from gdepth import config, train_trees
+from gdepth import config, train_trees, tree_batch
 from gdepth.sweep.checkpoint import BatchCheckpoint, CellCheckpoints
 
 torch.set_num_threads(1)
@@ -39,9 +39,9 @@ def _fit(conv, g, checkpoint=None, kill_after=None, kept=None, lrs=None, **keys)
         if epoch == kill_after:
             raise Killed
 
-    result = train_trees.fit_trees(model, g, g.adj, _cfg(), 7, train_trees.Batching(16, 2, 2),
+    result = train_trees.fit_trees(model, g, g.adj, _cfg(), 7, tree_batch.Batching(16, 2, 2),
                                    on_epoch=on_epoch, keep_state=kept, checkpoint=checkpoint)
-    assert (train_trees.tree_levels.fast_forward(model, g, g.adj, train_trees.tree_ptr(g))[0]
+    assert (train_trees.tree_levels.fast_forward(model, g, g.adj, tree_batch.tree_ptr(g))[0]
             is None) == bool(keys)  # dropout: PyG's message passing, torch's generator
     return result, model
 

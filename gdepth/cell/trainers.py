@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from gdepth import data, engine, models, train_trees
+from gdepth import data, engine, models, train_trees, tree_batch
 from gdepth.cell import graphs
 from gdepth.cell.record import EngineInfo, SeedOutcome
 from gdepth.config import GdepthConfig
@@ -159,7 +159,7 @@ class TreeTrainer:
     def __init__(self, setup: Setup) -> None:
         cfg, self.setup, self.measure = setup.cfg, setup, Measure(setup.cfg)
         self.engine = setup.engine
-        self.batches = train_trees.batching(cfg.train, getattr(cfg.model, "conv", None),
+        self.batches = tree_batch.batching(cfg.train, getattr(cfg.model, "conv", None),
                                             int(cfg.dataset.depth_r))
         self.tree_batching = dataclasses.asdict(self.batches)
         graph, _, self.features = _load(cfg, setup.seeds[0], setup.device)

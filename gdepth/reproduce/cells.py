@@ -122,10 +122,10 @@ def _tree_passes(typed: Any) -> tuple[int, int]:
     """A ``tree_match`` cell's passes over its training trees: the fewest a run takes that does
     not reach ``stop_at`` early (``(patience + 1)`` rounds), and the most its budget allows
     (``epochs`` rounds, capped at ``max_passes``). Both per seed."""
-    from gdepth import train_trees
+    from gdepth import tree_batch
 
     train = typed.train
-    b = train_trees.batching(train, getattr(typed.model, "conv", None), int(typed.dataset.depth_r))
+    b = tree_batch.batching(train, getattr(typed.model, "conv", None), int(typed.dataset.depth_r))
     rounds = train.epochs if train.patience is None else min(train.epochs, train.patience + 1)
     least, most = rounds * b.passes_per_epoch, train.epochs * b.passes_per_epoch
     if train.max_passes is not None:
