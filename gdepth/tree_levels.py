@@ -21,6 +21,7 @@ from torch import Tensor
 
 from gdepth.data import tree_match
 from gdepth.models import bottleneck_trees as bt
+from gdepth.models import heap_level
 from gdepth.models.adjacency import edge_index_from_adj
 from gdepth.models.bottleneck import Bottleneck
 
@@ -146,26 +147,26 @@ class TreeInputs:
             ids.append(None if found is None else found[1])
         return cls(x, depth_r, order, starts, rows, ids)
 
-    def levels(self, model: Bottleneck, trees: Tensor) -> list[bt.Level]:
+    def levels(self, model: Bottleneck, trees: Tensor) -> list[heap_level.Level]:
         """The input layer's output by level for ``trees`` (the levels the layers need)."""
-        out: list[bt.Level] = []
+        out: list[heap_level.Level] = []
         shared: dict[int, Tensor] = {}  # a shared row's input layer, once per row tensor
         for level in range(bt.top_level(model, self.depth_r, 0) + 1):
             width, rows = 2 ** level, self.rows[level]
             if rows is not None and len(rows) == 1:
                 if id(rows) not in shared:
                     shared[id(rows)] = F.linear(rows, model.lin_in.weight, model.lin_in.bias)[None]
-                out.append(bt.Level(shared[id(rows)], bt.SHARED, width))
+                out.append(heap_level.Level(shared[id(rows)], heap_level.SHARED, width))
             elif rows is not None:
                 value = F.linear(rows, model.lin_in.weight, model.lin_in.bias)[:, None]
                 ids = self.ids[level][trees]
                 counts = None
                 if bt.keeps_every_level(model):  # BatchNorm's weights, once per batch
                     counts = torch.bincount(ids.flatten(), minlength=len(rows)).to(value.dtype)
-                out.append(bt.Level(value, bt.TABLE, width, ids, counts))
+                out.append(heap_level.Level(value, heap_level.TABLE, width, ids, counts))
             else:
                 nodes = self.starts[trees][:, None] + self.order[width - 1:2 * width - 1][None]
-                out.append(bt.Level(_linear(model, self.x, nodes), bt.TREE, width))
+                out.append(heap_level.Level(_linear(model, self.x, nodes), heap_level.TREE, width))
         return out
 
     def logits(self, model: Bottleneck, trees: Tensor) -> Tensor:

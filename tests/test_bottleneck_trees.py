@@ -13,6 +13,7 @@ import torch
 from gdepth import config, models, train_trees, tree_batch, tree_levels
 from gdepth.data import tree_match as tm
 from gdepth.models import bottleneck_trees as bt
+from gdepth.models import heap_level
 from gdepth.models.adjacency import normalized_adjacency
 from gdepth.models.pooled_batch_norm import pooled_batch_norm
 
@@ -135,7 +136,8 @@ def test_shared_levels_and_tables_are_what_the_task_holds():
     assert float(inputs.rows[1].abs().sum()) == 0.0
     model = build("gcn", 4, g)
     levels = inputs.levels(model, torch.tensor([0, 5]))
-    assert [lv.kind for lv in levels] == [bt.TABLE, bt.SHARED, bt.SHARED, bt.TABLE]
+    assert [lv.kind for lv in levels] == [heap_level.TABLE, heap_level.SHARED,
+                                          heap_level.SHARED, heap_level.TABLE]
     assert levels[1].value is levels[2].value  # one row, computed once
     torch.testing.assert_close(levels[1].value[0, 0], model.lin_in.bias)
     # pruning: after layer k of L = 4 only depths <= 4 - k are computed
@@ -233,7 +235,7 @@ def test_tree_rows_counts_the_rows_the_layers_compute(conv, r, monkeypatch):
 
     def counting(*args, **kwargs):
         out = real(*args, **kwargs)
-        counted.append(sum(lv.value.shape[:-1].numel() for lv in out if lv.kind == bt.TREE))
+        counted.append(sum(lv.value.shape[:-1].numel() for lv in out if lv.kind == heap_level.TREE))
         return out
 
     monkeypatch.setattr(bt, "layer", counting)

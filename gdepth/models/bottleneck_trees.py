@@ -1,16 +1,17 @@
 r""":class:`~gdepth.models.bottleneck.Bottleneck` on a batch of complete binary trees, by levels.
 
-Tree-NeighborsMatch (Alon & Yahav, ICLR 2021, arXiv 2006.05205) trains on batches of complete
-binary trees of depth :math:`r` whose edges point child → parent (plus a self loop at every node)
-and scores the roots only. :meth:`Bottleneck.forward` runs PyG's message passing over the
-batch's edge list; this module computes the same root logits one *level* (depth) at a time: a
-level of the batch is a ``[B, 2^ℓ, d]`` tensor in heap order (children of position :math:`i`
-at :math:`2i, 2i+1` of the next level), so that a node's children are one contiguous pair and
-every aggregation is a reshape and a sum: no gather, no scatter, no edge list. PyG has no such
-layout (its layers take any edge list), hence the layer formulas below are written out with the
-parameters of the PyG layers themselves (same ``state_dict``); ``tests/test_bottleneck_trees.py``
-checks them against those layers. For a node :math:`i` with children :math:`C(i)` (none at a
-leaf) and the layer's input ``h`` (the self loop counted as Bottleneck's edges carry it):
+Tree-NeighborsMatch (Alon & Yahav, ICLR 2021, arXiv 2006.05205) trains on batches of complete binary
+trees of depth :math:`r` whose edges point child → parent (plus a self loop at every node) and
+scores the roots only. :meth:`Bottleneck.forward` runs PyG's message passing over the batch's edge
+list; this module computes the same root logits one *level* (depth) at a time: a level of the batch
+(:class:`gdepth.models.heap_level.Level`) is a ``[B, 2^ℓ, d]`` tensor in heap order (children of
+position :math:`i` at :math:`2i, 2i+1` of the next level), so that a node's children are one
+contiguous pair and every aggregation is a reshape and a sum: no gather, no scatter, no edge list.
+PyG has no such layout (its layers take any edge list), hence the layer formulas below are written
+out with the parameters of the PyG layers themselves (same ``state_dict``);
+``tests/test_bottleneck_trees.py`` checks them against those layers. For a node :math:`i` with
+children :math:`C(i)` (none at a leaf) and the layer's input ``h`` (the self loop counted as
+Bottleneck's edges carry it):
 
 * ``gcn`` (PyG ``gcn_norm``: in-degree :math:`d` with the self loop, 3 inside, 1 at a leaf):
   :math:`\Theta\big(s_i (s_i h_i + \sum_{c} s_c h_c)\big) + b`, :math:`s = d^{-1/2}` (the
@@ -46,63 +47,15 @@ sums only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gdepth.models.bottleneck import Bottleneck
+from gdepth.models.heap_level import SHARED, TABLE, TREE, Level, table_nodes
 from gdepth.models.pooled_batch_norm import pooled_batch_norm
-
-TREE, SHARED, TABLE = "tree", "shared", "table"
-
-
-@dataclass(frozen=True)
-class Level:
-    """One depth of the batch's trees, ``w = width`` nodes per tree: ``value`` is ``[B, w, d]``
-    (``kind`` tree: one row per node), ``[1, 1, d]`` (shared: every node of the level, in every
-    tree) or ``[U, 1, d]`` read through ``ids [B, w]`` (table)."""
-
-    value: Tensor
-    kind: str
-    width: int
-    ids: Tensor | None = None
-    counts: Tensor | None = None  # a table: how often the batch holds each row
-
-    def map(self, fn: Callable[[Tensor], Tensor]) -> Level:
-        return replace(self, value=fn(self.value))
-
-    def nodes(self) -> Tensor:
-        """``[B, w, d]`` (``[1, 1, d]`` for a shared level: it broadcasts)."""
-        return _table_nodes(self.value, self.ids) if self.kind == TABLE else self.value
-
-    def pairs(self) -> Tensor:
-        """The sum of each pair of siblings: ``[B, w / 2, d]`` (``[1, 1, d]`` if shared)."""
-        if self.kind == SHARED:
-            return 2 * self.value
-        if self.kind == TABLE:  # two reads of half the rows: faster than one and a sum
-            return (_table_nodes(self.value, self.ids[:, 0::2])
-                    + _table_nodes(self.value, self.ids[:, 1::2]))
-        b, w, d = self.value.shape
-        return self.value.view(b, w // 2, 2, d).sum(2)
-
-    def weights(self, trees: int) -> Tensor:
-        """How many nodes of the batch each row of ``value`` stands for (flattened rows)."""
-        if self.kind == SHARED:
-            return self.value.new_full((1,), float(trees * self.width))
-        if self.kind == TABLE:
-            if self.counts is None:
-                return torch.bincount(self.ids.flatten(), minlength=self.value.size(0)).to(
-                    self.value.dtype)
-            return self.counts
-        return self.value.new_ones(self.value.shape[:-1].numel())
-
-
-def _table_nodes(value: Tensor, ids: Tensor) -> Tensor:
-    """``[B, w, d]``: the rows ``ids [B, w]`` of a table ``value [U, 1, d]``."""
-    rows = value[:, 0]
-    return rows.index_select(0, ids.reshape(-1)).view(*ids.shape, rows.size(-1))
 
 
 def _kind(s: Level, c: Level | None) -> str:
@@ -165,11 +118,11 @@ def _gat(conv: nn.Module, s: Level, c: Level | None, lin: Callable[[Tensor], Ten
         return s.map(lambda v: lin(v)[..., :width] + conv.bias)
     own = lin(s.value)
     if _kind(s, c) == TREE and s.kind == TABLE:
-        own = _table_nodes(own, s.ids)
+        own = table_nodes(own, s.ids)
     xs, a_self, a_dst = own[..., :width], own[..., width:width + heads], own[..., width + heads:]
     both = lin(c.value)[..., :width + heads]
     if c.kind == TABLE:
-        both = _table_nodes(both, c.ids)
+        both = table_nodes(both, c.ids)
     if c.kind == SHARED:  # both children: the one row
         both = both.unsqueeze(2).expand(-1, -1, 2, -1)
     else:
